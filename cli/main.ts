@@ -1,0 +1,231 @@
+// The difftc command line: check, ir, init and run.
+import { parseArgs } from "node:util";
+import { readFileSync } from "node:fs";
+import type { ModelDecl } from "../dsl/ast.ts";
+import { Diagnostic } from "../dsl/diagnostic.ts";
+import { parseProgram } from "../dsl/parse.ts";
+import { elaborate, type Elaborated, rootModel, standardLibrary } from "../compiler/elaborate/index.ts";
+import { inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";
+import { printGraph } from "../compiler/ir/print.ts";
+import type { HostTensor } from "../compiler/ir/tensor.ts";
+import { formatShape, formatType, numel } from "../compiler/ir/types.ts";
+import { initWeights, randomInputs } from "../runtime/init.ts";
+import { evaluate } from "../runtime/interpreter/index.ts";
+import { readSafetensors, writeSafetensors } from "../runtime/safetensors.ts";
+
+const COMMON = `Common options:
+  --model NAME      the model to compile (default: the last model in the file that no other
+                    model in it uses)
+  --set KEY=VALUE   set a model parameter (--set D=1024) or a dim (--set N=64); repeatable
+  -h, --help        this help`;
+
+const HELP: Record<string, string> = {
+  check: `difftc check FILE [options]
+Parses and type-checks a model and prints its signature: inputs, outputs and every param with
+its hierarchical name, dtype, shape and initialiser.
+
+${COMMON}`,
+  ir: `difftc ir FILE [options]
+Prints the model's graph IR as text.
+
+${COMMON}
+  --locations       annotate each node with the source location it came from`,
+  init: `difftc init FILE --seed N -o WEIGHTS.safetensors [options]
+Writes seeded weights, drawn as each param's initialiser says (the paper's code: lambda
+vectors N(0, 0.1), norm weights 1, linear layers U(+-1/sqrt(fan_in))).
+
+${COMMON}
+  --seed N          random seed (default 0)
+  -o, --output FILE where to write the weights (required)`,
+  run: `difftc run FILE --backend interp [options]
+Evaluates the model and writes or prints its outputs.
+
+${COMMON}
+  --backend NAME    interp (the reference interpreter; default)
+  --weights FILE    weights as safetensors (default: seeded weights as 'init' draws them)
+  --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set)
+  --seed N          seed for default weights and inputs (default 0)
+  -o, --output FILE write the outputs as safetensors (default: print a summary of each)`,
+};
+
+const USAGE = `difftc — a compiler for differential-attention models
+
+Usage: difftc <command> FILE [options]
+
+Commands:
+  check   type-check a model and print its signature
+  ir      print the graph IR
+  init    write seeded weights as safetensors
+  run     evaluate a model
+
+Run 'difftc <command> --help' for a command's options.`;
+
+const OPTIONS = {
+  model: { type: "string" },
+  set: { type: "string", multiple: true },
+  help: { type: "boolean", short: "h" },
+  seed: { type: "string" },
+  output: { type: "string", short: "o" },
+  backend: { type: "string" },
+  weights: { type: "string" },
+  inputs: { type: "string" },
+  locations: { type: "boolean" },
+} as const;
+
+type Options = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { multiple: true } ? string[] : (typeof OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
+
+function dimsOf(model: ModelDecl): string[] {
+  return model.body.flatMap((s) => (s.kind === "dim" ? s.names.map((n) => n.name) : []));
+}
+
+interface Loaded extends Elaborated {
+  dims: Map<string, number>;
+}
+
+function parseSet(values: string[] = []): Map<string, number> {
+  const set = new Map<string, number>();
+  for (const v of values) {
+    const m = v.match(/^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/);
+    const n = m ? Number(m[2]) : NaN;
+    if (!m || !Number.isFinite(n)) throw new Diagnostic(`--set expects KEY=NUMBER, got '${v}'`);
+    set.set(m[1], n);
+  }
+  return set;
+}
+
+function load(file: string, opts: Options): Loaded {
+  let source: string;
+  try {
+    source = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new Diagnostic(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
+  }
+  const program = parseProgram(source, file);
+  const set = parseSet(opts.set);
+  // Keys naming a dim of the chosen model bind run-time sizes; the rest are model parameters.
+  const probe = opts.model ? [...program.models, ...standardLibrary().models].find((d) => d.name.name === opts.model) : rootModel(program);
+  const dimNames = probe ? dimsOf(probe) : [];
+  const dims = new Map([...set].filter(([k]) => dimNames.includes(k)));
+  for (const [k, v] of dims) if (!Number.isInteger(v) || v < 0) throw new Diagnostic(`dim ${k} must be a non-negative integer, got ${v}`);
+  const params = new Map([...set].filter(([k]) => !dimNames.includes(k)));
+  return { ...elaborate(program, { model: opts.model, set: params }), dims };
+}
+
+
+function seedOf(opts: Options): number {
+  const seed = Number(opts.seed ?? 0);
+  if (!Number.isInteger(seed) || seed < 0) throw new Diagnostic(`--seed expects a non-negative integer, got '${opts.seed}'`);
+  return seed;
+}
+
+function describeInit(attrs: Record<string, unknown>): string {
+  const args = (attrs.init_args as number[]).map((x) => Number(x.toPrecision(4)));
+  return `${attrs.init}(${args.join(", ")})`;
+}
+
+function check(m: Loaded): string {
+  const { graph, model, params } = m;
+  const lines: string[] = [];
+  const ps = [...params].map(([k, v]) => `${k} = ${v.kind === "number" || v.kind === "bool" ? v.value : v.kind === "string" ? JSON.stringify(v.value) : v.kind}`);
+  lines.push(`model ${model.name.name}(${ps.join(", ")})`);
+  if (graph.dims.length) lines.push(`dims: ${graph.dims.join(", ")}`);
+  lines.push("inputs:");
+  for (const n of inputNodes(graph)) lines.push(`  ${nodeName(n)}: ${formatType(n.type)}`);
+  lines.push("outputs:");
+  for (const o of graph.outputs) lines.push(`  ${o.name}: ${formatType(graph.nodes[o.node].type)}`);
+  const pnodes = paramNodes(graph);
+  const total = pnodes.reduce((s, n) => s + numel(n.type.shape as number[]), 0);
+  lines.push(`params: ${pnodes.length} tensors, ${total.toLocaleString("en-US")} values`);
+  const width = Math.max(0, ...pnodes.map((n) => nodeName(n).length));
+  const typeWidth = Math.max(0, ...pnodes.map((n) => formatType(n.type).length));
+  for (const n of pnodes) lines.push(`  ${nodeName(n).padEnd(width)}  ${formatType(n.type).padEnd(typeWidth)}  ${describeInit(n.attrs)}`);
+  return lines.join("\n");
+}
+
+function summarize(name: string, t: HostTensor): string {
+  let min = Infinity;
+  let max = -Infinity;
+  let sum = 0;
+  for (const x of t.data) {
+    if (x < min) min = x;
+    if (x > max) max = x;
+    sum += x;
+  }
+  const n = t.data.length;
+  const fmt = (x: number) => (Number.isInteger(x) ? String(x) : x.toPrecision(5));
+  const first = Array.from(t.data.subarray(0, 8), fmt).join(", ");
+  const stats = n ? `min ${fmt(min)}  max ${fmt(max)}  mean ${fmt(sum / n)}` : "empty";
+  return `${name}: ${t.dtype}${formatShape(t.shape)}  ${stats}\n  [${first}${n > 8 ? ", ..." : ""}]`;
+}
+
+function loadWeights(m: Loaded, opts: Options): Map<string, HostTensor> {
+  if (!opts.weights) return initWeights(m.graph, seedOf(opts));
+  const { tensors } = readSafetensors(opts.weights);
+  const missing = paramNodes(m.graph).map(nodeName).filter((n) => !tensors.has(n));
+  if (missing.length) throw new Diagnostic(`${opts.weights} lacks ${missing.length} param${missing.length === 1 ? "" : "s"} of ${m.model.name.name}: ${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ", ..." : ""}`);
+  for (const n of paramNodes(m.graph)) {
+    const t = tensors.get(nodeName(n))!;
+    if (t.dtype !== n.type.dtype || formatShape(t.shape) !== formatShape(n.type.shape))
+      throw new Diagnostic(`${opts.weights}: ${nodeName(n)} is ${t.dtype}${formatShape(t.shape)}, but the model declares ${formatType(n.type)}`);
+  }
+  return tensors;
+}
+
+function loadInputs(m: Loaded, opts: Options): Map<string, HostTensor> {
+  if (opts.inputs) return readSafetensors(opts.inputs).tensors;
+  const unbound = m.graph.dims.filter((d) => !m.dims.has(d));
+  if (unbound.length) throw new Diagnostic(`random inputs need a size for ${unbound.join(", ")}: pass ${unbound.map((d) => `--set ${d}=SIZE`).join(" ")} (or --inputs FILE)`);
+  return randomInputs(m.graph, m.dims, seedOf(opts));
+}
+
+export function main(argv: string[]): number {
+  const [command, ...rest] = argv;
+  if (!command || command === "--help" || command === "-h" || command === "help") {
+    console.log(USAGE);
+    return command ? 0 : 1;
+  }
+  if (!(command in HELP)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, run); see difftc --help`);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new Diagnostic(`${(e as Error).message.replace(/\. To specify.*$/s, "")}; see difftc ${command} --help`);
+  }
+  const opts = parsed.values as Options;
+  if (opts.help) {
+    console.log(HELP[command]);
+    return 0;
+  }
+  if (parsed.positionals.length !== 1) throw new Diagnostic(`difftc ${command} takes one model file; see difftc ${command} --help`);
+  const m = load(parsed.positionals[0], opts);
+  switch (command) {
+    case "check":
+      console.log(check(m));
+      return 0;
+    case "ir":
+      process.stdout.write(printGraph(m.graph, { locations: !!opts.locations }));
+      return 0;
+    case "init": {
+      if (!opts.output) throw new Diagnostic("difftc init needs -o FILE");
+      const weights = initWeights(m.graph, seedOf(opts));
+      writeSafetensors(opts.output, weights, { model: m.model.name.name, seed: String(seedOf(opts)) });
+      console.log(`wrote ${weights.size} params to ${opts.output}`);
+      return 0;
+    }
+    case "run": {
+      const backend = opts.backend ?? "interp";
+      if (backend !== "interp") throw new Diagnostic(`unknown backend '${backend}' (available: interp)`);
+      const weights = loadWeights(m, opts);
+      const inputs = loadInputs(m, opts);
+      const outputs = evaluate(m.graph, inputs, weights, { dims: m.dims });
+      if (opts.output) {
+        writeSafetensors(opts.output, outputs);
+        console.log(`wrote ${outputs.size} output${outputs.size === 1 ? "" : "s"} to ${opts.output}`);
+      } else {
+        for (const [name, t] of outputs) console.log(summarize(name, t));
+      }
+      return 0;
+    }
+  }
+  return 1;
+}

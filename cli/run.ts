@@ -1,0 +1,18 @@
+// Process-level wrapper: a Diagnostic is printed with its caret and exits 1; anything else
+// is a bug in difftc and says so.
+import { Diagnostic } from "../dsl/diagnostic.ts";
+import { main } from "./main.ts";
+
+export function runCli(argv: string[]): number {
+  try {
+    return main(argv);
+  } catch (e) {
+    if (e instanceof Diagnostic) {
+      console.error(e.format());
+      return 1;
+    }
+    console.error(`difftc: internal error (a bug in difftc, please report it): ${e instanceof Error ? e.message : String(e)}`);
+    if (process.env.DIFFTC_DEBUG && e instanceof Error) console.error(e.stack);
+    return 2;
+  }
+}
