@@ -103,10 +103,22 @@ function buildSemantics(file: string, source: string) {
 }
 
 export function parseProgram(source: string, file = "<input>"): Program {
+  const whole: SourceSpan = { file, source, start: 0, end: 1 };
+  try {
+    return parseOrThrow(source, file);
+  } catch (e) {
+    // ohm recurses per nesting level; absurdly deep nesting exhausts the stack.
+    if (e instanceof RangeError) throw new Diagnostic("the program nests too deeply to parse", whole);
+    throw e;
+  }
+}
+
+function parseOrThrow(source: string, file: string): Program {
   const match = grammar.match(source);
   if (match.failed()) {
     const at = match.getRightmostFailurePosition();
-    const expected = match.getExpectedText();
+    // The negative lookahead that keeps keywords out of identifiers is no help to a reader.
+    const expected = match.getExpectedText().replace(/not a keyword, |, or not a keyword/g, "");
     const found = source.slice(at).match(/^(\S+)/)?.[1];
     const what = found === undefined ? "end of file" : `'${found.length > 12 ? `${found.slice(0, 12)}…` : found}'`;
     throw new Diagnostic(`syntax error: expected ${expected}, found ${what}`, { file, source, start: at, end: at + Math.max(1, found?.length ?? 1) });

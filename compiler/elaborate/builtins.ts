@@ -3,7 +3,7 @@
 // `permute`, `split`, `axis =`), and compile-time arithmetic on numbers.
 import { Diagnostic, type SourceSpan } from "../../dsl/diagnostic.ts";
 import type { Attrs, AttrValue } from "../ir/graph.ts";
-import { type AttrSpec, getOp, type OpDef } from "../ir/registry.ts";
+import { allOps, type AttrSpec, getOp, type OpDef } from "../ir/registry.ts";
 import { tensor } from "../ir/tensor.ts";
 import { type Dim, formatType, normalizeAxis } from "../ir/types.ts";
 import type { Elaborator } from "./elaborator.ts";
@@ -20,12 +20,14 @@ const HIDDEN_OPS = new Set(["input", "param", "const"]);
 /** Compile-time only: integer rounding of numbers. */
 const ROUNDING: Record<string, (x: number) => number> = { floor: Math.floor, ceil: Math.ceil, round: Math.round };
 const SUGAR = new Set(["split", "permute"]);
+/** Ops that map integers to integers, so folding them keeps a compile-time integer. */
+const INTEGER_CLOSED = new Set(["add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu", "pow"]);
 
 export function isBuiltin(name: string): boolean {
   return name in ROUNDING || SUGAR.has(name) || (!!getOp(name) && !HIDDEN_OPS.has(name));
 }
 export function builtinNames(): string[] {
-  return [...Object.keys(ROUNDING), ...SUGAR];
+  return [...Object.keys(ROUNDING), ...SUGAR, ...allOps().map((d) => d.name).filter((n) => !HIDDEN_OPS.has(n))];
 }
 
 export function callBuiltin(el: Elaborator, name: string, args: CallArg[], span: SourceSpan): Value {
@@ -84,7 +86,7 @@ function callOp(el: Elaborator, name: string, args: CallArg[], span: SourceSpan)
   if (operands.length > 0 && operands.every((o) => o.value.kind === "number") && def.pattern === "elementwise" && Object.keys(attrs).length === 0) {
     const nums = operands.map((o) => o.value as { value: number; integer: boolean });
     const value = def.interpret(nums.map((n) => tensor("f32", [], [n.value])), {}, { dtype: "f32", shape: [] })[0];
-    const integer = nums.every((n) => n.integer) && Number.isInteger(value) && name !== "div";
+    const integer = nums.every((n) => n.integer) && INTEGER_CLOSED.has(name) && Number.isInteger(value);
     return { kind: "number", value, integer };
   }
   const ids = el.tensorOperands(operands.map((o) => o.value), operands.map((o) => o.span));

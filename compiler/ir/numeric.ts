@@ -63,7 +63,7 @@ export function bf16FromBits(b: number): number {
   return f32[0];
 }
 
-const INT_RANGE: Partial<Record<DType, [number, number]>> = {
+export const INT_RANGE: Partial<Record<DType, [number, number]>> = {
   i32: [-2147483648, 2147483647],
   i8: [-128, 127],
   u8: [0, 255],

@@ -40,6 +40,17 @@ export interface OpDef {
   infer(operands: TensorType[], attrs: Attrs): TensorType;
   /** The interpreter rule: float64 in, float64 out; the caller rounds to `out.dtype`. */
   interpret(args: HostTensor[], attrs: Attrs, out: ConcreteType): Float64Array;
+  /**
+   * For a high-level op: the same computation in primitive ops (those without `decompose`),
+   * added through `b`. Backends implement the primitives and may implement the op directly.
+   */
+  decompose?(b: NodeSink, operands: number[], attrs: Attrs): number;
+}
+
+/** Where a decomposition adds its nodes (a GraphBuilder). */
+export interface NodeSink {
+  add(op: string, operands: number[], attrs?: Attrs): number;
+  type(id: number): TensorType;
 }
 
 /** A user-facing mistake in how an op is applied; the elaborator attaches the source span. */

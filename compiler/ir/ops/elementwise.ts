@@ -105,13 +105,15 @@ const unary: [string, string, (x: number) => number][] = [
   ["rsqrt", "1 / sqrt(x)", (x) => 1 / Math.sqrt(x)],
   ["abs", "|x|", Math.abs],
   ["tanh", "hyperbolic tangent", Math.tanh],
+  ["cos", "cosine (radians)", Math.cos],
+  ["sin", "sine (radians)", Math.sin],
   ["sigmoid", "1 / (1 + e^-x)", (x) => 1 / (1 + Math.exp(-x))],
   ["relu", "max(x, 0)", (x) => (x > 0 ? x : 0)],
   ["gelu", "x * Φ(x), the exact (erf) form", (x) => 0.5 * x * (1 + erf(x / Math.SQRT2))],
   ["gelu_tanh", "the tanh approximation of gelu", (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))],
   ["silu", "x * sigmoid(x)", (x) => x / (1 + Math.exp(-x))],
 ];
-const FLOAT_ONLY = new Set(["exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "gelu", "gelu_tanh", "silu"]);
+const FLOAT_ONLY = new Set(["exp", "log", "sqrt", "rsqrt", "tanh", "cos", "sin", "sigmoid", "gelu", "gelu_tanh", "silu"]);
 for (const [name, doc, f] of unary) elementwise(name, ["x"], `Elementwise ${doc}.`, f, { floatOnly: FLOAT_ONLY.has(name) });
 
 const comparisons: [string, string, (a: number, b: number) => number][] = [

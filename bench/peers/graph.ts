@@ -1,0 +1,43 @@
+// What both peers need from a difftc graph before converting it: the high-level ops they do
+// not implement replaced by the registry's decompositions, sizes resolved, inputs checked.
+import { decompose } from "../../compiler/passes/decompose.ts";
+import type { Attrs, Graph, Node } from "../../compiler/ir/graph.ts";
+import { getOp } from "../../compiler/ir/registry.ts";
+import type { HostTensor } from "../../compiler/ir/tensor.ts";
+import { type Dim, formatShape, resolveShape } from "../../compiler/ir/types.ts";
+import "../../compiler/ir/ops/index.ts";
+
+/**
+ * The graph with every op the peer lacks decomposed into primitives. Throws, naming the
+ * ops, when one of them has no decomposition.
+ */
+export function lowerForPeer(graph: Graph, peer: string, implemented: ReadonlySet<string>): Graph {
+  const missing = new Set(graph.nodes.map((n) => n.op).filter((op) => !implemented.has(op)));
+  if (missing.size === 0) return graph;
+  const unmappable = [...missing].filter((op) => !getOp(op)?.decompose);
+  if (unmappable.length > 0) throw new Error(`${peer} peer: cannot map op${unmappable.length > 1 ? "s" : ""} ${unmappable.join(", ")} (no ${peer} equivalent and no decomposition into primitives)`);
+  const lowered = decompose(graph, implemented);
+  return lowerForPeer(lowered, peer, implemented);
+}
+
+/** Shape-valued attributes (reshape, broadcast, iota) with their symbolic sizes bound. */
+export function resolvedAttrs(node: Node, dims: ReadonlyMap<string, number>): Attrs {
+  const out: Attrs = { ...node.attrs };
+  for (const [k, v] of Object.entries(node.attrs)) {
+    if (Array.isArray(v) && v.some((x: Dim) => typeof x === "string")) out[k] = resolveShape(v as Dim[], dims);
+  }
+  return out;
+}
+
+/** Every input given, with the dtype and (resolved) shape the runner was built for. */
+export function checkInputs(graph: Graph, inputs: ReadonlyMap<string, HostTensor>, dims: ReadonlyMap<string, number>, peer: string): void {
+  for (const node of graph.nodes) {
+    if (node.op !== "input") continue;
+    const name = String(node.attrs.name);
+    const value = inputs.get(name);
+    const shape = resolveShape(node.type.shape, dims);
+    if (!value) throw new Error(`${peer} peer: input ${name} (${node.type.dtype}${formatShape(shape)}) was not given`);
+    if (value.dtype !== node.type.dtype || formatShape(value.shape) !== formatShape(shape))
+      throw new Error(`${peer} peer: input ${name} must be ${node.type.dtype}${formatShape(shape)} (the runner was built for these sizes), got ${value.dtype}${formatShape(value.shape)}`);
+  }
+}

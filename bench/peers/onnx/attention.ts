@@ -1,0 +1,2 @@
+import type { OnnxRule } from "./builder.ts";
+export const attentionRules: Record<string, OnnxRule> = {};

@@ -1,0 +1,20 @@
+// Replaces high-level ops (attention, diffattn, rmsnorm, ...) by their decomposition into
+// primitives, as the op registry defines it. A backend that implements some high-level ops
+// directly asks to keep them.
+import type { Graph } from "../ir/graph.ts";
+import { getOp } from "../ir/registry.ts";
+import { type Pass, rebuild } from "./pass.ts";
+
+export function decompose(graph: Graph, keep: ReadonlySet<string> = new Set()): Graph {
+  return rebuild(graph, (node, r) => {
+    const def = getOp(node.op)!;
+    if (!def.decompose || keep.has(node.op)) return r.copy(node);
+    return def.decompose(r, node.operands.map((o) => r.value(o)), node.attrs);
+  });
+}
+
+export const decomposePass: Pass = {
+  name: "decompose",
+  description: "replace high-level ops (attention, diffattn, rmsnorm, layernorm, rope) by primitives",
+  run: (graph) => decompose(graph),
+};

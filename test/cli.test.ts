@@ -1,0 +1,128 @@
+// The example models end to end through the real `difftc` command.
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { readSafetensors, writeSafetensors } from "../runtime/safetensors.ts";
+import { tensor } from "../compiler/ir/tensor.ts";
+
+const BIN = new URL("../bin/difftc.mjs", import.meta.url).pathname;
+const work = mkdtempSync(join(tmpdir(), "difftc-cli-"));
+
+function difftc(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe("difftc CLI", () => {
+  it("check prints the signature of diff_attention.dt with hierarchical param names", () => {
+    const r = difftc("check", "examples/diff_attention.dt");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("model DiffAttention(D = 512, H = 4, Hkv = 4, layer = 0)");
+    expect(r.stdout).toContain("dims: N");
+    expect(r.stdout).toMatch(/inputs:\n {2}x: f32\[N, 512\]/);
+    expect(r.stdout).toMatch(/outputs:\n {2}y: f32\[N, 512\]/);
+    expect(r.stdout).toMatch(/q_proj\.weight +f32\[512, 512\] +uniform\(-0\.04419, 0\.04419\)/);
+    expect(r.stdout).toMatch(/lambda_q1 +f32\[64\] +normal\(0, 0\.1\)/);
+    expect(r.stdout).toMatch(/subln\.weight +f32\[128\] +constant\(1\)/);
+  });
+
+  it("check of diff_lm.dt names params hierarchically through sub arrays", () => {
+    const r = difftc("check", "examples/diff_lm.dt", "--set", "L=2");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("layers.1.attn.q_proj.weight");
+    expect(r.stdout).toContain("layers.0.ffn.gate_proj.weight");
+    expect(r.stdout).not.toContain("layers.2.");
+  });
+
+  it("ir prints the graph as text", () => {
+    const r = difftc("ir", "examples/diff_lm.dt", "--set", "L=2");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^graph DiffLM \[N\] \{/);
+    expect(r.stdout).toContain("diffattn(");
+    expect(r.stdout).toMatch(/output "logits" = %\d+/);
+  });
+
+  it("init writes seeded weights; the same seed gives the same file", () => {
+    const a = join(work, "a.safetensors");
+    const b = join(work, "b.safetensors");
+    expect(difftc("init", "examples/diff_lm.dt", "--set", "L=1", "--seed", "1", "-o", a).code).toBe(0);
+    expect(difftc("init", "examples/diff_lm.dt", "--set", "L=1", "--seed", "1", "-o", b).code).toBe(0);
+    expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+    const w = readSafetensors(a).tensors;
+    expect(w.get("layers.0.attn_norm.weight")!.data.every((x) => x === 1)).toBe(true);
+    expect(w.get("embed")!.shape).toEqual([256, 256]);
+  });
+
+  it("run with weights and inputs files writes outputs; without -o prints a summary", () => {
+    const weights = join(work, "w.safetensors");
+    const inputs = join(work, "in.safetensors");
+    const out = join(work, "out.safetensors");
+    expect(difftc("init", "examples/diff_lm.dt", "--set", "L=1", "--seed", "1", "-o", weights).code).toBe(0);
+    writeSafetensors(inputs, { tokens: tensor("i32", [5], [1, 2, 3, 250, 0]) });
+    const r = difftc("run", "examples/diff_lm.dt", "--set", "L=1", "--backend", "interp", "--weights", weights, "--inputs", inputs, "-o", out);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const logits = readSafetensors(out).tensors.get("logits")!;
+    expect(logits.shape).toEqual([5, 256]);
+    expect(logits.data.every(Number.isFinite)).toBe(true);
+    const printed = difftc("run", "examples/diff_lm.dt", "--set", "L=1", "--weights", weights, "--inputs", inputs);
+    expect(printed.stdout).toMatch(/^logits: f32\[5, 256\] {2}min .* max .* mean .*\n {2}\[/);
+  });
+
+  it("run without files draws seeded inputs of the sizes given by --set", () => {
+    for (const file of ["examples/diff_attention.dt", "examples/transformer_lm.dt", "examples/diff_attention_v2.dt"]) {
+      const r = difftc("run", file, "--set", "N=16", "--set", "L=1");
+      if (file.includes("lm")) {
+        expect(r.code, r.stderr).toBe(0);
+      } else {
+        // These models have no L: --set L is a mistake and says so.
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/has no parameter L/);
+        const ok = difftc("run", file, "--set", "N=16");
+        expect(ok.code, ok.stderr).toBe(0);
+        expect(ok.stdout).toMatch(/^y: f32\[16, \d+\]/);
+      }
+    }
+  });
+
+  it("a mistake in a .dt file prints file:line:col with a caret and exits 1, never a stack trace", () => {
+    const bad = join(work, "bad.dt");
+    writeFileSync(bad, "model M {\n  input x: f32[4, 8]\n  output y = x @ x\n}\n");
+    const r = difftc("check", bad);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`${bad}:3:14: error: matmul: inner sizes differ: f32[4, 8] @ f32[4, 8] (8 vs 4)\n  |\n3 |   output y = x @ x\n  |              ^~~~~\n`);
+    expect(r.stderr).not.toMatch(/at .*\.ts:\d+/);
+  });
+
+  it("bad command lines get one-line errors", () => {
+    expect(difftc("frobnicate").stderr).toMatch(/unknown command 'frobnicate'/);
+    expect(difftc("run", "examples/diff_lm.dt").stderr).toMatch(/random inputs need a size for N: pass --set N=SIZE/);
+    expect(difftc("check", "examples/diff_lm.dt", "--bogus").stderr).toMatch(/Unknown option '--bogus'/);
+    expect(difftc("check", "missing.dt").stderr).toBe("error: cannot read missing.dt: no such file\n");
+    const corrupt = join(work, "corrupt.safetensors");
+    writeFileSync(corrupt, Buffer.from([1, 2, 3]));
+    const r = difftc("run", "examples/diff_lm.dt", "--set", "N=4", "--set", "L=1", "--weights", corrupt);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/corrupt\.safetensors/);
+  });
+
+  it("a failed run leaves no half-written output file", () => {
+    const out = join(work, "never.safetensors");
+    const r = difftc("run", "examples/diff_lm.dt", "--set", "L=1", "-o", out);
+    expect(r.code).toBe(1);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("--help describes every command", () => {
+    for (const cmd of ["check", "ir", "init", "run"]) {
+      const r = difftc(cmd, "--help");
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`difftc ${cmd}`);
+      expect(r.stdout).toContain("--set KEY=VALUE");
+    }
+    expect(execFileSync(process.execPath, [BIN, "--help"], { encoding: "utf8" })).toContain("Commands:");
+  });
+});

@@ -1,0 +1,332 @@
+// The shared fast-check generator of well-typed graphs, for property tests of the parser,
+// the passes and the backends. A graph is built from a list of random steps, each trying one
+// op on values already available; a step whose op does not fit is skipped, so shrinking a
+// failing case removes steps and inputs and still leaves a valid graph.
+//
+// Values stay finite on inputs in [-2, 2]: every value carries a bound on its magnitude, and
+// a step that could exceed BOUND is skipped; log, sqrt, rsqrt, div and pow only ever see
+// operands of the form |x| + 1.
+import fc from "fast-check";
+import { GraphBuilder } from "../../compiler/ir/builder.ts";
+import { type Attrs, type Graph, inputNodes, nodeName } from "../../compiler/ir/graph.ts";
+import { roundScalar } from "../../compiler/ir/numeric.ts";
+import { getOp, normalizeAttrs, OpError } from "../../compiler/ir/registry.ts";
+import { type HostTensor, tensor } from "../../compiler/ir/tensor.ts";
+import { type Dim, resolveShape, type TensorType } from "../../compiler/ir/types.ts";
+import { Rng } from "../../runtime/random.ts";
+
+export interface RandomGraphOptions {
+  /** Upper bound on the number of nodes (default 24). */
+  maxNodes?: number;
+  /** Whether inputs may have the symbolic size N (default false). */
+  dims?: boolean;
+}
+
+/** Largest magnitude a value may reach; far inside f32 and f16 range. */
+const BOUND = 1e4;
+/** The size assumed for N when bounding sums; arbitraryDims binds N to at most this. */
+const MAX_DIM = 5;
+const MAX_RANK = 4;
+const MAX_ELEMENTS = 2000;
+
+const UNARY = ["neg", "abs", "tanh", "sigmoid", "relu", "gelu", "gelu_tanh", "silu", "exp"] as const;
+const OF_POSITIVE = ["log", "sqrt", "rsqrt"] as const;
+const BINARY = ["add", "sub", "mul", "maximum", "minimum"] as const;
+const REDUCTIONS = ["sum", "mean", "max", "min"] as const;
+const COMPARISONS = ["eq", "ne", "lt", "le", "gt", "ge"] as const;
+const STEPS = ["unary", "binary", "const", "reduce", "softmax", "transpose", "reshape", "matmul", "slice", "concat", "where", "ofPositive", "div", "pow", "broadcast"] as const;
+
+type StepKind = (typeof STEPS)[number];
+interface Step {
+  kind: StepKind;
+  seed: number;
+  value: number;
+}
+
+interface Value {
+  id: number;
+  /** |value| <= bound elementwise. */
+  bound: number;
+}
+
+const sizeOf = (d: Dim) => (typeof d === "number" ? d : MAX_DIM);
+const elements = (shape: readonly Dim[]) => shape.reduce<number>((n, d) => n * sizeOf(d), 1);
+
+class RandomGraph {
+  readonly b = new GraphBuilder("random");
+  readonly values: Value[] = [];
+  private rng = new Rng(0);
+
+  constructor(readonly maxNodes: number) {}
+
+  type(v: Value): TensorType {
+    return this.b.type(v.id);
+  }
+
+  /** The result type, or undefined when the op does not accept these operands. */
+  private infer(op: string, operands: number[], attrs: Attrs): TensorType | undefined {
+    const def = getOp(op);
+    if (!def) return undefined;
+    try {
+      return def.infer(
+        operands.map((o) => this.b.type(o)),
+        normalizeAttrs(def, attrs),
+      );
+    } catch (e) {
+      if (e instanceof OpError) return undefined;
+      throw e;
+    }
+  }
+
+  /** Adds the node when its op accepts the operands and its result is small enough. */
+  private add(op: string, operands: number[], attrs: Attrs = {}): number | undefined {
+    const t = this.infer(op, operands, attrs);
+    if (!t || t.shape.length > MAX_RANK || elements(t.shape) > MAX_ELEMENTS) return undefined;
+    return this.b.add(op, operands, attrs);
+  }
+
+  /** Adds a value to the pool if its bound is acceptable. */
+  private keep(id: number | undefined, bound: number): void {
+    if (id !== undefined && bound <= BOUND) this.values.push({ id, bound });
+  }
+
+  input(name: string, shape: Dim[]): void {
+    for (const d of shape) if (typeof d === "string") this.b.dim(d);
+    this.keep(this.b.add("input", [], { name, dtype: "f32", shape }), 2);
+  }
+
+  /** A random value, favouring recent ones so that chains form. */
+  private pick(): Value {
+    const n = this.values.length;
+    return this.values[n - 1 - Math.min(this.rng.int(n), this.rng.int(n))];
+  }
+  private choose<T>(xs: readonly T[]): T {
+    return xs[this.rng.int(xs.length)];
+  }
+  private constant(value: number): Value {
+    return { id: this.b.add("const", [], { value, dtype: "f32" }), bound: Math.abs(value) };
+  }
+  /** |x| + 1: a positive operand for log, sqrt, rsqrt, a divisor, a base of pow. */
+  private absPlusOne(x: Value): Value | undefined {
+    const abs = this.add("abs", [x.id]);
+    if (abs === undefined) return undefined;
+    const sum = this.add("add", [abs, this.constant(1).id]);
+    return sum === undefined ? undefined : { id: sum, bound: x.bound + 1 };
+  }
+
+  /** Takes one step, undoing it if the graph would pass maxNodes. */
+  step(step: Step): void {
+    const before = this.b.nodes.length;
+    this.tryStep(step);
+    if (this.b.nodes.length > this.maxNodes) {
+      this.b.nodes.length = before;
+      while (this.values.length && this.values[this.values.length - 1].id >= before) this.values.pop();
+    }
+  }
+
+  private tryStep({ kind, seed, value }: Step): void {
+    this.rng = new Rng(seed);
+    const a = this.pick();
+    const t = this.type(a);
+    const rank = t.shape.length;
+    switch (kind) {
+      case "unary": {
+        const op = this.choose(UNARY);
+        const bound = op === "exp" ? Math.exp(a.bound) : op === "tanh" || op === "sigmoid" ? 1 : a.bound;
+        if (bound <= BOUND) this.keep(this.add(op, [a.id]), bound);
+        return;
+      }
+      case "ofPositive": {
+        const x = this.absPlusOne(a);
+        const op = this.choose(OF_POSITIVE);
+        if (x) this.keep(this.add(op, [x.id]), op === "log" ? Math.log(x.bound) : op === "sqrt" ? Math.sqrt(x.bound) : 1);
+        return;
+      }
+      case "binary": {
+        const op = this.choose(BINARY);
+        let b = this.pick();
+        if (!this.infer(op, [a.id, b.id], {})) b = this.constant(value);
+        const bound = op === "mul" ? a.bound * b.bound : op === "add" || op === "sub" ? a.bound + b.bound : Math.max(a.bound, b.bound);
+        if (bound <= BOUND) this.keep(this.add(op, [a.id, b.id]), bound);
+        return;
+      }
+      case "div": {
+        const b = this.pick();
+        if (!this.infer("div", [a.id, b.id], {})) return;
+        const divisor = this.absPlusOne(b);
+        if (divisor) this.keep(this.add("div", [a.id, divisor.id]), a.bound);
+        return;
+      }
+      case "pow": {
+        const bound = (a.bound + 1) ** Math.abs(value);
+        if (bound > BOUND) return;
+        const base = this.absPlusOne(a);
+        if (base) this.keep(this.add("pow", [base.id, this.constant(value).id]), bound);
+        return;
+      }
+      case "const":
+        this.values.push(this.constant(value));
+        return;
+      case "reduce": {
+        const op = this.choose(REDUCTIONS);
+        // A random subset of the axes; none means all of them.
+        const axes = [...t.shape.keys()].filter(() => this.rng.int(2) === 1).map((ax) => (this.rng.int(2) ? ax - rank : ax));
+        const reduced = axes.length ? axes.map((ax) => t.shape.at(ax)!) : t.shape;
+        const bound = op === "sum" ? a.bound * elements(reduced) : a.bound;
+        this.keep(this.add(op, [a.id], { axes, keepdims: this.rng.int(2) === 1 }), bound);
+        return;
+      }
+      case "softmax":
+        if (rank > 0) this.keep(this.add("softmax", [a.id], { axis: this.rng.int(2 * rank) - rank }), 1);
+        return;
+      case "transpose": {
+        const perm = [...t.shape.keys()];
+        for (let i = perm.length - 1; i > 0; i--) {
+          const j = this.rng.int(i + 1);
+          [perm[i], perm[j]] = [perm[j], perm[i]];
+        }
+        // Sometimes the default, which swaps the last two axes.
+        this.keep(this.add("transpose", [a.id], { perm: rank >= 2 && this.rng.int(3) === 0 ? [] : perm }), a.bound);
+        return;
+      }
+      case "reshape": {
+        this.keep(this.add("reshape", [a.id], { shape: this.factorization(t.shape) }), a.bound);
+        return;
+      }
+      case "matmul": {
+        // Any value whose shape fits, else a @ a^T, which always does from rank 2.
+        const fits = this.values.filter((b) => this.infer("matmul", [a.id, b.id], {}));
+        let b: Value | undefined = fits.length ? this.choose(fits) : undefined;
+        if (!b && rank >= 2) {
+          const at = this.add("transpose", [a.id]);
+          if (at !== undefined) b = { id: at, bound: a.bound };
+        }
+        if (!b) return;
+        const inner = sizeOf(t.shape.at(-1) ?? 1);
+        const bound = a.bound * b.bound * inner;
+        if (bound <= BOUND) this.keep(this.add("matmul", [a.id, b.id]), bound);
+        return;
+      }
+      case "slice": {
+        const axes = [...t.shape.keys()].filter((ax) => typeof t.shape[ax] === "number" && (t.shape[ax] as number) > 1);
+        if (!axes.length) return;
+        const axis = this.choose(axes);
+        const size = t.shape[axis] as number;
+        const step = this.rng.int(4) === 0 ? -1 : 1 + this.rng.int(2);
+        const start = this.rng.int(2 * size) - size;
+        const end = this.rng.int(2 * size + 2) - size - 1;
+        const attrs = { axis: this.rng.int(2) ? axis - rank : axis, start, end, step };
+        const out = this.infer("slice", [a.id], attrs);
+        // Zero-size results are legal but make for dull tests.
+        if (out && elements(out.shape) > 0) this.keep(this.add("slice", [a.id], attrs), a.bound);
+        return;
+      }
+      case "concat": {
+        if (rank === 0) return;
+        const axis = this.rng.int(rank);
+        const others = this.values.filter((b) => this.infer("concat", [a.id, b.id], { axis }));
+        const parts = [a, ...Array.from({ length: 1 + this.rng.int(2) }, () => (others.length ? this.choose(others) : a))];
+        this.keep(
+          this.add(
+            "concat",
+            parts.map((p) => p.id),
+            { axis },
+          ),
+          Math.max(...parts.map((p) => p.bound)),
+        );
+        return;
+      }
+      case "where": {
+        let b = this.pick();
+        if (!this.infer("add", [a.id, b.id], {})) b = this.constant(value);
+        const cond = this.add(this.choose(COMPARISONS), [a.id, this.rng.int(2) ? b.id : this.constant(value).id]);
+        if (cond !== undefined) this.keep(this.add("where", [cond, a.id, b.id]), Math.max(a.bound, b.bound));
+        return;
+      }
+      case "broadcast": {
+        const shape = [1 + this.rng.int(3), ...t.shape.map((d) => (d === 1 ? 1 + this.rng.int(4) : d))];
+        this.keep(this.add("broadcast", [a.id], { shape }), a.bound);
+        return;
+      }
+    }
+  }
+
+  /** The same size as `shape` under a random shape: static sizes re-factored, symbols kept. */
+  private factorization(shape: readonly Dim[]): Dim[] {
+    let rest = shape.reduce<number>((n, d) => (typeof d === "number" ? n * d : n), 1);
+    const out: Dim[] = [];
+    while (rest > 1) {
+      const divisors = [...Array(rest).keys()].slice(2).filter((k) => rest % k === 0);
+      const f = this.choose([...divisors, rest]);
+      out.push(f);
+      rest /= f;
+    }
+    for (const d of shape) if (typeof d === "string") out.splice(this.rng.int(out.length + 1), 0, d);
+    for (let ones = this.rng.int(3) - 1; ones > 0 && out.length < MAX_RANK; ones--) out.splice(this.rng.int(out.length + 1), 0, 1);
+    return out;
+  }
+
+  finish(outputPicks: number[]): Graph {
+    const n = this.values.length;
+    // The last value first, so that most steps are live.
+    const chosen = [this.values[n - 1], ...outputPicks.slice(1).map((p) => this.values[n - 1 - (p % n)])];
+    chosen.forEach((v, i) => this.b.output(`y${i}`, v.id));
+    return this.b.finish();
+  }
+}
+
+/** Well-typed random graphs of f32 inputs and elementwise, reduction, shape and matmul ops. */
+export function arbitraryGraph(options: RandomGraphOptions = {}): fc.Arbitrary<Graph> {
+  const maxNodes = options.maxNodes ?? 24;
+  const size = options.dims
+    ? fc.oneof({ weight: 5, arbitrary: fc.integer({ min: 1, max: MAX_DIM }) }, { weight: 1, arbitrary: fc.constant("N") })
+    : fc.integer({ min: 1, max: MAX_DIM });
+  const shape = fc.array<Dim>(size, { maxLength: 3 });
+  const step = fc.record({
+    kind: fc.constantFrom(...STEPS),
+    seed: fc.nat(),
+    value: fc.double({ min: -2, max: 2, noNaN: true }),
+  });
+  return fc
+    .tuple(fc.array(shape, { minLength: 1, maxLength: 3 }), fc.array(step, { maxLength: maxNodes, size: "medium" }), fc.array(fc.nat(), { minLength: 1, maxLength: 3 }))
+    .map(([inputs, steps, outputs]) => {
+      const g = new RandomGraph(maxNodes);
+      inputs.forEach((s, i) => g.input(`x${i}`, s));
+      for (const s of steps) g.step(s);
+      return g.finish(outputs);
+    });
+}
+
+/** Sizes 1..5 for the graph's symbolic dims. */
+export function arbitraryDims(graph: Graph): fc.Arbitrary<Map<string, number>> {
+  return fc
+    .array(fc.integer({ min: 1, max: MAX_DIM }), { minLength: graph.dims.length, maxLength: graph.dims.length })
+    .map((sizes) => new Map(graph.dims.map((d, i) => [d, sizes[i]])));
+}
+
+/**
+ * Inputs for the graph, uniform in [-2, 2] and rounded to their dtype (meant for the float
+ * inputs random graphs have), each drawn from its own stream of `seed`.
+ */
+export function seededInputs(graph: Graph, dims: ReadonlyMap<string, number>, seed: number): Map<string, HostTensor> {
+  const inputs = new Map<string, HostTensor>();
+  for (const node of inputNodes(graph)) {
+    const name = nodeName(node);
+    const t = tensor(node.type.dtype, resolveShape(node.type.shape, dims));
+    const rng = Rng.forKey(seed, `input:${name}`);
+    for (let i = 0; i < t.data.length; i++) t.data[i] = roundScalar(t.dtype, 4 * rng.uniform() - 2);
+    inputs.set(name, t);
+  }
+  return inputs;
+}
+
+export function arbitraryInputs(graph: Graph, dims: ReadonlyMap<string, number>): fc.Arbitrary<Map<string, HostTensor>> {
+  return fc.nat().map((seed) => seededInputs(graph, dims, seed));
+}
+
+/** A random graph with sizes for its dims and inputs: what an equivalence test needs. */
+export function arbitraryGraphCase(options: RandomGraphOptions = {}): fc.Arbitrary<{ graph: Graph; dims: Map<string, number>; inputs: Map<string, HostTensor> }> {
+  return arbitraryGraph(options).chain((graph) =>
+    arbitraryDims(graph).chain((dims) => arbitraryInputs(graph, dims).map((inputs) => ({ graph, dims, inputs }))),
+  );
+}
