@@ -109,6 +109,7 @@ function attend(args: HostTensor[], a: Attrs, out: { shape: number[] }, maps: 1 
   const [qW, kW, vW] = [q, k, v].map((t) => t.shape[t.shape.length - 1]);
   const [qBatch, kBatch, vBatch] = [q, k, v].map((t) => broadcastIndex(t.shape.slice(0, -2), batch));
   const lambdaIndex = lambda && broadcastIndex(lambda.shape, [...batch, n, heads]);
+  const [qData, kData, vData] = [q.data, k.data, v.data];
 
   const result = new Float64Array(numel(out.shape));
   const probs = Array.from({ length: maps }, () => new Float64Array(m));
@@ -130,7 +131,7 @@ function attend(args: HostTensor[], a: Attrs, out: { shape: number[] }, maps: 1 
           for (let j = 0; j < seen; j++) {
             const kRow = kOff + j * kW;
             let dot = 0;
-            for (let t = 0; t < d; t++) dot += q.data[qOff + t] * k.data[kRow + t];
+            for (let t = 0; t < d; t++) dot += qData[qOff + t] * kData[kRow + t];
             row[j] = dot * scale;
           }
           softmaxRow(row, seen);
@@ -148,7 +149,7 @@ function attend(args: HostTensor[], a: Attrs, out: { shape: number[] }, maps: 1 
           for (let j = 0; j < seen; j++) {
             const w = weights[j];
             const vRow = vBase + j * vW + lay.v[s];
-            for (let c = 0; c < seg; c++) result[o + c] += w * v.data[vRow + c];
+            for (let c = 0; c < seg; c++) result[o + c] += w * vData[vRow + c];
           }
         }
       }

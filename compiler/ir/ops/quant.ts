@@ -1,10 +1,12 @@
 // Affine quantisation to 8-bit integers and back. The rounding is fixed exactly here so that
 // every backend can reproduce the interpreter bit for bit.
+import { INT_RANGE } from "../numeric.ts";
 import { OpError, registerOp } from "../registry.ts";
 import { broadcastIndex } from "../tensor.ts";
 import { broadcastShapes, type DType, formatType, isFloat, isInteger, sameShape, type TensorType } from "../types.ts";
 
-const RANGE: Partial<Record<DType, [number, number]>> = { i8: [-128, 127], u8: [0, 255] };
+/** The dtypes quantize produces. */
+const QUANTIZED: Partial<Record<DType, [number, number]>> = { i8: INT_RANGE.i8, u8: INT_RANGE.u8 };
 
 /** Rounds to the nearest integer, ties to the even one (2.5 -> 2, 3.5 -> 4, -2.5 -> -2). */
 export function roundHalfToEven(x: number): number {
@@ -20,7 +22,7 @@ function checkScale(op: string, x: TensorType, scale: TensorType): void {
 }
 
 function checkZeroPoint(op: string, dtype: DType, zeroPoint: number): void {
-  const range = RANGE[dtype];
+  const range = INT_RANGE[dtype];
   if (range && (zeroPoint < range[0] || zeroPoint > range[1]))
     throw new OpError(`${op}: zero_point ${zeroPoint} is outside the ${dtype} range [${range[0]}, ${range[1]}]`);
 }
@@ -35,14 +37,14 @@ registerOp({
   pattern: "elementwise",
   infer: ([x, scale], a) => {
     const dtype = a.dtype as DType;
-    if (!RANGE[dtype]) throw new OpError(`quantize: dtype must be i8 or u8, got ${dtype}`);
+    if (!QUANTIZED[dtype]) throw new OpError(`quantize: dtype must be i8 or u8, got ${dtype}`);
     if (!isFloat(x.dtype)) throw new OpError(`quantize: x must be a float tensor, got ${formatType(x)}`);
     checkScale("quantize", x, scale);
     checkZeroPoint("quantize", dtype, a.zero_point as number);
     return { dtype, shape: x.shape };
   },
   interpret: ([x, scale], a) => {
-    const [lo, hi] = RANGE[a.dtype as DType]!;
+    const [lo, hi] = QUANTIZED[a.dtype as DType]!;
     const zeroPoint = a.zero_point as number;
     const si = broadcastIndex(scale.shape, x.shape);
     const out = new Float64Array(x.data.length);

@@ -1,0 +1,32 @@
+// An artifact: the files a backend writes, with its manifest.
+import { mkdirSync, renameSync, rmSync, writeFileSync, mkdtempSync, existsSync, readdirSync } from "node:fs";
+import { dirname, join, resolve, basename } from "node:path";
+import type { Manifest } from "./manifest.ts";
+
+export interface Artifact {
+  target: string;
+  manifest: Manifest;
+  files: Map<string, string | Uint8Array>;
+}
+
+/**
+ * Writes an artifact directory: the files go to a fresh sibling directory that replaces the
+ * target only when complete, so a failed write never leaves half an artifact.
+ */
+export function writeArtifact(artifact: Artifact, dir: string): void {
+  const target = resolve(dir);
+  mkdirSync(dirname(target), { recursive: true });
+  const staging = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
+  try {
+    for (const [name, content] of artifact.files) writeFileSync(join(staging, name), content);
+    if (existsSync(target)) {
+      if (!existsSync(join(target, "manifest.json")) && readdirSync(target).length > 0)
+        throw new Error(`${dir} exists and is not a difftc artifact; refusing to replace it`);
+      rmSync(target, { recursive: true, force: true });
+    }
+    renameSync(staging, target);
+  } catch (e) {
+    rmSync(staging, { recursive: true, force: true });
+    throw e;
+  }
+}

@@ -1,0 +1,271 @@
+// Kernel templates of the JS backend: each kernel of the plan becomes one function
+// `function kN(B, D)` over typed arrays B (indexed by buffer id) and bound dims D. Strides are
+// compile-time numbers where shapes are static; loops walk offsets incrementally.
+import type { Node } from "../../compiler/ir/graph.ts";
+import { softmaxRow } from "../../compiler/ir/ops/nn.ts";
+import { sliceRange, transposePerm } from "../../compiler/ir/ops/shape.ts";
+import { reducedAxes } from "../../compiler/ir/ops/reduce.ts";
+import type { Kernel, KernelPlan } from "../../compiler/schedule/index.ts";
+import { formatMonomial, type Monomial, monomialOf } from "../../compiler/schedule/size.ts";
+import { type Dim, normalizeAxis, type TensorType } from "../../compiler/ir/types.ts";
+import { ref, render, scalarOp, functionsUsed } from "../common/expr.ts";
+import { broadcastStrides, coalesce, scale, sizesOf, strides, ZERO } from "../common/layout.ts";
+import { jsSpelling, loadExpr, storeExpr } from "./spelling.ts";
+
+/** Writes one kernel function; collects the dim variables and helpers it uses. */
+class KernelWriter {
+  private readonly lines: string[] = [];
+  private readonly hoisted = new Map<string, string>();
+  private readonly symbols = new Map<string, string>();
+  private indent = 1;
+
+  constructor(readonly helpers: Set<string>) {}
+
+  /** A JS expression for a size: a literal, or a hoisted constant over the bound dims. */
+  size(m: Monomial): string {
+    if (m.symbols.length === 0) return String(m.coefficient);
+    const key = formatMonomial(m);
+    let name = this.hoisted.get(key);
+    if (!name) {
+      name = `n${this.hoisted.size}`;
+      const factors = m.symbols.map((s) => this.symbol(s));
+      if (m.coefficient !== 1) factors.unshift(String(m.coefficient));
+      this.hoisted.set(key, name);
+      this.prelude.push(`const ${name} = ${factors.join(" * ")};`);
+    }
+    return name;
+  }
+
+  private readonly prelude: string[] = [];
+
+  private symbol(s: string): string {
+    let v = this.symbols.get(s);
+    if (!v) {
+      v = `s${this.symbols.size}`;
+      this.symbols.set(s, v);
+      // Dim names come from model files: reach them through a JSON string, never as code.
+      this.prelude.push(`const ${v} = D[${JSON.stringify(s)}];`);
+    }
+    return v;
+  }
+
+  line(s: string): void {
+    this.lines.push("  ".repeat(this.indent) + s);
+  }
+  open(s: string): void {
+    this.line(s);
+    this.indent++;
+  }
+  close(s = "}"): void {
+    this.indent--;
+    this.line(s);
+  }
+
+  finish(name: string, buffers: string[]): string {
+    return [`function ${name}(B, D) {`, ...buffers.map((b) => `  ${b}`), ...this.prelude.map((p) => `  ${p}`), ...this.lines, "}"].join("\n");
+  }
+
+  /**
+   * A loop nest over `sizes`, walking each access's offset by its strides; `body` gets the
+   * offset variable of every access at the innermost level.
+   */
+  loops(sizes: Monomial[], accesses: { offset: string; strides: Monomial[] }[], body: (offsets: string[]) => void, tag = "x"): void {
+    if (sizes.length === 0) {
+      body(accesses.map((a) => a.offset));
+      return;
+    }
+    sizes.forEach((size, d) => {
+      const vars = accesses.map((a, k) => `${tag}${k}_${d}`);
+      const inits = accesses.map((a, k) => `${vars[k]} = ${d === 0 ? a.offset : `${tag}${k}_${d - 1}`}`);
+      const steps = accesses.flatMap((a, k) => (a.strides[d].coefficient === 0 ? [] : [`${vars[k]} += ${this.size(a.strides[d])}`]));
+      this.open(`for (let i${tag}${d} = 0, ${inits.join(", ")}; i${tag}${d} < ${this.size(size)}; i${tag}${d}++${steps.map((s) => `, ${s}`).join("")}) {`);
+    });
+    body(accesses.map((_, k) => `${tag}${k}_${sizes.length - 1}`));
+    for (let d = 0; d < sizes.length; d++) this.close();
+  }
+}
+
+interface KernelContext {
+  plan: KernelPlan;
+  kernel: Kernel;
+  helpers: Set<string>;
+}
+
+const ELEMENTWISE = new Set(["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log", "sqrt", "rsqrt", "abs", "tanh", "cos", "sin", "sigmoid", "relu", "gelu", "gelu_tanh", "silu", "eq", "ne", "lt", "le", "gt", "ge", "where", "cast"]);
+
+/** The ops this backend implements directly; everything else must be decomposed first. */
+export const JS_OPS = new Set([...ELEMENTWISE, "iota", "sum", "mean", "max", "min", "softmax", "transpose", "slice", "broadcast", "concat", "gather", "matmul"]);
+
+export function emitKernel(ctx: KernelContext): string {
+  const { kernel, plan } = ctx;
+  const node = kernel.nodes[kernel.nodes.length - 1];
+  const w = new KernelWriter(ctx.helpers);
+  const operandTypes = node.operands.map((o) => plan.graph.nodes[o].type);
+  const buffers = [`const out = B[${kernel.output}];`, ...kernel.inputs.map((b, i) => `const in${i} = B[${b}];`)];
+  if (ELEMENTWISE.has(node.op)) elementwise(w, node, operandTypes);
+  else if (node.op === "matmul") matmul(w, node, operandTypes);
+  else if (["sum", "mean", "max", "min"].includes(node.op)) reduction(w, node, operandTypes[0]);
+  else if (node.op === "softmax") softmax(w, node);
+  else if (node.op === "transpose" || node.op === "slice" || node.op === "broadcast") stridedCopy(w, node, operandTypes[0]);
+  else if (node.op === "concat") concat(w, node, operandTypes);
+  else if (node.op === "gather") gather(w, node, operandTypes);
+  else if (node.op === "iota") iota(w, node);
+  else throw new Error(`the JS backend has no kernel for ${node.op}; decompose it first`);
+  return w.finish(kernel.name, buffers);
+}
+
+function elementwise(w: KernelWriter, node: Node, types: TensorType[]): void {
+  const out = node.type;
+  const accesses = [{ strides: strides(out.shape) }, ...types.map((t) => ({ strides: broadcastStrides(t.shape, out.shape) }))];
+  const flat = coalesce(sizesOf(out.shape), accesses);
+  const operandDtype = node.op === "where" ? types[1].dtype : types[0].dtype;
+  const expr = scalarOp(node.op, types.map((_, i) => ref(`v${i}`)), operandDtype, node.attrs);
+  for (const fn of functionsUsed(expr)) if (!["exp", "log", "sqrt", "abs", "tanh", "cos", "sin", "pow", "max", "min", "isnan", "trunc", "idiv"].includes(fn)) w.helpers.add(fn);
+  w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([o, ...ins]) => {
+    ins.forEach((idx, i) => w.line(`const v${i} = ${loadExpr(types[i].dtype, `in${i}[${idx}]`, w.helpers)};`));
+    w.line(`out[${o}] = ${storeExpr(out.dtype, render(expr, jsSpelling), w.helpers)};`);
+  });
+}
+
+/** transpose, slice and broadcast: out[i] = in[offset + i . strides]. */
+function stridedCopy(w: KernelWriter, node: Node, t: TensorType): void {
+  const out = node.type;
+  let inStrides: Monomial[];
+  let offset: Monomial = ZERO;
+  if (node.op === "transpose") {
+    const own = strides(t.shape);
+    inStrides = transposePerm(t.shape.length, node.attrs.perm as number[]).map((p) => own[p]);
+  } else if (node.op === "slice") {
+    const axis = normalizeAxis(node.attrs.axis as number, t.shape.length);
+    const own = strides(t.shape);
+    const { start } = sliceRange(t.shape[axis] as number, node.attrs.start as number, node.attrs.end as number, node.attrs.step as number);
+    offset = scale(own[axis], start);
+    inStrides = own.map((s, i) => (i === axis ? scale(s, node.attrs.step as number) : s));
+  } else {
+    inStrides = broadcastStrides(t.shape, out.shape);
+  }
+  const flat = coalesce(sizesOf(out.shape), [{ strides: strides(out.shape) }, { strides: inStrides }]);
+  w.loops(flat.sizes, [{ offset: "0", strides: flat.strides[0] }, { offset: w.size(offset), strides: flat.strides[1] }], ([o, i]) => w.line(`out[${o}] = in0[${i}];`));
+}
+
+function concat(w: KernelWriter, node: Node, types: TensorType[]): void {
+  const out = node.type;
+  const axis = normalizeAxis(node.attrs.axis as number, out.shape.length);
+  const outStrides = strides(out.shape);
+  let start = 0;
+  types.forEach((t, i) => {
+    const flat = coalesce(sizesOf(t.shape), [{ strides: outStrides }, { strides: strides(t.shape) }]);
+    w.loops(flat.sizes, [{ offset: w.size(scale(outStrides[axis], start)), strides: flat.strides[0] }, { offset: "0", strides: flat.strides[1] }], ([o, x]) => w.line(`out[${o}] = in${i}[${x}];`), `c${i}_`);
+    start += t.shape[axis] as number;
+  });
+}
+
+function reduction(w: KernelWriter, node: Node, t: TensorType): void {
+  const axes = reducedAxes(node.op, t, node.attrs.axes as number[]);
+  const own = strides(t.shape);
+  const keptAxes = t.shape.map((_, i) => i).filter((i) => !axes.includes(i));
+  const kept = coalesce(keptAxes.map((i) => monomialOf([t.shape[i]])), [{ strides: keptAxes.map((i) => own[i]) }]);
+  const reduced = coalesce(axes.map((i) => monomialOf([t.shape[i]])), [{ strides: axes.map((i) => own[i]) }]);
+  const count = monomialOf(axes.map((i) => t.shape[i]));
+  const [init, step, finish] = {
+    sum: ["0", "acc += v;", "acc"],
+    mean: ["0", "acc += v;", `acc / ${w.size(count)}`],
+    max: ["-Infinity", "acc = acc !== acc || v !== v ? NaN : v > acc ? v : acc;", "acc"],
+    min: ["Infinity", "acc = acc !== acc || v !== v ? NaN : v < acc ? v : acc;", "acc"],
+  }[node.op as "sum"]!;
+  w.line("let o = 0;");
+  w.loops(kept.sizes, [{ offset: "0", strides: kept.strides[0] }], ([base]) => {
+    w.line(`let acc = ${init};`);
+    w.loops(reduced.sizes, [{ offset: base, strides: reduced.strides[0] }], ([i]) => {
+      w.line(`const v = ${loadExpr(t.dtype, `in0[${i}]`, w.helpers)};`);
+      w.line(step);
+    }, "r");
+    w.line(`out[o++] = ${storeExpr(node.type.dtype, finish, w.helpers)};`);
+  });
+}
+
+/** Softmax rows with the interpreter's own row routine, so the arithmetic is the same. */
+function softmax(w: KernelWriter, node: Node): void {
+  const shape = node.type.shape;
+  const axis = normalizeAxis(node.attrs.axis as number, shape.length);
+  const len = w.size(monomialOf([shape[axis]]));
+  const inner = w.size(monomialOf(shape.slice(axis + 1)));
+  const outer = w.size(monomialOf(shape.slice(0, axis)));
+  w.helpers.add("softmaxRow");
+  const dtype = node.type.dtype;
+  w.line(`const row = new Float64Array(${len});`);
+  w.open(`for (let o = 0; o < ${outer}; o++) {`);
+  w.open(`for (let r = 0; r < ${inner}; r++) {`);
+  w.line(`const base = o * ${len} * ${inner} + r;`);
+  w.line(`for (let i = 0; i < ${len}; i++) row[i] = ${loadExpr(dtype, `in0[base + i * ${inner}]`, w.helpers)};`);
+  w.line(`softmaxRow(row, ${len});`);
+  w.line(`for (let i = 0; i < ${len}; i++) out[base + i * ${inner}] = ${storeExpr(dtype, "row[i]", w.helpers)};`);
+  w.close();
+  w.close();
+}
+
+function gather(w: KernelWriter, node: Node, [table, indices]: TensorType[]): void {
+  const axis = normalizeAxis(node.attrs.axis as number, table.shape.length);
+  const outer = w.size(monomialOf(table.shape.slice(0, axis)));
+  const size = w.size(monomialOf([table.shape[axis]]));
+  const inner = w.size(monomialOf(table.shape.slice(axis + 1)));
+  const count = w.size(monomialOf(indices.shape));
+  w.line("let o = 0;");
+  w.open(`for (let i = 0; i < ${outer}; i++) {`);
+  w.open(`for (let j = 0; j < ${count}; j++) {`);
+  w.line("const k = in1[j];");
+  w.line(`if (!(k >= 0 && k < ${size})) throw new RangeError("gather: index " + k + " is out of range for an axis of size " + ${size});`);
+  w.line(`const src = (i * ${size} + k) * ${inner};`);
+  w.line(`for (let e = 0; e < ${inner}; e++) out[o++] = in0[src + e];`);
+  w.close();
+  w.close();
+}
+
+function iota(w: KernelWriter, node: Node): void {
+  const shape = node.type.shape;
+  const axis = normalizeAxis(node.attrs.axis as number, shape.length);
+  const stride = w.size(monomialOf(shape.slice(axis + 1)));
+  const size = w.size(monomialOf([shape[axis]]));
+  const total = w.size(monomialOf(shape));
+  w.line(`for (let i = 0; i < ${total}; i++) out[i] = Math.floor(i / ${stride}) % ${size};`);
+}
+
+/**
+ * Batched matmul, i-k-j order over blocks of rows: each row of b is read once per block,
+ * and sums run in float64 in the interpreter's order, so results match it bit for bit.
+ */
+function matmul(w: KernelWriter, node: Node, [a, b]: TensorType[]): void {
+  const as: Dim[] = a.shape.length === 1 ? [1, a.shape[0]] : a.shape;
+  const bs: Dim[] = b.shape.length === 1 ? [b.shape[0], 1] : b.shape;
+  const n = w.size(monomialOf([as[as.length - 2]]));
+  const k = w.size(monomialOf([as[as.length - 1]]));
+  const m = w.size(monomialOf([bs[bs.length - 1]]));
+  const batchShape = node.type.shape.slice(0, node.type.shape.length - (a.shape.length > 1 ? 1 : 0) - (b.shape.length > 1 ? 1 : 0));
+  const aBatch = broadcastStrides(as.slice(0, -2), batchShape);
+  const bBatch = broadcastStrides(bs.slice(0, -2), batchShape);
+  const flat = coalesce(sizesOf(batchShape), [{ strides: strides(batchShape) }, { strides: aBatch }, { strides: bBatch }]);
+  const ROWS = 4;
+  w.line(`const acc = new Float64Array(${ROWS} * ${m});`);
+  w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([ob, ab, bb]) => {
+    w.line(`const oBase = ${ob} * ${n} * ${m}, aBase = ${ab} * ${n} * ${k}, bBase = ${bb} * ${k} * ${m};`);
+    w.open(`for (let i0 = 0; i0 < ${n}; i0 += ${ROWS}) {`);
+    w.line(`const rows = Math.min(${ROWS}, ${n} - i0);`);
+    w.line(`acc.fill(0, 0, rows * ${m});`);
+    w.open(`for (let p = 0; p < ${k}; p++) {`);
+    w.line(`const bRow = bBase + p * ${m};`);
+    w.open("for (let r = 0; r < rows; r++) {");
+    w.line(`const av = ${loadExpr(a.dtype, `in0[aBase + (i0 + r) * ${k} + p]`, w.helpers)};`);
+    w.line(`const accRow = r * ${m};`);
+    w.line(`for (let j = 0; j < ${m}; j++) acc[accRow + j] += av * ${loadExpr(b.dtype, "in1[bRow + j]", w.helpers)};`);
+    w.close();
+    w.close();
+    w.line(`for (let r = 0; r < rows; r++) for (let j = 0; j < ${m}; j++) out[oBase + (i0 + r) * ${m} + j] = ${storeExpr(node.type.dtype, `acc[r * ${m} + j]`, w.helpers)};`);
+    w.close();
+  }, "b");
+}
+
+/** Source of helpers referenced by kernels, beyond the spelling helpers. */
+export function kernelHelperSource(name: string): string | undefined {
+  if (name === "softmaxRow") return softmaxRow.toString();
+  return undefined;
+}

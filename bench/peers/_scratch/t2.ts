@@ -1,0 +1,40 @@
+import { GraphBuilder } from "../../../compiler/ir/builder.ts";
+import { evaluate } from "../../../runtime/interpreter/index.ts";
+import { initWeights, randomInputs } from "../../../runtime/init.ts";
+import { createOnnxRunner } from "../onnx.ts";
+
+const b = new GraphBuilder("t");
+b.dim("N");
+const x = b.add("input", [], { name: "x", dtype: "f32", shape: ["N", 8] });
+const t = b.add("input", [], { name: "tok", dtype: "i32", shape: ["N"] });
+const w = b.add("param", [], { name: "w", dtype: "f32", shape: [8, 8] });
+const g = b.add("param", [], { name: "g", dtype: "f32", shape: [8] , init: "constant", init_args: [1]});
+let y = b.add("matmul", [x, b.add("transpose", [w], {})]);
+y = b.add("gelu", [y]);
+y = b.add("rmsnorm", [y, g], { eps: 1e-5 });
+const s = b.add("softmax", [y], { axis: -1 });
+const r = b.add("reshape", [s], { shape: ["N", 2, 4] });
+const m = b.add("sum", [r], { axes: [1], keepdims: false });
+const sl = b.add("slice", [x], { axis: 1, start: 6, end: -100, step: -2 });
+const e = b.add("gather", [w, t], { axis: 0 });
+const pos = b.add("iota", [], { shape: ["N"], dtype: "i32" });
+const ro = b.add("rope", [x, pos], { head_dim: 4, interleaved: false });
+const ro2 = b.add("rope", [x, pos], { interleaved: true });
+const ln = b.add("layernorm", [x, g, g], {});
+const dv = b.add("div", [t, b.add("sub", [t, b.add("const", [], {value: 1, dtype: "i32"})])]);
+b.output("m", m); b.output("sl", sl); b.output("e", e); b.output("ro", ro); b.output("ro2", ro2); b.output("ln", ln); b.output("dv", dv);
+b.output("lt", b.add("lt", [x, b.add("const", [], {value: 0})]));
+const graph = b.finish();
+const dims = new Map([["N", 5]]);
+const params = initWeights(graph, 1);
+const inputs = randomInputs(graph, dims, 2);
+inputs.get("tok")!.data.set([0, 1, 2, 1, 7]);
+const ref = evaluate(graph, inputs, params, { dims });
+const runner = await createOnnxRunner(graph, params, dims);
+const got = await runner.run(inputs);
+for (const [k, v] of ref) {
+  const o = got.get(k)!;
+  let err = 0;
+  for (let i = 0; i < v.data.length; i++) err = Math.max(err, Math.abs(v.data[i] - o.data[i]));
+  console.log(k, v.shape, o.shape, err);
+}

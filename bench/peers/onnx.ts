@@ -1,0 +1,66 @@
+// The onnxruntime-node peer: the same difftc graph exported to ONNX (for one set of sizes)
+// and run by ONNX Runtime's CPU provider, for side-by-side benchmarks.
+import * as ort from "onnxruntime-node";
+import type { Graph } from "../../compiler/ir/graph.ts";
+import type { HostTensor } from "../../compiler/ir/tensor.ts";
+import type { DType } from "../../compiler/ir/types.ts";
+import { checkInputs } from "./graph.ts";
+import { exportOnnx } from "./onnx/export.ts";
+import { encodeModel } from "./onnx/model.ts";
+
+export interface PeerRunner {
+  run(inputs: ReadonlyMap<string, HostTensor>): Promise<Map<string, HostTensor>>;
+  release(): Promise<void>;
+}
+
+export interface OnnxRunnerOptions {
+  /** ONNX Runtime's intra-op thread pool size (default 1, for per-core comparisons). */
+  threads?: number;
+}
+
+const ORT_TYPE: Partial<Record<DType, ort.Tensor.Type>> = { f32: "float32", i32: "int32", bool: "bool" };
+
+function toOrt(t: HostTensor): ort.Tensor {
+  switch (t.dtype) {
+    case "f32":
+      return new ort.Tensor("float32", Float32Array.from(t.data), t.shape);
+    case "i32":
+      return new ort.Tensor("int32", Int32Array.from(t.data), t.shape);
+    case "bool":
+      return new ort.Tensor("bool", Uint8Array.from(t.data, (v) => (v ? 1 : 0)), t.shape);
+    default:
+      throw new Error(`onnx peer: dtype ${t.dtype} is not supported (the peers run f32, i32 and bool)`);
+  }
+}
+
+function fromOrt(t: ort.Tensor, dtype: DType): HostTensor {
+  if (t.type !== ORT_TYPE[dtype]) throw new Error(`onnx peer: ONNX Runtime returned ${t.type} where ${dtype} was expected`);
+  const data = Float64Array.from(t.data as Float32Array | Int32Array | Uint8Array, Number);
+  return { dtype, shape: t.dims.map(Number), data };
+}
+
+export async function createOnnxRunner(
+  graph: Graph,
+  params: ReadonlyMap<string, HostTensor>,
+  dims: ReadonlyMap<string, number>,
+  options: OnnxRunnerOptions = {},
+): Promise<PeerRunner> {
+  const model = encodeModel(exportOnnx(graph, params, dims));
+  const session = await ort.InferenceSession.create(model, {
+    intraOpNumThreads: options.threads ?? 1,
+    interOpNumThreads: 1,
+    executionMode: "sequential",
+    graphOptimizationLevel: "all",
+  });
+  const outputTypes = new Map(graph.outputs.map((o) => [o.name, graph.nodes[o.node].type.dtype]));
+  return {
+    async run(inputs) {
+      checkInputs(graph, inputs, dims, "onnx");
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const name of session.inputNames) feeds[name] = toOrt(inputs.get(name)!);
+      const results = await session.run(feeds);
+      return new Map(graph.outputs.map((o) => [o.name, fromOrt(results[o.name] as ort.Tensor, outputTypes.get(o.name)!)]));
+    },
+    release: () => session.release(),
+  };
+}
