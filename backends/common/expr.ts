@@ -12,7 +12,7 @@ export type ScalarExpr =
   | { kind: "select"; cond: ScalarExpr; a: ScalarExpr; b: ScalarExpr };
 
 /** Math functions a backend must spell (directly or with a helper it emits). */
-export type MathFn = "exp" | "log" | "sqrt" | "abs" | "tanh" | "cos" | "sin" | "pow" | "max" | "min" | "erf" | "isnan" | "idiv" | "saturate_i32" | "saturate_i8" | "saturate_u8" | "trunc";
+export type MathFn = "quantize_i8" | "quantize_u8" | "exp" | "log" | "sqrt" | "abs" | "tanh" | "cos" | "sin" | "pow" | "max" | "min" | "erf" | "isnan" | "idiv" | "saturate_i32" | "saturate_i8" | "saturate_u8" | "trunc";
 
 export const lit = (value: number, dtype: DType = "f32"): ScalarExpr => ({ kind: "literal", value, dtype });
 export const ref = (name: string): ScalarExpr => ({ kind: "ref", name });
@@ -88,6 +88,10 @@ export function scalarOp(op: string, args: ScalarExpr[], dtype: DType, attrs: Re
       if (isInt(to)) return call(`saturate_${to}` as MathFn, a);
       return a;
     }
+    case "quantize":
+      return call(`quantize_${attrs.dtype}` as MathFn, a, b, lit(attrs.zero_point as number, "i32"));
+    case "dequantize":
+      return bin("*", bin("-", a, lit(attrs.zero_point as number, "i32")), b);
     default:
       throw new Error(`no scalar form for op ${op}`);
   }

@@ -26,16 +26,18 @@ export interface Manifest {
   inputs: TensorSpec[];
   outputs: TensorSpec[];
   params: TensorSpec[];
-  buffers: { id: number; kind: string; dtype: DType; size: Monomial; bytes: string; slot?: number; name?: string; encoded?: number }[];
+  buffers: { id: number; kind: string; dtype: DType; size: Monomial; bytes: string; slot?: number; name?: string; encoded?: number | string }[];
   slots: { id: number; bytes: Monomial }[];
   kernels: { name: string; op: string; inputs: number[]; output: number; launch: string }[];
 }
 
-/** The value a const buffer holds in storage: 16-bit floats as their bits. */
-function encodeConst(dtype: DType, value: number): number {
-  if (dtype === "f16") return f16Bits(value);
-  if (dtype === "bf16") return bf16Bits(value);
-  return roundScalar(dtype, value);
+/**
+ * The value a const buffer holds in storage: 16-bit floats as their bits; non-finite values as
+ * strings, since JSON has no Infinity or NaN (`Number()` reads them back).
+ */
+function encodeConst(dtype: DType, value: number): number | string {
+  const stored = dtype === "f16" ? f16Bits(value) : dtype === "bf16" ? bf16Bits(value) : roundScalar(dtype, value);
+  return Number.isFinite(stored) ? stored : String(stored);
 }
 
 export function buildManifest(plan: KernelPlan, target: string, passes: string[]): Manifest {

@@ -7,14 +7,21 @@ import { schedule } from "../../compiler/schedule/index.ts";
 import { type Artifact } from "../common/artifact.ts";
 import { buildManifest } from "../common/manifest.ts";
 import { emitKernel, JS_OPS, kernelHelperSource } from "./kernels.ts";
-import { HELPER_PRELUDE, helperSource } from "./spelling.ts";
+import { HELPER_PRELUDE, helperDependencies, helperSource } from "./spelling.ts";
 import { emitTypings } from "./typings.ts";
 
 const RUNTIME = readFileSync(new URL("./template/runtime.js", import.meta.url), "utf8");
 
-/** Helpers call each other: f16Bits needs the scratch arrays, nothing else needs more. */
+/** The helpers the kernels use and the helpers those call, each once. */
 function helperFunctions(names: Set<string>): string[] {
-  return [...names].sort().map((n) => kernelHelperSource(n) ?? helperSource(n));
+  const all = new Set<string>();
+  const visit = (n: string) => {
+    if (all.has(n)) return;
+    all.add(n);
+    helperDependencies(n).forEach(visit);
+  };
+  names.forEach(visit);
+  return [...all].sort().map((n) => kernelHelperSource(n) ?? helperSource(n));
 }
 
 export function compileJs(graph: Graph, passes: string[] = []): Artifact {

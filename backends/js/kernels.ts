@@ -91,10 +91,10 @@ interface KernelContext {
   helpers: Set<string>;
 }
 
-const ELEMENTWISE = new Set(["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log", "sqrt", "rsqrt", "abs", "tanh", "cos", "sin", "sigmoid", "relu", "gelu", "gelu_tanh", "silu", "eq", "ne", "lt", "le", "gt", "ge", "where", "cast"]);
+const ELEMENTWISE = new Set(["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log", "sqrt", "rsqrt", "abs", "tanh", "cos", "sin", "sigmoid", "relu", "gelu", "gelu_tanh", "silu", "eq", "ne", "lt", "le", "gt", "ge", "where", "cast", "quantize", "dequantize"]);
 
 /** The ops this backend implements directly; everything else must be decomposed first. */
-export const JS_OPS = new Set([...ELEMENTWISE, "iota", "sum", "mean", "max", "min", "softmax", "transpose", "slice", "broadcast", "concat", "gather", "matmul"]);
+export const JS_OPS = new Set([...ELEMENTWISE, "iota", "numel", "sum", "mean", "max", "min", "softmax", "transpose", "slice", "broadcast", "concat", "gather", "matmul"]);
 
 export function emitKernel(ctx: KernelContext): string {
   const { kernel, plan } = ctx;
@@ -110,6 +110,7 @@ export function emitKernel(ctx: KernelContext): string {
   else if (node.op === "concat") concat(w, node, operandTypes);
   else if (node.op === "gather") gather(w, node, operandTypes);
   else if (node.op === "iota") iota(w, node);
+  else if (node.op === "numel") w.line(`out[0] = ${w.size(monomialOf(node.attrs.shape as Dim[]))};`);
   else throw new Error(`the JS backend has no kernel for ${node.op}; decompose it first`);
   return w.finish(kernel.name, buffers);
 }

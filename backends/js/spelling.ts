@@ -3,6 +3,7 @@
 // elementwise ops), so the artifact computes exactly what the interpreter computes.
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits, INT_RANGE } from "../../compiler/ir/numeric.ts";
 import { erf } from "../../compiler/ir/ops/elementwise.ts";
+import { quantizeValue, roundHalfToEven } from "../../compiler/ir/ops/quant.ts";
 import type { DType } from "../../compiler/ir/types.ts";
 import type { MathFn, Spelling } from "../common/expr.ts";
 
@@ -40,8 +41,15 @@ export function helperSource(name: string): string {
     bf16Bits: () => bf16Bits.toString(),
     bf16FromBits: () => bf16FromBits.toString(),
     erf: () => erf.toString(),
+    quantizeValue: () => quantizeValue.toString(),
+    roundHalfToEven: () => roundHalfToEven.toString(),
     toBool: () => "function toBool(x) { return x !== 0 && x === x ? 1 : 0; }",
   };
+  const quantizing = name.match(/^quantize_(i8|u8)$/);
+  if (quantizing) {
+    const [lo, hi] = INT_RANGE[quantizing[1] as DType]!;
+    return `function ${name}(x, s, zp) { return quantizeValue(x, s, zp, ${lo}, ${hi}); }`;
+  }
   const saturating = name.match(/^saturate_(i32|i8|u8)$/);
   if (saturating) {
     const [lo, hi] = INT_RANGE[saturating[1] as DType]!;
@@ -50,6 +58,13 @@ export function helperSource(name: string): string {
   const make = fromCompiler[name];
   if (!make) throw new Error(`no JS helper ${name}`);
   return make();
+}
+
+/** The helpers each helper calls. */
+export function helperDependencies(name: string): string[] {
+  if (name.startsWith("quantize_")) return ["quantizeValue"];
+  if (name === "quantizeValue") return ["roundHalfToEven"];
+  return [];
 }
 
 /** Helpers that other helpers call, and the scratch arrays the 16-bit conversions use. */

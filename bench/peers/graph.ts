@@ -7,6 +7,13 @@ import type { HostTensor } from "../../compiler/ir/tensor.ts";
 import { type Dim, formatShape, resolveShape } from "../../compiler/ir/types.ts";
 import "../../compiler/ir/ops/index.ts";
 
+/** A peer framework running one difftc graph at fixed sizes. */
+export interface PeerRunner {
+  run(inputs: ReadonlyMap<string, HostTensor>): Promise<Map<string, HostTensor>>;
+  /** Frees the session or the uploaded tensors; the runner is unusable afterwards. */
+  release(): Promise<void>;
+}
+
 /**
  * The graph with every op the peer lacks decomposed into primitives. Throws, naming the
  * ops, when one of them has no decomposition.

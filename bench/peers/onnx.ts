@@ -4,14 +4,11 @@ import * as ort from "onnxruntime-node";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import type { HostTensor } from "../../compiler/ir/tensor.ts";
 import type { DType } from "../../compiler/ir/types.ts";
-import { checkInputs } from "./graph.ts";
+import { checkInputs, type PeerRunner } from "./graph.ts";
 import { exportOnnx } from "./onnx/export.ts";
 import { encodeModel } from "./onnx/model.ts";
 
-export interface PeerRunner {
-  run(inputs: ReadonlyMap<string, HostTensor>): Promise<Map<string, HostTensor>>;
-  release(): Promise<void>;
-}
+export type { PeerRunner };
 
 export interface OnnxRunnerOptions {
   /** ONNX Runtime's intra-op thread pool size (default 1, for per-core comparisons). */
@@ -51,6 +48,8 @@ export async function createOnnxRunner(
     interOpNumThreads: 1,
     executionMode: "sequential",
     graphOptimizationLevel: "all",
+    // Warnings only: a graph may hold constants nothing reads, which ORT reports as it drops them.
+    logSeverityLevel: 3,
   });
   const outputTypes = new Map(graph.outputs.map((o) => [o.name, graph.nodes[o.node].type.dtype]));
   return {

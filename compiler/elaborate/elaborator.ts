@@ -397,8 +397,9 @@ export class Elaborator {
     return values.map((v, i) => {
       if (v.kind === "number" || v.kind === "bool") {
         const value = v.kind === "bool" ? +v.value : v.value;
-        const cdtype = v.kind === "bool" ? "bool" : dtype;
-        if (v.kind === "number" && !v.integer && !isFloat(cdtype)) throw new Diagnostic(`the number ${value} cannot be used with a ${dtype} tensor; cast the tensor to a float dtype`, spans[i]);
+        // A fractional number never becomes an integer constant: it stays f32, and an op that
+        // needs matching dtypes says so (dequantize's scale is f32 beside an i8 operand).
+        const cdtype = v.kind === "bool" ? "bool" : v.kind === "number" && !v.integer && !isFloat(dtype) ? "f32" : dtype;
         return this.add("const", [], { value, dtype: cdtype }, spans[i]);
       }
       return this.tensorId(v, spans[i]);

@@ -109,7 +109,7 @@ class Session {
     if (!this.storage || this.storage.key !== key) this.storage = { key, slots: MANIFEST.slots.map((s) => new ArrayBuffer(evalSize(s.bytes, dims))) };
     for (const b of MANIFEST.buffers) {
       if (b.kind === "temp") views[b.id] = new ARRAYS[b.dtype](this.storage.slots[b.slot], 0, evalSize(b.size, dims));
-      else if (b.kind === "const") views[b.id] = ARRAYS[b.dtype].of(b.encoded);
+      else if (b.kind === "const") views[b.id] = ARRAYS[b.dtype].of(Number(b.encoded));
       else if (b.kind === "param") views[b.id] = this.params.get(b.id);
     }
     for (const kernel of KERNELS) kernel(views, dims);

@@ -127,4 +127,5 @@ export const primitiveRules: Record<string, OnnxRule> = {
 
   const: (cx) => cx.b.initializer(onnxType(cx.out.dtype), [], [cx.attrs.value as number]),
   iota,
+  numel: (cx) => cx.b.initializer(OnnxType.INT32, [], [numel(cx.attrs.shape as number[])]),
 };

@@ -5,6 +5,8 @@ import { OpError, registerOp } from "../registry.ts";
 import { broadcastIndex, type HostTensor } from "../tensor.ts";
 import { broadcastShapes, type Dim, formatShape, formatType, isFloat, numel, sameShape, type TensorType } from "../types.ts";
 import { softmaxRow } from "./nn.ts";
+import { Lowering } from "./lowering.ts";
+import type { NodeSink } from "../registry.ts";
 
 /** Sizes shared by both ops; `maps` is 1 for attention, 2 for diffattn (its two softmax maps). */
 interface Geometry {
@@ -176,6 +178,7 @@ registerOp({
     return { dtype: types[0].dtype, shape: [...geo.batch, geo.n, geo.heads, geo.dv] };
   },
   interpret: (args, a, out) => attend(args, a, out, 1, attentionLayout),
+  decompose: (b, operands, a) => decomposeAttention(b, operands, a, 1),
 });
 
 registerOp({
@@ -204,4 +207,66 @@ registerOp({
     return { dtype: types[0].dtype, shape: [...geo.batch, geo.n, geo.heads, geo.dv] };
   },
   interpret: (args, a, out) => attend(args, a, out, 2, a.pairing === "halves" ? halvesLayout : stripeLayout),
+  decompose: (b, operands, a) => decomposeAttention(b, operands, a, 2),
 });
+
+/** Allowed (query, key) pairs of causal attention: key j <= query i + (M - N). */
+function causalMask(L: Lowering, n: Dim, m: Dim): number {
+  const rows = L.b.add("iota", [], { shape: [n, m], axis: 0, dtype: "i32" });
+  const cols = L.b.add("iota", [], { shape: [n, m], axis: 1, dtype: "i32" });
+  // The offset aligns the last query with the last key; it is read at run time when N or M is symbolic.
+  const last = n === m ? rows : L.op("add", rows, L.op("sub", L.b.add("numel", [], { shape: [m] }), L.b.add("numel", [], { shape: [n] })));
+  return L.op("le", cols, last);
+}
+
+/**
+ * attention and diffattn in primitives: per-head batched matmuls that materialise the N×M
+ * maps, a softmax per map, `p1 - λ p2`, and `@ v`. This is the unfused baseline that fusion
+ * passes are measured against. Heads are laid out [..., Hkv, G, N, d] so that the G query
+ * heads of a kv group broadcast against that group's keys and values (flash semantics).
+ */
+function decomposeAttention(b: NodeSink, [q, k, v, lambda]: number[], a: Attrs, maps: 1 | 2): number {
+  const L = new Lowering(b);
+  const dtype = b.type(q).dtype;
+  const geo = geometry(maps === 2 ? "diffattn" : "attention", [q, k, v].map((x) => b.type(x)), a, maps);
+  const { heads, kvHeads, d, dv, n, m } = geo;
+  const group = heads / kvHeads;
+  const halves = a.pairing === "halves";
+  const [qb, kb, vb] = [q, k, v].map((x) => L.batch(x, 2));
+  // Subhead `map` (0: q1/k1, 1: q2/k2) of x viewed as [..., rows, maps * count, d].
+  const pick = (x: number, batch: Dim[], rows: Dim, count: number, map: number): number => {
+    const sub = L.reshape(x, [...batch, rows, maps * count, d]);
+    if (maps === 1) return sub;
+    if (halves) return L.slice(sub, -2, map * count, (map + 1) * count);
+    const pairs = L.reshape(sub, [...batch, rows, count, 2, d]);
+    return L.reshape(L.slice(pairs, -2, map, map + 1), [...batch, rows, count, d]);
+  };
+  const scale = L.scalar((a.scale as number) || d ** -0.5, dtype);
+  const mask = a.causal ? causalMask(L, n, m) : undefined;
+  const probs: number[] = [];
+  for (let map = 0; map < maps; map++) {
+    const qm = L.permuteLast(L.reshape(pick(q, qb, n, heads, map), [...qb, n, kvHeads, group, d]), [1, 2, 0, 3]); // [..., Hkv, G, N, d]
+    const km = L.reshape(L.permuteLast(pick(k, kb, m, kvHeads, map), [1, 2, 0]), [...kb, kvHeads, 1, d, m]); // [..., Hkv, 1, d, M]
+    let scores = L.op("mul", L.op("matmul", qm, km), scale);
+    if (mask !== undefined) scores = L.op("where", mask, scores, L.scalar(-Infinity, dtype));
+    probs.push(b.add("softmax", [scores], { axis: -1 }));
+  }
+  let p = probs[0];
+  if (maps === 2) {
+    // λ broadcast to [..., N, H], then laid out like the maps: [..., Hkv, G, N, 1].
+    const lam = b.type(lambda).dtype === dtype ? lambda : b.add("cast", [lambda], { dtype });
+    const full = b.add("broadcast", [lam], { shape: [...geo.batch, n, heads] });
+    const perHead = L.permuteLast(L.reshape(full, [...geo.batch, n, kvHeads, group]), [1, 2, 0]);
+    p = L.op("sub", probs[0], L.op("mul", L.reshape(perHead, [...geo.batch, kvHeads, group, n, 1]), probs[1]));
+  }
+  let vh: number; // [..., M, Hkv, dv]
+  if (maps === 2 && halves) {
+    const vs = L.reshape(v, [...vb, m, 2 * kvHeads, d]);
+    vh = b.add("concat", [L.slice(vs, -2, 0, kvHeads), L.slice(vs, -2, kvHeads, 2 * kvHeads)], { axis: -1 });
+  } else {
+    vh = L.reshape(v, [...vb, m, kvHeads, dv]);
+  }
+  const vt = L.reshape(L.permuteLast(vh, [1, 0, 2]), [...vb, kvHeads, 1, m, dv]);
+  const out = L.op("matmul", p, vt); // [..., Hkv, G, N, dv]
+  return L.reshape(L.permuteLast(out, [2, 0, 1, 3]), [...geo.batch, n, heads, dv]);
+}

@@ -1,6 +1,7 @@
 // Neural-network building blocks that are one op each because every backend fuses them the
 // same way: softmax, the two norms and rotary position embedding.
 import type { Attrs } from "../graph.ts";
+import { Lowering } from "./lowering.ts";
 import { OpError, registerOp } from "../registry.ts";
 import { type Dim, formatType, isFloat, isInteger, normalizeAxis, numel, type TensorType } from "../types.ts";
 
@@ -100,6 +101,13 @@ registerOp({
     }
     return out;
   },
+  decompose: (b, [x, w], a) => {
+    const L = new Lowering(b);
+    const dtype = b.type(x).dtype;
+    const meanSquare = b.add("mean", [L.op("mul", x, x)], { axes: [-1], keepdims: true });
+    const denom = L.op("sqrt", L.op("add", meanSquare, L.scalar(a.eps as number, dtype)));
+    return L.op("mul", L.op("div", x, denom), w);
+  },
 });
 
 registerOp({
@@ -128,6 +136,14 @@ registerOp({
       for (let i = 0; i < c; i++) out[base + i] = ((x.data[base + i] - mean) / denom) * w.data[i] + (b ? b.data[i] : 0);
     }
     return out;
+  },
+  decompose: (b, [x, w, bias], a) => {
+    const L = new Lowering(b);
+    const dtype = b.type(x).dtype;
+    const centred = L.op("sub", x, b.add("mean", [x], { axes: [-1], keepdims: true }));
+    const variance = b.add("mean", [L.op("mul", centred, centred)], { axes: [-1], keepdims: true });
+    const y = L.op("mul", L.op("div", centred, L.op("sqrt", L.op("add", variance, L.scalar(a.eps as number, dtype)))), w);
+    return bias === undefined ? y : L.op("add", y, bias);
   },
 });
 
@@ -198,5 +214,33 @@ registerOp({
       }
     }
     return out;
+  },
+  decompose: (b, [x, pos], a) => {
+    const L = new Lowering(b);
+    const t = b.type(x);
+    const dtype = t.dtype;
+    const headDim = ropeHeadDim(t, a);
+    const half = headDim / 2;
+    const c = t.shape[t.shape.length - 1] as number;
+    const n = t.shape[t.shape.length - 2];
+    const lead = t.shape.slice(0, -2);
+    // angle[r, i] = pos[r] * theta^(-2i / head_dim), shaped to broadcast over heads.
+    const i = b.add("iota", [], { shape: [half], axis: 0, dtype });
+    const freq = L.op("pow", L.scalar(a.theta as number, dtype), L.op("mul", i, L.scalar(-2 / headDim, dtype)));
+    const p = b.type(pos).dtype === dtype ? pos : b.add("cast", [pos], { dtype });
+    const angle = L.op("mul", L.reshape(p, [n, 1]), L.reshape(freq, [1, half]));
+    // Pairs (x0, x1): interleaved [..., N, heads, half, 2]; else [..., N, heads, 2, half].
+    const interleaved = a.interleaved as boolean;
+    const pairShape = interleaved ? [half, 2] : [2, half];
+    const pairAxis = interleaved ? -1 : -2;
+    const angleShape = interleaved ? [n, 1, half, 1] : [n, 1, 1, half];
+    const cos = L.reshape(L.op("cos", angle), angleShape);
+    const sin = L.reshape(L.op("sin", angle), angleShape);
+    const pairs = L.reshape(x, [...lead, n, c / headDim, ...pairShape]);
+    const x0 = L.slice(pairs, pairAxis, 0, 1);
+    const x1 = L.slice(pairs, pairAxis, 1, 2);
+    const y0 = L.op("sub", L.op("mul", x0, cos), L.op("mul", x1, sin));
+    const y1 = L.op("add", L.op("mul", x0, sin), L.op("mul", x1, cos));
+    return L.reshape(b.add("concat", [y0, y1], { axis: pairAxis }), t.shape);
   },
 });

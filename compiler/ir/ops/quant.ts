@@ -14,6 +14,12 @@ export function roundHalfToEven(x: number): number {
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
+/** One quantised value; backends emit this function itself, so they round exactly alike. */
+export function quantizeValue(x: number, scale: number, zeroPoint: number, lo: number, hi: number): number {
+  const v = roundHalfToEven(x / scale) + zeroPoint;
+  return Number.isNaN(v) ? zeroPoint : v < lo ? lo : v > hi ? hi : v;
+}
+
 /** Checks that scale broadcasts to x's shape without growing it. */
 function checkScale(op: string, x: TensorType, scale: TensorType): void {
   if (!isFloat(scale.dtype)) throw new OpError(`${op}: scale must be a float tensor, got ${formatType(scale)}`);
@@ -48,10 +54,7 @@ registerOp({
     const zeroPoint = a.zero_point as number;
     const si = broadcastIndex(scale.shape, x.shape);
     const out = new Float64Array(x.data.length);
-    for (let i = 0; i < out.length; i++) {
-      const v = roundHalfToEven(x.data[i] / scale.data[si ? si[i] : i]) + zeroPoint;
-      out[i] = Number.isNaN(v) ? zeroPoint : v < lo ? lo : v > hi ? hi : v;
-    }
+    for (let i = 0; i < out.length; i++) out[i] = quantizeValue(x.data[i], scale.data[si ? si[i] : i], zeroPoint, lo, hi);
     return out;
   },
 });

@@ -66,3 +66,13 @@ registerOp({
     return data;
   },
 });
+
+registerOp({
+  name: "numel",
+  doc: "The number of elements of `shape` (a product of sizes and dims) as an i32 scalar: how decompositions read run-time sizes, such as the causal offset M - N.",
+  operands: [],
+  attrs: { shape: { type: "shape" } },
+  pattern: "source",
+  infer: () => ({ dtype: "i32", shape: [] }),
+  interpret: (_, a) => Float64Array.of(numel(a.shape as number[])),
+});
