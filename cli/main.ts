@@ -1,6 +1,7 @@
 // The difftc command line: check, ir, init and run.
 import { parseArgs } from "node:util";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import type { ModelDecl } from "../dsl/ast.ts";
 import { Diagnostic } from "../dsl/diagnostic.ts";
 import { parseProgram } from "../dsl/parse.ts";
@@ -10,7 +11,12 @@ import { printGraph } from "../compiler/ir/print.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { formatShape, formatType, numel } from "../compiler/ir/types.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
-import { evaluate } from "../runtime/interpreter/index.ts";
+import { bindDims, evaluate } from "../runtime/interpreter/index.ts";
+import { loadJs } from "../runtime/adapters/js/index.ts";
+import { compileJs } from "../backends/js/index.ts";
+import { writeArtifact } from "../backends/common/artifact.ts";
+import { parseGraph } from "../compiler/ir/parse.ts";
+import type { Graph } from "../compiler/ir/graph.ts";
 import { readSafetensors, writeSafetensors } from "../runtime/safetensors.ts";
 
 const COMMON = `Common options:
@@ -37,11 +43,20 @@ vectors N(0, 0.1), norm weights 1, linear layers U(+-1/sqrt(fan_in))).
 ${COMMON}
   --seed N          random seed (default 0)
   -o, --output FILE where to write the weights (required)`,
-  run: `difftc run FILE --backend interp [options]
-Evaluates the model and writes or prints its outputs.
+  compile: `difftc compile FILE --target js -o DIR [options]
+Compiles the model to an artifact directory: manifest.json, the kernels (model.js for js),
+typings (model.d.ts) and the graph it was compiled from (graph.ir).
 
 ${COMMON}
-  --backend NAME    interp (the reference interpreter; default)
+  --target NAME     js
+  -o, --output DIR  the artifact directory (required)`,
+  run: `difftc run FILE|ARTIFACT_DIR [options]
+Evaluates a model (compiling it in memory for --backend js), or runs a compiled artifact,
+and writes or prints its outputs.
+
+${COMMON}
+  --backend NAME    interp (the reference interpreter; default for a .dt file) or js
+                    (default for an artifact directory)
   --weights FILE    weights as safetensors (default: seeded weights as 'init' draws them)
   --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set)
   --seed N          seed for default weights and inputs (default 0)
@@ -53,10 +68,11 @@ const USAGE = `difftc — a compiler for differential-attention models
 Usage: difftc <command> FILE [options]
 
 Commands:
-  check   type-check a model and print its signature
-  ir      print the graph IR
-  init    write seeded weights as safetensors
-  run     evaluate a model
+  check     type-check a model and print its signature
+  ir        print the graph IR
+  init      write seeded weights as safetensors
+  compile   compile a model to an artifact (js)
+  run       evaluate a model or run an artifact
 
 Run 'difftc <command> --help' for a command's options.`;
 
@@ -67,6 +83,7 @@ const OPTIONS = {
   seed: { type: "string" },
   output: { type: "string", short: "o" },
   backend: { type: "string" },
+  target: { type: "string" },
   weights: { type: "string" },
   inputs: { type: "string" },
   locations: { type: "boolean" },
@@ -78,8 +95,25 @@ function dimsOf(model: ModelDecl): string[] {
   return model.body.flatMap((s) => (s.kind === "dim" ? s.names.map((n) => n.name) : []));
 }
 
-interface Loaded extends Elaborated {
+interface Loaded {
+  graph: Graph;
   dims: Map<string, number>;
+  /** The elaborated model, when loaded from a .dt file. */
+  elaborated?: Elaborated;
+  /** The artifact directory, when loaded from one. */
+  artifact?: string;
+}
+
+function isArtifactDir(path: string): boolean {
+  return existsSync(join(path, "manifest.json")) && statSync(path).isDirectory();
+}
+
+/** A compiled artifact: its graph (graph.ir) for inputs and weights, the directory to run. */
+function loadArtifactDir(dir: string, opts: Options): Loaded {
+  const graph = parseGraph(readFileSync(join(dir, "graph.ir"), "utf8"), join(dir, "graph.ir"));
+  const set = parseSet(opts.set);
+  for (const k of set.keys()) if (!graph.dims.includes(k)) throw new Diagnostic(`${dir} is compiled: only its dims (${graph.dims.join(", ") || "none"}) can be set, not ${k}`);
+  return { graph, dims: set, artifact: dir };
 }
 
 function parseSet(values: string[] = []): Map<string, number> {
@@ -108,7 +142,8 @@ function load(file: string, opts: Options): Loaded {
   const dims = new Map([...set].filter(([k]) => dimNames.includes(k)));
   for (const [k, v] of dims) if (!Number.isInteger(v) || v < 0) throw new Diagnostic(`dim ${k} must be a non-negative integer, got ${v}`);
   const params = new Map([...set].filter(([k]) => !dimNames.includes(k)));
-  return { ...elaborate(program, { model: opts.model, set: params }), dims };
+  const elaborated = elaborate(program, { model: opts.model, set: params });
+  return { graph: elaborated.graph, elaborated, dims };
 }
 
 
@@ -123,8 +158,7 @@ function describeInit(attrs: Record<string, unknown>): string {
   return `${attrs.init}(${args.join(", ")})`;
 }
 
-function check(m: Loaded): string {
-  const { graph, model, params } = m;
+function check({ graph, model, params }: Elaborated): string {
   const lines: string[] = [];
   const ps = [...params].map(([k, v]) => `${k} = ${v.kind === "number" || v.kind === "bool" ? v.value : v.kind === "string" ? JSON.stringify(v.value) : v.kind}`);
   lines.push(`model ${model.name.name}(${ps.join(", ")})`);
@@ -162,7 +196,7 @@ function loadWeights(m: Loaded, opts: Options): Map<string, HostTensor> {
   if (!opts.weights) return initWeights(m.graph, seedOf(opts));
   const { tensors } = readSafetensors(opts.weights);
   const missing = paramNodes(m.graph).map(nodeName).filter((n) => !tensors.has(n));
-  if (missing.length) throw new Diagnostic(`${opts.weights} lacks ${missing.length} param${missing.length === 1 ? "" : "s"} of ${m.model.name.name}: ${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ", ..." : ""}`);
+  if (missing.length) throw new Diagnostic(`${opts.weights} lacks ${missing.length} param${missing.length === 1 ? "" : "s"} of ${m.graph.name}: ${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ", ..." : ""}`);
   for (const n of paramNodes(m.graph)) {
     const t = tensors.get(nodeName(n))!;
     if (t.dtype !== n.type.dtype || formatShape(t.shape) !== formatShape(n.type.shape))
@@ -178,7 +212,7 @@ function loadInputs(m: Loaded, opts: Options): Map<string, HostTensor> {
   return randomInputs(m.graph, m.dims, seedOf(opts));
 }
 
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === "--help" || command === "-h" || command === "help") {
     console.log(USAGE);
@@ -197,10 +231,12 @@ export function main(argv: string[]): number {
     return 0;
   }
   if (parsed.positionals.length !== 1) throw new Diagnostic(`difftc ${command} takes one model file; see difftc ${command} --help`);
-  const m = load(parsed.positionals[0], opts);
+  const path = parsed.positionals[0];
+  if (isArtifactDir(path) && command !== "run") throw new Diagnostic(`${path} is a compiled artifact; 'difftc ${command}' takes a .dt file (an artifact runs with 'difftc run ${path}')`);
+  const m = isArtifactDir(path) ? loadArtifactDir(path, opts) : load(path, opts);
   switch (command) {
     case "check":
-      console.log(check(m));
+      console.log(check(m.elaborated!));
       return 0;
     case "ir":
       process.stdout.write(printGraph(m.graph, { locations: !!opts.locations }));
@@ -208,16 +244,32 @@ export function main(argv: string[]): number {
     case "init": {
       if (!opts.output) throw new Diagnostic("difftc init needs -o FILE");
       const weights = initWeights(m.graph, seedOf(opts));
-      writeSafetensors(opts.output, weights, { model: m.model.name.name, seed: String(seedOf(opts)) });
+      writeSafetensors(opts.output, weights, { model: m.graph.name, seed: String(seedOf(opts)) });
       console.log(`wrote ${weights.size} params to ${opts.output}`);
       return 0;
     }
+    case "compile": {
+      const target = opts.target ?? "js";
+      if (target !== "js") throw new Diagnostic(`unknown target '${target}' (available: js)`);
+      if (!opts.output) throw new Diagnostic("difftc compile needs -o DIR");
+      const artifact = compileJs(m.graph);
+      writeArtifact(artifact, opts.output);
+      console.log(`wrote ${[...artifact.files.keys()].join(", ")} to ${opts.output} (${artifact.manifest.kernels.length} kernels)`);
+      return 0;
+    }
     case "run": {
-      const backend = opts.backend ?? "interp";
-      if (backend !== "interp") throw new Diagnostic(`unknown backend '${backend}' (available: interp)`);
+      const backend = opts.backend ?? (m.artifact ? "js" : "interp");
+      if (backend !== "interp" && backend !== "js") throw new Diagnostic(`unknown backend '${backend}' (available: interp, js)`);
       const weights = loadWeights(m, opts);
       const inputs = loadInputs(m, opts);
-      const outputs = evaluate(m.graph, inputs, weights, { dims: m.dims });
+      let outputs: Map<string, HostTensor>;
+      if (backend === "interp") outputs = evaluate(m.graph, inputs, weights, { dims: m.dims });
+      else {
+        // The interpreter checks inputs against the graph with clear messages; so does this.
+        bindDims(m.graph, inputs, m.dims);
+        const session = await loadJs(m.artifact ?? compileJs(m.graph), weights);
+        outputs = await session.run(inputs);
+      }
       if (opts.output) {
         writeSafetensors(opts.output, outputs);
         console.log(`wrote ${outputs.size} output${outputs.size === 1 ? "" : "s"} to ${opts.output}`);

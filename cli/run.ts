@@ -3,9 +3,9 @@
 import { Diagnostic } from "../dsl/diagnostic.ts";
 import { main } from "./main.ts";
 
-export function runCli(argv: string[]): number {
+export async function runCli(argv: string[]): Promise<number> {
   try {
-    return main(argv);
+    return await main(argv);
   } catch (e) {
     if (e instanceof Diagnostic) {
       console.error(e.format());

@@ -2,6 +2,7 @@
 // (model.d.ts) and manifest.json.
 import { readFileSync } from "node:fs";
 import type { Graph } from "../../compiler/ir/graph.ts";
+import { printGraph } from "../../compiler/ir/print.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
 import { schedule } from "../../compiler/schedule/index.ts";
 import { type Artifact } from "../common/artifact.ts";
@@ -47,6 +48,8 @@ export function compileJs(graph: Graph, passes: string[] = []): Artifact {
       ["manifest.json", `${JSON.stringify(manifest, null, 2)}\n`],
       ["model.js", source],
       ["model.d.ts", emitTypings(manifest)],
+      // The graph the artifact was compiled from, for tools (random inputs, the interpreter).
+      ["graph.ir", printGraph(graph)],
     ]),
   };
 }

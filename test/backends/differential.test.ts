@@ -1,8 +1,48 @@
-// Every backend against the interpreter: random graphs, every op, the example models.
+// Every backend against the interpreter: random graphs and the example and standard-library models.
+import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, it } from "vitest";
+import { parseProgram } from "../../dsl/parse.ts";
+import { elaborate, standardLibrary } from "../../compiler/elaborate/index.ts";
+import { initWeights, randomInputs } from "../../runtime/init.ts";
 import { arbitraryGraphCase } from "../support/random-graph.ts";
 import { BACKENDS, runAndCompare } from "../harness/harness.ts";
+
+/** Small sizes so that every model runs in well under a second on the interpreter. */
+const SMALL: Record<string, [string, number][]> = {
+  DiffAttention: [["D", 64], ["H", 2]],
+  Attention: [["D", 32], ["H", 2]],
+  Block: [["D", 32], ["H", 2]],
+  TransformerBlock: [["D", 32], ["H", 2]],
+  DiffLM: [["V", 40], ["D", 32], ["H", 2], ["L", 2]],
+  TransformerLM: [["V", 40], ["D", 32], ["H", 2], ["L", 2]],
+  DiffAttentionV2: [["D", 32], ["H", 2], ["Hkv", 1]],
+};
+
+/** Library models whose input has leading `...` run inside a root model that fixes the rank. */
+const RANK_GENERIC: Record<string, { args: string; width: number }> = {
+  Linear: { args: "8, 5", width: 8 },
+  RMSNorm: { args: "8", width: 8 },
+  LayerNorm: { args: "8", width: 8 },
+  SwiGLU: { args: "8, 12", width: 8 },
+};
+
+const EXAMPLES = ["diff_attention.dt", "diff_lm.dt", "transformer_lm.dt", "diff_attention_v2.dt"];
+
+function modelCases(): { label: string; file: string; source: string; model?: string }[] {
+  const cases: { label: string; file: string; source: string; model?: string }[] = EXAMPLES.map((f) => ({
+    label: `examples/${f}`,
+    file: f,
+    source: readFileSync(new URL(`../../examples/${f}`, import.meta.url), "utf8"),
+  }));
+  for (const m of standardLibrary().models) {
+    const name = m.name.name;
+    const generic = RANK_GENERIC[name];
+    const source = generic ? `model Wrap {\n  dim N\n  input x: f32[N, 3, ${generic.width}]\n  sub m = ${name}(${generic.args})\n  output y = m(x)\n}\n` : "";
+    cases.push({ label: `std ${name}`, file: "std.dt", source, model: generic ? undefined : name });
+  }
+  return cases;
+}
 
 for (const backend of BACKENDS) {
   describe(`${backend.name} backend agrees with the interpreter`, () => {
@@ -14,5 +54,16 @@ for (const backend of BACKENDS) {
         { numRuns: 60 },
       );
     });
+
+    for (const c of modelCases()) {
+      it(`on ${c.label}`, async () => {
+        const program = parseProgram(c.source, c.file);
+        const name = c.model ?? elaborate(program).model.name.name;
+        const { graph } = elaborate(program, { model: c.model, set: new Map(SMALL[name] ?? []) });
+        const dims = new Map(graph.dims.map((d) => [d, 7]));
+        const inputs = randomInputs(graph, dims, 3);
+        await runAndCompare(backend, graph, inputs, initWeights(graph, 3), dims);
+      });
+    }
   });
 }

@@ -1,0 +1,26 @@
+import * as ort from "onnxruntime-node";
+import { readFileSync, readdirSync } from "node:fs";
+import { GraphBuilder } from "../../../compiler/ir/builder.ts";
+import { randomInputs } from "../../../runtime/init.ts";
+import { exportOnnx } from "../onnx/export.ts";
+import { encodeModel } from "../onnx/model.ts";
+const b = new GraphBuilder("t"); b.dim("N");
+const [H, d] = [8, 64];
+const q = b.add("input", [], { name: "q", dtype: "f32", shape: ["N", 2 * H * d] });
+const k = b.add("input", [], { name: "k", dtype: "f32", shape: ["N", 2 * H * d] });
+const v = b.add("input", [], { name: "v", dtype: "f32", shape: ["N", 2 * H * d] });
+b.output("y", b.add("diffattn", [q, k, v, b.add("const", [], { value: 0.8 })], { heads: H, causal: true }));
+const g = b.finish();
+const dims = new Map([["N", 1024]]);
+const inputs = randomInputs(g, dims, 1);
+const s = await ort.InferenceSession.create(encodeModel(exportOnnx(g, new Map(), dims)), { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all", enableProfiling: true, profileFilePrefix: "/tmp/ortprof" , logSeverityLevel: 3});
+const feeds: Record<string, ort.Tensor> = {};
+for (const n of ["q", "k", "v"]) feeds[n] = new ort.Tensor("float32", Float32Array.from(inputs.get(n)!.data), [1024, 1024]);
+for (let i = 0; i < 3; i++) { const t = performance.now(); await s.run(feeds); console.log(performance.now() - t); }
+await s.endProfiling?.();
+await s.release();
+const f = readdirSync("/tmp").filter(x => x.startsWith("ortprof")).sort().at(-1)!;
+const ev = JSON.parse(readFileSync("/tmp/" + f, "utf8")) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
+const by = new Map<string, number>();
+for (const e of ev) if (e.cat === "Node" && e.name.endsWith("_kernel_time")) by.set(e.name, (by.get(e.name) ?? 0) + e.dur);
+console.log([...by].sort((a, b) => b[1] - a[1]).slice(0, 15));
