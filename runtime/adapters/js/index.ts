@@ -21,13 +21,18 @@ const ARRAYS: Record<DType, new (n: number) => TypedArray> = { f32: Float32Array
 
 function toTyped(t: HostTensor): TypedArray {
   const a = new ARRAYS[t.dtype](t.data.length);
-  const encode = t.dtype === "f16" ? f16Bits : t.dtype === "bf16" ? bf16Bits : (x: number) => x;
-  for (let i = 0; i < a.length; i++) a[i] = encode(t.data[i]);
+  if (t.dtype === "f16" || t.dtype === "bf16") {
+    const encode = t.dtype === "f16" ? f16Bits : bf16Bits;
+    for (let i = 0; i < a.length; i++) a[i] = encode(t.data[i]);
+  } else {
+    a.set(t.data); // the typed array's own conversion: fast, and exact for rounded values
+  }
   return a;
 }
 
 function fromTyped(dtype: DType, shape: number[], a: TypedArray): HostTensor {
-  const decode = dtype === "f16" ? f16FromBits : dtype === "bf16" ? bf16FromBits : (x: number) => x;
+  if (dtype !== "f16" && dtype !== "bf16") return { dtype, shape, data: Float64Array.from(a) };
+  const decode = dtype === "f16" ? f16FromBits : bf16FromBits;
   const data = new Float64Array(a.length);
   for (let i = 0; i < a.length; i++) data[i] = decode(a[i]);
   return { dtype, shape, data };

@@ -1,0 +1,157 @@
+// Side-by-side benchmarks: the same graph, inputs and weights on difftc's interpreter and JS
+// backend and on the peers (tfjs cpu and wasm, onnxruntime-node with one thread). Prints
+// medians and ratios measured in this one run, and checks that every implementation agrees.
+//
+//   npm run bench                 # everything
+//   npm run bench -- --quick      # fewer repetitions, smaller sizes
+import { readFileSync } from "node:fs";
+import { compileJs } from "../backends/js/index.ts";
+import { elaborate } from "../compiler/elaborate/index.ts";
+import type { Graph } from "../compiler/ir/graph.ts";
+import type { HostTensor } from "../compiler/ir/tensor.ts";
+import { parseProgram } from "../dsl/parse.ts";
+import type { TensorMap } from "../runtime/adapters/adapter.ts";
+import { loadJs } from "../runtime/adapters/js/index.ts";
+import { initWeights, randomInputs } from "../runtime/init.ts";
+import { evaluate } from "../runtime/interpreter/index.ts";
+import { createOnnxRunner } from "./peers/onnx.ts";
+import { createTfjsRunner } from "./peers/tfjs.ts";
+
+const quick = process.argv.includes("--quick");
+
+interface Implementation {
+  name: string;
+  /** Prepares a runner for these sizes (compiling, uploading weights); not timed. */
+  prepare(graph: Graph, weights: TensorMap, dims: ReadonlyMap<string, number>): Promise<(inputs: TensorMap) => Promise<Map<string, HostTensor>>>;
+  /** Skip sizes where one run would take minutes. */
+  maxWork?: number;
+}
+
+const IMPLEMENTATIONS: Implementation[] = [
+  { name: "difftc interp (float64)", maxWork: 2e9, prepare: async (g, w, dims) => async (inputs) => evaluate(g, inputs, w, { dims }) },
+  {
+    name: "difftc js (--passes none)",
+    prepare: async (g, w) => {
+      const session = await loadJs(compileJs(g), w);
+      return (inputs) => session.run(inputs);
+    },
+  },
+  ...(["cpu", "wasm"] as const).map((backend) => ({
+    name: `tfjs ${backend}`,
+    prepare: async (g: Graph, w: TensorMap, dims: ReadonlyMap<string, number>) => {
+      const runner = await createTfjsRunner(g, w, dims, backend);
+      return (inputs: TensorMap) => runner.run(inputs);
+    },
+  })),
+  {
+    name: "onnxruntime-node (1 thread)",
+    prepare: async (g, w, dims) => {
+      const runner = await createOnnxRunner(g, w, dims, { threads: 1 });
+      return (inputs) => runner.run(inputs);
+    },
+  },
+];
+
+interface Case {
+  name: string;
+  graph: Graph;
+  dims: Map<string, number>;
+  /** Floating-point operations of one forward pass, for GFLOP/s; undefined to skip. */
+  flops?: number;
+}
+
+function compile(source: string, file: string, set: [string, number][] = []): Graph {
+  return elaborate(parseProgram(source, file), { set: new Map(set) }).graph;
+}
+
+const H = 8;
+const d = 64;
+const DIFFATTN = `# The diff attention core: two softmax maps, lambda, @ v (H = 8, d = 64, f32).
+model DiffAttnCore(H = ${H}, d = ${d}) {
+  dim N
+  input q: f32[N, 2 * H * d]
+  input k: f32[N, 2 * H * d]
+  input v: f32[N, 2 * H * d]
+  output y = diffattn(q, k, v, 0.5, heads = H)
+}`;
+
+function cases(): Case[] {
+  const core = compile(DIFFATTN, "bench/diffattn.dt");
+  const lm = compile(readFileSync(new URL("../examples/diff_lm.dt", import.meta.url), "utf8"), "examples/diff_lm.dt");
+  const sizes = quick ? [256] : [256, 1024];
+  return [
+    // 8·N²·d per head: two q k^T (2·N²·d each) and p @ v with 2d-wide values (4·N²·d).
+    ...sizes.map((n) => ({ name: `diffattn H=8 d=64 N=${n}`, graph: core, dims: new Map([["N", n]]), flops: 8 * n * n * d * H })),
+    { name: `diff_lm.dt (L=4 D=256) N=${quick ? 64 : 128}`, graph: lm, dims: new Map([["N", quick ? 64 : 128]]) },
+  ];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Largest relative difference against the reference, over all outputs. */
+function maxRelativeError(actual: Map<string, HostTensor>, expected: Map<string, HostTensor>): number {
+  let worst = 0;
+  for (const [name, e] of expected) {
+    const a = actual.get(name)!;
+    let scale = 0;
+    for (const x of e.data) scale = Math.max(scale, Math.abs(x));
+    for (let i = 0; i < e.data.length; i++) worst = Math.max(worst, Math.abs(a.data[i] - e.data[i]) / (scale || 1));
+  }
+  return worst;
+}
+
+async function time(run: () => Promise<unknown>): Promise<number> {
+  await run(); // warm-up: JIT, allocation
+  const times: number[] = [];
+  const budget = quick ? 1500 : 4000;
+  const start = performance.now();
+  while (times.length < 3 || (times.length < 15 && performance.now() - start < budget)) {
+    const t = performance.now();
+    await run();
+    times.push(performance.now() - t);
+  }
+  return median(times);
+}
+
+async function main(): Promise<void> {
+  const rows: { case: string; impl: string; ms?: number; note: string }[] = [];
+  for (const c of cases()) {
+    const weights = initWeights(c.graph, 1);
+    const inputs = randomInputs(c.graph, c.dims, 1);
+    let reference: Map<string, HostTensor> | undefined;
+    for (const impl of IMPLEMENTATIONS) {
+      if (impl.maxWork !== undefined && (c.flops ?? 0) > impl.maxWork) {
+        rows.push({ case: c.name, impl: impl.name, note: "skipped (minutes per run)" });
+        continue;
+      }
+      const run = await impl.prepare(c.graph, weights, c.dims);
+      const outputs = await run(inputs);
+      // The first implementation to run is the reference the others are checked against.
+      reference ??= outputs;
+      const err = maxRelativeError(outputs, reference);
+      if (!(err < 1e-3)) throw new Error(`${impl.name} disagrees on ${c.name}: max relative error ${err}`);
+      const ms = await time(() => run(inputs));
+      const gflops = c.flops ? ` ${(c.flops / ms / 1e6).toFixed(2)} GFLOP/s` : "";
+      rows.push({ case: c.name, impl: impl.name, ms, note: `err ${err.toExponential(1)}${gflops}` });
+      process.stderr.write(`  ${c.name}: ${impl.name} ${ms.toFixed(1)} ms\n`);
+    }
+  }
+  printTable(rows);
+}
+
+function printTable(rows: { case: string; impl: string; ms?: number; note: string }[]): void {
+  const ours = new Map(rows.filter((r) => r.impl.startsWith("difftc js")).map((r) => [r.case, r.ms!]));
+  console.log(`\ndifftc benchmarks (${quick ? "quick" : "full"}), median ms per forward pass; ratio = time / difftc js time (>1: difftc js is faster)\n`);
+  const header = ["case", "implementation", "median ms", "ratio", "notes"];
+  const table = rows.map((r) => [r.case, r.impl, r.ms === undefined ? "-" : r.ms.toFixed(1), r.ms === undefined ? "-" : `${(r.ms / ours.get(r.case)!).toFixed(2)}x`, r.note]);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((t) => t[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  console.log(line(header));
+  console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const t of table) console.log(line(t));
+}
+
+await main();
