@@ -1,29 +1,8 @@
+import { apply, inferError } from "../support/ops.ts";
 import { describe, expect, it } from "vitest";
-import type { Attrs } from "../../compiler/ir/graph.ts";
 import "../../compiler/ir/ops/nn.ts";
-import { getOp, normalizeAttrs, OpError } from "../../compiler/ir/registry.ts";
-import { type HostTensor, tensor } from "../../compiler/ir/tensor.ts";
-import type { TensorType } from "../../compiler/ir/types.ts";
-
-/** Runs an op's shape rule and interpreter rule (float64, unrounded). */
-function apply(op: string, args: HostTensor[], attrs: Attrs = {}): HostTensor {
-  const def = getOp(op)!;
-  const a = normalizeAttrs(def, attrs);
-  const type = def.infer(args, a);
-  const shape = type.shape as number[];
-  return { dtype: type.dtype, shape, data: def.interpret(args, a, { dtype: type.dtype, shape }) };
-}
-
-function inferError(op: string, types: TensorType[], attrs: Attrs = {}): string {
-  const def = getOp(op)!;
-  try {
-    def.infer(types, normalizeAttrs(def, attrs));
-  } catch (e) {
-    expect(e).toBeInstanceOf(OpError);
-    return (e as Error).message;
-  }
-  throw new Error(`expected ${op} to reject its operands`);
-}
+import { getOp } from "../../compiler/ir/registry.ts";
+import { tensor } from "../../compiler/ir/tensor.ts";
 
 function expectClose(actual: Float64Array, expected: number[], digits = 12): void {
   expect(actual.length).toBe(expected.length);
