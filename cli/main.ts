@@ -16,6 +16,7 @@ import { loadJs } from "../runtime/adapters/js/index.ts";
 import { compileJs } from "../backends/js/index.ts";
 import { writeArtifact } from "../backends/common/artifact.ts";
 import { parseGraph } from "../compiler/ir/parse.ts";
+import { findPass, listPasses, parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
 import type { Graph } from "../compiler/ir/graph.ts";
 import { readSafetensors, writeSafetensors } from "../runtime/safetensors.ts";
 
@@ -24,6 +25,14 @@ const COMMON = `Common options:
                     model in it uses)
   --set KEY=VALUE   set a model parameter (--set D=1024) or a dim (--set N=64); repeatable
   -h, --help        this help`;
+
+const PASS_OPTIONS = `Pass options (ir, compile, run):
+  --passes LIST     the pipeline: comma-separated pass names, 'default' (the optimising
+                    pipeline) or 'none' (the unfused baseline)
+  --print-after P   print the IR after pass P (repeatable, or a comma list) to stderr
+  --print-after-all print the IR after every pass
+  --time-passes     print how long each pass took
+  --list-passes     list every pass with what it does, and exit`;
 
 const HELP: Record<string, string> = {
   check: `difftc check FILE [options]
@@ -35,6 +44,7 @@ ${COMMON}`,
 Prints the model's graph IR as text.
 
 ${COMMON}
+${PASS_OPTIONS}
   --locations       annotate each node with the source location it came from`,
   init: `difftc init FILE --seed N -o WEIGHTS.safetensors [options]
 Writes seeded weights, drawn as each param's initialiser says (the paper's code: lambda
@@ -48,6 +58,7 @@ Compiles the model to an artifact directory: manifest.json, the kernels (model.j
 typings (model.d.ts) and the graph it was compiled from (graph.ir).
 
 ${COMMON}
+${PASS_OPTIONS}
   --target NAME     js
   -o, --output DIR  the artifact directory (required)`,
   run: `difftc run FILE|ARTIFACT_DIR [options]
@@ -55,6 +66,7 @@ Evaluates a model (compiling it in memory for --backend js), or runs a compiled 
 and writes or prints its outputs.
 
 ${COMMON}
+${PASS_OPTIONS}
   --backend NAME    interp (the reference interpreter; default for a .dt file) or js
                     (default for an artifact directory)
   --weights FILE    weights as safetensors (default: seeded weights as 'init' draws them)
@@ -87,6 +99,11 @@ const OPTIONS = {
   weights: { type: "string" },
   inputs: { type: "string" },
   locations: { type: "boolean" },
+  passes: { type: "string" },
+  "print-after": { type: "string", multiple: true },
+  "print-after-all": { type: "boolean" },
+  "time-passes": { type: "boolean" },
+  "list-passes": { type: "boolean" },
 } as const;
 
 type Options = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { multiple: true } ? string[] : (typeof OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
@@ -230,16 +247,26 @@ export async function main(argv: string[]): Promise<number> {
     console.log(HELP[command]);
     return 0;
   }
+  if (opts["list-passes"]) {
+    console.log(listPasses());
+    return 0;
+  }
   if (parsed.positionals.length !== 1) throw new Diagnostic(`difftc ${command} takes one model file; see difftc ${command} --help`);
   const path = parsed.positionals[0];
   if (isArtifactDir(path) && command !== "run") throw new Diagnostic(`${path} is a compiled artifact; 'difftc ${command}' takes a .dt file (an artifact runs with 'difftc run ${path}')`);
   const m = isArtifactDir(path) ? loadArtifactDir(path, opts) : load(path, opts);
+  // The pass pipeline applies to what is compiled or printed; an artifact was compiled already.
+  const passes = parsePipeline(opts.passes);
+  const printAfter = new Set((opts["print-after"] ?? []).flatMap((p) => p.split(",")).map((p) => p.trim()));
+  for (const p of printAfter) findPass(p);
+  if (opts["print-after-all"]) printAfter.add("*");
+  const optimized = () => (m.artifact ? m.graph : runPipeline(m.graph, passes, { printAfter, timePasses: opts["time-passes"] }));
   switch (command) {
     case "check":
       console.log(check(m.elaborated!));
       return 0;
     case "ir":
-      process.stdout.write(printGraph(m.graph, { locations: !!opts.locations }));
+      process.stdout.write(printGraph(optimized(), { locations: !!opts.locations }));
       return 0;
     case "init": {
       if (!opts.output) throw new Diagnostic("difftc init needs -o FILE");
@@ -252,7 +279,7 @@ export async function main(argv: string[]): Promise<number> {
       const target = opts.target ?? "js";
       if (target !== "js") throw new Diagnostic(`unknown target '${target}' (available: js)`);
       if (!opts.output) throw new Diagnostic("difftc compile needs -o DIR");
-      const artifact = compileJs(m.graph);
+      const artifact = compileJs(optimized(), passes);
       writeArtifact(artifact, opts.output);
       console.log(`wrote ${[...artifact.files.keys()].join(", ")} to ${opts.output} (${artifact.manifest.kernels.length} kernels)`);
       return 0;
@@ -263,11 +290,12 @@ export async function main(argv: string[]): Promise<number> {
       const weights = loadWeights(m, opts);
       const inputs = loadInputs(m, opts);
       let outputs: Map<string, HostTensor>;
-      if (backend === "interp") outputs = evaluate(m.graph, inputs, weights, { dims: m.dims });
+      const graph = optimized();
+      if (backend === "interp") outputs = evaluate(graph, inputs, weights, { dims: m.dims });
       else {
         // The interpreter checks inputs against the graph with clear messages; so does this.
-        bindDims(m.graph, inputs, m.dims);
-        const session = await loadJs(m.artifact ?? compileJs(m.graph), weights);
+        bindDims(graph, inputs, m.dims);
+        const session = await loadJs(m.artifact ?? compileJs(graph, passes), weights);
         outputs = await session.run(inputs);
       }
       if (opts.output) {
