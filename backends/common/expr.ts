@@ -12,7 +12,7 @@ export type ScalarExpr =
   | { kind: "select"; cond: ScalarExpr; a: ScalarExpr; b: ScalarExpr };
 
 /** Math functions a backend must spell (directly or with a helper it emits). */
-export type MathFn = "quantize_i8" | "quantize_u8" | "exp" | "log" | "sqrt" | "abs" | "tanh" | "cos" | "sin" | "pow" | "max" | "min" | "erf" | "isnan" | "idiv" | "saturate_i32" | "saturate_i8" | "saturate_u8" | "trunc";
+export type MathFn = "imul" | "ipow" | "quantize_i8" | "quantize_u8" | "exp" | "log" | "sqrt" | "abs" | "tanh" | "cos" | "sin" | "pow" | "max" | "min" | "erf" | "isnan" | "idiv" | "saturate_i32" | "saturate_i8" | "saturate_u8" | "trunc";
 
 export const lit = (value: number, dtype: DType = "f32"): ScalarExpr => ({ kind: "literal", value, dtype });
 export const ref = (name: string): ScalarExpr => ({ kind: "ref", name });
@@ -35,11 +35,11 @@ export function scalarOp(op: string, args: ScalarExpr[], dtype: DType, attrs: Re
     case "sub":
       return bin("-", a, b);
     case "mul":
-      return bin("*", a, b);
+      return dtype === "i32" ? call("imul", a, b) : bin("*", a, b);
     case "div":
       return isInt(dtype) ? call("idiv", a, b) : bin("/", a, b);
     case "pow":
-      return call("pow", a, b);
+      return call(dtype === "i32" ? "ipow" : "pow", a, b);
     case "maximum":
       return call("max", a, b);
     case "minimum":
@@ -84,7 +84,7 @@ export function scalarOp(op: string, args: ScalarExpr[], dtype: DType, attrs: Re
       return select(bin("!=", a, lit(0, "bool")), b, c);
     case "cast": {
       const to = attrs.dtype as DType;
-      if (to === "bool") return bool(bin("&&", bin("!=", a, lit(0, dtype)), { kind: "unary", op: "not", a: call("isnan", a) }));
+      if (to === "bool") return bool(bin("!=", a, lit(0, dtype)));
       if (isInt(to)) return call(`saturate_${to}` as MathFn, a);
       return a;
     }

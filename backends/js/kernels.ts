@@ -121,7 +121,7 @@ function elementwise(w: KernelWriter, node: Node, types: TensorType[]): void {
   const flat = coalesce(sizesOf(out.shape), accesses);
   const operandDtype = node.op === "where" ? types[1].dtype : types[0].dtype;
   const expr = scalarOp(node.op, types.map((_, i) => ref(`v${i}`)), operandDtype, node.attrs);
-  for (const fn of functionsUsed(expr)) if (!["exp", "log", "sqrt", "abs", "tanh", "cos", "sin", "pow", "max", "min", "isnan", "trunc", "idiv"].includes(fn)) w.helpers.add(fn);
+  for (const fn of functionsUsed(expr)) if (!["exp", "log", "sqrt", "abs", "tanh", "cos", "sin", "pow", "imul", "max", "min", "isnan", "trunc", "idiv"].includes(fn)) w.helpers.add(fn);
   w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([o, ...ins]) => {
     ins.forEach((idx, i) => w.line(`const v${i} = ${loadExpr(types[i].dtype, `in${i}[${idx}]`, w.helpers)};`));
     w.line(`out[${o}] = ${storeExpr(out.dtype, render(expr, jsSpelling), w.helpers)};`);
@@ -247,6 +247,8 @@ function matmul(w: KernelWriter, node: Node, [a, b]: TensorType[]): void {
   const flat = coalesce(sizesOf(batchShape), [{ strides: strides(batchShape) }, { strides: broadcastStrides(as.slice(0, -2), batchShape) }, { strides: broadcastStrides(bs.slice(0, -2), batchShape) }]);
   const A = (i: string) => loadExpr(a.dtype, `in0[${i}]`, w.helpers);
   const store = (v: string) => storeExpr(node.type.dtype, v, w.helpers);
+  // i32 sums of products wrap modulo 2^32 (C, WGSL, CUDA); floats accumulate in float64.
+  const mac = (c: string, x: string, y: string) => (node.type.dtype === "i32" ? `${c} = (${c} + Math.imul(${x}, ${y})) | 0;` : `${c} += ${x} * ${y};`);
   // Integers stay exact in float64; floats (16-bit ones decoded) fit float32.
   w.line(`const bt = new ${a.dtype === "i32" || a.dtype === "i8" || a.dtype === "u8" ? "Float64Array" : "Float32Array"}(${k} * ${m});`);
   w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([ob, ab, bb]) => {
@@ -262,8 +264,8 @@ function matmul(w: KernelWriter, node: Node, [a, b]: TensorType[]): void {
     w.open(`for (let p = 0; p < ${k}; p++) {`);
     w.line("const y0 = bt[b0 + p], y1 = bt[b1 + p];");
     w.line(`const x0 = ${A("a0 + p")}, x1 = ${A("a1 + p")}, x2 = ${A("a2 + p")}, x3 = ${A("a3 + p")};`);
-    w.line("c00 += x0 * y0; c01 += x0 * y1; c10 += x1 * y0; c11 += x1 * y1;");
-    w.line("c20 += x2 * y0; c21 += x2 * y1; c30 += x3 * y0; c31 += x3 * y1;");
+    w.line([mac("c00", "x0", "y0"), mac("c01", "x0", "y1"), mac("c10", "x1", "y0"), mac("c11", "x1", "y1")].join(" "));
+    w.line([mac("c20", "x2", "y0"), mac("c21", "x2", "y1"), mac("c30", "x3", "y0"), mac("c31", "x3", "y1")].join(" "));
     w.close();
     w.line(`const o = oBase + i * ${m} + j;`);
     w.line(`out[o] = ${store("c00")}; out[o + 1] = ${store("c01")}; out[o + ${m}] = ${store("c10")}; out[o + ${m} + 1] = ${store("c11")};`);
@@ -273,7 +275,7 @@ function matmul(w: KernelWriter, node: Node, [a, b]: TensorType[]): void {
     w.open(`if (j < ${m}) for (let r = 0; r < 4; r++) {`);
     w.line(`const ar = aBase + (i + r) * ${k}, b0 = j * ${k};`);
     w.line("let c = 0;");
-    w.line(`for (let p = 0; p < ${k}; p++) c += ${A("ar + p")} * bt[b0 + p];`);
+    w.line(`for (let p = 0; p < ${k}; p++) ${mac("c", A("ar + p"), "bt[b0 + p]")}`);
     w.line(`out[oBase + (i + r) * ${m} + j] = ${store("c")};`);
     w.close();
     w.close();
@@ -281,7 +283,7 @@ function matmul(w: KernelWriter, node: Node, [a, b]: TensorType[]): void {
     w.open(`for (; i < ${n}; i++) for (let j = 0; j < ${m}; j++) {`);
     w.line(`const ar = aBase + i * ${k}, b0 = j * ${k};`);
     w.line("let c = 0;");
-    w.line(`for (let p = 0; p < ${k}; p++) c += ${A("ar + p")} * bt[b0 + p];`);
+    w.line(`for (let p = 0; p < ${k}; p++) ${mac("c", A("ar + p"), "bt[b0 + p]")}`);
     w.line(`out[oBase + i * ${m} + j] = ${store("c")};`);
     w.close();
   }, "b");

@@ -2,7 +2,7 @@
 // Helpers are emitted from the compiler's own definitions (numeric.ts, the erf of the
 // elementwise ops), so the artifact computes exactly what the interpreter computes.
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits, INT_RANGE } from "../../compiler/ir/numeric.ts";
-import { erf } from "../../compiler/ir/ops/elementwise.ts";
+import { erf, i32Pow } from "../../compiler/ir/ops/elementwise.ts";
 import { quantizeValue, roundHalfToEven } from "../../compiler/ir/ops/quant.ts";
 import type { DType } from "../../compiler/ir/types.ts";
 import type { MathFn, Spelling } from "../common/expr.ts";
@@ -16,6 +16,7 @@ const CALLS: Partial<Record<MathFn, (a: string[]) => string>> = {
   cos: ([x]) => `Math.cos(${x})`,
   sin: ([x]) => `Math.sin(${x})`,
   pow: ([x, y]) => `(${x} ** ${y})`,
+  imul: ([x, y]) => `Math.imul(${x}, ${y})`,
   max: ([x, y]) => `Math.max(${x}, ${y})`,
   min: ([x, y]) => `Math.min(${x}, ${y})`,
   isnan: ([x]) => `(${x} !== ${x})`,
@@ -43,7 +44,8 @@ export function helperSource(name: string): string {
     erf: () => erf.toString(),
     quantizeValue: () => quantizeValue.toString(),
     roundHalfToEven: () => roundHalfToEven.toString(),
-    toBool: () => "function toBool(x) { return x !== 0 && x === x ? 1 : 0; }",
+    toBool: () => "function toBool(x) { return x !== 0 ? 1 : 0; }",
+    ipow: () => i32Pow.toString().replace("function i32Pow", "function ipow"),
   };
   const quantizing = name.match(/^quantize_(i8|u8)$/);
   if (quantizing) {

@@ -72,7 +72,7 @@ export const INT_RANGE: Partial<Record<DType, [number, number]>> = {
 /**
  * Rounds one value to a dtype. Floats round to nearest even. Integer results of arithmetic
  * truncate toward zero and wrap (two's complement), as C, WGSL and CUDA integer math does;
- * `cast` saturates first (see `saturate`). bool is 0 or 1.
+ * `cast` saturates first (see `saturate`). bool is x != 0 (NaN included), as 0 or 1.
  */
 export function roundScalar(dtype: DType, x: number): number {
   switch (dtype) {
@@ -89,7 +89,7 @@ export function roundScalar(dtype: DType, x: number): number {
     case "u8":
       return Number.isFinite(x) ? Math.trunc(x) & 0xff : 0;
     case "bool":
-      return x !== 0 && !Number.isNaN(x) ? 1 : 0;
+      return x !== 0 ? 1 : 0; // C, WGSL and CUDA: NaN is nonzero, so true
   }
 }
 

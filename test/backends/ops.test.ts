@@ -49,6 +49,9 @@ const CASES: OpCase[] = [
     input y: i32[A]
     output q = x / y
     output p = x * y * 1000000
+    output big = (x + 3) * 2147483647 * 65537
+    output pw = pow(x + 7, 23)
+    output mm = cast(x, i32) @ reshape(y * 123456789, [A, 1])
     output s = x - y }` },
   { name: "16-bit float arithmetic", ops: ["add", "exp", "matmul", "softmax"], source: `model M(A, B, C) { dim N
     input x: f16[N, A]

@@ -44,7 +44,7 @@ function mapBroadcast(args: HostTensor[], outShape: number[], f: (...xs: number[
   return out;
 }
 
-function elementwise(name: string, operands: string[], doc: string, f: (...xs: number[]) => number, opts: { floatOnly?: boolean; result?: DType } = {}): OpDef {
+function elementwise(name: string, operands: string[], doc: string, f: (...xs: number[]) => number, opts: { floatOnly?: boolean; result?: DType; i32?: (...xs: number[]) => number } = {}): OpDef {
   return registerOp({
     name,
     doc,
@@ -56,8 +56,20 @@ function elementwise(name: string, operands: string[], doc: string, f: (...xs: n
       if (opts.floatOnly && !isFloat(dtype)) throw new OpError(`${name} needs a float operand, got ${formatType(types[0])}`);
       return { dtype: opts.result ?? dtype, shape: broadcastAll(name, types) };
     },
-    interpret: (args, _, out) => mapBroadcast(args, out.shape, f),
+    interpret: (args, _, out) => mapBroadcast(args, out.shape, out.dtype === "i32" && opts.i32 ? opts.i32 : f),
   });
+}
+
+/** i32 power by squaring with wrapping products; a negative exponent truncates 1/a^-b. */
+export function i32Pow(a: number, b: number): number {
+  if (b < 0) return Math.trunc(a ** b);
+  let result = 1;
+  let base = a | 0;
+  for (let e = b; e > 0; e = Math.floor(e / 2)) {
+    if (e % 2 === 1) result = Math.imul(result, base);
+    base = Math.imul(base, base);
+  }
+  return result;
 }
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
@@ -95,7 +107,9 @@ const binary: [string, string, (a: number, b: number) => number][] = [
   ["maximum", "the larger of a and b (NaN if either is NaN)", (a, b) => Math.max(a, b)],
   ["minimum", "the smaller of a and b (NaN if either is NaN)", (a, b) => Math.min(a, b)],
 ];
-for (const [name, doc, f] of binary) elementwise(name, ["a", "b"], `Elementwise ${doc}, with broadcasting.`, f);
+// i32 products wrap modulo 2^32 as in C, WGSL and CUDA; float64 products lose those bits above 2^53.
+const I32: Record<string, (a: number, b: number) => number> = { mul: Math.imul, pow: i32Pow };
+for (const [name, doc, f] of binary) elementwise(name, ["a", "b"], `Elementwise ${doc}, with broadcasting${I32[name] ? " (i32 wraps modulo 2^32)" : ""}.`, f, { i32: I32[name] });
 
 const unary: [string, string, (x: number) => number][] = [
   ["neg", "-x", (x) => -x],
@@ -141,7 +155,7 @@ registerOp({
 
 registerOp({
   name: "cast",
-  doc: "Converts to another dtype. Float to integer truncates toward zero and saturates at the range (NaN gives 0); to bool is x != 0; floats round to nearest even.",
+  doc: "Converts to another dtype. Float to integer truncates toward zero and saturates at the range (NaN gives 0); to bool is x != 0 (so NaN is true, as in C); floats round to nearest even.",
   operands: ["x"],
   attrs: { dtype: { type: "dtype" } },
   pattern: "elementwise",

@@ -37,6 +37,8 @@ registerOp({
     const bBatch = broadcastIndex(bs.slice(0, -2), batch);
     const data = new Float64Array(numel(out.shape));
     const row = new Float64Array(m);
+    // i32 sums of products wrap modulo 2^32, as C, WGSL and CUDA integer math does.
+    const wraps = out.dtype === "i32";
     for (let bi = 0; bi < batches; bi++) {
       const aOff = (aBatch ? aBatch[bi] : bi) * n * k;
       const bOff = (bBatch ? bBatch[bi] : bi) * k * m;
@@ -47,7 +49,8 @@ registerOp({
         for (let p = 0; p < k; p++) {
           const av = a.data[aOff + i * k + p];
           const bRow = bOff + p * m;
-          for (let j = 0; j < m; j++) row[j] += av * b.data[bRow + j];
+          if (wraps) for (let j = 0; j < m; j++) row[j] = (row[j] + Math.imul(av, b.data[bRow + j])) | 0;
+          else for (let j = 0; j < m; j++) row[j] += av * b.data[bRow + j];
         }
         data.set(row, oOff + i * m);
       }
