@@ -127,6 +127,7 @@ function isArtifactDir(path: string): boolean {
 
 /** A compiled artifact: its graph (graph.ir) for inputs and weights, the directory to run. */
 function loadArtifactDir(dir: string, opts: Options): Loaded {
+  for (const f of ["graph.ir", "model.js"]) if (!existsSync(join(dir, f))) throw new Diagnostic(`${dir} is not a complete artifact: ${f} is missing (recompile with difftc compile)`);
   const graph = parseGraph(readFileSync(join(dir, "graph.ir"), "utf8"), join(dir, "graph.ir"));
   const set = parseSet(opts.set);
   for (const k of set.keys()) if (!graph.dims.includes(k)) throw new Diagnostic(`${dir} is compiled: only its dims (${graph.dims.join(", ") || "none"}) can be set, not ${k}`);
@@ -197,15 +198,18 @@ function summarize(name: string, t: HostTensor): string {
   let min = Infinity;
   let max = -Infinity;
   let sum = 0;
+  let nans = 0;
   for (const x of t.data) {
+    if (Number.isNaN(x)) nans++;
     if (x < min) min = x;
     if (x > max) max = x;
     sum += x;
   }
+  if (nans === t.data.length) [min, max] = [NaN, NaN];
   const n = t.data.length;
   const fmt = (x: number) => (Number.isInteger(x) ? String(x) : x.toPrecision(5));
   const first = Array.from(t.data.subarray(0, 8), fmt).join(", ");
-  const stats = n ? `min ${fmt(min)}  max ${fmt(max)}  mean ${fmt(sum / n)}` : "empty";
+  const stats = n ? `min ${fmt(min)}  max ${fmt(max)}  mean ${fmt(sum / n)}${nans ? `  (${nans} NaN)` : ""}` : "empty";
   return `${name}: ${t.dtype}${formatShape(t.shape)}  ${stats}\n  [${first}${n > 8 ? ", ..." : ""}]`;
 }
 
@@ -235,7 +239,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command ? 0 : 1;
   }
-  if (!(command in HELP)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, run); see difftc --help`);
+  if (!(command in HELP)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run); see difftc --help`);
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true });

@@ -1,5 +1,6 @@
 // An artifact: the files a backend writes, with its manifest.
-import { mkdirSync, renameSync, rmSync, writeFileSync, mkdtempSync, existsSync, readdirSync } from "node:fs";
+import { mkdirSync, renameSync, rmSync, writeFileSync, mkdtempSync, existsSync, readdirSync, statSync } from "node:fs";
+import { Diagnostic } from "../../dsl/diagnostic.ts";
 import { dirname, join, resolve, basename } from "node:path";
 import type { Manifest } from "./manifest.ts";
 
@@ -15,13 +16,14 @@ export interface Artifact {
  */
 export function writeArtifact(artifact: Artifact, dir: string): void {
   const target = resolve(dir);
+  if (existsSync(target) && !statSync(target).isDirectory()) throw new Diagnostic(`${dir} is a file; -o takes a directory for the artifact`);
   mkdirSync(dirname(target), { recursive: true });
   const staging = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
   try {
     for (const [name, content] of artifact.files) writeFileSync(join(staging, name), content);
     if (existsSync(target)) {
       if (!existsSync(join(target, "manifest.json")) && readdirSync(target).length > 0)
-        throw new Error(`${dir} exists and is not a difftc artifact; refusing to replace it`);
+        throw new Diagnostic(`${dir} exists and is not a difftc artifact; refusing to replace it`);
       rmSync(target, { recursive: true, force: true });
     }
     renameSync(staging, target);

@@ -33,10 +33,11 @@ export interface Manifest {
 
 /**
  * The value a const buffer holds in storage: 16-bit floats as their bits; non-finite values as
- * strings, since JSON has no Infinity or NaN (`Number()` reads them back).
+ * strings, since JSON has no Infinity, NaN or -0 (`Number()` reads them back).
  */
 function encodeConst(dtype: DType, value: number): number | string {
   const stored = dtype === "f16" ? f16Bits(value) : dtype === "bf16" ? bf16Bits(value) : roundScalar(dtype, value);
+  if (Object.is(stored, -0)) return "-0";
   return Number.isFinite(stored) ? stored : String(stored);
 }
 

@@ -7,13 +7,15 @@ import { sliceRange, transposePerm } from "../../compiler/ir/ops/shape.ts";
 import { reducedAxes } from "../../compiler/ir/ops/reduce.ts";
 import type { Kernel, KernelPlan } from "../../compiler/schedule/index.ts";
 import { formatMonomial, type Monomial, monomialOf } from "../../compiler/schedule/size.ts";
-import { type Dim, normalizeAxis, type TensorType } from "../../compiler/ir/types.ts";
-import { ref, render, scalarOp, functionsUsed } from "../common/expr.ts";
+import { type Dim, type DType, normalizeAxis, type TensorType } from "../../compiler/ir/types.ts";
+import { ref, render, type ScalarExpr, scalarOp, functionsUsed } from "../common/expr.ts";
 import { broadcastStrides, coalesce, scale, sizesOf, strides, ZERO } from "../common/layout.ts";
 import { jsSpelling, loadExpr, storeExpr } from "./spelling.ts";
+import { flashAttention } from "./attention.ts";
+import { fused } from "./fused.ts";
 
 /** Writes one kernel function; collects the dim variables and helpers it uses. */
-class KernelWriter {
+export class KernelWriter {
   private readonly lines: string[] = [];
   private readonly hoisted = new Map<string, string>();
   private readonly symbols = new Map<string, string>();
@@ -94,7 +96,7 @@ interface KernelContext {
 const ELEMENTWISE = new Set(["add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log", "sqrt", "rsqrt", "abs", "tanh", "cos", "sin", "sigmoid", "relu", "gelu", "gelu_tanh", "silu", "eq", "ne", "lt", "le", "gt", "ge", "where", "cast", "quantize", "dequantize"]);
 
 /** The ops this backend implements directly; everything else must be decomposed first. */
-export const JS_OPS = new Set([...ELEMENTWISE, "iota", "numel", "sum", "mean", "max", "min", "softmax", "transpose", "slice", "broadcast", "concat", "gather", "matmul"]);
+export const JS_OPS = new Set([...ELEMENTWISE, "iota", "numel", "sum", "mean", "max", "min", "softmax", "transpose", "slice", "broadcast", "concat", "gather", "matmul", "flash_attention", "flash_diffattn", "fused"]);
 
 export function emitKernel(ctx: KernelContext): string {
   const { kernel, plan } = ctx;
@@ -110,22 +112,60 @@ export function emitKernel(ctx: KernelContext): string {
   else if (node.op === "concat") concat(w, node, operandTypes);
   else if (node.op === "gather") gather(w, node, operandTypes);
   else if (node.op === "iota") iota(w, node);
+  else if (node.op === "flash_attention" || node.op === "flash_diffattn") flashAttention(w, node, operandTypes);
+  else if (node.op === "fused") fused(w, node, operandTypes);
   else if (node.op === "numel") w.line(`out[0] = ${w.size(monomialOf(node.attrs.shape as Dim[]))};`);
   else throw new Error(`the JS backend has no kernel for ${node.op}; decompose it first`);
   return w.finish(kernel.name, buffers);
 }
 
 function elementwise(w: KernelWriter, node: Node, types: TensorType[]): void {
-  const out = node.type;
-  const accesses = [{ strides: strides(out.shape) }, ...types.map((t) => ({ strides: broadcastStrides(t.shape, out.shape) }))];
-  const flat = coalesce(sizesOf(out.shape), accesses);
   const operandDtype = node.op === "where" ? types[1].dtype : types[0].dtype;
   const expr = scalarOp(node.op, types.map((_, i) => ref(`v${i}`)), operandDtype, node.attrs);
+  useHelpers(w, expr);
+  elementwiseLoop(w, node.type, types, () => render(expr, jsSpelling));
+}
+
+/** Registers the helper functions an expression calls beyond JS's own Math. */
+export function useHelpers(w: KernelWriter, expr: ScalarExpr): void {
   for (const fn of functionsUsed(expr)) if (!["exp", "log", "sqrt", "abs", "tanh", "cos", "sin", "pow", "imul", "max", "min", "isnan", "trunc", "idiv"].includes(fn)) w.helpers.add(fn);
+}
+
+/**
+ * One flat loop over `out`: loads operand i (`in${i}`, broadcast against `out`) into `v${i}`,
+ * then stores what `value` returns for them; `value` may first write lines of its own.
+ */
+export function elementwiseLoop(w: KernelWriter, out: TensorType, types: TensorType[], value: (loaded: string[]) => string): void {
+  const accesses = [{ strides: strides(out.shape) }, ...types.map((t) => ({ strides: broadcastStrides(t.shape, out.shape) }))];
+  const flat = coalesce(sizesOf(out.shape), accesses);
   w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([o, ...ins]) => {
     ins.forEach((idx, i) => w.line(`const v${i} = ${loadExpr(types[i].dtype, `in${i}[${idx}]`, w.helpers)};`));
-    w.line(`out[${o}] = ${storeExpr(out.dtype, render(expr, jsSpelling), w.helpers)};`);
+    w.line(`out[${o}] = ${storeExpr(out.dtype, value(ins.map((_, i) => `v${i}`)), w.helpers)};`);
   });
+}
+
+/** Tensors a fused computation reads beside the template's own operands: the kernel input's name and its type. */
+export interface FusedRead {
+  name: string;
+  type: TensorType;
+}
+
+/** An elementwise computation a reduction applies to each value before accumulating it. */
+export interface Prologue {
+  /** Read with broadcast strides against the reduced tensor's shape. */
+  reads: FusedRead[];
+  /** Writes the computation and returns the value (rounded to the reduced tensor's dtype), given the loaded reads. */
+  value(loaded: string[]): string;
+}
+
+/** An elementwise computation a matmul applies to each result before storing it. */
+export interface Epilogue {
+  /** Read with broadcast strides against the matmul's result shape. */
+  reads: FusedRead[];
+  /** The dtype stored. */
+  dtype: DType;
+  /** Writes the computation and returns the value to store, given the float64 sum and the loaded reads. */
+  value(sum: string, loaded: string[]): string;
 }
 
 /** transpose, slice and broadcast: out[i] = in[offset + i . strides]. */
@@ -161,12 +201,13 @@ function concat(w: KernelWriter, node: Node, types: TensorType[]): void {
   });
 }
 
-function reduction(w: KernelWriter, node: Node, t: TensorType): void {
+/** `node` reduces a tensor of type `t`: `in0`, or what the prologue computes at each of its elements. */
+export function reduction(w: KernelWriter, node: Node, t: TensorType, prologue?: Prologue): void {
   const axes = reducedAxes(node.op, t, node.attrs.axes as number[]);
-  const own = strides(t.shape);
+  const reads = prologue ? prologue.reads.map((r) => broadcastStrides(r.type.shape, t.shape)) : [strides(t.shape)];
   const keptAxes = t.shape.map((_, i) => i).filter((i) => !axes.includes(i));
-  const kept = coalesce(keptAxes.map((i) => monomialOf([t.shape[i]])), [{ strides: keptAxes.map((i) => own[i]) }]);
-  const reduced = coalesce(axes.map((i) => monomialOf([t.shape[i]])), [{ strides: axes.map((i) => own[i]) }]);
+  const kept = coalesce(keptAxes.map((i) => monomialOf([t.shape[i]])), reads.map((own) => ({ strides: keptAxes.map((i) => own[i]) })));
+  const reduced = coalesce(axes.map((i) => monomialOf([t.shape[i]])), reads.map((own) => ({ strides: axes.map((i) => own[i]) })));
   const count = monomialOf(axes.map((i) => t.shape[i]));
   const [init, step, finish] = {
     sum: ["0", "acc += v;", "acc"],
@@ -175,10 +216,17 @@ function reduction(w: KernelWriter, node: Node, t: TensorType): void {
     min: ["Infinity", "acc = acc !== acc || v !== v ? NaN : v < acc ? v : acc;", "acc"],
   }[node.op as "sum"]!;
   w.line("let o = 0;");
-  w.loops(kept.sizes, [{ offset: "0", strides: kept.strides[0] }], ([base]) => {
+  w.loops(kept.sizes, kept.strides.map((s) => ({ offset: "0", strides: s })), (bases) => {
     w.line(`let acc = ${init};`);
-    w.loops(reduced.sizes, [{ offset: base, strides: reduced.strides[0] }], ([i]) => {
-      w.line(`const v = ${loadExpr(t.dtype, `in0[${i}]`, w.helpers)};`);
+    w.loops(reduced.sizes, reduced.strides.map((s, k) => ({ offset: bases[k], strides: s })), (at) => {
+      if (!prologue) w.line(`const v = ${loadExpr(t.dtype, `in0[${at[0]}]`, w.helpers)};`);
+      else {
+        const loaded = prologue.reads.map((r, k) => {
+          w.line(`const v${k} = ${loadExpr(r.type.dtype, `${r.name}[${at[k]}]`, w.helpers)};`);
+          return `v${k}`;
+        });
+        w.line(`const v = ${prologue.value(loaded)};`);
+      }
       w.line(step);
     }, "r");
     w.line(`out[o++] = ${storeExpr(node.type.dtype, finish, w.helpers)};`);
@@ -236,24 +284,48 @@ function iota(w: KernelWriter, node: Node): void {
  * k), then 4x2 tiles of the output accumulate in eight locals: V8 keeps them in registers,
  * which makes this about 4x faster than an i-k-j loop over memory. Each sum runs over k in
  * increasing order in float64, as the interpreter's does, so results match it bit for bit.
+ * `inputs` name the kernel inputs holding a and b; an epilogue, if any, turns each sum into
+ * the value stored.
  */
-function matmul(w: KernelWriter, node: Node, [a, b]: TensorType[]): void {
+export function matmul(w: KernelWriter, node: Node, [a, b]: TensorType[], inputs: [string, string] = ["in0", "in1"], epilogue?: Epilogue): void {
   const as: Dim[] = a.shape.length === 1 ? [1, a.shape[0]] : a.shape;
   const bs: Dim[] = b.shape.length === 1 ? [b.shape[0], 1] : b.shape;
   const n = w.size(monomialOf([as[as.length - 2]]));
   const k = w.size(monomialOf([as[as.length - 1]]));
   const m = w.size(monomialOf([bs[bs.length - 1]]));
   const batchShape = node.type.shape.slice(0, node.type.shape.length - (a.shape.length > 1 ? 1 : 0) - (b.shape.length > 1 ? 1 : 0));
-  const flat = coalesce(sizesOf(batchShape), [{ strides: strides(batchShape) }, { strides: broadcastStrides(as.slice(0, -2), batchShape) }, { strides: broadcastStrides(bs.slice(0, -2), batchShape) }]);
-  const A = (i: string) => loadExpr(a.dtype, `in0[${i}]`, w.helpers);
+  // The epilogue's reads, by batch, row and column of the result (a 1-D operand has no row or column axis).
+  const reads = (epilogue?.reads ?? []).map((r) => {
+    const s = broadcastStrides(r.type.shape, node.type.shape);
+    return { batch: s.slice(0, batchShape.length), row: a.shape.length > 1 ? s[batchShape.length] : ZERO, col: b.shape.length > 1 ? s[s.length - 1] : ZERO };
+  });
+  const flat = coalesce(sizesOf(batchShape), [{ strides: strides(batchShape) }, { strides: broadcastStrides(as.slice(0, -2), batchShape) }, { strides: broadcastStrides(bs.slice(0, -2), batchShape) }, ...reads.map((r) => ({ strides: r.batch }))]);
+  const A = (i: string) => loadExpr(a.dtype, `${inputs[0]}[${i}]`, w.helpers);
   const store = (v: string) => storeExpr(node.type.dtype, v, w.helpers);
   // i32 sums of products wrap modulo 2^32 (C, WGSL, CUDA); floats accumulate in float64.
   const mac = (c: string, x: string, y: string) => (node.type.dtype === "i32" ? `${c} = (${c} + Math.imul(${x}, ${y})) | 0;` : `${c} += ${x} * ${y};`);
   // Integers stay exact in float64; floats (16-bit ones decoded) fit float32.
   w.line(`const bt = new ${a.dtype === "i32" || a.dtype === "i8" || a.dtype === "u8" ? "Float64Array" : "Float32Array"}(${k} * ${m});`);
-  w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([ob, ab, bb]) => {
+  w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([ob, ab, bb, ...eb]) => {
+    /** `index * stride` as a term of an offset, or nothing for a zero stride. */
+    const term = (index: string, stride: Monomial): string[] => {
+      if (stride.coefficient === 0) return [];
+      if (stride.coefficient === 1 && stride.symbols.length === 0) return [index];
+      return [`${index.includes(" ") ? `(${index})` : index} * ${w.size(stride)}`];
+    };
+    /** With an epilogue, one block per result: the reads at (row, col), the epilogue, the store. */
+    const epilogueStore = (sum: string, row: string, col: string, offset: string) => {
+      w.open("{");
+      const loaded = epilogue!.reads.map((r, i) => {
+        const at = [eb[i], ...term(row, reads[i].row), ...term(col, reads[i].col)].join(" + ");
+        w.line(`const v${i} = ${loadExpr(r.type.dtype, `${r.name}[${at}]`, w.helpers)};`);
+        return `v${i}`;
+      });
+      w.line(`out[${offset}] = ${storeExpr(epilogue!.dtype, epilogue!.value(sum, loaded), w.helpers)};`);
+      w.close();
+    };
     w.line(`const oBase = ${ob} * ${n} * ${m}, aBase = ${ab} * ${n} * ${k}, bBase = ${bb} * ${k} * ${m};`);
-    w.line(`for (let p = 0; p < ${k}; p++) for (let j = 0; j < ${m}; j++) bt[j * ${k} + p] = ${loadExpr(b.dtype, `in1[bBase + p * ${m} + j]`, w.helpers)};`);
+    w.line(`for (let p = 0; p < ${k}; p++) for (let j = 0; j < ${m}; j++) bt[j * ${k} + p] = ${loadExpr(b.dtype, `${inputs[1]}[bBase + p * ${m} + j]`, w.helpers)};`);
     w.line("let i = 0;");
     w.open(`for (; i + 4 <= ${n}; i += 4) {`);
     w.line(`const a0 = aBase + i * ${k}, a1 = a0 + ${k}, a2 = a1 + ${k}, a3 = a2 + ${k};`);
@@ -268,15 +340,21 @@ function matmul(w: KernelWriter, node: Node, [a, b]: TensorType[]): void {
     w.line([mac("c20", "x2", "y0"), mac("c21", "x2", "y1"), mac("c30", "x3", "y0"), mac("c31", "x3", "y1")].join(" "));
     w.close();
     w.line(`const o = oBase + i * ${m} + j;`);
-    w.line(`out[o] = ${store("c00")}; out[o + 1] = ${store("c01")}; out[o + ${m}] = ${store("c10")}; out[o + ${m} + 1] = ${store("c11")};`);
-    w.line(`out[o + 2 * ${m}] = ${store("c20")}; out[o + 2 * ${m} + 1] = ${store("c21")}; out[o + 3 * ${m}] = ${store("c30")}; out[o + 3 * ${m} + 1] = ${store("c31")};`);
+    if (epilogue) {
+      for (const r of [0, 1, 2, 3])
+        for (const c of [0, 1]) epilogueStore(`c${r}${c}`, r ? `i + ${r}` : "i", c ? "j + 1" : "j", ["o", ...(r === 0 ? [] : [r === 1 ? m : `${r} * ${m}`]), ...(c ? ["1"] : [])].join(" + "));
+    } else {
+      w.line(`out[o] = ${store("c00")}; out[o + 1] = ${store("c01")}; out[o + ${m}] = ${store("c10")}; out[o + ${m} + 1] = ${store("c11")};`);
+      w.line(`out[o + 2 * ${m}] = ${store("c20")}; out[o + 2 * ${m} + 1] = ${store("c21")}; out[o + 3 * ${m}] = ${store("c30")}; out[o + 3 * ${m} + 1] = ${store("c31")};`);
+    }
     w.close();
     // An odd last column: four single dot products.
     w.open(`if (j < ${m}) for (let r = 0; r < 4; r++) {`);
     w.line(`const ar = aBase + (i + r) * ${k}, b0 = j * ${k};`);
     w.line("let c = 0;");
     w.line(`for (let p = 0; p < ${k}; p++) ${mac("c", A("ar + p"), "bt[b0 + p]")}`);
-    w.line(`out[oBase + (i + r) * ${m} + j] = ${store("c")};`);
+    if (epilogue) epilogueStore("c", "i + r", "j", `oBase + (i + r) * ${m} + j`);
+    else w.line(`out[oBase + (i + r) * ${m} + j] = ${store("c")};`);
     w.close();
     w.close();
     // The last rows (fewer than four): one dot product per output.
@@ -284,7 +362,8 @@ function matmul(w: KernelWriter, node: Node, [a, b]: TensorType[]): void {
     w.line(`const ar = aBase + i * ${k}, b0 = j * ${k};`);
     w.line("let c = 0;");
     w.line(`for (let p = 0; p < ${k}; p++) ${mac("c", A("ar + p"), "bt[b0 + p]")}`);
-    w.line(`out[oBase + i * ${m} + j] = ${store("c")};`);
+    if (epilogue) epilogueStore("c", "i", "j", `oBase + i * ${m} + j`);
+    else w.line(`out[oBase + i * ${m} + j] = ${store("c")};`);
     w.close();
   }, "b");
 }

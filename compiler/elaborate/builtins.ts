@@ -16,7 +16,7 @@ export interface CallArg {
 }
 
 /** Ops a model may not call: they are declared by statements, or made from literals. */
-const HIDDEN_OPS = new Set(["input", "param", "const"]);
+const HIDDEN_OPS = new Set(["input", "param", "const", "fused"]);
 /** Compile-time only: integer rounding of numbers. */
 const ROUNDING: Record<string, (x: number) => number> = { floor: Math.floor, ceil: Math.ceil, round: Math.round };
 const SUGAR = new Set(["split", "permute"]);

@@ -6,11 +6,17 @@ import { getOp } from "../ir/registry.ts";
 import { type Pass, rebuild } from "./pass.ts";
 
 export function decompose(graph: Graph, keep: ReadonlySet<string> = new Set()): Graph {
-  return rebuild(graph, (node, r) => {
-    const def = getOp(node.op)!;
-    if (!def.decompose || keep.has(node.op)) return r.copy(node);
-    return def.decompose(r, node.operands.map((o) => r.value(o)), node.attrs);
-  });
+  const pending = (g: Graph) => g.nodes.some((n) => getOp(n.op)!.decompose && !keep.has(n.op));
+  // A decomposition may use other high-level ops (flash_diffattn -> diffattn): repeat.
+  let g = graph;
+  while (pending(g)) {
+    g = rebuild(g, (node, r) => {
+      const def = getOp(node.op)!;
+      if (!def.decompose || keep.has(node.op)) return r.copy(node);
+      return def.decompose(r, node.operands.map((o) => r.value(o)), node.attrs);
+    });
+  }
+  return g;
 }
 
 export const decomposePass: Pass = {

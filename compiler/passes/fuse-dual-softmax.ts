@@ -3,6 +3,7 @@
 // and never materialises an N×N map. A following per-head RMSNorm and scale (the official
 // code's `subln(attn) * (1 - lambda_init)`) become its epilogue.
 import type { Graph, Node } from "../ir/graph.ts";
+import { roundScalar } from "../ir/numeric.ts";
 import { type Pass, rebuild } from "./pass.ts";
 import { uses } from "./uses.ts";
 
@@ -24,7 +25,7 @@ function planFusions(graph: Graph): Map<number, Fusion> {
       fusion.norm = norm;
       const mul = u.soleReader(norm.id);
       const other = mul?.op === "mul" ? graph.nodes[mul.operands[mul.operands[0] === norm.id ? 1 : 0]] : undefined;
-      if (mul && other?.op === "const" && other.type.dtype === attn.type.dtype) fusion.scale = { node: mul, value: other.attrs.value as number };
+      if (mul && other?.op === "const" && other.type.dtype === attn.type.dtype) fusion.scale = { node: mul, value: roundScalar(other.type.dtype, other.attrs.value as number) };
     }
     byLast.set((fusion.scale?.node ?? fusion.norm ?? attn).id, fusion);
   }

@@ -121,6 +121,44 @@ const CASES: OpCase[] = [
     input k: f32[A, N, 4 * B]
     input v: f32[A, N, 4 * B]
     output s = diffattn(q, k, v, 0.3, heads = 2, causal = true) }` },
+  { name: "flash_attention: GQA, odd head widths, causal with K >= N and K < N, blocks of 1, 3 and 64", ops: ["flash_attention"], source: `model M(A, B, C) { dim N, K
+    input q: f32[N, 4 * B]
+    input k: f32[K, 2 * B]
+    input v: f32[K, 2 * C]
+    input vo: f32[K, C]
+    input ks: f32[A, 2 * B]
+    input vs: f32[A, 2 * C]
+    input qb: f32[2, N, 4 * B]
+    output a = flash_attention(q, k, v, heads = 4, kv_heads = 2, causal = true, block = 1)
+    output b = flash_attention(q, k, v, heads = 4, kv_heads = 2, scale = 0.3, block = 3)
+    output c = flash_attention(q, ks, vs, heads = 4, kv_heads = 2, causal = true, block = 3)
+    output d = flash_attention(q, ks, vs, heads = 2, kv_heads = 1, causal = true)
+    output e = flash_attention(q, k, vo, heads = 2, kv_heads = 1, block = 3)
+    output f = flash_attention(qb, k, v, heads = 4, kv_heads = 2, causal = true, block = 64) }` },
+  { name: "flash_diffattn: stripe and halves, GQA, λ scalar, [H] and [N, H], causal with K >= N and K < N, blocks of 1, 3 and 64", ops: ["flash_diffattn"], source: `model M(A, B, C) { dim N, K
+    input q: f32[N, 8 * B]
+    input k: f32[K, 4 * B]
+    input v: f32[K, 4 * B]
+    input ks: f32[A, 4 * B]
+    input vs: f32[A, 4 * B]
+    input lam: f32[N, 4]
+    input lh: f32[4]
+    output s = flash_diffattn(q, k, v, lam, heads = 4, kv_heads = 2, causal = true, block = 1)
+    output h = flash_diffattn(q, k, v, lh, heads = 4, kv_heads = 2, pairing = "halves", block = 3)
+    output c = flash_diffattn(q, ks, vs, 0.5, heads = 2, kv_heads = 1, causal = true, pairing = "halves", block = 3)
+    output m = flash_diffattn(q, ks, vs, lam, heads = 4, kv_heads = 2, causal = true, scale = 0.4)
+    output t = flash_diffattn(q, k, v, lh, heads = 4, kv_heads = 2, causal = true, pairing = "stripe", block = 64) }` },
+  { name: "flash_diffattn epilogue: per-head RMSNorm and scale, batched, λ per batch entry, f16", ops: ["flash_diffattn"], source: `model M(A, B, C) { dim N, K
+    input q: f32[A, N, 4 * B]
+    input k: f32[A, K, 4 * B]
+    input v: f32[1, K, 4 * B]
+    input lam: f32[A, N, 2]
+    input lb: f32[A, 1, 1]
+    input w: f32[2 * B]
+    output n = flash_diffattn(q, k, v, lam, w, heads = 2, causal = true, norm_eps = 0.001, out_scale = 0.8, block = 3)
+    output o = flash_diffattn(q, k, v, 0.3, w, heads = 2, pairing = "halves", out_scale = 0.5)
+    output p = flash_diffattn(q, k, v, lb, heads = 1, causal = true, out_scale = -2.0, block = 1)
+    output f = flash_diffattn(cast(q, f16), cast(k, f16), cast(v, f16), lam, cast(w, f16), heads = 2, causal = true) }` },
   { name: "quantize and dequantize", ops: ["quantize", "dequantize"], source: `model M(A, B, C) { dim N
     input x: f32[N, A]
     input scale: f32[N, 1]
@@ -131,7 +169,8 @@ const CASES: OpCase[] = [
 
 it("every op of the registry has a backend case", () => {
   const covered = new Set(CASES.flatMap((c) => c.ops));
-  const exempt = new Set(["input", "param", "const", "numel"]);
+  // fused bodies cannot be written in the DSL; test/backends/fused.test.ts covers them.
+  const exempt = new Set(["input", "param", "const", "numel", "fused"]);
   const missing = allOps().map((d) => d.name).filter((n) => !covered.has(n) && !exempt.has(n));
   expect(missing).toEqual([]);
 });

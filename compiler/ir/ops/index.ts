@@ -6,4 +6,6 @@ import "./shape.ts";
 import "./matmul.ts";
 import "./nn.ts";
 import "./attention.ts";
+import "./flash.ts";
 import "./quant.ts";
+import "./fused.ts";

@@ -1,0 +1,329 @@
+// Streaming attention kernels of the JS backend: flash_attention and flash_diffattn
+// (FlashAttention, Dao et al. 2022). Per batch entry and kv head, K and V are packed once into
+// float64 scratch; then four query rows at a time walk the keys in blocks of `block`, keeping
+// per row and map an online-softmax state: the running max m, the running sum l and the
+// unnormalised output acc. flash_diffattn keeps two states (m1, l1, acc1; m2, l2, acc2) over
+// the same K and V tiles and ends with acc1/l1 - λ acc2/l2, then its epilogue. Scratch is
+// O(M·d) for the packed K and V plus O(block + d) per tile: no N×M map exists.
+//
+// All scratch lives in one Float64Array F: V8 re-checks a typed array's map and reloads its
+// data pointer on every iteration of a loop, once per array, so inner loops over one array
+// instead of three run about a fifth fewer instructions.
+import type { Node } from "../../compiler/ir/graph.ts";
+import type { Dim, TensorType } from "../../compiler/ir/types.ts";
+import { type Monomial, monomialOf } from "../../compiler/schedule/size.ts";
+import { broadcastStrides, coalesce, sizesOf, strides, times } from "../common/layout.ts";
+import { loadExpr, storeExpr } from "./spelling.ts";
+
+/** What the template needs of the kernel writer (kernels.ts). */
+interface Writer {
+  readonly helpers: Set<string>;
+  size(m: Monomial): string;
+  line(s: string): void;
+  open(s: string): void;
+  close(s?: string): void;
+  loops(sizes: Monomial[], accesses: { offset: string; strides: Monomial[] }[], body: (offsets: string[]) => void, tag?: string): void;
+}
+
+/** Query rows per tile: scores and outputs accumulate in 4 × 2 blocks of locals. */
+const ROWS = 4;
+const TILE_ROWS = [0, 1, 2, 3];
+
+/** Where one head's data sits inside a row of q, k and v: a column per map, v as segments. */
+interface Columns {
+  q: number[][]; // [map][head]
+  k: number[][]; // [map][kv head]
+  v: number[][]; // [segment][kv head]; the head's value vector is its segments concatenated
+  segment: number;
+}
+
+// The layouts of compiler/ir/ops/attention.ts.
+function columns(op: string, pairing: string, heads: number, kvHeads: number, d: number, dv: number): Columns {
+  const range = (count: number, f: (i: number) => number) => Array.from({ length: count }, (_, i) => f(i));
+  if (op === "flash_attention") return { q: [range(heads, (h) => h * d)], k: [range(kvHeads, (g) => g * d)], v: [range(kvHeads, (g) => g * dv)], segment: dv };
+  if (pairing === "halves")
+    return {
+      q: [range(heads, (h) => h * d), range(heads, (h) => (heads + h) * d)],
+      k: [range(kvHeads, (g) => g * d), range(kvHeads, (g) => (kvHeads + g) * d)],
+      v: [range(kvHeads, (g) => g * d), range(kvHeads, (g) => (kvHeads + g) * d)],
+      segment: d,
+    };
+  return {
+    q: [range(heads, (h) => 2 * h * d), range(heads, (h) => (2 * h + 1) * d)],
+    k: [range(kvHeads, (g) => 2 * g * d), range(kvHeads, (g) => (2 * g + 1) * d)],
+    v: [range(kvHeads, (g) => 2 * g * d)],
+    segment: 2 * d,
+  };
+}
+
+/**
+ * Offsets into F. Per map: the tile's q rows transposed (qt[t * 4 + r]); its scores, then
+ * probabilities, key-major (pr[j * 4 + r]); its unnormalised outputs (acc[r * dv + c]); m and l
+ * per row. After these fixed regions, at offsets that depend on the number of keys: K per map,
+ * row-major, and V in column pairs (v[c - c % 2][j][c % 2]), so that the inner loop of pr · V
+ * reads both values of a pair side by side.
+ */
+interface Scratch {
+  qt: number[];
+  pr: number[];
+  acc: number[];
+  rowMax: number;
+  rowSum: number;
+  normed: number;
+  fixed: number;
+}
+
+function scratch(maps: number, d: number, dv: number, block: number): Scratch {
+  let next = 0;
+  const take = (n: number) => (next += n) - n;
+  const perMap = (n: number) => Array.from({ length: maps }, () => take(n));
+  const s = { qt: perMap(ROWS * d), pr: perMap(ROWS * block), acc: perMap(ROWS * dv), rowMax: take(ROWS * maps), rowSum: take(ROWS * maps), normed: take(dv) };
+  return { ...s, fixed: next };
+}
+
+const lastDim = (t: TensorType) => t.shape[t.shape.length - 1] as number;
+
+export function flashAttention(w: Writer, node: Node, types: TensorType[]): void {
+  const diff = node.op === "flash_diffattn";
+  const maps = diff ? 2 : 1;
+  const [q, k, v, lambda, normWeight] = types;
+  const a = node.attrs;
+  const heads = a.heads as number;
+  const kvHeads = (a.kv_heads as number) || heads;
+  const group = heads / kvHeads;
+  const [qW, kW, vW] = [q, k, v].map(lastDim);
+  const d = qW / (maps * heads);
+  const dv = diff ? 2 * d : vW / kvHeads;
+  const block = a.block as number;
+  const causal = a.causal as boolean;
+  const out = node.type;
+  const batch = out.shape.slice(0, -3);
+  const n: Dim = out.shape[out.shape.length - 3];
+  const m: Dim = k.shape[k.shape.length - 2];
+  const cols = columns(node.op, a.pairing as string, heads, kvHeads, d, dv);
+  const f = scratch(maps, d, dv, block);
+  const mapIndices = Array.from({ length: maps }, (_, p) => p);
+
+  w.line(`const rows = ${w.size(monomialOf([n]))}, keys = ${w.size(monomialOf([m]))};`);
+  w.line(`const ${mapIndices.map((p) => `kBase${p} = ${f.fixed} + ${p * d} * keys`).join(", ")}, vBase = ${f.fixed} + ${maps * d} * keys;`);
+  w.line(`const F = new Float64Array(vBase + ${2 * Math.ceil(dv / 2)} * keys), visible = new Int32Array(${ROWS});`);
+  cols.q.forEach((c, p) => w.line(`const qCol${p} = [${c.join(", ")}];`));
+  cols.k.forEach((c, p) => w.line(`const kCol${p} = [${c.join(", ")}];`));
+  cols.v.forEach((c, s) => w.line(`const vCol${s} = [${c.join(", ")}];`));
+
+  // Batch entries: offsets of out, q, k, v (and λ), batch dims broadcast.
+  const perEntry = (t: TensorType, rowsDim: Dim) => monomialOf([rowsDim, lastDim(t)]);
+  const accesses = [
+    strides(batch).map((s) => times(s, monomialOf([n, heads, dv]))),
+    broadcastStrides(q.shape.slice(0, -2), batch).map((s) => times(s, perEntry(q, n))),
+    broadcastStrides(k.shape.slice(0, -2), batch).map((s) => times(s, perEntry(k, m))),
+    broadcastStrides(v.shape.slice(0, -2), batch).map((s) => times(s, perEntry(v, m))),
+  ];
+  const lambdaStrides = diff ? broadcastStrides(lambda.shape, [...batch, n, heads]) : [];
+  if (diff) accesses.push(lambdaStrides.slice(0, batch.length));
+  const flat = coalesce(sizesOf(batch), accesses.map((s) => ({ strides: s })));
+  w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([oBatch, qBatch, kBatch, vBatch, lBatch]) => {
+    w.open(`for (let g = 0; g < ${kvHeads}; g++) {`);
+    pack(w, { d, kW, vW, cols, maps: mapIndices, kBatch, vBatch, k, v });
+    w.open(`for (let h = g * ${group}; h < (g + 1) * ${group}; h++) {`);
+    w.open(`for (let i0 = 0; i0 < rows; i0 += ${ROWS}) {`);
+    // The tile's q rows; past the last row, the last row again (computed, never stored).
+    w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
+    w.line("const i = i0 + r < rows ? i0 + r : rows - 1;");
+    // Causal: query i sees keys j <= i + (keys - rows), the last query aligned with the last key.
+    w.line(`visible[r] = ${causal ? "Math.max(0, Math.min(keys, i + 1 + keys - rows))" : "keys"};`);
+    w.line(`const qRow = ${qBatch} + i * ${qW};`);
+    for (const p of mapIndices) w.line(`for (let t = 0; t < ${d}; t++) F[${f.qt[p]} + t * ${ROWS} + r] = ${loadExpr(q.dtype, `in0[qRow + qCol${p}[h] + t]`, w.helpers)};`);
+    w.close();
+    w.line(`F.fill(-Infinity, ${f.rowMax}, ${f.rowMax + ROWS * maps}); F.fill(0, ${f.rowSum}, ${f.rowSum + ROWS * maps});`);
+    for (const p of mapIndices) w.line(`F.fill(0, ${f.acc[p]}, ${f.acc[p] + ROWS * dv});`);
+    // Key blocks past what the tile's last row sees are skipped whole.
+    w.line(`const end = visible[${ROWS - 1}];`);
+    w.open(`for (let j0 = 0; j0 < end; j0 += ${block}) {`);
+    // len <= 4 * block always; saying so bounds the loops over pr, and V8 drops their overflow checks.
+    w.line(`const j1 = j0 + ${block} < end ? j0 + ${block} : end, len = Math.min((j1 - j0) * ${ROWS}, ${ROWS * block});`);
+    for (const p of mapIndices) {
+      const state = { qt: f.qt[p], pr: f.pr[p], acc: f.acc[p], rowMax: f.rowMax + p * ROWS, rowSum: f.rowSum + p * ROWS, kBase: `kBase${p}` };
+      scores(w, state, d, (a.scale as number) || d ** -0.5, causal);
+      onlineSoftmax(w, state, dv);
+      weightedValues(w, state, dv);
+    }
+    w.close();
+    epilogue(w, { f, dv, heads, oBatch, lBatch, lambda: diff ? lambda : undefined, normWeight, eps: a.norm_eps as number, outScale: diff ? (a.out_scale as number) : 1, lambdaStrides, batchRank: batch.length, out });
+    w.close();
+    w.close();
+    w.close();
+  }, "b");
+}
+
+/** One map's state in F. */
+interface MapState {
+  qt: number;
+  pr: number;
+  acc: number;
+  rowMax: number;
+  rowSum: number;
+  /** The variable holding the offset of this map's packed K. */
+  kBase: string;
+}
+
+interface PackArgs {
+  d: number;
+  kW: number;
+  vW: number;
+  cols: Columns;
+  maps: number[];
+  kBatch: string;
+  vBatch: string;
+  k: TensorType;
+  v: TensorType;
+}
+
+/** K of kv head g for each map, and its value vectors in column pairs. */
+function pack(w: Writer, x: PackArgs): void {
+  const seg = x.cols.segment;
+  w.open("for (let j = 0; j < keys; j++) {");
+  w.line(`const kRow = ${x.kBatch} + j * ${x.kW}, vRow = ${x.vBatch} + j * ${x.vW};`);
+  for (const p of x.maps) w.line(`for (let t = 0; t < ${x.d}; t++) F[kBase${p} + j * ${x.d} + t] = ${loadExpr(x.k.dtype, `in1[kRow + kCol${p}[g] + t]`, w.helpers)};`);
+  x.cols.v.forEach((_, s) => {
+    w.open(`for (let c = ${s * seg}; c < ${(s + 1) * seg}; c++) {`);
+    w.line("const odd = c & 1;");
+    w.line(`F[vBase + (c - odd) * keys + 2 * j + odd] = ${loadExpr(x.v.dtype, `in2[vRow + vCol${s}[g] + c${s ? ` - ${s * seg}` : ""}]`, w.helpers)};`);
+    w.close();
+  });
+  w.close();
+}
+
+/**
+ * pr = q k^T * scale for the block: 4 rows × 2 keys per step in eight locals, each dot product
+ * summed over t in order in float64, as the interpreter sums it. Masked (causal) keys get -Infinity.
+ */
+function scores(w: Writer, s: MapState, d: number, scale: number, causal: boolean): void {
+  const tile = (keys: number) => {
+    const acc = (r: number, j: number) => `c${r}${j}`;
+    const keyIndices = Array.from({ length: keys }, (_, j) => j);
+    const all = TILE_ROWS.flatMap((r) => keyIndices.map((j) => acc(r, j)));
+    w.line(`const kRow = ${s.kBase} + j * ${d};`);
+    w.line(`let ${all.map((c) => `${c} = 0`).join(", ")};`);
+    // The tile's q rows sit at fixed offsets: a constant loop bound lets V8 drop overflow checks.
+    w.open(`for (let t = kRow, u = ${s.qt}; u < ${s.qt + ROWS * d}; t++, u += ${ROWS}) {`);
+    w.line(`const ${keyIndices.map((j) => `y${j} = F[t${j ? ` + ${j * d}` : ""}]`).join(", ")};`);
+    w.line("const x0 = F[u], x1 = F[u + 1], x2 = F[u + 2], x3 = F[u + 3];");
+    w.line(TILE_ROWS.flatMap((r) => keyIndices.map((j) => `${acc(r, j)} += x${r} * y${j};`)).join(" "));
+    w.close();
+    for (const j of keyIndices) w.line(TILE_ROWS.map((r) => `F[x${j * ROWS + r ? ` + ${j * ROWS + r}` : ""}] = ${acc(r, j)} * ${scale};`).join(" "));
+  };
+  w.open("{");
+  w.line(`let j = j0, x = ${s.pr};`);
+  w.open(`for (; j + 2 <= j1; j += 2, x += ${2 * ROWS}) {`);
+  tile(2);
+  w.close();
+  w.open("if (j < j1) {");
+  tile(1);
+  w.close();
+  w.close();
+  if (causal) w.line(`for (let r = 0; r < ${ROWS}; r++) for (let j = visible[r] > j0 ? visible[r] : j0; j < j1; j++) F[${s.pr} + (j - j0) * ${ROWS} + r] = -Infinity;`);
+}
+
+/**
+ * The online-softmax step of each row: the block's max updates m (NaN sticks, as in the
+ * interpreter's softmax), probabilities exp(s - m) replace the scores, and l and acc are
+ * rescaled by exp(m_old - m). A row that has seen only masked keys keeps m = -Infinity and
+ * gives its keys weight 0.
+ */
+function onlineSoftmax(w: Writer, s: MapState, dv: number): void {
+  const walk = `let x = ${s.pr} + r; x < ${s.pr} + len; x += ${ROWS}`;
+  w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
+  w.line("let top = -Infinity;");
+  w.line(`for (${walk}) { const v = F[x]; if (v > top || v !== v) top = v; }`);
+  w.line(`const old = F[${s.rowMax} + r], next = top > old || top !== top ? top : old;`);
+  w.open("if (next === -Infinity) {");
+  w.line(`for (${walk}) F[x] = 0;`);
+  w.line("continue;");
+  w.close();
+  w.line("let sum = 0;");
+  w.line(`for (${walk}) { const e = Math.exp(F[x] - next); F[x] = e; sum += e; }`);
+  w.open("if (next !== old) {");
+  w.line("const correction = Math.exp(old - next);");
+  w.line(`F[${s.rowMax} + r] = next;`);
+  w.line(`F[${s.rowSum} + r] *= correction;`);
+  w.line(`for (let c = ${s.acc} + r * ${dv}; c < ${s.acc} + (r + 1) * ${dv}; c++) F[c] *= correction;`);
+  w.close();
+  w.line(`F[${s.rowSum} + r] += sum;`);
+  w.close();
+}
+
+/** acc += pr · V for the block: 4 rows × a pair of value columns per step in eight locals. */
+function weightedValues(w: Writer, s: MapState, dv: number): void {
+  const tile = (width: number) => {
+    const columnIndices = Array.from({ length: width }, (_, c) => c);
+    const names = TILE_ROWS.flatMap((r) => columnIndices.map((c) => [`a${r}${c}`, `o${r * dv + c ? ` + ${r * dv + c}` : ""}`]));
+    w.line(`const o = ${s.acc} + c;`);
+    w.line(`let ${names.map(([a, o]) => `${a} = F[${o}]`).join(", ")};`);
+    w.open(`for (let x = ${s.pr}, y = vBase + c * keys + 2 * j0; x < ${s.pr} + len; x += ${ROWS}, y += 2) {`);
+    w.line(`const ${columnIndices.map((c) => `v${c} = F[y${c ? ` + ${c}` : ""}]`).join(", ")};`);
+    w.line("const w0 = F[x], w1 = F[x + 1], w2 = F[x + 2], w3 = F[x + 3];");
+    w.line(TILE_ROWS.flatMap((r) => columnIndices.map((c) => `a${r}${c} += w${r} * v${c};`)).join(" "));
+    w.close();
+    w.line(names.map(([a, o]) => `F[${o}] = ${a};`).join(" "));
+  };
+  w.open(`for (let c = 0; c + 2 <= ${dv}; c += 2) {`);
+  tile(2);
+  w.close();
+  if (dv % 2 === 1) {
+    w.open("{");
+    w.line(`const c = ${dv - 1};`);
+    tile(1);
+    w.close();
+  }
+}
+
+interface EpilogueArgs {
+  f: Scratch;
+  dv: number;
+  heads: number;
+  oBatch: string;
+  lBatch: string;
+  /** flash_diffattn's λ; absent for flash_attention. */
+  lambda?: TensorType;
+  normWeight?: TensorType;
+  eps: number;
+  outScale: number;
+  lambdaStrides: Monomial[];
+  batchRank: number;
+  out: TensorType;
+}
+
+/** Each real row of the tile: acc1/l1 (- λ acc2/l2), then the norm and scale; 0 when it saw no key. */
+function epilogue(w: Writer, x: EpilogueArgs): void {
+  const { f, dv } = x;
+  const store = (e: string) => storeExpr(x.out.dtype, e, w.helpers);
+  const scaled = (e: string) => (x.outScale === 1 ? e : `${e} * ${x.outScale}`);
+  w.open(`for (let r = 0; r < ${ROWS} && i0 + r < rows; r++) {`);
+  w.line(`const i = i0 + r, o = ${x.oBatch} + (i * ${x.heads} + h) * ${dv}, row = r * ${dv};`);
+  w.open(`if (F[${f.rowSum} + r] === 0) {`);
+  w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store("0")};`);
+  w.line("continue;");
+  w.close();
+  let value: string;
+  if (x.lambda) {
+    const lamN = w.size(x.lambdaStrides[x.batchRank]);
+    const lamH = w.size(x.lambdaStrides[x.batchRank + 1]);
+    w.line(`const lam = ${loadExpr(x.lambda.dtype, `in3[${x.lBatch} + i * ${lamN} + h * ${lamH}]`, w.helpers)};`);
+    w.line(`const w1 = 1 / F[${f.rowSum} + r], w2 = lam / F[${f.rowSum + ROWS} + r];`);
+    value = `F[${f.acc[0]} + row + c] * w1 - F[${f.acc[1]} + row + c] * w2`;
+  } else {
+    w.line(`const w1 = 1 / F[${f.rowSum} + r];`);
+    value = `F[${f.acc[0]} + row + c] * w1`;
+  }
+  if (x.normWeight) {
+    // RMSNorm over the head's dv outputs, in the order rmsnorm's interpreter rule computes it.
+    w.line("let sq = 0;");
+    w.line(`for (let c = 0; c < ${dv}; c++) { const y = ${value}; F[${f.normed} + c] = y; sq += y * y; }`);
+    w.line(`const denom = Math.sqrt(sq / ${dv} + ${x.eps});`);
+    w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(scaled(`F[${f.normed} + c] / denom * ${loadExpr(x.normWeight.dtype, "in4[c]", w.helpers)}`))};`);
+  } else {
+    w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(scaled(`(${value})`))};`);
+  }
+  w.close();
+}

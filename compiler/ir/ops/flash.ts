@@ -1,0 +1,110 @@
+// The fused attention ops that the attention and dual-softmax fusion passes produce. Each has
+// exactly the math of the op it replaces (flash_diffattn also takes diffattn's usual epilogue),
+// as one node that backends lower to a streaming kernel (FlashAttention, Dao et al. 2022):
+// key blocks of `block` keys, online-softmax states, memory O(N·d) instead of O(N·M).
+// `block` is a schedule choice only; no result depends on it.
+import type { Attrs } from "../graph.ts";
+import { type AttrSpec, getOp, type OpDef, OpError, registerOp } from "../registry.ts";
+import { formatType, type TensorType } from "../types.ts";
+import { Lowering } from "./lowering.ts";
+import "./attention.ts";
+import "./nn.ts";
+
+const attention = getOp("attention")!;
+const diffattn = getOp("diffattn")!;
+
+const block: AttrSpec = { type: "int", default: 64, doc: "keys per block of the streaming kernel; the result does not depend on it" };
+
+/** Runs `base`'s shape rule; its errors name the op the user (or the pass) wrote. */
+function asOp<T>(op: string, base: OpDef, rule: () => T): T {
+  try {
+    return rule();
+  } catch (e) {
+    if (e instanceof OpError && e.message.startsWith(`${base.name}:`)) throw new OpError(op + e.message.slice(base.name.length));
+    throw e;
+  }
+}
+
+function checkBlock(op: string, a: Attrs): void {
+  if ((a.block as number) < 1) throw new OpError(`${op}: block must be a positive number of keys, got ${a.block}`);
+}
+
+/** The attributes of the unfused op: everything but the kernel's block and the epilogue. */
+function baseAttrs(base: OpDef, a: Attrs): Attrs {
+  return Object.fromEntries(Object.keys(base.attrs).map((key) => [key, a[key]]));
+}
+
+registerOp({
+  name: "flash_attention",
+  doc:
+    "attention computed by a streaming kernel: the same operands, attributes and result (q [..., N, H*dk], k [..., M, Hkv*dk], v [..., M, Hkv*dv] -> [..., N, H, dv]), " +
+    "with key blocks of `block` keys and an online softmax instead of an N×M map; block does not change the result.",
+  operands: ["q", "k", "v"],
+  attrs: { ...attention.attrs, block },
+  pattern: "opaque",
+  infer: (types, a) => {
+    checkBlock("flash_attention", a);
+    return asOp("flash_attention", attention, () => attention.infer(types, a));
+  },
+  interpret: (args, a, out) => attention.interpret(args, a, out),
+  decompose: (b, operands, a) => b.add("attention", operands, baseAttrs(attention, a)),
+});
+
+registerOp({
+  name: "flash_diffattn",
+  doc:
+    "diffattn computed by a streaming kernel with two online softmaxes, then its epilogue. y = diffattn(q, k, v, lambda) [..., N, H, 2d] (same operands, " +
+    "attributes, layouts and λ broadcasting; a query that sees no key gives 0); with norm_weight [2d], y = y / sqrt(mean(y^2) + norm_eps) * norm_weight " +
+    "over each head's 2d outputs (the official code's subln); the result is y * out_scale (its 1 - lambda_init), computed in float64 and rounded once. " +
+    "block is the kernel's key-block size and does not change the result.",
+  operands: ["q", "k", "v", "lambda", "norm_weight?"],
+  attrs: {
+    ...diffattn.attrs,
+    norm_eps: { type: "float", default: 1e-5, doc: "the RMSNorm epsilon; unused without norm_weight" },
+    out_scale: { type: "float", default: 1 },
+    block,
+  },
+  pattern: "opaque",
+  infer: (types, a) => {
+    checkBlock("flash_diffattn", a);
+    const [q, k, v, lambda, weight] = types;
+    const out = asOp("flash_diffattn", diffattn, () => diffattn.infer([q, k, v, lambda], a));
+    if (weight) checkNormWeight(q, out, weight);
+    return out;
+  },
+  // diffattn's float64 result, then the epilogue in float64: one rounding, by the caller.
+  interpret: (args, a, out) => {
+    const y = diffattn.interpret(args.slice(0, 4), a, out);
+    const weight = args[4];
+    const outScale = a.out_scale as number;
+    if (!weight && outScale === 1) return y;
+    const eps = a.norm_eps as number;
+    const width = out.shape[out.shape.length - 1];
+    for (let base = 0; base < y.length; base += width) {
+      if (!weight) {
+        for (let c = 0; c < width; c++) y[base + c] *= outScale;
+        continue;
+      }
+      let sq = 0;
+      for (let c = 0; c < width; c++) sq += y[base + c] * y[base + c];
+      const denom = Math.sqrt(sq / width + eps);
+      for (let c = 0; c < width; c++) y[base + c] = (y[base + c] / denom) * weight.data[c] * outScale;
+    }
+    return y;
+  },
+  decompose: (b, [q, k, v, lambda, weight], a) => {
+    const L = new Lowering(b);
+    let y = b.add("diffattn", [q, k, v, lambda], baseAttrs(diffattn, a));
+    if (weight !== undefined) y = b.add("rmsnorm", [y, weight], { eps: a.norm_eps });
+    if (a.out_scale !== 1) y = L.op("mul", y, L.scalar(a.out_scale as number, b.type(q).dtype));
+    return y;
+  },
+});
+
+/** The norm weight scales one head's outputs: shape [2d], q's dtype. */
+function checkNormWeight(q: TensorType, out: TensorType, weight: TensorType): void {
+  const width = out.shape[out.shape.length - 1];
+  if (weight.shape.length !== 1 || weight.shape[0] !== width)
+    throw new OpError(`flash_diffattn: norm_weight ${formatType(weight)} must have shape [${width}], the width 2d of one head's output (q ${formatType(q)})`);
+  if (weight.dtype !== q.dtype) throw new OpError(`flash_diffattn: norm_weight ${formatType(weight)} and q ${formatType(q)} have different dtypes; insert a cast`);
+}
