@@ -12,13 +12,7 @@ import { parseProgram } from "../dsl/parse.ts";
 import { importModule } from "../runtime/adapters/js/index.ts";
 import { serializeSafetensors } from "../runtime/safetensors.ts";
 
-const DIFFATTN = `model DiffAttnCore(H = 8, d = 64) {
-  dim N
-  input q: f32[N, 2 * H * d]
-  input k: f32[N, 2 * H * d]
-  input v: f32[N, 2 * H * d]
-  output y = diffattn(q, k, v, 0.5, heads = H)
-}`;
+const DIFFATTN = readFileSync(new URL("./diffattn.dt", import.meta.url), "utf8");
 
 function peakRssMiB(): number {
   const m = readFileSync("/proc/self/status", "utf8").match(/VmHWM:\s+(\d+) kB/);
