@@ -1,10 +1,10 @@
 // What both peers need from a difftc graph before converting it: the high-level ops they do
 // not implement replaced by the registry's decompositions, sizes resolved, inputs checked.
 import { decompose } from "../../compiler/passes/decompose.ts";
-import type { Attrs, Graph, Node } from "../../compiler/ir/graph.ts";
+import type { Graph } from "../../compiler/ir/graph.ts";
 import { getOp } from "../../compiler/ir/registry.ts";
 import type { HostTensor } from "../../compiler/ir/tensor.ts";
-import { type Dim, formatShape, resolveShape } from "../../compiler/ir/types.ts";
+import { formatShape, resolveShape } from "../../compiler/ir/types.ts";
 import "../../compiler/ir/ops/index.ts";
 
 /** A peer framework running one difftc graph at fixed sizes. */
@@ -25,15 +25,6 @@ export function lowerForPeer(graph: Graph, peer: string, implemented: ReadonlySe
   if (unmappable.length > 0) throw new Error(`${peer} peer: cannot map op${unmappable.length > 1 ? "s" : ""} ${unmappable.join(", ")} (no ${peer} equivalent and no decomposition into primitives)`);
   const lowered = decompose(graph, implemented);
   return lowerForPeer(lowered, peer, implemented);
-}
-
-/** Shape-valued attributes (reshape, broadcast, iota) with their symbolic sizes bound. */
-export function resolvedAttrs(node: Node, dims: ReadonlyMap<string, number>): Attrs {
-  const out: Attrs = { ...node.attrs };
-  for (const [k, v] of Object.entries(node.attrs)) {
-    if (Array.isArray(v) && v.some((x: Dim) => typeof x === "string")) out[k] = resolveShape(v as Dim[], dims);
-  }
-  return out;
 }
 
 /** Every input given, with the dtype and (resolved) shape the runner was built for. */

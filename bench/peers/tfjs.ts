@@ -6,7 +6,8 @@ import "@tensorflow/tfjs-backend-cpu";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import type { HostTensor } from "../../compiler/ir/tensor.ts";
 import { formatShape, resolveShape } from "../../compiler/ir/types.ts";
-import { checkInputs, lowerForPeer, type PeerRunner, resolvedAttrs } from "./graph.ts";
+import { checkInputs, lowerForPeer, type PeerRunner } from "./graph.ts";
+import { resolveAttrs } from "../../compiler/ir/graph.ts";
 import { attentionRules } from "./tfjs/attention.ts";
 import { tfDType, type TfjsKernel, type TfjsRule } from "./tfjs/kernel.ts";
 import { primitiveRules } from "./tfjs/primitives.ts";
@@ -67,7 +68,7 @@ export async function createTfjsRunner(
       } else {
         const kernel = rules[node.op]({
           op: node.op,
-          attrs: resolvedAttrs(node, dims),
+          attrs: resolveAttrs(node.attrs, dims),
           operands: node.operands.map((o) => ({ dtype: lowered.nodes[o].type.dtype, shape: resolveShape(lowered.nodes[o].type.shape, dims) })),
           out: { dtype: node.type.dtype, shape },
           keep,

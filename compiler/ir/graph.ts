@@ -1,6 +1,6 @@
 // The graph IR: nodes in topological order, each with one result of a known tensor type.
 import type { SourceSpan } from "../../dsl/diagnostic.ts";
-import type { Dim, DType, TensorType } from "./types.ts";
+import { type Dim, type DType, resolveShape, type TensorType } from "./types.ts";
 
 export type AttrValue = number | boolean | string | DType | Dim[] | number[];
 export type Attrs = Record<string, AttrValue>;
@@ -37,4 +37,16 @@ export function paramNodes(g: Graph): Node[] {
 }
 export function nodeName(n: Node): string {
   return String(n.attrs.name);
+}
+
+/** Attributes with the symbolic sizes inside shape-valued ones (reshape, broadcast, iota) bound. */
+export function resolveAttrs(attrs: Attrs, dims: ReadonlyMap<string, number>): Attrs {
+  let out: Attrs | undefined;
+  for (const [k, v] of Object.entries(attrs)) {
+    if (Array.isArray(v) && v.some((x: Dim) => typeof x === "string")) {
+      out ??= { ...attrs };
+      out[k] = resolveShape(v as Dim[], dims);
+    }
+  }
+  return out ?? attrs;
 }

@@ -30,9 +30,6 @@ export function formatType(t: TensorType): string {
   return `${t.dtype}${formatShape(t.shape)}`;
 }
 
-export function sameDim(a: Dim, b: Dim): boolean {
-  return a === b;
-}
 export function sameShape(a: readonly Dim[], b: readonly Dim[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }

@@ -3,7 +3,7 @@
 // largest live set instead of the sum of all intermediates.
 import type { Graph, Node } from "../ir/graph.ts";
 import type { DType } from "../ir/types.ts";
-import { covers, formatMonomial, type Monomial, monomialOf } from "./size.ts";
+import { covers, type Monomial, monomialOf } from "./size.ts";
 
 export const BYTES: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i32: 4, i8: 1, u8: 1, bool: 1 };
 
@@ -108,9 +108,4 @@ function assignSlots(buffers: PlanBuffer[], kernels: Kernel[], outputs: Readonly
     if (!lastUse.has(out.id) && !outputs.has(out.id)) free.push(slot);
   });
   return slots;
-}
-
-/** A summary for manifests and `--print-plan`. */
-export function describeBuffer(b: PlanBuffer): Record<string, unknown> {
-  return { id: b.id, kind: b.kind, dtype: b.dtype, size: formatMonomial(b.size), ...(b.name !== undefined ? { name: b.name } : {}), ...(b.value !== undefined ? { value: b.value } : {}), ...(b.slot !== undefined ? { slot: b.slot } : {}) };
 }

@@ -1,12 +1,11 @@
 // The reference interpreter: evaluates a verified graph in float64, rounding every result to
 // its node's dtype. It is the specification every backend is compared against.
 import { Diagnostic } from "../../dsl/diagnostic.ts";
-import type { Graph } from "../../compiler/ir/graph.ts";
+import { type Graph, resolveAttrs } from "../../compiler/ir/graph.ts";
 import { roundTo } from "../../compiler/ir/numeric.ts";
 import { getOp } from "../../compiler/ir/registry.ts";
 import type { HostTensor } from "../../compiler/ir/tensor.ts";
-import { type Dim, formatShape, formatType, resolveShape } from "../../compiler/ir/types.ts";
-import type { Attrs } from "../../compiler/ir/graph.ts";
+import { formatShape, formatType, resolveShape } from "../../compiler/ir/types.ts";
 import "../../compiler/ir/ops/index.ts";
 
 export type TensorMap = ReadonlyMap<string, HostTensor>;
@@ -40,18 +39,6 @@ export function bindDims(graph: Graph, inputs: TensorMap, dims: ReadonlyMap<stri
   }
   for (const d of graph.dims) if (!bound.has(d)) throw new Diagnostic(`dim ${d} is not bound by any input; give it with --set ${d}=SIZE`);
   return bound;
-}
-
-/** Symbolic sizes inside shape-valued attributes (reshape, broadcast, iota) become numbers. */
-function resolveAttrs(attrs: Attrs, dims: ReadonlyMap<string, number>): Attrs {
-  let out: Attrs | undefined;
-  for (const [k, v] of Object.entries(attrs)) {
-    if (Array.isArray(v) && v.some((x: Dim) => typeof x === "string")) {
-      out ??= { ...attrs };
-      out[k] = resolveShape(v as Dim[], dims);
-    }
-  }
-  return out ?? attrs;
 }
 
 export interface EvaluateOptions {

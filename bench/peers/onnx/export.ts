@@ -4,7 +4,8 @@
 import type { Graph } from "../../../compiler/ir/graph.ts";
 import type { HostTensor } from "../../../compiler/ir/tensor.ts";
 import { formatShape, resolveShape } from "../../../compiler/ir/types.ts";
-import { lowerForPeer, resolvedAttrs } from "../graph.ts";
+import { lowerForPeer } from "../graph.ts";
+import { resolveAttrs } from "../../../compiler/ir/graph.ts";
 import { attentionRules } from "./attention.ts";
 import { OnnxGraphBuilder, onnxType, type OnnxRule } from "./builder.ts";
 import type { OnnxModel } from "./model.ts";
@@ -36,7 +37,7 @@ export function exportOnnx(graph: Graph, params: ReadonlyMap<string, HostTensor>
       const cx = {
         b,
         op: node.op,
-        attrs: resolvedAttrs(node, dims),
+        attrs: resolveAttrs(node.attrs, dims),
         operands: node.operands.map((o) => ({ dtype: lowered.nodes[o].type.dtype, shape: resolveShape(lowered.nodes[o].type.shape, dims) })),
         out: { dtype: node.type.dtype, shape },
       };

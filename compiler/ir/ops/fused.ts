@@ -11,7 +11,7 @@
 // The interpreter evaluates the body node by node, rounding each to its dtype as it rounds
 // every node of a graph, so fusing never changes a result.
 import { Diagnostic } from "../../../dsl/diagnostic.ts";
-import type { Attrs, Graph, Node } from "../graph.ts";
+import { type Graph, type Node, resolveAttrs } from "../graph.ts";
 import { roundTo } from "../numeric.ts";
 import { parseGraph } from "../parse.ts";
 import { printGraph } from "../print.ts";
@@ -123,13 +123,6 @@ function analyze(text: string, kind: FusedKind): FusedBody {
     if (unbound !== undefined) fail(`%${n.id} uses dim ${unbound}, which no operand or result shape binds`);
   }
   return { graph, kind, inputs, output, anchor, elementShape };
-}
-
-/** Symbolic sizes inside shape-valued attributes (broadcast's shape) become numbers. */
-function resolveAttrs(attrs: Attrs, dims: ReadonlyMap<string, number>): Attrs {
-  const out: Attrs = { ...attrs };
-  for (const [k, v] of Object.entries(attrs)) if (Array.isArray(v) && v.some((x: Dim) => typeof x === "string")) out[k] = resolveShape(v as Dim[], dims);
-  return out;
 }
 
 registerOp({
