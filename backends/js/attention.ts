@@ -1,10 +1,13 @@
 // Streaming attention kernels of the JS backend: flash_attention and flash_diffattn
 // (FlashAttention, Dao et al. 2022). Per batch entry and kv head, K and V are packed once into
 // float64 scratch; then four query rows at a time walk the keys in blocks of `block`, keeping
-// per row and map an online-softmax state: the running max m, the running sum l and the
-// unnormalised output acc. flash_diffattn keeps two states (m1, l1, acc1; m2, l2, acc2) over
-// the same K and V tiles and ends with acc1/l1 - λ acc2/l2, then its epilogue. Scratch is
-// O(M·d) for the packed K and V plus O(block + d) per tile: no N×M map exists.
+// per row and map an online-softmax state, the running max m and sum l, and the block's
+// exponentials exp(s - m) in a buffer of 4 rows × M keys. When the keys end, one pass turns the
+// buffers into the weights p1 - λ p2 (exp(m_block - m) / l brings each block to the final m) and
+// one W · V gives the output, then the epilogue. Deferring P · V this way reads each K and V
+// tile once for both maps and spends 8·N²·d flops per head, where an accumulator per map
+// (acc1/l1 - λ acc2/l2) spends 12·N²·d. Scratch is O(M·d) for the packed K and V plus O(M) per
+// tile: no N×M map exists.
 //
 // All scratch lives in one Float64Array F: V8 re-checks a typed array's map and reloads its
 // data pointer on every iteration of a loop, once per array, so inner loops over one array
@@ -57,27 +60,25 @@ function columns(op: string, pairing: string, heads: number, kvHeads: number, d:
 }
 
 /**
- * Offsets into F. Per map: the tile's q rows transposed (qt[t * 4 + r]); its scores, then
- * probabilities, key-major (pr[j * 4 + r]); its unnormalised outputs (acc[r * dv + c]); m and l
- * per row. After these fixed regions, at offsets that depend on the number of keys: K per map,
- * row-major, and V in column pairs (v[c - c % 2][j][c % 2]), so that the inner loop of pr · V
- * reads both values of a pair side by side.
+ * Offsets into F. Fixed regions: per map, the tile's q rows transposed (qt[t * 4 + r]) and m and
+ * l per row; the tile's outputs (acc[r * dv + c]). After them, at offsets that depend on the
+ * number of keys: K per map, row-major; V in column pairs (v[c - c % 2][j][c % 2]), so that the
+ * inner loop of W · V reads both values of a pair side by side; per map the tile's
+ * probabilities, key-major (pr[j * 4 + r]), and the running max each key block was
+ * exponentiated against (blockMax[b * 4 + r]).
  */
 interface Scratch {
   qt: number[];
-  pr: number[];
-  acc: number[];
+  acc: number;
   rowMax: number;
   rowSum: number;
-  normed: number;
   fixed: number;
 }
 
-function scratch(maps: number, d: number, dv: number, block: number): Scratch {
+function scratch(maps: number, d: number, dv: number): Scratch {
   let next = 0;
   const take = (n: number) => (next += n) - n;
-  const perMap = (n: number) => Array.from({ length: maps }, () => take(n));
-  const s = { qt: perMap(ROWS * d), pr: perMap(ROWS * block), acc: perMap(ROWS * dv), rowMax: take(ROWS * maps), rowSum: take(ROWS * maps), normed: take(dv) };
+  const s = { qt: Array.from({ length: maps }, () => take(ROWS * d)), acc: take(ROWS * dv), rowMax: take(ROWS * maps), rowSum: take(ROWS * maps) };
   return { ...s, fixed: next };
 }
 
@@ -101,12 +102,14 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
   const n: Dim = out.shape[out.shape.length - 3];
   const m: Dim = k.shape[k.shape.length - 2];
   const cols = columns(node.op, a.pairing as string, heads, kvHeads, d, dv);
-  const f = scratch(maps, d, dv, block);
+  const f = scratch(maps, d, dv);
   const mapIndices = Array.from({ length: maps }, (_, p) => p);
 
-  w.line(`const rows = ${w.size(monomialOf([n]))}, keys = ${w.size(monomialOf([m]))};`);
+  w.line(`const rows = ${w.size(monomialOf([n]))}, keys = ${w.size(monomialOf([m]))}, blocks = Math.ceil(keys / ${block});`);
   w.line(`const ${mapIndices.map((p) => `kBase${p} = ${f.fixed} + ${p * d} * keys`).join(", ")}, vBase = ${f.fixed} + ${maps * d} * keys;`);
-  w.line(`const F = new Float64Array(vBase + ${2 * Math.ceil(dv / 2)} * keys), visible = new Int32Array(${ROWS});`);
+  w.line(`const ${mapIndices.map((p) => `prBase${p} = vBase + ${2 * Math.ceil(dv / 2) + p * ROWS} * keys`).join(", ")};`);
+  w.line(`const ${mapIndices.map((p) => `blockMax${p} = prBase0 + ${maps * ROWS} * keys + ${p * ROWS} * blocks`).join(", ")};`);
+  w.line(`const F = new Float64Array(blockMax0 + ${maps * ROWS} * blocks), visible = new Int32Array(${ROWS});`);
   cols.q.forEach((c, p) => w.line(`const qCol${p} = [${c.join(", ")}];`));
   cols.k.forEach((c, p) => w.line(`const kCol${p} = [${c.join(", ")}];`));
   cols.v.forEach((c, s) => w.line(`const vCol${s} = [${c.join(", ")}];`));
@@ -136,31 +139,31 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
     for (const p of mapIndices) w.line(`for (let t = 0; t < ${d}; t++) F[${f.qt[p]} + t * ${ROWS} + r] = ${loadExpr(q.dtype, `in0[qRow + qCol${p}[h] + t]`, w.helpers)};`);
     w.close();
     w.line(`F.fill(-Infinity, ${f.rowMax}, ${f.rowMax + ROWS * maps}); F.fill(0, ${f.rowSum}, ${f.rowSum + ROWS * maps});`);
-    for (const p of mapIndices) w.line(`F.fill(0, ${f.acc[p]}, ${f.acc[p] + ROWS * dv});`);
     // Key blocks past what the tile's last row sees are skipped whole.
     w.line(`const end = visible[${ROWS - 1}];`);
-    w.open(`for (let j0 = 0; j0 < end; j0 += ${block}) {`);
+    w.open(`for (let j0 = 0, b = 0; j0 < end; j0 += ${block}, b++) {`);
     // len <= 4 * block always; saying so bounds the loops over pr, and V8 drops their overflow checks.
     w.line(`const j1 = j0 + ${block} < end ? j0 + ${block} : end, len = Math.min((j1 - j0) * ${ROWS}, ${ROWS * block});`);
     for (const p of mapIndices) {
-      const state = { qt: f.qt[p], pr: f.pr[p], acc: f.acc[p], rowMax: f.rowMax + p * ROWS, rowSum: f.rowSum + p * ROWS, kBase: `kBase${p}` };
+      const state = { qt: f.qt[p], pr: `prBase${p} + j0 * ${ROWS}`, blockMax: `blockMax${p} + b * ${ROWS}`, rowMax: f.rowMax + p * ROWS, rowSum: f.rowSum + p * ROWS, kBase: `kBase${p}` };
       scores(w, state, d, (a.scale as number) || d ** -0.5, causal);
-      onlineSoftmax(w, state, dv);
-      weightedValues(w, state, dv);
+      onlineSoftmax(w, state);
     }
     w.close();
-    epilogue(w, { f, dv, heads, oBatch, lBatch, lambda: diff ? lambda : undefined, normWeight, eps: a.norm_eps as number, outScale: diff ? (a.out_scale as number) : 1, lambdaStrides, batchRank: batch.length, out });
+    combine(w, { f, diff, lambda, lambdaStrides, batchRank: batch.length, lBatch, heads, block });
+    weightedValues(w, f.acc, dv);
+    epilogue(w, { f, dv, heads, oBatch, normWeight, eps: a.norm_eps as number, outScale: diff ? (a.out_scale as number) : 1, out });
     w.close();
     w.close();
     w.close();
   }, "b");
 }
 
-/** One map's state in F. */
+/** One map's state in F; pr and blockMax are expressions for the current key block. */
 interface MapState {
   qt: number;
-  pr: number;
-  acc: number;
+  pr: string;
+  blockMax: string;
   rowMax: number;
   rowSum: number;
   /** The variable holding the offset of this map's packed K. */
@@ -226,17 +229,21 @@ function scores(w: Writer, s: MapState, d: number, scale: number, causal: boolea
 }
 
 /**
- * The online-softmax step of each row: the block's max updates m (NaN sticks, as in the
- * interpreter's softmax), probabilities exp(s - m) replace the scores, and l and acc are
- * rescaled by exp(m_old - m). A row that has seen only masked keys keeps m = -Infinity and
- * gives its keys weight 0.
+ * The online-softmax step of each row: the block's max updates the running max m (NaN sticks,
+ * as in the interpreter's softmax), exp(s - m) replaces the scores, l is rescaled by
+ * exp(m_old - m), and the m the block was exponentiated against is kept, so that combine can
+ * bring every block to the final m. A row that has seen only masked keys keeps m = -Infinity
+ * and gives its keys weight 0.
  */
-function onlineSoftmax(w: Writer, s: MapState, dv: number): void {
-  const walk = `let x = ${s.pr} + r; x < ${s.pr} + len; x += ${ROWS}`;
+function onlineSoftmax(w: Writer, s: MapState): void {
+  w.open("{");
+  w.line(`const pr = ${s.pr}, blockMax = ${s.blockMax};`);
+  const walk = `let x = pr + r; x < pr + len; x += ${ROWS}`;
   w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
   w.line("let top = -Infinity;");
   w.line(`for (${walk}) { const v = F[x]; if (v > top || v !== v) top = v; }`);
   w.line(`const old = F[${s.rowMax} + r], next = top > old || top !== top ? top : old;`);
+  w.line("F[blockMax + r] = next;");
   w.open("if (next === -Infinity) {");
   w.line(`for (${walk}) F[x] = 0;`);
   w.line("continue;");
@@ -244,29 +251,68 @@ function onlineSoftmax(w: Writer, s: MapState, dv: number): void {
   w.line("let sum = 0;");
   w.line(`for (${walk}) { const e = Math.exp(F[x] - next); F[x] = e; sum += e; }`);
   w.open("if (next !== old) {");
-  w.line("const correction = Math.exp(old - next);");
   w.line(`F[${s.rowMax} + r] = next;`);
-  w.line(`F[${s.rowSum} + r] *= correction;`);
-  w.line(`for (let c = ${s.acc} + r * ${dv}; c < ${s.acc} + (r + 1) * ${dv}; c++) F[c] *= correction;`);
+  w.line(`F[${s.rowSum} + r] *= Math.exp(old - next);`);
   w.close();
   w.line(`F[${s.rowSum} + r] += sum;`);
   w.close();
+  w.close();
 }
 
-/** acc += pr · V for the block: 4 rows × a pair of value columns per step in eight locals. */
-function weightedValues(w: Writer, s: MapState, dv: number): void {
+interface CombineArgs {
+  f: Scratch;
+  diff: boolean;
+  lambda?: TensorType;
+  lambdaStrides: Monomial[];
+  batchRank: number;
+  lBatch: string;
+  heads: number;
+  block: number;
+}
+
+/**
+ * The weights of the tile's one W · V, in place of map 0's probabilities: per row and key block,
+ * exp(blockMax - m) / l brings the block's exponentials to the final softmax; flash_diffattn
+ * subtracts λ times map 1's. One W · V for both maps costs 8·N²·d flops per head where two
+ * online accumulators would cost 12·N²·d. A row that saw no key (l = 0) gets weights 0.
+ */
+function combine(w: Writer, x: CombineArgs): void {
+  const { f } = x;
+  const factor = (p: number) => `F[${f.rowSum + p * ROWS} + r] === 0 ? 0 : 1 / F[${f.rowSum + p * ROWS} + r]`;
+  w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
+  w.line(`const m0 = F[${f.rowMax} + r], inv0 = ${factor(0)};`);
+  if (x.diff) {
+    const lamN = w.size(x.lambdaStrides[x.batchRank]);
+    const lamH = w.size(x.lambdaStrides[x.batchRank + 1]);
+    w.line("const i = i0 + r < rows ? i0 + r : rows - 1;");
+    w.line(`const lam = ${loadExpr(x.lambda!.dtype, `in3[${x.lBatch} + i * ${lamN} + h * ${lamH}]`, w.helpers)};`);
+    w.line(`const m1 = F[${f.rowMax + ROWS} + r], inv1 = ${factor(1)} * lam;`);
+  }
+  w.open(`for (let j0 = 0, b = 0; j0 < end; j0 += ${x.block}, b++) {`);
+  w.line(`const w0 = Math.exp(F[blockMax0 + b * ${ROWS} + r] - m0) * inv0;`);
+  if (x.diff) w.line(`const w1 = Math.exp(F[blockMax1 + b * ${ROWS} + r] - m1) * inv1;`);
+  w.line(`const stop = prBase0 + (j0 + ${x.block} < end ? j0 + ${x.block} : end) * ${ROWS};`);
+  w.line(`for (let y = prBase0 + j0 * ${ROWS} + r${x.diff ? ", z = prBase1 - prBase0" : ""}; y < stop; y += ${ROWS}) F[y] = ${x.diff ? "F[y] * w0 - F[y + z] * w1" : "F[y] * w0"};`);
+  w.close();
+  w.close();
+}
+
+/** acc = W · V over the keys the tile sees: 4 rows × a pair of value columns per step in eight locals. */
+function weightedValues(w: Writer, acc: number, dv: number): void {
   const tile = (width: number) => {
     const columnIndices = Array.from({ length: width }, (_, c) => c);
     const names = TILE_ROWS.flatMap((r) => columnIndices.map((c) => [`a${r}${c}`, `o${r * dv + c ? ` + ${r * dv + c}` : ""}`]));
-    w.line(`const o = ${s.acc} + c;`);
-    w.line(`let ${names.map(([a, o]) => `${a} = F[${o}]`).join(", ")};`);
-    w.open(`for (let x = ${s.pr}, y = vBase + c * keys + 2 * j0; x < ${s.pr} + len; x += ${ROWS}, y += 2) {`);
+    w.line(`const o = ${acc} + c;`);
+    w.line(`let ${names.map(([a]) => `${a} = 0`).join(", ")};`);
+    w.open(`for (let x = prBase0, y = vBase + c * keys; x < stop; x += ${ROWS}, y += 2) {`);
     w.line(`const ${columnIndices.map((c) => `v${c} = F[y${c ? ` + ${c}` : ""}]`).join(", ")};`);
     w.line("const w0 = F[x], w1 = F[x + 1], w2 = F[x + 2], w3 = F[x + 3];");
     w.line(TILE_ROWS.flatMap((r) => columnIndices.map((c) => `a${r}${c} += w${r} * v${c};`)).join(" "));
     w.close();
     w.line(names.map(([a, o]) => `F[${o}] = ${a};`).join(" "));
   };
+  w.open("{");
+  w.line(`const stop = prBase0 + end * ${ROWS};`);
   w.open(`for (let c = 0; c + 2 <= ${dv}; c += 2) {`);
   tile(2);
   w.close();
@@ -276,6 +322,7 @@ function weightedValues(w: Writer, s: MapState, dv: number): void {
     tile(1);
     w.close();
   }
+  w.close();
 }
 
 interface EpilogueArgs {
@@ -283,47 +330,32 @@ interface EpilogueArgs {
   dv: number;
   heads: number;
   oBatch: string;
-  lBatch: string;
-  /** flash_diffattn's λ; absent for flash_attention. */
-  lambda?: TensorType;
   normWeight?: TensorType;
   eps: number;
   outScale: number;
-  lambdaStrides: Monomial[];
-  batchRank: number;
   out: TensorType;
 }
 
-/** Each real row of the tile: acc1/l1 (- λ acc2/l2), then the norm and scale; 0 when it saw no key. */
+/** Each real row of the tile: its outputs, then the norm and scale; 0 when it saw no key. */
 function epilogue(w: Writer, x: EpilogueArgs): void {
   const { f, dv } = x;
   const store = (e: string) => storeExpr(x.out.dtype, e, w.helpers);
   const scaled = (e: string) => (x.outScale === 1 ? e : `${e} * ${x.outScale}`);
   w.open(`for (let r = 0; r < ${ROWS} && i0 + r < rows; r++) {`);
-  w.line(`const i = i0 + r, o = ${x.oBatch} + (i * ${x.heads} + h) * ${dv}, row = r * ${dv};`);
+  w.line(`const i = i0 + r, o = ${x.oBatch} + (i * ${x.heads} + h) * ${dv}, row = ${f.acc} + r * ${dv};`);
   w.open(`if (F[${f.rowSum} + r] === 0) {`);
   w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store("0")};`);
   w.line("continue;");
   w.close();
-  let value: string;
-  if (x.lambda) {
-    const lamN = w.size(x.lambdaStrides[x.batchRank]);
-    const lamH = w.size(x.lambdaStrides[x.batchRank + 1]);
-    w.line(`const lam = ${loadExpr(x.lambda.dtype, `in3[${x.lBatch} + i * ${lamN} + h * ${lamH}]`, w.helpers)};`);
-    w.line(`const w1 = 1 / F[${f.rowSum} + r], w2 = lam / F[${f.rowSum + ROWS} + r];`);
-    value = `F[${f.acc[0]} + row + c] * w1 - F[${f.acc[1]} + row + c] * w2`;
-  } else {
-    w.line(`const w1 = 1 / F[${f.rowSum} + r];`);
-    value = `F[${f.acc[0]} + row + c] * w1`;
-  }
+  const value = "F[row + c]";
   if (x.normWeight) {
     // RMSNorm over the head's dv outputs, in the order rmsnorm's interpreter rule computes it.
     w.line("let sq = 0;");
-    w.line(`for (let c = 0; c < ${dv}; c++) { const y = ${value}; F[${f.normed} + c] = y; sq += y * y; }`);
+    w.line(`for (let c = 0; c < ${dv}; c++) { const y = ${value}; sq += y * y; }`);
     w.line(`const denom = Math.sqrt(sq / ${dv} + ${x.eps});`);
-    w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(scaled(`F[${f.normed} + c] / denom * ${loadExpr(x.normWeight.dtype, "in4[c]", w.helpers)}`))};`);
+    w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(scaled(`${value} / denom * ${loadExpr(x.normWeight.dtype, "in4[c]", w.helpers)}`))};`);
   } else {
-    w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(scaled(`(${value})`))};`);
+    w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(scaled(value))};`);
   }
   w.close();
 }
