@@ -1,10 +1,12 @@
 // Dual-softmax fusion: differential attention becomes `flash_diffattn`, one kernel that streams
 // over key blocks with two online-softmax states, reads each K and V tile once for both maps
 // and never materialises an N×N map. A following per-head RMSNorm and scale (the official
-// code's `subln(attn) * (1 - lambda_init)`) become its epilogue.
+// code's `subln(attn) * (1 - lambda_init)`) become its epilogue. Differential attention written
+// by hand with primitives is recognised first (recognize-attention.ts).
 import type { Graph, Node } from "../ir/graph.ts";
 import { roundScalar } from "../ir/numeric.ts";
 import { type Pass, rebuild } from "./pass.ts";
+import { recognizeDiffattn } from "./recognize-attention.ts";
 import { uses } from "./uses.ts";
 
 interface Fusion {
@@ -32,7 +34,8 @@ function planFusions(graph: Graph): Map<number, Fusion> {
   return byLast;
 }
 
-export function fuseDualSoftmax(graph: Graph): Graph {
+export function fuseDualSoftmax(input: Graph): Graph {
+  const graph = recognizeDiffattn(input);
   const fusions = planFusions(graph);
   const absorbed = new Set<number>();
   for (const f of fusions.values()) for (const n of [f.attn, f.norm]) if (n && n.id !== (f.scale?.node ?? f.norm ?? f.attn).id) absorbed.add(n.id);
@@ -51,6 +54,6 @@ export function fuseDualSoftmax(graph: Graph): Graph {
 
 export const fuseDualSoftmaxPass: Pass = {
   name: "fuse-dual-softmax",
-  description: "diffattn (+ per-head rmsnorm and scale) -> flash_diffattn: two online softmaxes, no N×N map",
+  description: "diffattn, or the same written by hand (+ per-head rmsnorm and scale) -> flash_diffattn: two online softmaxes, no N×N map",
   run: fuseDualSoftmax,
 };

@@ -83,7 +83,8 @@ function sameAttr(a: AttrValue, b: AttrValue): boolean {
   return Object.is(a, b);
 }
 
-interface Context {
+/** The graph a sweep matches against, and who reads each of its values. */
+export interface Context {
   graph: Graph;
   uses: Uses;
 }
@@ -128,9 +129,10 @@ export interface Rule {
   pattern: Pattern;
   /**
    * The value that replaces the matched `node`, added through `r`; it must have the node's
-   * type. Undefined declines, and the next rule is tried.
+   * type. Undefined declines, and the next rule is tried. `matched` is the graph the
+   * captures come from, for builders that look further into it.
    */
-  build(captures: Captures, r: Rewriter, node: Node): number | undefined;
+  build(captures: Captures, r: Rewriter, node: Node, matched: Context): number | undefined;
 }
 
 /** A graph that still changes after this many sweeps has rules that undo each other. */
@@ -148,7 +150,7 @@ export function rewrite(graph: Graph, rules: readonly Rule[]): Graph {
     const next = rebuild(g, (node, r) => {
       for (const rule of rules) {
         for (const captures of matchNode(rule.pattern, node, cx, {})) {
-          const id = rule.build(captures, r, node);
+          const id = rule.build(captures, r, node, cx);
           if (id === undefined) continue;
           if (!sameType(r.type(id), node.type))
             throw new InternalError(`a rewrite of %${node.id} = ${node.op} gave ${formatIrType(r.type(id))}, not its type ${formatIrType(node.type)}`);

@@ -9,6 +9,7 @@ import { fuseAttentionPass } from "./fuse-attention.ts";
 import { fuseDualSoftmaxPass } from "./fuse-dual-softmax.ts";
 import { fuseElementwisePass } from "./fuse-elementwise.ts";
 import type { Pass } from "./pass.ts";
+import { recognizeAttentionPass } from "./recognize-attention.ts";
 
 export const PASSES: Pass[] = [
   decomposePass,
@@ -18,6 +19,7 @@ export const PASSES: Pass[] = [
   csePass,
   dcePass,
   fuseElementwisePass,
+  recognizeAttentionPass,
   fuseDualSoftmaxPass,
   fuseAttentionPass,
 ];

@@ -12,7 +12,7 @@ import { type Attrs, type Graph, inputNodes, nodeName } from "../../compiler/ir/
 import { roundScalar } from "../../compiler/ir/numeric.ts";
 import { getOp, normalizeAttrs, OpError } from "../../compiler/ir/registry.ts";
 import { type HostTensor, tensor } from "../../compiler/ir/tensor.ts";
-import { type Dim, resolveShape, type TensorType } from "../../compiler/ir/types.ts";
+import { type Dim, resolveShape, sameType, type TensorType } from "../../compiler/ir/types.ts";
 import { Rng } from "../../runtime/random.ts";
 
 export interface RandomGraphOptions {
@@ -20,6 +20,13 @@ export interface RandomGraphOptions {
   maxNodes?: number;
   /** Whether inputs may have the symbolic size N (default false). */
   dims?: boolean;
+  /**
+   * Whether steps may build attention: the attention and diffattn ops, and the same written
+   * by hand with primitives, sometimes with a flaw that makes it something else (default false).
+   */
+  attention?: boolean;
+  /** Leave out `where` on data comparisons, whose result jumps when rounding moves a value across the threshold (default false). */
+  continuous?: boolean;
 }
 
 /** Largest magnitude a value may reach; far inside f32 and f16 range. */
@@ -34,7 +41,14 @@ const OF_POSITIVE = ["log", "sqrt", "rsqrt"] as const;
 const BINARY = ["add", "sub", "mul", "maximum", "minimum"] as const;
 const REDUCTIONS = ["sum", "mean", "max", "min"] as const;
 const COMPARISONS = ["eq", "ne", "lt", "le", "gt", "ge"] as const;
-const STEPS = ["unary", "binary", "const", "reduce", "softmax", "transpose", "reshape", "matmul", "slice", "concat", "where", "ofPositive", "div", "pow", "broadcast"] as const;
+const STEPS = ["unary", "binary", "const", "reduce", "softmax", "transpose", "reshape", "matmul", "slice", "concat", "where", "ofPositive", "div", "pow", "broadcast", "attention"] as const;
+/**
+ * The forms the attention step builds: the ops, hand-written attention and diff attention, and
+ * hand-written diff attention with one flaw each (the softmax over queries, λ inside the
+ * softmax, two different scales, λ varying along the keys, the two maps over different keys).
+ */
+const ATTENTION_FORMS = ["op", "diffOp", "hand", "handDiff", "axisFlaw", "lambdaInside", "twoScales", "lambdaPerKey", "otherKeys"] as const;
+const FLAWS = ATTENTION_FORMS.slice(4);
 
 type StepKind = (typeof STEPS)[number];
 interface Step {
@@ -243,12 +257,88 @@ class RandomGraph {
         if (cond !== undefined) this.keep(this.add("where", [cond, a.id, b.id]), Math.max(a.bound, b.bound));
         return;
       }
+      case "attention":
+        this.attention(a, value);
+        return;
       case "broadcast": {
         const shape = [1 + this.rng.int(3), ...t.shape.map((d) => (d === 1 ? 1 + this.rng.int(4) : d))];
         this.keep(this.add("broadcast", [a.id], { shape }), a.bound);
         return;
       }
     }
+  }
+
+  /**
+   * Attention with a as the queries [..., N, d] and keys [..., M, d] picked from the pool;
+   * `value` is λ. The result is bounded by (1 + |λ|) max |v| (λ per key: by its bound).
+   */
+  private attention(a: Value, value: number): void {
+    const t = this.type(a);
+    const d = t.shape.at(-1);
+    if (t.shape.length < 2 || typeof d !== "number" || d > 8) return;
+    const keysLike = this.values.filter((b) => {
+      const s = this.type(b).shape;
+      return s.length >= 2 && s.at(-1) === d;
+    });
+    const k = this.choose(keysLike);
+    // The fusable forms as often as all the flawed ones together.
+    const form = this.rng.int(2) ? this.choose(ATTENTION_FORMS.slice(0, 4)) : this.choose(FLAWS);
+    const lam = this.constant(value);
+    const scale = 0.25 + this.rng.int(4) / 4;
+    const causal = this.rng.int(2) === 1;
+    const bound = (weight: number, ...vs: Value[]) => (1 + weight) * Math.max(...vs.map((x) => x.bound));
+    if (form === "op") {
+      // One head, or two of half width; k doubles as v.
+      const heads = d % 2 === 0 && this.rng.int(2) ? 2 : 1;
+      this.keep(this.add("attention", [a.id, k.id, k.id], { heads, causal, scale: this.rng.int(2) ? 0 : scale }), k.bound);
+      return;
+    }
+    if (form === "diffOp") {
+      // One head: subheads of width d/2, values of width d.
+      if (d % 2 === 0) this.keep(this.add("diffattn", [a.id, k.id, k.id, lam.id], { heads: 1, causal, scale: this.rng.int(2) ? 0 : scale }), bound(Math.abs(value), k));
+      return;
+    }
+    const [n, m] = [t.shape.at(-2)!, this.type(k).shape.at(-2)!];
+    const scores = (q: Value, keys: Value, s: number) => {
+      const kt = this.add("transpose", [keys.id], { perm: [] });
+      const product = kt === undefined ? undefined : this.add("matmul", [q.id, kt]);
+      const scaled = product === undefined ? undefined : this.add("mul", [product, this.constant(s).id]);
+      if (scaled === undefined || !causal) return scaled;
+      // Key j is visible to query i when j <= i + M - N, as the decompositions write it.
+      const rows = this.b.add("iota", [], { shape: [n, m], axis: 0 });
+      const cols = this.b.add("iota", [], { shape: [n, m], axis: 1 });
+      const offset = this.b.add("sub", [this.b.add("numel", [], { shape: [m] }), this.b.add("numel", [], { shape: [n] })]);
+      const mask = this.b.add("le", [cols, this.b.add("add", [rows, offset])]);
+      return this.add("where", [mask, scaled, this.constant(-Infinity).id]);
+    };
+    const softmax = (x: number | undefined, axis = -1) => (x === undefined ? undefined : this.add("softmax", [x], { axis }));
+    if (form === "hand") {
+      const p = softmax(scores(a, k, scale));
+      if (p !== undefined) this.keep(this.add("matmul", [p, k.id]), k.bound);
+      return;
+    }
+    const q2 = this.choose(this.values.filter((b) => sameType(this.type(b), t)));
+    const sameKeys = keysLike.filter((b) => sameType(this.type(b), this.type(k)));
+    const k2 = this.choose(form === "otherKeys" ? keysLike : sameKeys);
+    // Values of width 2d, as diffattn's.
+    const v = this.add("concat", [k.id, this.choose(sameKeys).id], { axis: -1 });
+    const p1 = softmax(scores(a, k, scale), form === "axisFlaw" ? -2 : -1);
+    let p2: number | undefined;
+    if (form === "lambdaInside") {
+      const s2 = scores(q2, k2, scale);
+      p2 = softmax(s2 === undefined ? undefined : this.add("mul", [s2, lam.id]));
+    } else {
+      p2 = softmax(scores(q2, k2, form === "twoScales" ? scale + 0.125 : scale));
+    }
+    // λ per key: a [M] vector, the first column of k.
+    const column = form === "lambdaPerKey" ? this.add("slice", [k.id], { axis: -1, start: 0, end: 1, step: 1 }) : undefined;
+    const weight = column === undefined ? lam.id : this.add("reshape", [column], { shape: [m] });
+    if (v === undefined || p1 === undefined || p2 === undefined || weight === undefined) return;
+    const weighted = this.add("mul", [weight, p2]);
+    const diff = weighted === undefined ? undefined : this.add("sub", [p1, weighted]);
+    // Over the queries, the weights of one key sum to at most N per map.
+    const rows = form === "axisFlaw" ? sizeOf(n) : 1;
+    if (diff !== undefined) this.keep(this.add("matmul", [diff, v]), rows * bound(Math.max(Math.abs(value), k.bound), ...sameKeys));
   }
 
   /** The same size as `shape` under a random shape: static sizes re-factored, symbols kept. */
@@ -283,7 +373,7 @@ export function arbitraryGraph(options: RandomGraphOptions = {}): fc.Arbitrary<G
     : fc.integer({ min: 1, max: MAX_DIM });
   const shape = fc.array<Dim>(size, { maxLength: 3 });
   const step = fc.record({
-    kind: fc.constantFrom(...STEPS),
+    kind: fc.constantFrom(...STEPS.filter((kind) => (kind !== "attention" || options.attention) && (kind !== "where" || !options.continuous))),
     seed: fc.nat(),
     value: fc.double({ min: -2, max: 2, noNaN: true }),
   });
