@@ -11,7 +11,7 @@ import { type Dim, type DType, normalizeAxis, type TensorType } from "../../comp
 import { ref, render, type ScalarExpr, scalarOp, functionsUsed } from "../common/expr.ts";
 import { broadcastStrides, coalesce, scale, sizesOf, strides, ZERO } from "../common/layout.ts";
 import { jsSpelling, loadExpr, storeExpr } from "./spelling.ts";
-import { flashAttention } from "./attention.ts";
+import { attentionHelperSource, flashAttention } from "./attention.ts";
 import { fused } from "./fused.ts";
 
 /** Writes one kernel function; collects the dim variables and helpers it uses. */
@@ -371,5 +371,5 @@ export function matmul(w: KernelWriter, node: Node, [a, b]: TensorType[], inputs
 /** Source of helpers referenced by kernels, beyond the spelling helpers. */
 export function kernelHelperSource(name: string): string | undefined {
   if (name === "softmaxRow") return softmaxRow.toString();
-  return undefined;
+  return attentionHelperSource(name);
 }

@@ -66,6 +66,7 @@ export function helperSource(name: string): string {
 export function helperDependencies(name: string): string[] {
   if (name.startsWith("quantize_")) return ["quantizeValue"];
   if (name === "quantizeValue") return ["roundHalfToEven"];
+  if (name.startsWith("attentionSimd_")) return ["attentionSimd"];
   return [];
 }
 

@@ -32,16 +32,23 @@ describe("flash_diffattn in the JS backend", () => {
     const session = await model.load(serializeSafetensors(new Map()));
     const input = () => Float32Array.from({ length: N * 32 }, (_, i) => Math.sin(i));
     const inputs = { q: input(), k: input(), v: input(), w: new Float32Array(32).fill(1) };
-    // Every typed array the kernel allocates, counted as it is made (a GC during the run could
-    // hide a dead one from memoryUsage()). The runtime's own buffers are the plan's slots above.
+    // Every typed array the kernel allocates and every page its wasm scratch memory grows by,
+    // counted as they are made (a GC during the run could hide a dead one from memoryUsage()).
+    // The runtime's own buffers are the plan's slots above.
     const allocated: number[] = [];
+    const grow = WebAssembly.Memory.prototype.grow;
+    WebAssembly.Memory.prototype.grow = function (pages: number) {
+      allocated.push(pages * 65536);
+      return grow.call(this, pages);
+    };
     const typedArrays = { Float64Array, Float32Array, Int32Array, Uint16Array, Uint8Array };
     const global = globalThis as unknown as Record<string, unknown>;
     for (const [name, Base] of Object.entries(typedArrays)) {
       global[name] = class extends (Base as new (...args: unknown[]) => ArrayBufferView) {
         constructor(...args: unknown[]) {
           super(...args);
-          allocated.push(this.byteLength);
+          // A view over an existing buffer (the wasm memory) allocates nothing.
+          if (!(args[0] instanceof ArrayBuffer)) allocated.push(this.byteLength);
         }
       };
     }
@@ -50,10 +57,11 @@ describe("flash_diffattn in the JS backend", () => {
       y = session.runSync(inputs).y;
     } finally {
       Object.assign(global, typedArrays);
+      WebAssembly.Memory.prototype.grow = grow;
     }
     const bytes = allocated.reduce((a, b) => a + b, 0);
-    // The packed K and V and the tile state: (2 + 2) * d * N doubles, about 2 MB here; one N×N map is 64 MB.
-    expect(bytes).toBeGreaterThan(0);
+    // The packed K and V and the tile's buffers: (2 + 2) * d * N + 8 * N doubles, about 2.4 MB here; one N×N map is 64 MB.
+    expect(bytes).toBeGreaterThan(N * 4 * 16 * 8);
     expect(bytes).toBeLessThan((4 * N * N) / 16);
     expect(y.length).toBe(N * 32);
     expect(y.every(Number.isFinite)).toBe(true);
