@@ -1,6 +1,8 @@
 // Replaces high-level ops (attention, diffattn, rmsnorm, ...) by their decomposition into
 // primitives, as the op registry defines it. A backend that implements some high-level ops
-// directly asks to keep them.
+// directly asks to keep them. As a pass it keeps what the fusion passes made (the flash
+// kernels, fused elementwise kernels): in a pipeline it runs after them, and undoing their
+// work is never what it is there for.
 import type { Graph } from "../ir/graph.ts";
 import { getOp } from "../ir/registry.ts";
 import { type Pass, rebuild } from "./pass.ts";
@@ -19,8 +21,11 @@ export function decompose(graph: Graph, keep: ReadonlySet<string> = new Set()): 
   return g;
 }
 
+/** The ops fusion passes produce. */
+export const FUSED_OPS: ReadonlySet<string> = new Set(["flash_attention", "flash_diffattn", "fused"]);
+
 export const decomposePass: Pass = {
   name: "decompose",
-  description: "replace high-level ops (attention, diffattn, rmsnorm, layernorm, rope) by primitives",
-  run: (graph) => decompose(graph),
+  description: "replace high-level ops (attention, diffattn, rmsnorm, layernorm, rope) by primitives; fused kernels (flash_*, fused) stay",
+  run: (graph) => decompose(graph, FUSED_OPS),
 };

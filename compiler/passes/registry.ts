@@ -24,15 +24,12 @@ export const PASSES: Pass[] = [
   fuseAttentionPass,
 ];
 
-/** The optimising pipeline `compile` and `run` use unless told otherwise (`--passes none`). */
-export const DEFAULT_PIPELINE: string[] = [
-  "canonicalize",
-  "constant-fold",
-  "fold-reshapes",
-  "cse",
-  "dce",
-  // fuse-elementwise pays off only on decomposed graphs (RMSNorm chains), and decompose would
-  // undo the attention fusions: it stays opt-in (--passes ...,decompose,fuse-elementwise).
-  "fuse-dual-softmax",
-  "fuse-attention",
-];
+const CLEANUPS = ["canonicalize", "constant-fold", "fold-reshapes", "cse", "dce"];
+
+/**
+ * The optimising pipeline `compile` and `run` use unless told otherwise (`--passes none`):
+ * cleanups; the attention fusions, while attention is still one op; the rest into primitives
+ * and cleaned again (RMSNorm, SwiGLU and residual chains are elementwise only then); then
+ * elementwise fusion into chains, prologues and epilogues.
+ */
+export const DEFAULT_PIPELINE: string[] = [...CLEANUPS, "fuse-dual-softmax", "fuse-attention", "decompose", ...CLEANUPS, "fuse-elementwise"];
