@@ -6,7 +6,7 @@ import { parseProgram } from "../../dsl/parse.ts";
 import { elaborate, standardLibrary } from "../../compiler/elaborate/index.ts";
 import { initWeights, randomInputs } from "../../runtime/init.ts";
 import { arbitraryGraphCase } from "../support/random-graph.ts";
-import { BACKENDS, runAndCompare } from "../harness/harness.ts";
+import { BACKENDS, runAndCompare, runAndCompareStages } from "../harness/harness.ts";
 
 /** Small sizes so that every model runs in well under a second on the interpreter. */
 const SMALL: Record<string, [string, number][]> = {
@@ -55,14 +55,23 @@ for (const backend of BACKENDS) {
       );
     });
 
+    it("on random graphs with attention, at every stage of the default pipeline", async () => {
+      await fc.assert(
+        fc.asyncProperty(arbitraryGraphCase({ dims: true, attention: true, continuous: true }), async ({ graph, dims, inputs }) => {
+          await runAndCompareStages(backend, graph, inputs, new Map(), dims);
+        }),
+        { numRuns: 25 },
+      );
+    });
+
     for (const c of modelCases()) {
-      it(`on ${c.label}`, async () => {
+      it(`on ${c.label}, at every stage of the default pipeline`, async () => {
         const program = parseProgram(c.source, c.file);
         const name = c.model ?? elaborate(program).model.name.name;
         const { graph } = elaborate(program, { model: c.model, set: new Map(SMALL[name] ?? []) });
         const dims = new Map(graph.dims.map((d) => [d, 7]));
         const inputs = randomInputs(graph, dims, 3);
-        await runAndCompare(backend, graph, inputs, initWeights(graph, 3), dims);
+        await runAndCompareStages(backend, graph, inputs, initWeights(graph, 3), dims);
       });
     }
   });

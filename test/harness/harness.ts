@@ -9,6 +9,9 @@ import { formatShape } from "../../compiler/ir/types.ts";
 import type { Session, TensorMap } from "../../runtime/adapters/adapter.ts";
 import { loadJs } from "../../runtime/adapters/js/index.ts";
 import { evaluate } from "../../runtime/interpreter/index.ts";
+import { printGraph } from "../../compiler/ir/print.ts";
+import { findPass } from "../../compiler/passes/pipeline.ts";
+import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
 import { type OpFamily, tolerance } from "./tolerance.ts";
 
 export interface BackendUnderTest {
@@ -53,5 +56,34 @@ export async function runAndCompare(backend: BackendUnderTest, graph: Graph, inp
     const a = actual.get(name);
     expect(a, `${backend.name}: output ${name} missing`).toBeDefined();
     expectClose(a!, e, family, `${backend.name} ${graph.name}.${name}`);
+  }
+}
+
+/**
+ * The graph before the pipeline and after each of its passes that changed it, labelled by the
+ * passes run so far: the stages the harness runs every backend on.
+ */
+export function pipelineStages(graph: Graph, passes: readonly string[] = DEFAULT_PIPELINE): { label: string; graph: Graph }[] {
+  const stages = [{ label: "--passes none", graph }];
+  let g = graph;
+  let text = printGraph(g);
+  passes.forEach((name, i) => {
+    g = findPass(name).run(g);
+    const next = printGraph(g);
+    if (next !== text) stages.push({ label: `after ${name} (pass ${i + 1} of the default pipeline)`, graph: g });
+    text = next;
+  });
+  return stages;
+}
+
+/** runAndCompare on every stage of the default pipeline: each against the interpreter on that stage's graph. */
+export async function runAndCompareStages(backend: BackendUnderTest, graph: Graph, inputs: TensorMap, weights: TensorMap, dims?: ReadonlyMap<string, number>): Promise<void> {
+  for (const stage of pipelineStages(graph)) {
+    try {
+      await runAndCompare(backend, stage.graph, inputs, weights, dims);
+    } catch (e) {
+      if (e instanceof Error) e.message = `${stage.label}: ${e.message}`;
+      throw e;
+    }
   }
 }

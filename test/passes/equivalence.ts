@@ -15,6 +15,7 @@ import { type Rewriter, rebuild, type Pass } from "../../compiler/passes/pass.ts
 import { evaluate, type TensorMap } from "../../runtime/interpreter/index.ts";
 import { initWeights } from "../../runtime/init.ts";
 import { arbitraryGraphCase, seededInputs } from "../support/random-graph.ts";
+import { expectClose } from "../harness/harness.ts";
 
 /** Bit-for-bit equal, except that any NaN equals any NaN. */
 export function sameValue(a: number, b: number): boolean {
@@ -175,6 +176,28 @@ export function checkCleanup(pass: Pass, { numRuns = 200, fixpoint = true } = {}
       const difference = outputDifference(evaluate(graph, inputs, new Map(), { dims }), evaluate(after, inputs, new Map(), { dims }));
       expect(difference).toBeUndefined();
       if (fixpoint) expect(printGraph(pass.run(after))).toBe(printGraph(after));
+    }),
+    { numRuns },
+  );
+}
+
+/** Both graphs compute the same outputs up to rounding: for passes that change where values are rounded (fusions, decompositions). */
+export function expectCloseOutputs(before: Graph, after: Graph, inputs: TensorMap, dims: ReadonlyMap<string, number>, weights: TensorMap = new Map()): void {
+  const expected = evaluate(before, inputs, weights, { dims });
+  const actual = evaluate(after, inputs, weights, { dims });
+  for (const [name, e] of expected) expectClose(actual.get(name)!, e, "model", name);
+}
+
+/**
+ * The equivalence property of a pass that changes rounding: on random graphs, with attention
+ * among their steps, the output verifies and computes the same outputs within tolerance.
+ */
+export function checkWithinTolerance(pass: Pass, { numRuns = 300 } = {}): void {
+  fc.assert(
+    fc.property(arbitraryGraphCase({ dims: true, attention: true, continuous: true }), ({ graph, dims, inputs }) => {
+      const after = pass.run(graph);
+      verifyGraph(after);
+      expectCloseOutputs(graph, after, inputs, dims);
     }),
     { numRuns },
   );
