@@ -1,17 +1,18 @@
 // Streaming attention kernels of the JS backend: flash_attention and flash_diffattn
 // (FlashAttention, Dao et al. 2022). Per batch entry and kv head, K and V are packed once into
-// float64 scratch; then four query rows at a time walk the keys in blocks of `block`, keeping
+// float64 scratch; then a tile of ROWS query rows walks the keys in blocks of `block`, keeping
 // per row and map an online-softmax state, the running max m and sum l, and the block's
-// exponentials exp(s - m) in a buffer of 4 rows × M keys. When the keys end, one pass turns the
-// buffers into the weights p1 - λ p2 (exp(m_block - m) / l brings each block to the final m) and
-// one W · V gives the output, then the epilogue. Deferring P · V this way reads each K and V
+// exponentials exp(s - m) in a buffer of ROWS rows × M keys. When the keys end, one pass turns
+// the buffers into the weights p1 - λ p2 (exp(m_block - m) / l brings each block to the final m)
+// and one W · V gives the output, then the epilogue. Deferring P · V this way reads each K and V
 // tile once for both maps and spends 8·N²·d flops per head, where an accumulator per map
 // (acc1/l1 - λ acc2/l2) spends 12·N²·d. Scratch is O(M·d) for the packed K and V plus O(M) per
 // tile: no N×M map exists.
 //
-// The two products, q k^T and W · V, run as WebAssembly SIMD loops (wasm.ts), bit-identical
-// to float64 JS and about three times faster; the softmax steps, masks and epilogue are JS.
-// All scratch lives in one Float64Array F over the wasm module's memory, which both read.
+// The loops over keys (q k^T, the softmax step, the combination of the maps, W · V) run as
+// WebAssembly SIMD (wasm.ts), about three times the speed of the same loops in JS; packing,
+// masks, per-block weights and the epilogue are JS. All scratch lives in one Float64Array F
+// over the wasm module's memory, which both read; the memory keeps its largest size.
 import type { Node } from "../../compiler/ir/graph.ts";
 import type { Dim, TensorType } from "../../compiler/ir/types.ts";
 import { type Monomial, monomialOf } from "../../compiler/schedule/size.ts";
@@ -24,6 +25,8 @@ interface AttentionExports {
   memory: WebAssembly.Memory;
   scores(qt: number, k: number, out: number, n: number, scale: number): void;
   weighted(w: number, v: number, acc: number, n: number, keys: number): void;
+  softmax(pr: number, n: number, blockMax: number, rowMax: number, rowSum: number): void;
+  combine(pr0: number, pr1: number, n: number, weights: number, block: number): void;
 }
 
 /**
@@ -40,15 +43,16 @@ export function attentionSimd(bytes: Uint8Array<ArrayBuffer>): (floats: number) 
   };
 }
 
-/** The helper that holds the module for head width d and value width dv. */
-const simdHelper = (d: number, dv: number) => `attentionSimd_${d}_${dv}`;
+/** The helper that holds the module for head width d, value width dv and number of maps. */
+const simdHelper = (d: number, dv: number, maps: number) => `attentionSimd_${d}_${dv}_${maps}`;
 
 /** Source of the attention helpers: attentionSimd, and one module per (d, dv); undefined for other names. */
 export function attentionHelperSource(name: string): string | undefined {
   if (name === "attentionSimd") return attentionSimd.toString();
-  const widths = name.match(/^attentionSimd_(\d+)_(\d+)$/);
+  const widths = name.match(/^attentionSimd_(\d+)_(\d+)_([12])$/);
   if (!widths) return undefined;
-  return `const ${name} = attentionSimd(new Uint8Array([${attentionModule(Number(widths[1]), Number(widths[2])).join(",")}]));`;
+  const bytes = attentionModule(Number(widths[1]), Number(widths[2]), ROWS, Number(widths[3]) as 1 | 2);
+  return `const ${name} = attentionSimd(new Uint8Array([${bytes.join(",")}]));`;
 }
 
 /** What the template needs of the kernel writer (kernels.ts). */
@@ -61,8 +65,11 @@ interface Writer {
   loops(sizes: Monomial[], accesses: { offset: string; strides: Monomial[] }[], body: (offsets: string[]) => void, tag?: string): void;
 }
 
-/** Query rows per tile: scores and outputs accumulate in 4 × 2 blocks of locals. */
-const ROWS = 4;
+/**
+ * Query rows per tile: each K and V tile read serves this many rows, so that the products run
+ * from cache (4 rows re-read K and V from L3 for every 4 queries and ran at half the speed).
+ */
+export const ROWS = 16;
 
 /** Where one head's data sits inside a row of q, k and v: a column per map, v as segments. */
 interface Columns {
@@ -92,12 +99,12 @@ function columns(op: string, pairing: string, heads: number, kvHeads: number, d:
 }
 
 /**
- * Offsets into F. Fixed regions: per map, the tile's q rows transposed (qt[t * 4 + r]) and m and
+ * Offsets into F. Fixed regions: per map, the tile's q rows transposed (qt[t * 16 + r]) and m and
  * l per row; the tile's outputs (acc[r * dv + c]). After them, at offsets that depend on the
  * number of keys: K per map, row-major; V in column pairs (v[c - c % 2][j][c % 2]), so that the
  * inner loop of W · V reads both values of a pair side by side; per map the tile's
- * probabilities, key-major (pr[j * 4 + r]), and the running max each key block was
- * exponentiated against (blockMax[b * 4 + r]).
+ * probabilities, key-major (pr[j * 16 + r]), and the running max each key block was
+ * exponentiated against (blockMax[b * 16 + r]).
  */
 interface Scratch {
   qt: number[];
@@ -137,14 +144,15 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
   // The tile's outputs, row by row, dv rounded up to even: W · V writes column pairs.
   const dvp = dv + (dv % 2);
   const f = scratch(maps, d, dvp);
-  w.helpers.add(simdHelper(d, dv));
+  w.helpers.add(simdHelper(d, dv, maps));
   const mapIndices = Array.from({ length: maps }, (_, p) => p);
 
   w.line(`const rows = ${w.size(monomialOf([n]))}, keys = ${w.size(monomialOf([m]))}, blocks = Math.ceil(keys / ${block});`);
   w.line(`const ${mapIndices.map((p) => `kBase${p} = ${f.fixed} + ${p * d} * keys`).join(", ")}, vBase = ${f.fixed} + ${maps * d} * keys;`);
   w.line(`const ${mapIndices.map((p) => `prBase${p} = vBase + ${2 * Math.ceil(dv / 2) + p * ROWS} * keys`).join(", ")};`);
   w.line(`const ${mapIndices.map((p) => `blockMax${p} = prBase0 + ${maps * ROWS} * keys + ${p * ROWS} * blocks`).join(", ")};`);
-  w.line(`const floats = blockMax0 + ${maps * ROWS} * blocks, simd = ${simdHelper(d, dv)}(floats), visible = new Int32Array(${ROWS});`);
+  w.line(`const weights = blockMax0 + ${maps * ROWS} * blocks, floats = weights + ${maps * ROWS} * blocks;`);
+  w.line(`const simd = ${simdHelper(d, dv, maps)}(floats), visible = new Int32Array(${ROWS});`);
   w.line("const F = new Float64Array(simd.memory.buffer, 0, floats).fill(0);");
   cols.q.forEach((c, p) => w.line(`const qCol${p} = [${c.join(", ")}];`));
   cols.k.forEach((c, p) => w.line(`const kCol${p} = [${c.join(", ")}];`));
@@ -177,34 +185,25 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
     w.line(`F.fill(-Infinity, ${f.rowMax}, ${f.rowMax + ROWS * maps}); F.fill(0, ${f.rowSum}, ${f.rowSum + ROWS * maps});`);
     // Key blocks past what the tile's last row sees are skipped whole.
     w.line(`const end = visible[${ROWS - 1}];`);
+    // Per key block and map: scores, the causal mask, the online-softmax step.
     w.open(`for (let j0 = 0, b = 0; j0 < end; j0 += ${block}, b++) {`);
-    // len <= 4 * block always; saying so bounds the loops over pr, and V8 drops their overflow checks.
-    w.line(`const j1 = j0 + ${block} < end ? j0 + ${block} : end, len = Math.min((j1 - j0) * ${ROWS}, ${ROWS * block});`);
+    w.line(`const j1 = j0 + ${block} < end ? j0 + ${block} : end;`);
     for (const p of mapIndices) {
-      const state = { qt: f.qt[p], pr: `prBase${p} + j0 * ${ROWS}`, blockMax: `blockMax${p} + b * ${ROWS}`, rowMax: f.rowMax + p * ROWS, rowSum: f.rowSum + p * ROWS, kBase: `kBase${p}` };
-      w.line(`simd.scores(${f.qt[p] * 8}, (${state.kBase} + j0 * ${d}) * 8, (${state.pr}) * 8, j1 - j0, ${(a.scale as number) || d ** -0.5});`);
-      if (causal) w.line(`for (let r = 0; r < ${ROWS}; r++) for (let j = visible[r] > j0 ? visible[r] : j0; j < j1; j++) F[${state.pr} + (j - j0) * ${ROWS} + r] = -Infinity;`);
-      onlineSoftmax(w, state);
+      const pr = `prBase${p} + j0 * ${ROWS}`;
+      w.line(`simd.scores(${f.qt[p] * 8}, (kBase${p} + j0 * ${d}) * 8, (${pr}) * 8, j1 - j0, ${(a.scale as number) || d ** -0.5});`);
+      if (causal) w.line(`for (let r = 0; r < ${ROWS}; r++) for (let j = visible[r] > j0 ? visible[r] : j0; j < j1; j++) F[${pr} + (j - j0) * ${ROWS} + r] = -Infinity;`);
+      w.line(`simd.softmax((${pr}) * 8, j1 - j0, (blockMax${p} + b * ${ROWS}) * 8, ${(f.rowMax + p * ROWS) * 8}, ${(f.rowSum + p * ROWS) * 8});`);
     }
     w.close();
+    w.open("if (end > 0) {");
     combine(w, { f, diff, lambda, lambdaStrides, batchRank: batch.length, lBatch, heads, block });
     w.line(`simd.weighted(prBase0 * 8, vBase * 8, ${f.acc * 8}, end, keys);`);
+    w.close();
     epilogue(w, { f, dv, dvp, heads, oBatch, normWeight, eps: a.norm_eps as number, outScale: diff ? (a.out_scale as number) : 1, out });
     w.close();
     w.close();
     w.close();
   }, "b");
-}
-
-/** One map's state in F; pr and blockMax are expressions for the current key block. */
-interface MapState {
-  qt: number;
-  pr: string;
-  blockMax: string;
-  rowMax: number;
-  rowSum: number;
-  /** The variable holding the offset of this map's packed K. */
-  kBase: string;
 }
 
 interface PackArgs {
@@ -234,37 +233,6 @@ function pack(w: Writer, x: PackArgs): void {
   w.close();
 }
 
-/**
- * The online-softmax step of each row: the block's max updates the running max m (NaN sticks,
- * as in the interpreter's softmax), exp(s - m) replaces the scores, l is rescaled by
- * exp(m_old - m), and the m the block was exponentiated against is kept, so that combine can
- * bring every block to the final m. A row that has seen only masked keys keeps m = -Infinity
- * and gives its keys weight 0.
- */
-function onlineSoftmax(w: Writer, s: MapState): void {
-  w.open("{");
-  w.line(`const pr = ${s.pr}, blockMax = ${s.blockMax};`);
-  const walk = `let x = pr + r; x < pr + len; x += ${ROWS}`;
-  w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
-  w.line("let top = -Infinity;");
-  w.line(`for (${walk}) { const v = F[x]; if (v > top || v !== v) top = v; }`);
-  w.line(`const old = F[${s.rowMax} + r], next = top > old || top !== top ? top : old;`);
-  w.line("F[blockMax + r] = next;");
-  w.open("if (next === -Infinity) {");
-  w.line(`for (${walk}) F[x] = 0;`);
-  w.line("continue;");
-  w.close();
-  w.line("let sum = 0;");
-  w.line(`for (${walk}) { const e = Math.exp(F[x] - next); F[x] = e; sum += e; }`);
-  w.open("if (next !== old) {");
-  w.line(`F[${s.rowMax} + r] = next;`);
-  w.line(`F[${s.rowSum} + r] *= Math.exp(old - next);`);
-  w.close();
-  w.line(`F[${s.rowSum} + r] += sum;`);
-  w.close();
-  w.close();
-}
-
 interface CombineArgs {
   f: Scratch;
   diff: boolean;
@@ -278,12 +246,14 @@ interface CombineArgs {
 
 /**
  * The weights of the tile's one W · V, in place of map 0's probabilities: per row and key block,
- * exp(blockMax - m) / l brings the block's exponentials to the final softmax; flash_diffattn
- * subtracts λ times map 1's. One W · V for both maps costs 8·N²·d flops per head where two
- * online accumulators would cost 12·N²·d. A row that saw no key (l = 0) gets weights 0.
+ * exp(blockMax - m) / l brings the block's exponentials to the final softmax (computed here, a
+ * few per row and block); flash_diffattn subtracts λ times map 1's (the multiply-subtract per
+ * key runs in wasm). One W · V for both maps costs 8·N²·d flops per head where two online
+ * accumulators would cost 12·N²·d. A row that saw no key (l = 0) is never stored.
  */
 function combine(w: Writer, x: CombineArgs): void {
   const { f } = x;
+  const maps = x.diff ? 2 : 1;
   const factor = (p: number) => `F[${f.rowSum + p * ROWS} + r] === 0 ? 0 : 1 / F[${f.rowSum + p * ROWS} + r]`;
   w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
   w.line(`const m0 = F[${f.rowMax} + r], inv0 = ${factor(0)};`);
@@ -294,13 +264,12 @@ function combine(w: Writer, x: CombineArgs): void {
     w.line(`const lam = ${loadExpr(x.lambda!.dtype, `in3[${x.lBatch} + i * ${lamN} + h * ${lamH}]`, w.helpers)};`);
     w.line(`const m1 = F[${f.rowMax + ROWS} + r], inv1 = ${factor(1)} * lam;`);
   }
-  w.open(`for (let j0 = 0, b = 0; j0 < end; j0 += ${x.block}, b++) {`);
-  w.line(`const w0 = Math.exp(F[blockMax0 + b * ${ROWS} + r] - m0) * inv0;`);
-  if (x.diff) w.line(`const w1 = Math.exp(F[blockMax1 + b * ${ROWS} + r] - m1) * inv1;`);
-  w.line(`const stop = prBase0 + (j0 + ${x.block} < end ? j0 + ${x.block} : end) * ${ROWS};`);
-  w.line(`for (let y = prBase0 + j0 * ${ROWS} + r${x.diff ? ", z = prBase1 - prBase0" : ""}; y < stop; y += ${ROWS}) F[y] = ${x.diff ? "F[y] * w0 - F[y + z] * w1" : "F[y] * w0"};`);
+  w.open(`for (let j0 = 0, b = 0, y = weights + r; j0 < end; j0 += ${x.block}, b++, y += ${maps * ROWS}) {`);
+  w.line(`F[y] = Math.exp(F[blockMax0 + b * ${ROWS} + r] - m0) * inv0;`);
+  if (x.diff) w.line(`F[y + ${ROWS}] = Math.exp(F[blockMax1 + b * ${ROWS} + r] - m1) * inv1;`);
   w.close();
   w.close();
+  w.line(`simd.combine(prBase0 * 8, ${x.diff ? "prBase1" : "prBase0"} * 8, end, weights * 8, ${x.block});`);
 }
 
 interface EpilogueArgs {

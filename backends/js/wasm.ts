@@ -1,12 +1,13 @@
-// The two inner loops of the streaming attention kernels as WebAssembly SIMD (f64x2), which JS
-// cannot express: q k^T for a tile of 4 query rows against a block of keys, and W · V for the
-// tile. Each is specialised at compile time (head width, value width) like the JS around it.
-// Lanes run across query rows (scores) or value columns (W · V), never across the summed
-// index, so every dot product is summed in the same order as the interpreter's: the results
-// are bit-identical to scalar float64 code, and wasm has no fused multiply-add to change that.
+// The loops over keys of the streaming attention kernels as WebAssembly SIMD (f64x2), which JS
+// cannot express: q k^T for a tile of query rows against a block of keys, the online-softmax
+// step of a block, the combination p1 w1 - p2 w2, and W · V. Each module is specialised at
+// compile time (head width, value width, tile rows, maps) like the JS around it. Lanes run
+// across query rows or value columns, never across a summed index, so every sum runs in the
+// same order as the interpreter's: the products are bit-identical to scalar float64 code (wasm
+// has no fused multiply-add to change that); exp is a polynomial within about 2 ulps.
 //
 // Only what these loops need of the binary format is here: one memory (exported, grown by the
-// caller), a few locals, loops, loads and stores with constant offsets.
+// caller), locals, loops, loads and stores with constant offsets.
 
 /** Unsigned LEB128. */
 function uleb(n: number): number[] {
@@ -125,40 +126,175 @@ const V128_LOAD = 0x00;
 const V128_LOAD64_SPLAT = 0x0a;
 const V128_STORE = 0x0b;
 const F64X2_SPLAT = 0x14;
+const F64X2_NE = 0x48;
+const F64X2_LT = 0x49;
+const V128_AND = 0x4e;
+const V128_ANDNOT = 0x4f;
+const V128_BITSELECT = 0x52;
+const F64X2_NEAREST = 0x94;
+const I64X2_EXTEND_LOW_I32X4_S = 0xc7;
+const I64X2_SHL = 0xcb;
+const I64X2_ADD = 0xce;
 const F64X2_ADD = 0xf0;
+const F64X2_SUB = 0xf1;
 const F64X2_MUL = 0xf2;
+const F64X2_MAX = 0xf5;
+const I32X4_TRUNC_SAT_F64X2_S_ZERO = 0xfc;
 
-/** Rows of the query tile, as attention.ts lays them out: two f64x2 lanes each of two rows. */
+/** v128.const with `value` in both f64 lanes. */
+function f64x2(value: number): number[] {
+  const bytes = new Uint8Array(new Float64Array([value, value]).buffer);
+  return [0xfd, 0x0c, ...bytes];
+}
+/** v128.const with `value` in both i64 lanes. */
+function i64x2(value: number): number[] {
+  const bytes = new Uint8Array(new BigInt64Array([BigInt(value), BigInt(value)]).buffer);
+  return [0xfd, 0x0c, ...bytes];
+}
+
+// exp on f64x2 for x <= 0 (and NaN), the arguments softmax has: x = k ln 2 + r with k an
+// integer and |r| <= ln 2 / 2 (ln 2 in two parts, so that k ln2_hi is exact), e^r by its Taylor
+// series to r^13 (truncation below 1e-17), times 2^k built in the exponent bits. Within about
+// 2 ulps of Math.exp; below -708 (where 2^k would be subnormal) the result is 0, which next to
+// the row maximum's e^0 = 1 changes no sum.
+const LN2_HI = 0.6931471803691238;
+const LN2_LO = 1.9082149292705877e-10;
+const EXP_TAYLOR = Array.from({ length: 14 }, (_, n) => 1 / Array.from({ length: n }, (_, i) => i + 1).reduce((a, b) => a * b, 1));
+
+/** out = exp(x) for the v128 locals x and out, using k, r and p as scratch. */
+function exp(f: Body, x: string, out: string): void {
+  f.get(x, V128).op(...f64x2(Math.LOG2E)).simd(F64X2_MUL).simd(F64X2_NEAREST).set("k", V128);
+  f.get(x, V128).get("k", V128).op(...f64x2(LN2_HI)).simd(F64X2_MUL).simd(F64X2_SUB);
+  f.get("k", V128).op(...f64x2(LN2_LO)).simd(F64X2_MUL).simd(F64X2_SUB).set("r", V128);
+  f.op(...f64x2(EXP_TAYLOR[13]));
+  for (let n = 12; n >= 0; n--) f.get("r", V128).simd(F64X2_MUL).op(...f64x2(EXP_TAYLOR[n])).simd(F64X2_ADD);
+  // 2^k: (k + 1023) << 52 as the bits of a double.
+  f.get("k", V128).simd(I32X4_TRUNC_SAT_F64X2_S_ZERO).simd(I64X2_EXTEND_LOW_I32X4_S).op(...i64x2(1023)).simd(I64X2_ADD).i32(52).simd(I64X2_SHL);
+  f.simd(F64X2_MUL);
+  // Below -708 (and -Infinity): 0. NaN compares false and stays NaN.
+  f.get(x, V128).op(...f64x2(-708)).simd(F64X2_LT).simd(V128_ANDNOT).set(out, V128);
+}
+
+/**
+ * softmax(pr, n, blockMax, rowMax, rowSum): the online-softmax step of one key block for every
+ * row (byte offsets; pr[j * rows + r] for keys j < n, the others [r]): m' = max(m, the block's
+ * max), NaN sticking; the scores become exp(s - m'), or 0 while m' is -Infinity (only masked
+ * keys so far); l' = l exp(m - m') + their sum (l unchanged where m' = m); blockMax = m'.
+ * Lanes are pairs of rows; each row's sum runs over the keys in order.
+ */
+function softmaxFunction(rows: number): Body {
+  const f = new Body([["pr", I32], ["n", I32], ["blockMax", I32], ["rowMax", I32], ["rowSum", I32]]);
+  const rowBytes = 8 * rows;
+  f.i32(0).set("o");
+  f.i32(8 * rows).set("oEnd");
+  f.get("n").i32(rowBytes).op(I32_MUL).set("span");
+  f.loopWhileBelow("o", "oEnd", () => {
+    f.get("pr").get("o").op(I32_ADD).set("x");
+    f.get("x").get("span").op(I32_ADD).set("xEnd");
+    f.op(...f64x2(-Infinity)).set("top", V128);
+    f.loopWhileBelow("x", "xEnd", () => {
+      f.get("top", V128).get("x").simd(V128_LOAD, ...mem(0)).simd(F64X2_MAX).set("top", V128);
+      f.bump("x", rowBytes);
+    });
+    f.get("rowMax").get("o").op(I32_ADD).simd(V128_LOAD, ...mem(0)).set("old", V128);
+    f.get("top", V128).get("old", V128).simd(F64X2_MAX).set("next", V128);
+    f.get("blockMax").get("o").op(I32_ADD).get("next", V128).simd(V128_STORE, ...mem(0));
+    f.get("rowMax").get("o").op(I32_ADD).get("next", V128).simd(V128_STORE, ...mem(0));
+    f.get("next", V128).op(...f64x2(-Infinity)).simd(F64X2_NE).set("live", V128);
+    f.op(...f64x2(0)).set("sum", V128);
+    f.get("pr").get("o").op(I32_ADD).set("x");
+    f.loopWhileBelow("x", "xEnd", () => {
+      f.get("x").simd(V128_LOAD, ...mem(0)).get("next", V128).simd(F64X2_SUB).set("s", V128);
+      exp(f, "s", "e");
+      f.get("e", V128).get("live", V128).simd(V128_AND).set("e", V128);
+      f.get("x").get("e", V128).simd(V128_STORE, ...mem(0));
+      f.get("sum", V128).get("e", V128).simd(F64X2_ADD).set("sum", V128);
+      f.bump("x", rowBytes);
+    });
+    // l exp(m - m') where m' differs from m (NaN differs from everything), else l.
+    f.get("old", V128).get("next", V128).simd(F64X2_SUB).set("s", V128);
+    exp(f, "s", "e");
+    f.get("e", V128).op(...f64x2(1)).get("next", V128).get("old", V128).simd(F64X2_NE).simd(V128_BITSELECT).set("e", V128);
+    f.get("rowSum").get("o").op(I32_ADD);
+    f.get("rowSum").get("o").op(I32_ADD).simd(V128_LOAD, ...mem(0)).get("e", V128).simd(F64X2_MUL).get("sum", V128).simd(F64X2_ADD);
+    f.simd(V128_STORE, ...mem(0));
+    f.bump("o", 16);
+  });
+  return f;
+}
+
+/**
+ * combine(pr0, pr1, n, weights, block): the weights of the tile's one W · V in place of map 0's
+ * probabilities, pr0[j * rows + r] = pr0[..] w0[b][r] - pr1[..] w1[b][r] for keys j < n in key
+ * block b = floor(j / block), weights[b][map][r] (byte offsets; one map: pr0[..] w0[b][r]).
+ */
+function combineFunction(rows: number, maps: number): Body {
+  const f = new Body([["pr0", I32], ["pr1", I32], ["n", I32], ["weights", I32], ["block", I32]]);
+  const rowBytes = 8 * rows;
+  f.get("pr1").get("pr0").op(0x6b).set("gap"); // i32.sub: pr1 - pr0
+  f.get("n").i32(rowBytes).op(I32_MUL).get("pr0").op(I32_ADD).set("end");
+  f.get("block").i32(rowBytes).op(I32_MUL).set("blockBytes");
+  f.get("pr0").set("start");
+  f.loopWhileBelow("start", "end", () => {
+    // This block's keys: [start, stop).
+    f.get("start").get("blockBytes").op(I32_ADD).set("stop");
+    f.ifBelow("end", "stop", () => f.get("end").set("stop"));
+    f.i32(0).set("o");
+    f.i32(rowBytes).set("oEnd");
+    f.loopWhileBelow("o", "oEnd", () => {
+      f.get("weights").get("o").op(I32_ADD).simd(V128_LOAD, ...mem(0)).set("w0", V128);
+      if (maps === 2) f.get("weights").get("o").op(I32_ADD).simd(V128_LOAD, ...mem(rowBytes)).set("w1", V128);
+      f.get("start").get("o").op(I32_ADD).set("y");
+      f.get("stop").get("o").op(I32_ADD).set("yEnd");
+      f.loopWhileBelow("y", "yEnd", () => {
+        f.get("y").get("y").simd(V128_LOAD, ...mem(0)).get("w0", V128).simd(F64X2_MUL);
+        if (maps === 2) f.get("y").get("gap").op(I32_ADD).simd(V128_LOAD, ...mem(0)).get("w1", V128).simd(F64X2_MUL).simd(F64X2_SUB);
+        f.simd(V128_STORE, ...mem(0));
+        f.bump("y", rowBytes);
+      });
+      f.bump("o", 16);
+    });
+    f.bump("weights", maps * rowBytes);
+    f.get("stop").set("start");
+  });
+  return f;
+}
+
+/** Row pairs of a group of four query rows: two f64x2 lanes each of two rows. */
 const ROW_PAIRS = [0, 1];
 
 /**
- * scores(qt, k, out, n, scale): for keys j < n, out[j * 4 + r] = scale * sum_t qt[t * 4 + r] k[j * d + t]
- * (byte offsets; four keys per step, then one).
+ * scores(qt, k, out, n, scale): for keys j < n and rows r < rows,
+ * out[j * rows + r] = scale * sum_t qt[t * rows + r] k[j * d + t] (byte offsets). Four keys
+ * per step, then one; within a step the groups of four rows take turns, so the step's keys
+ * are read from memory once for the whole tile.
  */
-function scoresFunction(d: number): Body {
+function scoresFunction(d: number, rows: number): Body {
   const f = new Body([["qt", I32], ["k", I32], ["out", I32], ["n", I32], ["scale", F64]]);
   const acc = (p: number, j: number) => `acc${p}${j}`;
+  const rowBytes = 8 * rows;
   const step = (keys: number) => {
     const keyIndices = Array.from({ length: keys }, (_, j) => j);
-    for (const p of ROW_PAIRS) for (const j of keyIndices) f.op(0xfd, 0x0c, ...new Array(16).fill(0)).set(acc(p, j), V128); // v128.const 0
-    f.get("qt").set("q");
-    f.get("k").set("kt");
-    f.get("qt").i32(32 * d).op(I32_ADD).set("qEnd");
-    f.loopWhileBelow("q", "qEnd", () => {
-      for (const p of ROW_PAIRS) f.get("q").simd(V128_LOAD, ...mem(16 * p)).set(`x${p}`, V128);
-      for (const j of keyIndices) {
-        f.get("kt").simd(V128_LOAD64_SPLAT, ...mem(8 * d * j)).set("y", V128);
-        for (const p of ROW_PAIRS) f.get(acc(p, j), V128).get(`x${p}`, V128).get("y", V128).simd(F64X2_MUL).simd(F64X2_ADD).set(acc(p, j), V128);
-      }
-      f.bump("q", 32).bump("kt", 8);
-    });
-    for (const j of keyIndices)
-      for (const p of ROW_PAIRS) f.get("out").get(acc(p, j), V128).get("s", V128).simd(F64X2_MUL).simd(V128_STORE, ...mem(32 * j + 16 * p));
-    f.bump("out", 32 * keys).bump("k", 8 * d * keys).bump("j", keys);
+    for (let g = 0; g < rows / 4; g++) {
+      for (const p of ROW_PAIRS) for (const j of keyIndices) f.op(0xfd, 0x0c, ...new Array(16).fill(0)).set(acc(p, j), V128); // v128.const 0
+      f.get("qt").i32(32 * g).op(I32_ADD).set("q");
+      f.get("k").set("kt");
+      f.get("qt").i32(rowBytes * d).op(I32_ADD).set("qEnd");
+      f.loopWhileBelow("q", "qEnd", () => {
+        for (const p of ROW_PAIRS) f.get("q").simd(V128_LOAD, ...mem(16 * p)).set(`x${p}`, V128);
+        for (const j of keyIndices) {
+          f.get("kt").simd(V128_LOAD64_SPLAT, ...mem(8 * d * j)).set("y", V128);
+          for (const p of ROW_PAIRS) f.get(acc(p, j), V128).get(`x${p}`, V128).get("y", V128).simd(F64X2_MUL).simd(F64X2_ADD).set(acc(p, j), V128);
+        }
+        f.bump("q", rowBytes).bump("kt", 8);
+      });
+      for (const j of keyIndices)
+        for (const p of ROW_PAIRS) f.get("out").get(acc(p, j), V128).get("s", V128).simd(F64X2_MUL).simd(V128_STORE, ...mem(rowBytes * j + 32 * g + 16 * p));
+    }
+    f.bump("out", rowBytes * keys).bump("k", 8 * d * keys).bump("j", keys);
   };
   f.get("scale", F64).simd(F64X2_SPLAT).set("s", V128);
   f.i32(0).set("j");
-  // Four keys per step while four remain, then one at a time.
   f.get("n").i32(-3).op(I32_ADD).set("n4");
   f.ifBelow("j", "n4", () => f.loopWhileBelow("j", "n4", () => step(4)));
   f.ifBelow("j", "n", () => f.loopWhileBelow("j", "n", () => step(1)));
@@ -166,32 +302,36 @@ function scoresFunction(d: number): Body {
 }
 
 /**
- * weighted(w, v, acc, n, keys): acc[r * dvp + c] = sum_{j < n} w[j * 4 + r] v[c][j], with v in
- * column pairs (the pair of column c at c * keys, key j at 2j in it); dvp is dv rounded up to
- * even (byte offsets; two column pairs per step, then one).
+ * weighted(w, v, acc, n, keys): acc[r * dvp + c] = sum_{j < n} w[j * rows + r] v[c][j] for rows
+ * r < rows, with v in column pairs (the pair of column c at c * keys, key j at 2j in it); dvp is
+ * dv rounded up to even (byte offsets). Two column pairs per step, then one; within a step the
+ * groups of four rows take turns over the same values.
  */
-function weightedFunction(dv: number): Body {
+function weightedFunction(dv: number, rows: number): Body {
   const dvp = dv + (dv % 2);
   const f = new Body([["w", I32], ["v", I32], ["acc", I32], ["n", I32], ["keys", I32]]);
   const acc = (r: number, c: number) => `acc${r}${c}`;
-  const rows = [0, 1, 2, 3];
+  const rowBytes = 8 * rows;
   const step = (pairs: number) => {
     const pairIndices = Array.from({ length: pairs }, (_, c) => c);
-    for (const r of rows) for (const c of pairIndices) f.op(0xfd, 0x0c, ...new Array(16).fill(0)).set(acc(r, c), V128);
-    f.get("w").set("x");
-    f.get("v").set("y0");
-    if (pairs === 2) f.get("v").get("pairBytes").op(I32_ADD).set("y1");
-    f.get("w").get("n").i32(32).op(I32_MUL, I32_ADD).set("xEnd");
-    f.loopWhileBelow("x", "xEnd", () => {
-      for (const c of pairIndices) f.get(`y${c}`).simd(V128_LOAD, ...mem(0)).set(`v${c}`, V128);
-      for (const r of rows) {
-        f.get("x").simd(V128_LOAD64_SPLAT, ...mem(8 * r)).set("wr", V128);
-        for (const c of pairIndices) f.get(acc(r, c), V128).get("wr", V128).get(`v${c}`, V128).simd(F64X2_MUL).simd(F64X2_ADD).set(acc(r, c), V128);
-      }
-      f.bump("x", 32);
-      for (const c of pairIndices) f.bump(`y${c}`, 16);
-    });
-    for (const r of rows) for (const c of pairIndices) f.get("acc").get(acc(r, c), V128).simd(V128_STORE, ...mem(8 * (r * dvp + 2 * c)));
+    for (let g = 0; g < rows / 4; g++) {
+      const groupRows = [0, 1, 2, 3];
+      for (const r of groupRows) for (const c of pairIndices) f.op(0xfd, 0x0c, ...new Array(16).fill(0)).set(acc(r, c), V128);
+      f.get("w").i32(32 * g).op(I32_ADD).set("x");
+      f.get("v").set("y0");
+      if (pairs === 2) f.get("v").get("pairBytes").op(I32_ADD).set("y1");
+      f.get("w").get("n").i32(rowBytes).op(I32_MUL, I32_ADD).set("xEnd");
+      f.loopWhileBelow("x", "xEnd", () => {
+        for (const c of pairIndices) f.get(`y${c}`).simd(V128_LOAD, ...mem(0)).set(`v${c}`, V128);
+        for (const r of groupRows) {
+          f.get("x").simd(V128_LOAD64_SPLAT, ...mem(8 * r)).set("wr", V128);
+          for (const c of pairIndices) f.get(acc(r, c), V128).get("wr", V128).get(`v${c}`, V128).simd(F64X2_MUL).simd(F64X2_ADD).set(acc(r, c), V128);
+        }
+        f.bump("x", rowBytes);
+        for (const c of pairIndices) f.bump(`y${c}`, 16);
+      });
+      for (const r of groupRows) for (const c of pairIndices) f.get("acc").get(acc(r, c), V128).simd(V128_STORE, ...mem(8 * ((4 * g + r) * dvp + 2 * c)));
+    }
     f.bump("acc", 16 * pairs).bump("c", 2 * pairs);
     for (let c = 0; c < pairs; c++) f.get("v").get("pairBytes").op(I32_ADD).set("v");
   };
@@ -209,11 +349,13 @@ function weightedFunction(dv: number): Body {
 }
 
 /**
- * A module exporting `memory`, `scores` and `weighted` for one kernel's head width d and value
- * width dv. The caller keeps n > 0 for scores (a block has at least one key).
+ * A module exporting `memory`, `scores`, `weighted`, `softmax` and `combine` for one kernel's
+ * head width d, value width dv, query tile of `rows` rows (a multiple of 4) and number of
+ * maps. The caller keeps n > 0 for scores, softmax and combine (a block has at least one key).
  */
-export function attentionModule(d: number, dv: number): Uint8Array<ArrayBuffer> {
-  const functions = [scoresFunction(d), weightedFunction(dv)];
+export function attentionModule(d: number, dv: number, rows: number, maps: 1 | 2): Uint8Array<ArrayBuffer> {
+  if (rows % 4 !== 0) throw new RangeError(`attentionModule: rows must be a multiple of 4, got ${rows}`);
+  const functions = [scoresFunction(d, rows), weightedFunction(dv, rows), softmaxFunction(rows), combineFunction(rows, maps)];
   const types = functions.map((f) => [0x60, ...vec(f.params.map(([, t]) => [t])), 0]);
   return new Uint8Array([
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // \0asm, version 1
@@ -226,6 +368,8 @@ export function attentionModule(d: number, dv: number): Uint8Array<ArrayBuffer> 
         [...name("memory"), 0x02, 0],
         [...name("scores"), 0x00, 0],
         [...name("weighted"), 0x00, 1],
+        [...name("softmax"), 0x00, 2],
+        [...name("combine"), 0x00, 3],
       ]),
     ),
     ...section(10, vec(functions.map((f) => f.encode()))),

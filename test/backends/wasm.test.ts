@@ -3,12 +3,12 @@
 // the remainder paths (keys not a multiple of 4, value widths not a multiple of 4, odd ones).
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { attentionSimd } from "../../backends/js/attention.ts";
+import { attentionSimd, ROWS } from "../../backends/js/attention.ts";
 import { attentionModule } from "../../backends/js/wasm.ts";
 
 describe("attention SIMD module", () => {
   it("is valid WebAssembly that Node accepts", () => {
-    expect(WebAssembly.validate(attentionModule(64, 128))).toBe(true);
+    expect(WebAssembly.validate(attentionModule(64, 128, ROWS, 2))).toBe(true);
   });
 
   it("scores and weighted sums are bit-identical to scalar float64 loops", () => {
@@ -19,19 +19,20 @@ describe("attention SIMD module", () => {
       extra: fc.integer({ min: 0, max: 3 }),
       scale: fc.double({ min: 0.01, max: 2, noNaN: true }),
       seed: fc.nat(),
+      rows: fc.constantFrom(4, 8, ROWS),
     });
     fc.assert(
-      fc.property(config, ({ d, dv, n, extra, scale, seed }) => {
+      fc.property(config, ({ d, dv, n, extra, scale, seed, rows }) => {
         const keys = n + extra;
         const dvp = dv + (dv % 2);
-        const simd = attentionSimd(attentionModule(d, dv));
-        // qt [d][4], k [keys][d], out [keys][4], v [dvp / 2][keys][2], acc [4][dvp]
+        const simd = attentionSimd(attentionModule(d, dv, rows, 2));
+        // qt [d][rows], k [keys][d], out [keys][rows], v [dvp / 2][keys][2], acc [rows][dvp]
         const qt = 0;
-        const k = qt + 4 * d;
+        const k = qt + rows * d;
         const out = k + keys * d;
-        const v = out + 4 * keys;
+        const v = out + rows * keys;
         const acc = v + dvp * keys;
-        const floats = acc + 4 * dvp;
+        const floats = acc + rows * dvp;
         const exports = simd(floats);
         const F = new Float64Array(exports.memory.buffer, 0, floats);
         let state = seed;
@@ -42,17 +43,17 @@ describe("attention SIMD module", () => {
         if (n > 0) {
           exports.scores(qt * 8, k * 8, out * 8, n, scale);
           for (let j = 0; j < n; j++)
-            for (let r = 0; r < 4; r++) {
+            for (let r = 0; r < rows; r++) {
               let s = 0;
-              for (let t = 0; t < d; t++) s += F[qt + t * 4 + r] * F[k + j * d + t];
-              expect(F[out + j * 4 + r]).toBe(s * scale);
+              for (let t = 0; t < d; t++) s += F[qt + t * rows + r] * F[k + j * d + t];
+              expect(F[out + j * rows + r]).toBe(s * scale);
             }
         }
         exports.weighted(out * 8, v * 8, acc * 8, n, keys);
-        for (let r = 0; r < 4; r++)
+        for (let r = 0; r < rows; r++)
           for (let c = 0; c < dv; c++) {
             let s = 0;
-            for (let j = 0; j < n; j++) s += F[out + j * 4 + r] * F[v + (c - (c % 2)) * keys + 2 * j + (c % 2)];
+            for (let j = 0; j < n; j++) s += F[out + j * rows + r] * F[v + (c - (c % 2)) * keys + 2 * j + (c % 2)];
             // With no keys the call leaves acc alone; the kernel never reads it then.
             if (n > 0) expect(F[acc + r * dvp + c]).toBe(s);
           }
@@ -61,8 +62,89 @@ describe("attention SIMD module", () => {
     );
   });
 
+  /** Close to within a few ulps, or both NaN; values below 1e-300 count as 0 (wasm's exp flushes them). */
+  const near = (actual: number, expected: number) =>
+    (Number.isNaN(actual) && Number.isNaN(expected)) || Math.abs(actual - expected) <= 4e-16 * Math.abs(expected) + 1e-300;
+
+  it("takes the online-softmax step of a key block as the scalar definition does, exp within a few ulps", () => {
+    const special = fc.constantFrom(-Infinity, Number.NaN, 0, -800, -709);
+    const score = fc.oneof({ weight: 12, arbitrary: fc.double({ min: -40, max: 40, noNaN: true }) }, { weight: 1, arbitrary: special });
+    const config = fc.record({
+      rows: fc.constantFrom(4, 8, ROWS),
+      n: fc.integer({ min: 1, max: 9 }),
+      seed: fc.nat(),
+      scores: fc.array(score, { minLength: ROWS * 9, maxLength: ROWS * 9 }),
+      maxes: fc.array(fc.oneof(fc.double({ min: -40, max: 40, noNaN: true }), fc.constant(-Infinity)), { minLength: ROWS, maxLength: ROWS }),
+      sums: fc.array(fc.double({ min: 0, max: 50, noNaN: true }), { minLength: ROWS, maxLength: ROWS }),
+    });
+    fc.assert(
+      fc.property(config, ({ rows, n, scores, maxes, sums }) => {
+        const pr = 0;
+        const blockMax = pr + rows * n;
+        const rowMax = blockMax + rows;
+        const rowSum = rowMax + rows;
+        const exports = attentionSimd(attentionModule(4, 8, rows, 2))(rowSum + rows);
+        const F = new Float64Array(exports.memory.buffer, 0, rowSum + rows);
+        for (let i = 0; i < rows * n; i++) F[pr + i] = scores[i];
+        // A row that has seen only masked keys has l = 0.
+        for (let r = 0; r < rows; r++) [F[rowMax + r], F[rowSum + r]] = [maxes[r], maxes[r] === -Infinity ? 0 : sums[r]];
+        const before = Float64Array.from(F);
+        exports.softmax(pr * 8, n, blockMax * 8, rowMax * 8, rowSum * 8);
+        for (let r = 0; r < rows; r++) {
+          // The scalar definition: NaN sticks in the max; -Infinity rows give 0 and keep l.
+          let top = -Infinity;
+          for (let j = 0; j < n; j++) if (before[pr + j * rows + r] > top || Number.isNaN(before[pr + j * rows + r])) top = before[pr + j * rows + r];
+          const old = before[rowMax + r];
+          const next = top > old || Number.isNaN(top) ? top : old;
+          // The max of -0 and 0 may be either zero: exp(s - m) is the same.
+          const same = (a: number) => a === next || (Number.isNaN(a) && Number.isNaN(next));
+          expect(same(F[blockMax + r]) && same(F[rowMax + r]), `row ${r} max: ${F[rowMax + r]} vs ${next}`).toBe(true);
+          let sum = 0;
+          for (let j = 0; j < n; j++) {
+            const e = next === -Infinity ? 0 : Math.exp(before[pr + j * rows + r] - next);
+            sum += e;
+            expect(near(F[pr + j * rows + r], e), `row ${r} key ${j}: ${F[pr + j * rows + r]} vs ${e}`).toBe(true);
+          }
+          const l = next === old ? before[rowSum + r] + sum : before[rowSum + r] * Math.exp(old - next) + sum;
+          expect(near(F[rowSum + r], l) || Math.abs(F[rowSum + r] - l) <= 1e-15 * l, `row ${r} sum: ${F[rowSum + r]} vs ${l}`).toBe(true);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("combines the maps' probabilities with per-block weights exactly as p1 w1 - p2 w2", () => {
+    const config = fc.record({ maps: fc.constantFrom(1, 2), n: fc.integer({ min: 1, max: 20 }), block: fc.integer({ min: 1, max: 7 }), seed: fc.nat() });
+    fc.assert(
+      fc.property(config, ({ maps, n, block, seed }) => {
+        const rows = ROWS;
+        const blocks = Math.ceil(n / block);
+        const pr0 = 0;
+        const pr1 = pr0 + rows * n;
+        const weights = pr1 + rows * n;
+        const floats = weights + maps * rows * blocks;
+        const exports = attentionSimd(attentionModule(4, 8, rows, maps as 1 | 2))(floats);
+        const F = new Float64Array(exports.memory.buffer, 0, floats);
+        let state = seed;
+        for (let i = 0; i < floats; i++) {
+          state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+          F[i] = state / 2 ** 31 - 1;
+        }
+        const before = Float64Array.from(F);
+        exports.combine(pr0 * 8, (maps === 2 ? pr1 : pr0) * 8, n, weights * 8, block);
+        for (let j = 0; j < n; j++)
+          for (let r = 0; r < rows; r++) {
+            const w = weights + Math.floor(j / block) * maps * rows + r;
+            const p = before[pr0 + j * rows + r] * before[w];
+            expect(F[pr0 + j * rows + r]).toBe(maps === 2 ? p - before[pr1 + j * rows + r] * before[w + rows] : p);
+          }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it("grows its memory to what the caller asks, and keeps it", () => {
-    const simd = attentionSimd(attentionModule(4, 8));
+    const simd = attentionSimd(attentionModule(4, 8, ROWS, 1));
     expect(simd(1).memory.buffer.byteLength).toBe(65536);
     expect(simd(100_000).memory.buffer.byteLength).toBeGreaterThanOrEqual(800_000);
     expect(simd(1).memory.buffer.byteLength).toBeGreaterThanOrEqual(800_000);
