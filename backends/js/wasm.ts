@@ -86,6 +86,10 @@ class Body {
     this.code.push(0xfd, ...uleb(opcode), ...immediates);
     return this;
   }
+  /** acc += a * b for v128 locals (f64x2). */
+  mulAdd(acc: string, a: string, b: string): this {
+    return this.get(acc, V128).get(a, V128).get(b, V128).simd(F64X2_MUL).simd(F64X2_ADD).set(acc, V128);
+  }
   /** `n += step` for an i32 local. */
   bump(n: string, step: number): this {
     return this.get(n).i32(step).op(I32_ADD).set(n);
@@ -276,7 +280,7 @@ function scoresFunction(d: number, rows: number): Body {
   const step = (keys: number) => {
     const keyIndices = Array.from({ length: keys }, (_, j) => j);
     for (let g = 0; g < rows / 4; g++) {
-      for (const p of ROW_PAIRS) for (const j of keyIndices) f.op(0xfd, 0x0c, ...new Array(16).fill(0)).set(acc(p, j), V128); // v128.const 0
+      for (const p of ROW_PAIRS) for (const j of keyIndices) f.op(...f64x2(0)).set(acc(p, j), V128);
       f.get("qt").i32(32 * g).op(I32_ADD).set("q");
       f.get("k").set("kt");
       f.get("qt").i32(rowBytes * d).op(I32_ADD).set("qEnd");
@@ -284,7 +288,7 @@ function scoresFunction(d: number, rows: number): Body {
         for (const p of ROW_PAIRS) f.get("q").simd(V128_LOAD, ...mem(16 * p)).set(`x${p}`, V128);
         for (const j of keyIndices) {
           f.get("kt").simd(V128_LOAD64_SPLAT, ...mem(8 * d * j)).set("y", V128);
-          for (const p of ROW_PAIRS) f.get(acc(p, j), V128).get(`x${p}`, V128).get("y", V128).simd(F64X2_MUL).simd(F64X2_ADD).set(acc(p, j), V128);
+          for (const p of ROW_PAIRS) f.mulAdd(acc(p, j), `x${p}`, "y");
         }
         f.bump("q", rowBytes).bump("kt", 8);
       });
@@ -316,7 +320,7 @@ function weightedFunction(dv: number, rows: number): Body {
     const pairIndices = Array.from({ length: pairs }, (_, c) => c);
     for (let g = 0; g < rows / 4; g++) {
       const groupRows = [0, 1, 2, 3];
-      for (const r of groupRows) for (const c of pairIndices) f.op(0xfd, 0x0c, ...new Array(16).fill(0)).set(acc(r, c), V128);
+      for (const r of groupRows) for (const c of pairIndices) f.op(...f64x2(0)).set(acc(r, c), V128);
       f.get("w").i32(32 * g).op(I32_ADD).set("x");
       f.get("v").set("y0");
       if (pairs === 2) f.get("v").get("pairBytes").op(I32_ADD).set("y1");
@@ -325,7 +329,7 @@ function weightedFunction(dv: number, rows: number): Body {
         for (const c of pairIndices) f.get(`y${c}`).simd(V128_LOAD, ...mem(0)).set(`v${c}`, V128);
         for (const r of groupRows) {
           f.get("x").simd(V128_LOAD64_SPLAT, ...mem(8 * r)).set("wr", V128);
-          for (const c of pairIndices) f.get(acc(r, c), V128).get("wr", V128).get(`v${c}`, V128).simd(F64X2_MUL).simd(F64X2_ADD).set(acc(r, c), V128);
+          for (const c of pairIndices) f.mulAdd(acc(r, c), "wr", `v${c}`);
         }
         f.bump("x", rowBytes);
         for (const c of pairIndices) f.bump(`y${c}`, 16);

@@ -34,9 +34,13 @@ const handWritten = (body: string, extra = "") => `model Hand(H = 2, d = 4) {
   let s = d ** -0.5
   ${body}
 }`;
-const FUSES = `let p1 = softmax(q1 @ transpose(k1) * s)
-  let p2 = softmax(q2 @ transpose(k2) * s)
-  output y = (p1 - 0.5 * p2) @ v`;
+
+/** The two maps and their combination, with one part changed. */
+const dual = ({ k2 = "k2", scale2 = "s", axis = "", p2 = "q2 @ transpose(k2) * s", combined = "p1 - 0.5 * p2", v = "v", extra = "" }) =>
+  `let p1 = softmax(q1 @ transpose(k1) * s${axis})
+let p2 = softmax(${p2.replace("k2", k2).replace("* s", `* ${scale2}`)})
+output y = (${combined}) @ ${v}
+${extra}`;
 
 describe("recognize-attention", () => {
   it("turns hand-written differential attention into diffattn (IR before and after)", () => {
@@ -121,7 +125,7 @@ describe("recognize-attention", () => {
   });
 
   it("runs hand-written differential attention from a .dt file as one flash_diffattn on every backend", async () => {
-    const g = compileSource(handWritten(FUSES));
+    const g = compileSource(handWritten(dual({})));
     const fused = runPipeline(g, DEFAULT_PIPELINE, { log: () => {} });
     expect(ops(fused).filter((op) => !["input", "const"].includes(op))).toEqual(["concat", "concat", "flash_diffattn", "reshape"]);
     const dims = new Map([["N", 7]]);
@@ -132,65 +136,15 @@ describe("recognize-attention", () => {
 
   // Each near miss computes something a diffattn does not; the pass must leave it as written.
   const NEAR_MISSES: [string, string, string?][] = [
-    [
-      "λ applied before the softmax",
-      `let p1 = softmax(q1 @ transpose(k1) * s)
-  let p2 = softmax(0.5 * (q2 @ transpose(k2) * s))
-  output y = (p1 - p2) @ v`,
-    ],
-    [
-      "a softmax over the wrong axis (the queries)",
-      `let p1 = softmax(q1 @ transpose(k1) * s, axis = -2)
-  let p2 = softmax(q2 @ transpose(k2) * s)
-  output y = (p1 - 0.5 * p2) @ v`,
-    ],
-    [
-      "different scales for the two maps",
-      `let p1 = softmax(q1 @ transpose(k1) * s)
-  let p2 = softmax(q2 @ transpose(k2) * 0.25)
-  output y = (p1 - 0.5 * p2) @ v`,
-    ],
-    [
-      "a different K source: the second map over other keys (one key, broadcast)",
-      `let p1 = softmax(q1 @ transpose(k1) * s)
-  let p2 = softmax(q2 @ transpose(kx) * s)
-  output y = (p1 - 0.5 * p2) @ v`,
-      "input kx: f32[H, 1, d]",
-    ],
-    [
-      "a different K source: the second map's keys from another batch layout",
-      `let p1 = softmax(q1 @ transpose(k1) * s)
-  let p2 = softmax(q2 @ transpose(kx) * s)
-  output y = (p1 - 0.5 * p2) @ v`,
-      "input kx: f32[N, d]",
-    ],
-    [
-      "λ that varies along the keys",
-      `let p1 = softmax(q1 @ transpose(k1) * s)
-  let p2 = softmax(q2 @ transpose(k2) * s)
-  output y = (p1 - lam * p2) @ v`,
-      "input lam: f32[N]",
-    ],
-    [
-      "a map that is also read elsewhere (fusing would compute it twice)",
-      `let p1 = softmax(q1 @ transpose(k1) * s)
-  let p2 = softmax(q2 @ transpose(k2) * s)
-  output y = (p1 - 0.5 * p2) @ v
-  output map = p1`,
-    ],
-    [
-      "values not 2d wide",
-      `let p1 = softmax(q1 @ transpose(k1) * s)
-  let p2 = softmax(q2 @ transpose(k2) * s)
-  output y = (p1 - 0.5 * p2) @ vx`,
-      "input vx: f32[H, N, 3]",
-    ],
-    [
-      "p1 + λ p2 instead of p1 - λ p2",
-      `let p1 = softmax(q1 @ transpose(k1) * s)
-  let p2 = softmax(q2 @ transpose(k2) * s)
-  output y = (p1 + 0.5 * p2) @ v`,
-    ],
+    ["λ applied before the softmax", dual({ p2: "0.5 * (q2 @ transpose(k2) * s)", combined: "p1 - p2" })],
+    ["a softmax over the wrong axis (the queries)", dual({ axis: ", axis = -2" })],
+    ["different scales for the two maps", dual({ scale2: "0.25" })],
+    ["a different K source: the second map over other keys (one key, broadcast)", dual({ k2: "kx" }), "input kx: f32[H, 1, d]"],
+    ["a different K source: the second map's keys from another batch layout", dual({ k2: "kx" }), "input kx: f32[N, d]"],
+    ["λ that varies along the keys", dual({ combined: "p1 - lam * p2" }), "input lam: f32[N]"],
+    ["a map that is also read elsewhere (fusing would compute it twice)", dual({ extra: "output map = p1" })],
+    ["values not 2d wide", dual({ v: "vx" }), "input vx: f32[H, N, 3]"],
+    ["p1 + λ p2 instead of p1 - λ p2", dual({ combined: "p1 + 0.5 * p2" })],
   ];
   for (const [name, body, extra] of NEAR_MISSES) {
     it(`leaves a near miss alone: ${name}`, () => {
@@ -204,9 +158,9 @@ describe("recognize-attention", () => {
   }
 
   it("the near misses are one step from a match: the matching form fuses", () => {
-    expect(ops(fuseDualSoftmaxPass.run(compileSource(handWritten(FUSES))))).toContain("flash_diffattn");
+    expect(ops(fuseDualSoftmaxPass.run(compileSource(handWritten(dual({})))))).toContain("flash_diffattn");
     // λ per query ([N, 1]) is diffattn's λ [N, H] with H = 1.
-    const perQuery = FUSES.replace("0.5 * p2", "lam * p2");
+    const perQuery = dual({ combined: "p1 - lam * p2" });
     expect(ops(fuseDualSoftmaxPass.run(compileSource(handWritten(perQuery, "input lam: f32[N, 1]"))))).toContain("flash_diffattn");
   });
 
