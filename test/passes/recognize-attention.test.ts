@@ -224,8 +224,12 @@ describe("recognized attention in models", () => {
     const file = "examples/diff_attention_by_hand.dt";
     const g = compileSource(readFileSync(file, "utf8"), { set: new Map([["D", 32]]) }, file);
     const fused = runPipeline(g, DEFAULT_PIPELINE, { log: () => {} });
-    // q1 | q2 and k1 | k2 are the halves split(q, 2) made: the kernel reads q and k themselves.
-    expect(ops(fused).filter((op) => ["softmax", "concat", "slice", "flash_diffattn"].includes(op))).toEqual(["flash_diffattn"]);
+    // q1 | q2 and k1 | k2 are the halves split(q, 2) made: the kernel reads q and k themselves;
+    // the RMSNorm and scale after it are its epilogue.
+    expect(ops(fused).filter((op) => ["softmax", "concat", "slice", "rmsnorm", "fused", "flash_diffattn"].includes(op))).toEqual(["flash_diffattn"]);
+    const flash = fused.nodes.find((n) => n.op === "flash_diffattn")!;
+    expect(flash.operands).toHaveLength(5);
+    expect(flash.attrs.out_scale).toBeCloseTo(0.2, 6);
     const dims = new Map([["N", 6]]);
     const weights = initWeights(g, 2);
     const inputs = randomInputs(g, dims, 2);
