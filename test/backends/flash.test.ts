@@ -1,6 +1,8 @@
 // The JS backend's streaming attention kernels run as one kernel each and keep memory O(N·d):
 // no N×N map, neither among the plan's buffers nor inside the kernel.
 import { describe, expect, it } from "vitest";
+import { randomInputs } from "../../runtime/init.ts";
+import { BACKENDS, runAndCompare } from "../harness/harness.ts";
 import { compileJs } from "../../backends/js/index.ts";
 import { importModule } from "../../runtime/adapters/js/index.ts";
 import { serializeSafetensors } from "../../runtime/safetensors.ts";
@@ -66,4 +68,26 @@ describe("flash_diffattn in the JS backend", () => {
     expect(y.length).toBe(N * 32);
     expect(y.every(Number.isFinite)).toBe(true);
   });
+});
+
+describe("the streaming kernels over several query tiles and key blocks", () => {
+  // The op tests use N <= 6: one query tile. Here tiles of 16 rows repeat, the last one partial,
+  // and keys span several blocks, the last one partial, causal with K > N and K < N.
+  const source = `model M { dim N, K
+  input q: f32[N, 16]
+  input k: f32[K, 8]
+  input v: f32[K, 8]
+  input lam: f32[N, 2]
+  input w: f32[8]
+  output a = flash_diffattn(q, k, v, lam, heads = 2, kv_heads = 1, causal = true)
+  output b = flash_diffattn(q, k, v, 0.4, w, heads = 2, kv_heads = 1, pairing = "halves", block = 7)
+  output c = flash_attention(q, k, v, heads = 4, kv_heads = 2, causal = true, block = 5)
+  output d = flash_attention(q, k, v, heads = 4, kv_heads = 2, block = 64) }`;
+  for (const [n, k] of [[40, 150], [37, 21], [16, 16]]) {
+    it(`agree with the interpreter at N = ${n}, K = ${k}`, async () => {
+      const graph = compileSource(source);
+      const dims = new Map([["N", n], ["K", k]]);
+      for (const backend of BACKENDS) await runAndCompare(backend, graph, randomInputs(graph, dims, n + k), new Map(), dims);
+    });
+  }
 });
