@@ -36,6 +36,8 @@ interface AttentionExports {
 export function attentionSimd(bytes: Uint8Array<ArrayBuffer>): (floats: number) => AttentionExports {
   let exports: AttentionExports | undefined;
   return (floats) => {
+    // The wasm loops address memory with i32 byte offsets.
+    if (floats * 8 > 2 ** 31 - 1) throw new RangeError(`attention kernel: ${floats * 8} bytes of scratch is more than the 2 GiB its wasm loops address (too many keys)`);
     exports ??= new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as AttentionExports;
     const short = floats * 8 - exports.memory.buffer.byteLength;
     if (short > 0) exports.memory.grow(Math.ceil(short / 65536));
@@ -199,7 +201,7 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
     combine(w, { f, diff, lambda, lambdaStrides, batchRank: batch.length, lBatch, heads, block });
     w.line(`simd.weighted(prBase0 * 8, vBase * 8, ${f.acc * 8}, end, keys);`);
     w.close();
-    epilogue(w, { f, dv, dvp, heads, oBatch, normWeight, eps: a.norm_eps as number, outScale: diff ? (a.out_scale as number) : 1, out });
+    epilogue(w, { f, maps, dv, dvp, heads, oBatch, normWeight, eps: a.norm_eps as number, outScale: diff ? (a.out_scale as number) : 1, out });
     w.close();
     w.close();
     w.close();
@@ -249,7 +251,7 @@ interface CombineArgs {
  * exp(blockMax - m) / l brings the block's exponentials to the final softmax (computed here, a
  * few per row and block); flash_diffattn subtracts λ times map 1's (the multiply-subtract per
  * key runs in wasm). One W · V for both maps costs 8·N²·d flops per head where two online
- * accumulators would cost 12·N²·d. A row that saw no key (l = 0) is never stored.
+ * accumulators would cost 12·N²·d.
  */
 function combine(w: Writer, x: CombineArgs): void {
   const { f } = x;
@@ -265,8 +267,9 @@ function combine(w: Writer, x: CombineArgs): void {
     w.line(`const m1 = F[${f.rowMax + ROWS} + r], inv1 = ${factor(1)} * lam;`);
   }
   w.open(`for (let j0 = 0, b = 0, y = weights + r; j0 < end; j0 += ${x.block}, b++, y += ${maps * ROWS}) {`);
-  w.line(`F[y] = Math.exp(F[blockMax0 + b * ${ROWS} + r] - m0) * inv0;`);
-  if (x.diff) w.line(`F[y + ${ROWS}] = Math.exp(F[blockMax1 + b * ${ROWS} + r] - m1) * inv1;`);
+  // A map that saw no key (l = 0, m = -Infinity) weighs 0, not exp(-inf - -inf) * 0 = NaN.
+  w.line(`F[y] = inv0 === 0 ? 0 : Math.exp(F[blockMax0 + b * ${ROWS} + r] - m0) * inv0;`);
+  if (x.diff) w.line(`F[y + ${ROWS}] = inv1 === 0 ? 0 : Math.exp(F[blockMax1 + b * ${ROWS} + r] - m1) * inv1;`);
   w.close();
   w.close();
   w.line(`simd.combine(prBase0 * 8, ${x.diff ? "prBase1" : "prBase0"} * 8, end, weights * 8, ${x.block});`);
@@ -274,6 +277,7 @@ function combine(w: Writer, x: CombineArgs): void {
 
 interface EpilogueArgs {
   f: Scratch;
+  maps: number;
   dv: number;
   dvp: number;
   heads: number;
@@ -284,14 +288,15 @@ interface EpilogueArgs {
   out: TensorType;
 }
 
-/** Each real row of the tile: its outputs, then the norm and scale; 0 when it saw no key. */
+/** Each real row of the tile: its outputs, then the norm and scale; 0 when no map saw a key. */
 function epilogue(w: Writer, x: EpilogueArgs): void {
   const { f, dv, dvp } = x;
+  const sawNone = Array.from({ length: x.maps }, (_, p) => `F[${f.rowSum + p * ROWS} + r] === 0`).join(" && ");
   const store = (e: string) => storeExpr(x.out.dtype, e, w.helpers);
   const scaled = (e: string) => (x.outScale === 1 ? e : `${e} * ${x.outScale}`);
   w.open(`for (let r = 0; r < ${ROWS} && i0 + r < rows; r++) {`);
   w.line(`const i = i0 + r, o = ${x.oBatch} + (i * ${x.heads} + h) * ${dv}, row = ${f.acc} + r * ${dvp};`);
-  w.open(`if (F[${f.rowSum} + r] === 0) {`);
+  w.open(`if (${sawNone}) {`);
   w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store("0")};`);
   w.line("continue;");
   w.close();

@@ -344,7 +344,7 @@ function weightedFunction(dv: number, rows: number): Body {
   f.i32(0).set("c");
   f.i32(dvp - 3).set("c4");
   f.i32(dvp).set("cEnd");
-  // With no keys the sums are 0; the loops below assume at least one.
+  // With no keys acc is left as it is (the kernel stores no row then); the loops below assume a key.
   f.i32(0).get("n").op(I32_LT_S, 0x04, 0x40);
   f.ifBelow("c", "c4", () => f.loopWhileBelow("c", "c4", () => step(2)));
   f.ifBelow("c", "cEnd", () => f.loopWhileBelow("c", "cEnd", () => step(1)));

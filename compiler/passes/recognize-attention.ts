@@ -13,6 +13,7 @@
 // the softmax over the keys; λ constant along the keys; each intermediate read only here (else
 // fusing would compute it twice); for diffattn, values 2d wide.
 import type { Graph, Node } from "../ir/graph.ts";
+import { roundScalar } from "../ir/numeric.ts";
 import { transposePerm } from "../ir/ops/shape.ts";
 import { type Dim, isFloat, normalizeAxis, sameShape, sameType } from "../ir/types.ts";
 import type { Pass, Rewriter } from "./pass.ts";
@@ -29,12 +30,15 @@ interface Scores {
 const product = P.op("matmul", P.any("q"), P.any("keys")).once();
 const SCALED = [
   { pattern: P.op("mul", product, P.const().named("s")), scale: (s: Node) => constValue(s) },
-  { pattern: P.op("div", product, P.const().named("s")), scale: (s: Node) => 1 / constValue(s) },
+  // 1 / c must be a number of the scores' dtype: else q k^T / c overflows (or vanishes) where the op would not.
+  { pattern: P.op("div", product, P.const().named("s")), scale: (s: Node) => (Number.isFinite(roundScalar(s.type.dtype, 1 / constValue(s))) ? 1 / constValue(s) : 0) },
   { pattern: product, scale: () => 1 },
 ];
 const MASKED = P.op("where", P.any("mask"), P.any("scores").once(), P.const(-Infinity));
 
-const iotaAlong = (axis: number) => P.op("iota").where((node) => normalizeAxis(node.attrs.axis as number, node.type.shape.length) === axis);
+/** iota [n, m] along `axis` in i32: a narrower or float dtype would saturate or round the indices. */
+const iotaAlong = (axis: number, n: Dim, m: Dim) =>
+  P.op("iota").where((node) => node.type.dtype === "i32" && sameShape(node.type.shape, [n, m]) && normalizeAxis(node.attrs.axis as number, 2) === axis);
 /** The size `dim` at run time: numel([dim]), or the constant once folded. */
 const sizeOf = (dim: Dim) =>
   P.op(["numel", "const"]).where((node) => (node.op === "numel" ? sameShape(node.attrs.shape as Dim[], [dim]) : constValue(node) === dim));
@@ -42,8 +46,8 @@ const sizeOf = (dim: Dim) =>
 /** Whether `mask` is [N, M] with true exactly where key j <= query i + (M - N): diffattn's causal mask. */
 function isCausalMask(mask: Node, cx: Context, n: Dim, m: Dim): boolean {
   if (mask.type.dtype !== "bool" || !sameShape(mask.type.shape, [n, m])) return false;
-  const cols = iotaAlong(1);
-  const rows = iotaAlong(0);
+  const cols = iotaAlong(1, n, m);
+  const rows = iotaAlong(0, n, m);
   const offsets = [P.op("add", rows, P.op("sub", sizeOf(m), sizeOf(n)))];
   if (n === m) offsets.push(rows);
   if (typeof n === "number" && typeof m === "number") offsets.push(P.op("add", rows, P.const(m - n)));
@@ -64,7 +68,7 @@ function scoresOf(node: Node, cx: Context): Scores | undefined {
     const c = match(form.pattern, scores, cx.graph, cx.uses);
     if (!c) continue;
     const scale = form.scale(c.s);
-    // A scale of 0 would read as the op's default d^-0.5.
+    // 0 declines: it would read as the op's default d^-0.5 (and stands for a 1 / c out of range).
     if (!(scale !== 0 && Number.isFinite(scale)) || c.q.type.shape.length < 2 || c.keys.type.shape.length < 2) return undefined;
     return { q: c.q, keys: c.keys, scale, causal };
   }
@@ -109,11 +113,20 @@ function joined(a: Node, b: Node, cx: Context, r: Rewriter): number {
   return r.add("concat", [r.value(a.id), r.value(b.id)], { axis: -1 });
 }
 
-/** The checks both rules share: the scores' shapes line up with the values, in one float dtype. */
+/** The checks both rules share: the scores' shapes line up with the values, in one float dtype, with static head widths (as the ops need). */
 function fits(s: Scores, v: Node): boolean {
   const dtype = s.q.type.dtype;
   const keys = s.keys.type.shape;
-  return isFloat(dtype) && s.keys.type.dtype === dtype && v.type.dtype === dtype && v.type.shape.length >= 2 && keys[keys.length - 1] === v.type.shape[v.type.shape.length - 2];
+  const [d, dv] = [s.q, v].map((x) => x.type.shape[x.type.shape.length - 1]);
+  return (
+    isFloat(dtype) &&
+    s.keys.type.dtype === dtype &&
+    v.type.dtype === dtype &&
+    v.type.shape.length >= 2 &&
+    typeof d === "number" &&
+    typeof dv === "number" &&
+    keys[keys.length - 1] === v.type.shape[v.type.shape.length - 2]
+  );
 }
 
 function attrsOf(s: Scores) {

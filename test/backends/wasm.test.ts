@@ -32,7 +32,8 @@ describe("attention SIMD module", () => {
         const out = k + keys * d;
         const v = out + rows * keys;
         const acc = v + dvp * keys;
-        const floats = acc + rows * dvp;
+        // A guard region after acc: no call may write past its outputs.
+        const floats = acc + rows * dvp + 64;
         const exports = simd(floats);
         const F = new Float64Array(exports.memory.buffer, 0, floats);
         let state = seed;
@@ -40,8 +41,13 @@ describe("attention SIMD module", () => {
           state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
           F[i] = state / 2 ** 31 - 1;
         }
+        const untouched = (from: number, to: number, before: Float64Array) => {
+          for (let i = 0; i < floats; i++) if (i < from || i >= to) expect(F[i], `F[${i}] outside [${from}, ${to})`).toBe(before[i]);
+        };
         if (n > 0) {
+          const before = Float64Array.from(F);
           exports.scores(qt * 8, k * 8, out * 8, n, scale);
+          untouched(out, out + rows * n, before);
           for (let j = 0; j < n; j++)
             for (let r = 0; r < rows; r++) {
               let s = 0;
@@ -49,7 +55,9 @@ describe("attention SIMD module", () => {
               expect(F[out + j * rows + r]).toBe(s * scale);
             }
         }
+        const before = Float64Array.from(F);
         exports.weighted(out * 8, v * 8, acc * 8, n, keys);
+        untouched(acc, acc + rows * dvp, before);
         for (let r = 0; r < rows; r++)
           for (let c = 0; c < dv; c++) {
             let s = 0;
@@ -62,9 +70,11 @@ describe("attention SIMD module", () => {
     );
   });
 
-  /** Close to within a few ulps, or both NaN; values below 1e-300 count as 0 (wasm's exp flushes them). */
+  /** One unit in the last place of x. */
+  const ulp = (x: number) => (x === 0 || !Number.isFinite(x) ? 0 : 2 ** (Math.floor(Math.log2(Math.abs(x))) - 52));
+  /** Within 4 ulps, or both NaN; values below 1e-300 count as 0 (wasm's exp flushes them). */
   const near = (actual: number, expected: number) =>
-    (Number.isNaN(actual) && Number.isNaN(expected)) || Math.abs(actual - expected) <= 4e-16 * Math.abs(expected) + 1e-300;
+    (Number.isNaN(actual) && Number.isNaN(expected)) || actual === expected || Math.abs(actual - expected) <= 4 * ulp(expected) + 1e-300;
 
   it("takes the online-softmax step of a key block as the scalar definition does, exp within a few ulps", () => {
     const special = fc.constantFrom(-Infinity, Number.NaN, 0, -800, -709);
@@ -148,5 +158,7 @@ describe("attention SIMD module", () => {
     expect(simd(1).memory.buffer.byteLength).toBe(65536);
     expect(simd(100_000).memory.buffer.byteLength).toBeGreaterThanOrEqual(800_000);
     expect(simd(1).memory.buffer.byteLength).toBeGreaterThanOrEqual(800_000);
+    // Past what i32 byte offsets address: a clear error, not wrapped offsets.
+    expect(() => simd(2 ** 28)).toThrow(/more than the 2 GiB/);
   });
 });

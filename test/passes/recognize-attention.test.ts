@@ -124,6 +124,51 @@ describe("recognize-attention", () => {
     }
   });
 
+  it("leaves masks that are not diffattn's causal mask alone (near misses)", () => {
+    const masked = (lines: string, dims = "N, M", m = "M") => `graph G [${dims}] {
+  %q = input {name = "q"} : f32[N, 4]
+  %k = input {name = "k"} : f32[${m}, 4]
+  %v = input {name = "v"} : f32[${m}, 3]
+  %kt = transpose(%k) {perm = []} : f32[4, ${m}]
+  %a = matmul(%q, %kt) : f32[N, ${m}]
+${lines}
+  %ninf = const {value = -inf, dtype = f32} : f32[]
+  %s = where(%mask, %a, %ninf) : f32[N, ${m}]
+  %p = softmax(%s) {axis = -1} : f32[N, ${m}]
+  %o = matmul(%p, %v) : f32[N, 3]
+  output "o" = %o
+}`;
+    const iota = (shape: string, axis: number, dtype = "i32") => `iota {shape = [${shape}], axis = ${axis}, dtype = ${dtype}} : ${dtype}[${shape}]`;
+    const nearMisses = [
+      // cols of one column: all 0, every key visible.
+      masked(`  %rows = ${iota("N, N", 0)}\n  %cols = ${iota("N, 1", 1)}\n  %mask = le(%cols, %rows) : bool[N, N]`, "N", "N"),
+      // rows as a vector over keys: it holds j, not i.
+      masked(`  %rows = ${iota("N", 0)}\n  %cols = ${iota("N, N", 1)}\n  %mask = le(%cols, %rows) : bool[N, N]`, "N", "N"),
+      // i8 indices wrap past 127.
+      masked(`  %rows = ${iota("N, N", 0, "i8")}\n  %cols = ${iota("N, N", 1, "i8")}\n  %mask = le(%cols, %rows) : bool[N, N]`, "N", "N"),
+      // The mask the other way round: keys at or after the query.
+      masked(`  %rows = ${iota("N, N", 0)}\n  %cols = ${iota("N, N", 1)}\n  %mask = le(%rows, %cols) : bool[N, N]`, "N", "N"),
+      // N and M may differ, but the offset M - N is missing.
+      masked(`  %rows = ${iota("N, M", 0)}\n  %cols = ${iota("N, M", 1)}\n  %mask = le(%cols, %rows) : bool[N, M]`),
+      // Strictly before the query.
+      masked(`  %rows = ${iota("N, N", 0)}\n  %cols = ${iota("N, N", 1)}\n  %mask = lt(%cols, %rows) : bool[N, N]`, "N", "N"),
+    ];
+    for (const text of nearMisses) expect(ops(recognizeAttentionPass.run(parseGraph(text)))).not.toContain("attention");
+    // The same with the offset is the causal mask.
+    const causal = masked(`  %rows = ${iota("N, M", 0)}\n  %cols = ${iota("N, M", 1)}\n  %nm = numel {shape = [M]} : i32[]\n  %nn = numel {shape = [N]} : i32[]\n  %off = sub(%nm, %nn) : i32[]\n  %last = add(%rows, %off) : i32[N, M]\n  %mask = ge(%last, %cols) : bool[N, M]`);
+    expect(ops(recognizeAttentionPass.run(parseGraph(causal)))).toContain("attention");
+  });
+
+  it("declines what the ops cannot take or would compute differently: symbolic head widths, a 1 / c out of range", () => {
+    for (const width of ["input q: f32[N, D]\n  input k: f32[N, D]\n  input v: f32[N, 8]", "input q: f32[N, 4]\n  input k: f32[N, 4]\n  input v: f32[N, D]"]) {
+      const g = compileSource(`model M { dim N, D\n  ${width}\n  output y = softmax(q @ transpose(k)) @ v }`);
+      expect(ops(runPipeline(g, DEFAULT_PIPELINE, { log: () => {} }))).not.toContain("flash_attention");
+    }
+    // q k^T / 1e-40 overflows f32 and the softmax gives NaN; attention with scale 1e40 would not.
+    const g = compileSource("model M { dim N\n  input q: f32[N, 4]\n  output y = softmax(q @ transpose(q) / 1e-40) @ q }");
+    expect(ops(recognizeAttentionPass.run(g))).not.toContain("attention");
+  });
+
   it("runs hand-written differential attention from a .dt file as one flash_diffattn on every backend", async () => {
     const g = compileSource(handWritten(dual({})));
     const fused = runPipeline(g, DEFAULT_PIPELINE, { log: () => {} });
