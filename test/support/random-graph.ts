@@ -275,7 +275,8 @@ class RandomGraph {
   private attention(a: Value, value: number): void {
     const t = this.type(a);
     const d = t.shape.at(-1);
-    if (t.shape.length < 2 || typeof d !== "number" || d > 8) return;
+    // A symbolic head width only reaches the hand-written forms, which the passes must then leave alone.
+    if (t.shape.length < 2 || d === undefined || (typeof d === "number" && d > 8)) return;
     const keysLike = this.values.filter((b) => {
       const s = this.type(b).shape;
       return s.length >= 2 && s.at(-1) === d;
@@ -289,20 +290,23 @@ class RandomGraph {
     const bound = (weight: number, ...vs: Value[]) => (1 + weight) * Math.max(...vs.map((x) => x.bound));
     if (form === "op") {
       // One head, or two of half width; k doubles as v.
+      if (typeof d !== "number") return;
       const heads = d % 2 === 0 && this.rng.int(2) ? 2 : 1;
       this.keep(this.add("attention", [a.id, k.id, k.id], { heads, causal, scale: this.rng.int(2) ? 0 : scale }), k.bound);
       return;
     }
     if (form === "diffOp") {
       // One head: subheads of width d/2, values of width d.
-      if (d % 2 === 0) this.keep(this.add("diffattn", [a.id, k.id, k.id, lam.id], { heads: 1, causal, scale: this.rng.int(2) ? 0 : scale }), bound(Math.abs(value), k));
+      if (typeof d === "number" && d % 2 === 0) this.keep(this.add("diffattn", [a.id, k.id, k.id, lam.id], { heads: 1, causal, scale: this.rng.int(2) ? 0 : scale }), bound(Math.abs(value), k));
       return;
     }
     const [n, m] = [t.shape.at(-2)!, this.type(k).shape.at(-2)!];
     const scores = (q: Value, keys: Value, s: number) => {
       const kt = this.add("transpose", [keys.id], { perm: [] });
       const product = kt === undefined ? undefined : this.add("matmul", [q.id, kt]);
-      const scaled = product === undefined ? undefined : this.add("mul", [product, this.constant(s).id]);
+      // The scale as a product, or as a quotient by its inverse.
+      const divide = this.rng.int(2) === 1;
+      const scaled = product === undefined ? undefined : this.add(divide ? "div" : "mul", [product, this.constant(divide ? 1 / s : s).id]);
       if (scaled === undefined || !causal) return scaled;
       // Key j is visible to query i when j <= i + M - N, as the decompositions write it.
       const rows = this.b.add("iota", [], { shape: [n, m], axis: 0 });
