@@ -2,6 +2,7 @@
 // that the fusion passes (and every backend's streaming kernel) apply to it:
 //
 //   softmax(q k^T * s) @ v                        -> attention(q, k, v, heads = 1, scale = s)
+//   (and softmax((q * s) k^T) @ v, the scale on q)
 //   (softmax(q1 k1^T * s) - λ softmax(q2 k2^T * s)) @ v
 //                                                 -> diffattn(q1|q2, k1|k2, v, λ, heads = 1, scale = s)
 //
@@ -30,6 +31,8 @@ interface Scores {
 const product = P.op("matmul", P.any("q"), P.any("keys")).once();
 const SCALED = [
   { pattern: P.op("mul", product, P.const().named("s")), scale: (s: Node) => constValue(s) },
+  // The scale on q, as the official Diff Transformer code writes it (q *= scaling; q @ k^T).
+  { pattern: P.op("matmul", P.op("mul", P.any("q"), P.const().named("s")).once(), P.any("keys")).once(), scale: (s: Node) => constValue(s) },
   // 1 / c must be a number of the scores' dtype: else q k^T / c overflows (or vanishes) where the op would not.
   { pattern: P.op("div", product, P.const().named("s")), scale: (s: Node) => (Number.isFinite(roundScalar(s.type.dtype, 1 / constValue(s))) ? 1 / constValue(s) : 0) },
   { pattern: product, scale: () => 1 },

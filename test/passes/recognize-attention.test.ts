@@ -207,6 +207,20 @@ ${lines}
     // λ per query ([N, 1]) is diffattn's λ [N, H] with H = 1.
     const perQuery = dual({ combined: "p1 - lam * p2" });
     expect(ops(fuseDualSoftmaxPass.run(compileSource(handWritten(perQuery, "input lam: f32[N, 1]"))))).toContain("flash_diffattn");
+    // The scale on q, as the official code writes it, is the same attention.
+    const qScaled = handWritten(`let p1 = softmax((q1 * s) @ transpose(k1))
+  let p2 = softmax((q2 * s) @ transpose(k2))
+  output y = (p1 - 0.5 * p2) @ v`);
+    const g = compileSource(qScaled);
+    const fused = fuseDualSoftmaxPass.run(g);
+    expect(ops(fused)).toContain("flash_diffattn");
+    const dims = new Map([["N", 5]]);
+    expectCloseOutputs(g, fused, randomInputs(g, dims, 9), dims);
+    // A scale on q of one map only is two scales.
+    const oneScaled = handWritten(`let p1 = softmax((q1 * s) @ transpose(k1))
+  let p2 = softmax(q2 @ transpose(k2))
+  output y = (p1 - 0.5 * p2) @ v`);
+    expect(ops(fuseDualSoftmaxPass.run(compileSource(oneScaled)))).not.toContain("flash_diffattn");
   });
 
   it("recognises every attention and diffattn decomposition again (round trip through decompose)", () => {
