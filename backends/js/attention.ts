@@ -151,7 +151,7 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
 
   w.line(`const rows = ${w.size(monomialOf([n]))}, keys = ${w.size(monomialOf([m]))}, blocks = Math.ceil(keys / ${block});`);
   w.line(`const ${mapIndices.map((p) => `kBase${p} = ${f.fixed} + ${p * d} * keys`).join(", ")}, vBase = ${f.fixed} + ${maps * d} * keys;`);
-  w.line(`const ${mapIndices.map((p) => `prBase${p} = vBase + ${2 * Math.ceil(dv / 2) + p * ROWS} * keys`).join(", ")};`);
+  w.line(`const ${mapIndices.map((p) => `prBase${p} = vBase + ${dvp + p * ROWS} * keys`).join(", ")};`);
   w.line(`const ${mapIndices.map((p) => `blockMax${p} = prBase0 + ${maps * ROWS} * keys + ${p * ROWS} * blocks`).join(", ")};`);
   w.line(`const weights = blockMax0 + ${maps * ROWS} * blocks, floats = weights + ${maps * ROWS} * blocks;`);
   w.line(`const simd = ${simdHelper(d, dv, maps)}(floats), visible = new Int32Array(${ROWS});`);

@@ -165,7 +165,7 @@ const LN2_HI = 0.6931471803691238;
 const LN2_LO = 1.9082149292705877e-10;
 const EXP_TAYLOR = Array.from({ length: 14 }, (_, n) => 1 / Array.from({ length: n }, (_, i) => i + 1).reduce((a, b) => a * b, 1));
 
-/** out = exp(x) for the v128 locals x and out, using k, r and p as scratch. */
+/** out = exp(x) for the v128 locals x and out, using k and r as scratch. */
 function exp(f: Body, x: string, out: string): void {
   f.get(x, V128).op(...f64x2(Math.LOG2E)).simd(F64X2_MUL).simd(F64X2_NEAREST).set("k", V128);
   f.get(x, V128).get("k", V128).op(...f64x2(LN2_HI)).simd(F64X2_MUL).simd(F64X2_SUB);
@@ -190,7 +190,7 @@ function softmaxFunction(rows: number): Body {
   const f = new Body([["pr", I32], ["n", I32], ["blockMax", I32], ["rowMax", I32], ["rowSum", I32]]);
   const rowBytes = 8 * rows;
   f.i32(0).set("o");
-  f.i32(8 * rows).set("oEnd");
+  f.i32(rowBytes).set("oEnd");
   f.get("n").i32(rowBytes).op(I32_MUL).set("span");
   f.loopWhileBelow("o", "oEnd", () => {
     f.get("pr").get("o").op(I32_ADD).set("x");

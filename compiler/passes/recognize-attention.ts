@@ -156,8 +156,8 @@ const DIFFATTN: Rule = {
     // λ per query (and batch entry), the same for every key; diffattn's values are 2d wide.
     const lam = c.lam.type;
     if (!isFloat(lam.dtype) || (lam.shape.length > 0 && lam.shape[lam.shape.length - 1] !== 1)) return undefined;
-    const d = s1.q.type.shape[s1.q.type.shape.length - 1];
-    if (typeof d !== "number" || c.v.type.shape[c.v.type.shape.length - 1] !== 2 * d) return undefined;
+    const d = s1.q.type.shape[s1.q.type.shape.length - 1] as number; // static: fits checked it
+    if (c.v.type.shape[c.v.type.shape.length - 1] !== 2 * d) return undefined;
     const q = joined(s1.q, s2.q, cx, r);
     const [k1, k2] = [s1.keys, s2.keys].map((keys) => rowsOf(keys, cx));
     const k = k1 && k2 ? joined(k1, k2, cx, r) : r.add("concat", [keysAsRows(s1.keys, r, cx), keysAsRows(s2.keys, r, cx)], { axis: -1 });
