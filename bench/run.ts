@@ -4,6 +4,7 @@
 //
 //   npm run bench                 # everything
 //   npm run bench -- --quick      # fewer repetitions, smaller sizes
+//   npm run bench -- --case N=1024 --impl wasm --impl default   # only matching cases and implementations
 import { readFileSync } from "node:fs";
 import { compileJs } from "../backends/js/index.ts";
 import { elaborate } from "../compiler/elaborate/index.ts";
@@ -19,6 +20,11 @@ import { createOnnxRunner } from "./peers/onnx.ts";
 import { createTfjsRunner } from "./peers/tfjs.ts";
 
 const quick = process.argv.includes("--quick");
+/** The values of a repeatable `--flag VALUE`. */
+const values = (flag: string) => process.argv.flatMap((a, i) => (a === flag && i + 1 < process.argv.length ? [process.argv[i + 1]] : []));
+const onlyCases = values("--case");
+const onlyImpls = values("--impl");
+const wanted = (name: string, filters: string[]) => filters.length === 0 || filters.some((f) => name.includes(f));
 
 interface Implementation {
   name: string;
@@ -116,11 +122,11 @@ async function time(run: () => Promise<unknown>): Promise<number> {
 
 async function main(): Promise<void> {
   const rows: { case: string; impl: string; ms?: number; note: string }[] = [];
-  for (const c of cases()) {
+  for (const c of cases().filter((c) => wanted(c.name, onlyCases))) {
     const weights = initWeights(c.graph, 1);
     const inputs = randomInputs(c.graph, c.dims, 1);
     let reference: Map<string, HostTensor> | undefined;
-    for (const impl of IMPLEMENTATIONS) {
+    for (const impl of IMPLEMENTATIONS.filter((i) => wanted(i.name, onlyImpls))) {
       if (impl.maxWork !== undefined && (c.flops ?? 0) > impl.maxWork) {
         rows.push({ case: c.name, impl: impl.name, note: "skipped (minutes per run)" });
         continue;

@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { ModelDecl } from "../dsl/ast.ts";
-import { Diagnostic } from "../dsl/diagnostic.ts";
+import { Diagnostic } from "../common/diagnostic.ts";
 import { parseProgram } from "../dsl/parse.ts";
 import { elaborate, type Elaborated, rootModel, standardLibrary } from "../compiler/elaborate/index.ts";
 import { inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";

@@ -1,6 +1,6 @@
 // Process-level wrapper: a Diagnostic is printed with its caret and exits 1; anything else
 // is a bug in difftc and says so.
-import { Diagnostic } from "../dsl/diagnostic.ts";
+import { Diagnostic } from "../common/diagnostic.ts";
 import { main } from "./main.ts";
 
 export async function runCli(argv: string[]): Promise<number> {

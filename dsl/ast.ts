@@ -1,5 +1,5 @@
 // The AST of a .dt file. Every node keeps its source span for diagnostics.
-import type { SourceSpan } from "./diagnostic.ts";
+import type { SourceSpan } from "../common/diagnostic.ts";
 
 export type Expr =
   | { kind: "number"; value: number; integer: boolean; span: SourceSpan }

@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import * as ohm from "ohm-js";
 import type { Arg, DimEntry, Expr, Ident, ModelDecl, ModelParam, Program, Range, Stmt, TypeExpr } from "./ast.ts";
-import { Diagnostic, type SourceSpan } from "./diagnostic.ts";
+import { Diagnostic, type SourceSpan } from "../common/diagnostic.ts";
 
 const grammar = ohm.grammar(readFileSync(new URL("./difftc.ohm", import.meta.url), "utf8"));
 

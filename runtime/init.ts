@@ -1,7 +1,7 @@
 // Seeded values for a graph's parameters (from each param's init attributes) and random
 // inputs for running it. Each tensor draws from its own stream keyed by its name, so adding,
 // removing or reordering one parameter leaves every other parameter's values unchanged.
-import { Diagnostic } from "../dsl/diagnostic.ts";
+import { Diagnostic } from "../common/diagnostic.ts";
 import { type Graph, type Node, inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";
 import { roundScalar } from "../compiler/ir/numeric.ts";
 import { type HostTensor, tensor } from "../compiler/ir/tensor.ts";

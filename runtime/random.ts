@@ -3,7 +3,7 @@
 // same on every platform and engine. Each tensor gets its own stream derived from
 // (seed, key), so a parameter's values depend on the seed and its name only, not on the
 // order parameters are declared in or on how many values other tensors drew.
-import { Diagnostic } from "../dsl/diagnostic.ts";
+import { Diagnostic } from "../common/diagnostic.ts";
 
 /** One step of splitmix32: advances `state` and returns a well-mixed word. */
 function splitmix32(state: { s: number }): number {

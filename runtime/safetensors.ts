@@ -4,7 +4,7 @@
 // nothing in the file: every bad byte sequence becomes a Diagnostic naming the file.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Diagnostic, InternalError } from "../dsl/diagnostic.ts";
+import { Diagnostic, InternalError } from "../common/diagnostic.ts";
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits, saturate } from "../compiler/ir/numeric.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { type DType, formatShape, numel } from "../compiler/ir/types.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Diagnostic } from "../dsl/diagnostic.ts";
+import { Diagnostic } from "../common/diagnostic.ts";
 import type { Attrs, Graph, Node } from "../compiler/ir/graph.ts";
 import type { DType, Shape } from "../compiler/ir/types.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";

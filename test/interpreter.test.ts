@@ -5,7 +5,7 @@ import { GraphBuilder } from "../compiler/ir/builder.ts";
 import type { Graph } from "../compiler/ir/graph.ts";
 import { type HostTensor, tensor } from "../compiler/ir/tensor.ts";
 import { resolveShape } from "../compiler/ir/types.ts";
-import { Diagnostic, type SourceSpan } from "../dsl/diagnostic.ts";
+import { Diagnostic, type SourceSpan } from "../common/diagnostic.ts";
 import { bindDims, evaluate } from "../runtime/interpreter/index.ts";
 
 /**

@@ -3,7 +3,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Diagnostic } from "../dsl/diagnostic.ts";
+import { Diagnostic } from "../common/diagnostic.ts";
 import { type HostTensor, tensor } from "../compiler/ir/tensor.ts";
 import {
   parseSafetensors,

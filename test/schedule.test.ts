@@ -4,8 +4,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { decompose } from "../compiler/passes/decompose.ts";
 import { BYTES, type KernelPlan, schedule } from "../compiler/schedule/index.ts";
-import { evalMonomial } from "../compiler/schedule/size.ts";
-import { JS_OPS } from "../backends/js/kernels.ts";
+import { evalMonomial } from "../common/size.ts";
+import { jsOps } from "../backends/js/index.ts";
 import { arbitraryGraph } from "./support/random-graph.ts";
 import { compileSource } from "./support/dsl.ts";
 
@@ -25,7 +25,7 @@ describe("schedule", () => {
   it("gives no two buffers that are alive at once the same slot", () => {
     fc.assert(
       fc.property(arbitraryGraph({ dims: true }), (graph) => {
-        const plan = schedule(decompose(graph, JS_OPS));
+        const plan = schedule(decompose(graph, jsOps()));
         for (const live of liveSets(plan)) {
           const slots = [...live].map((b) => plan.buffers[b].slot);
           expect(new Set(slots).size).toBe(slots.length);
@@ -44,7 +44,7 @@ describe("schedule", () => {
 
   it("keeps DiffLM's peak memory far below the sum of its intermediates", () => {
     const graph = compileSource(LM, { set: new Map([["L", 4]]) });
-    const plan = schedule(decompose(graph, JS_OPS));
+    const plan = schedule(decompose(graph, jsOps()));
     const dims = new Map([["N", 128]]);
     const temps = plan.buffers.filter((b) => b.kind === "temp");
     const sum = temps.reduce((s, b) => s + evalMonomial(b.size, dims) * BYTES[b.dtype], 0);

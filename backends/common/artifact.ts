@@ -1,8 +1,8 @@
 // An artifact: the files a backend writes, with its manifest.
 import { mkdirSync, renameSync, rmSync, writeFileSync, mkdtempSync, existsSync, readdirSync, statSync } from "node:fs";
-import { Diagnostic } from "../../dsl/diagnostic.ts";
+import { Diagnostic } from "../../common/diagnostic.ts";
 import { dirname, join, resolve, basename } from "node:path";
-import type { Manifest } from "./manifest.ts";
+import type { Manifest } from "../../common/manifest.ts";
 
 export interface Artifact {
   target: string;

@@ -1,7 +1,7 @@
 // Index arithmetic shared by kernel templates: strides as monomials (symbolic where shapes
 // are), broadcast strides, and coalescing of loop dims so that kernels run flat loops.
 import type { Dim } from "../../compiler/ir/types.ts";
-import { type Monomial, monomialOf } from "../../compiler/schedule/size.ts";
+import { type Monomial, monomialOf } from "../../common/size.ts";
 
 export const ZERO: Monomial = { coefficient: 0, symbols: [] };
 

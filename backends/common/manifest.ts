@@ -1,35 +1,12 @@
-// manifest.json: what an artifact computes and how, shared by every backend.
+// Builds manifest.json (the contract in common/manifest.ts) from a kernel plan.
 import { inputNodes, nodeName, paramNodes } from "../../compiler/ir/graph.ts";
 import { bf16Bits, f16Bits, roundScalar } from "../../compiler/ir/numeric.ts";
-import type { Dim, DType } from "../../compiler/ir/types.ts";
-import { BYTES, type KernelPlan } from "../../compiler/schedule/index.ts";
-import { formatMonomial, type Monomial, monomialOf } from "../../compiler/schedule/size.ts";
+import type { DType } from "../../compiler/ir/types.ts";
+import type { KernelPlan } from "../../compiler/schedule/index.ts";
+import { type KernelSpec, type Manifest, MANIFEST_FORMAT, type TensorSpec } from "../../common/manifest.ts";
+import { formatMonomial, monomialOf } from "../../common/size.ts";
 
 export const COMPILER_VERSION = "0.1.0";
-
-export interface TensorSpec {
-  name: string;
-  dtype: DType;
-  shape: Dim[];
-  /** Elements, as `coefficient * symbols`. */
-  size: Monomial;
-  buffer: number;
-}
-
-export interface Manifest {
-  format: "difftc-artifact";
-  compiler: string;
-  target: string;
-  model: string;
-  passes: string[];
-  dims: string[];
-  inputs: TensorSpec[];
-  outputs: TensorSpec[];
-  params: TensorSpec[];
-  buffers: { id: number; kind: string; dtype: DType; size: Monomial; bytes: string; slot?: number; name?: string; encoded?: number | string }[];
-  slots: { id: number; bytes: Monomial }[];
-  kernels: { name: string; op: string; inputs: number[]; output: number; launch: string }[];
-}
 
 /**
  * The value a const buffer holds in storage: 16-bit floats as their bits; non-finite values as
@@ -41,14 +18,17 @@ function encodeConst(dtype: DType, value: number): number | string {
   return Number.isFinite(stored) ? stored : String(stored);
 }
 
-export function buildManifest(plan: KernelPlan, target: string, passes: string[]): Manifest {
+/** What a backend's lowering adds to each plan kernel: its dims parameters, geometry and errors. */
+export type KernelLaunch = Pick<KernelSpec, "dims" | "grid" | "workgroup" | "errors">;
+
+export function buildManifest(plan: KernelPlan, target: string, passes: string[], launches: readonly KernelLaunch[]): Manifest {
   const g = plan.graph;
   const spec = (name: string, node: number): TensorSpec => {
     const t = g.nodes[node].type;
     return { name, dtype: t.dtype, shape: t.shape, size: monomialOf(t.shape), buffer: plan.bufferOf[node] };
   };
   return {
-    format: "difftc-artifact",
+    format: MANIFEST_FORMAT,
     compiler: `difftc ${COMPILER_VERSION}`,
     target,
     model: g.name,
@@ -62,15 +42,19 @@ export function buildManifest(plan: KernelPlan, target: string, passes: string[]
       kind: b.kind,
       dtype: b.dtype,
       size: b.size,
-      bytes: formatMonomial({ ...b.size, coefficient: b.size.coefficient * BYTES[b.dtype] }),
+      bytes: formatMonomial({ ...b.size, coefficient: b.size.coefficient * plan.storage[b.dtype] }),
       ...(b.slot !== undefined ? { slot: b.slot } : {}),
       ...(b.name !== undefined ? { name: b.name } : {}),
       ...(b.value !== undefined ? { encoded: encodeConst(b.dtype, b.value) } : {}),
     })),
     slots: plan.slots.map((s) => ({ id: s.id, bytes: s.bytes })),
-    kernels: plan.kernels.map((k) => {
-      const root = k.nodes[k.nodes.length - 1];
-      return { name: k.name, op: k.nodes.map((n) => n.op).join("+"), inputs: k.inputs, output: k.output, launch: formatMonomial(monomialOf(root.type.shape)) };
-    }),
+    kernels: plan.kernels.map((k, i) => ({
+      name: k.name,
+      op: k.nodes.map((n) => n.op).join("+"),
+      buffers: [k.output, ...k.inputs],
+      inputs: k.inputs,
+      output: k.output,
+      ...launches[i],
+    })),
   };
 }

@@ -15,7 +15,9 @@
 // over the wasm module's memory, which both read; the memory keeps its largest size.
 import type { Node } from "../../compiler/ir/graph.ts";
 import type { Dim, TensorType } from "../../compiler/ir/types.ts";
-import { type Monomial, monomialOf } from "../../compiler/schedule/size.ts";
+import { type Arith, type AttentionGeometry, attentionGeometry, causalRule } from "../../compiler/ir/ops/attention-geometry.ts";
+import { epilogueOutput, type FlashEpilogue, flashEpilogue, normDenominator } from "../../compiler/ir/ops/flash.ts";
+import { type Monomial, monomialOf } from "../../common/size.ts";
 import { broadcastStrides, coalesce, sizesOf, strides, times } from "../common/layout.ts";
 import { loadExpr, storeExpr } from "./spelling.ts";
 import { attentionModule } from "./wasm.ts";
@@ -73,32 +75,17 @@ interface Writer {
  */
 export const ROWS = 16;
 
-/** Where one head's data sits inside a row of q, k and v: a column per map, v as segments. */
-interface Columns {
-  q: number[][]; // [map][head]
-  k: number[][]; // [map][kv head]
-  v: number[][]; // [segment][kv head]; the head's value vector is its segments concatenated
-  segment: number;
-}
-
-// The layouts of compiler/ir/ops/attention.ts.
-function columns(op: string, pairing: string, heads: number, kvHeads: number, d: number, dv: number): Columns {
-  const range = (count: number, f: (i: number) => number) => Array.from({ length: count }, (_, i) => f(i));
-  if (op === "flash_attention") return { q: [range(heads, (h) => h * d)], k: [range(kvHeads, (g) => g * d)], v: [range(kvHeads, (g) => g * dv)], segment: dv };
-  if (pairing === "halves")
-    return {
-      q: [range(heads, (h) => h * d), range(heads, (h) => (heads + h) * d)],
-      k: [range(kvHeads, (g) => g * d), range(kvHeads, (g) => (kvHeads + g) * d)],
-      v: [range(kvHeads, (g) => g * d), range(kvHeads, (g) => (kvHeads + g) * d)],
-      segment: d,
-    };
-  return {
-    q: [range(heads, (h) => 2 * h * d), range(heads, (h) => (2 * h + 1) * d)],
-    k: [range(kvHeads, (g) => 2 * g * d), range(kvHeads, (g) => (2 * g + 1) * d)],
-    v: [range(kvHeads, (g) => 2 * g * d)],
-    segment: 2 * d,
-  };
-}
+/** Arith over JS source: the IR's causal rule and epilogue rendered as expressions of the generated code. */
+const SOURCE: Arith<string> = {
+  num: (c) => (c < 0 ? `(${c})` : String(c)),
+  add: (a, b) => `(${a} + ${b})`,
+  sub: (a, b) => `(${a} - ${b})`,
+  mul: (a, b) => `(${a} * ${b})`,
+  div: (a, b) => `(${a} / ${b})`,
+  min: (a, b) => `Math.min(${a}, ${b})`,
+  max: (a, b) => `Math.max(${a}, ${b})`,
+  sqrt: (a) => `Math.sqrt(${a})`,
+};
 
 /**
  * Offsets into F. Fixed regions: per map, the tile's q rows transposed (qt[t * 16 + r]) and m and
@@ -126,23 +113,12 @@ function scratch(maps: number, d: number, dvp: number): Scratch {
 const lastDim = (t: TensorType) => t.shape[t.shape.length - 1] as number;
 
 export function flashAttention(w: Writer, node: Node, types: TensorType[]): void {
-  const diff = node.op === "flash_diffattn";
-  const maps = diff ? 2 : 1;
-  const [q, k, v, lambda, normWeight] = types;
-  const a = node.attrs;
-  const heads = a.heads as number;
-  const kvHeads = (a.kv_heads as number) || heads;
-  const group = heads / kvHeads;
+  const geo = attentionGeometry(node.op, types, node.attrs);
+  const { maps, heads, d, dv, batch, n, m } = geo;
+  const diff = maps === 2;
+  const [q, k, v, lambda] = types;
   const [qW, kW, vW] = [q, k, v].map(lastDim);
-  const d = qW / (maps * heads);
-  const dv = diff ? 2 * d : vW / kvHeads;
-  const block = a.block as number;
-  const causal = a.causal as boolean;
-  const out = node.type;
-  const batch = out.shape.slice(0, -3);
-  const n: Dim = out.shape[out.shape.length - 3];
-  const m: Dim = k.shape[k.shape.length - 2];
-  const cols = columns(node.op, a.pairing as string, heads, kvHeads, d, dv);
+  const block = node.attrs.block as number;
   // The tile's outputs, row by row, dv rounded up to even: W · V writes column pairs.
   const dvp = dv + (dv % 2);
   const f = scratch(maps, d, dvp);
@@ -156,9 +132,10 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
   w.line(`const weights = blockMax0 + ${maps * ROWS} * blocks, floats = weights + ${maps * ROWS} * blocks;`);
   w.line(`const simd = ${simdHelper(d, dv, maps)}(floats), visible = new Int32Array(${ROWS});`);
   w.line("const F = new Float64Array(simd.memory.buffer, 0, floats).fill(0);");
-  cols.q.forEach((c, p) => w.line(`const qCol${p} = [${c.join(", ")}];`));
-  cols.k.forEach((c, p) => w.line(`const kCol${p} = [${c.join(", ")}];`));
-  cols.v.forEach((c, s) => w.line(`const vCol${s} = [${c.join(", ")}];`));
+  geo.qColumns.forEach((c, p) => w.line(`const qCol${p} = [${c.join(", ")}];`));
+  geo.kColumns.forEach((c, p) => w.line(`const kCol${p} = [${c.join(", ")}];`));
+  geo.vColumns.forEach((c, s) => w.line(`const vCol${s} = [${c.join(", ")}];`));
+  w.line(`const groupHeads = [${Array.from({ length: geo.kvHeads }, (_, g) => `[${geo.headsOfGroup(g).join(", ")}]`).join(", ")}];`);
 
   // Batch entries: offsets of out, q, k, v (and λ), batch dims broadcast.
   const perEntry = (t: TensorType, rowsDim: Dim) => monomialOf([rowsDim, lastDim(t)]);
@@ -172,28 +149,28 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
   if (diff) accesses.push(lambdaStrides.slice(0, batch.length));
   const flat = coalesce(sizesOf(batch), accesses.map((s) => ({ strides: s })));
   w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([oBatch, qBatch, kBatch, vBatch, lBatch]) => {
-    w.open(`for (let g = 0; g < ${kvHeads}; g++) {`);
-    pack(w, { d, kW, vW, cols, maps: mapIndices, kBatch, vBatch, k, v });
-    w.open(`for (let h = g * ${group}; h < (g + 1) * ${group}; h++) {`);
+    // Per kv group: K and V packed once, then every q-head of the group.
+    w.open(`for (let g = 0; g < ${geo.kvHeads}; g++) {`);
+    pack(w, { geo, kW, vW, maps: mapIndices, kBatch, vBatch, k, v });
+    w.open("for (const h of groupHeads[g]) {");
     w.open(`for (let i0 = 0; i0 < rows; i0 += ${ROWS}) {`);
     // The tile's q rows; past the last row, the last row again (computed, never stored).
     w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
     w.line("const i = i0 + r < rows ? i0 + r : rows - 1;");
-    // Causal: query i sees keys j <= i + (keys - rows), the last query aligned with the last key.
-    w.line(`visible[r] = ${causal ? "Math.max(0, Math.min(keys, i + 1 + keys - rows))" : "keys"};`);
+    w.line(`visible[r] = ${geo.causal ? causalRule.visibleKeys(SOURCE, "i", "rows", "keys") : "keys"};`);
     w.line(`const qRow = ${qBatch} + i * ${qW};`);
     for (const p of mapIndices) w.line(`for (let t = 0; t < ${d}; t++) F[${f.qt[p]} + t * ${ROWS} + r] = ${loadExpr(q.dtype, `in0[qRow + qCol${p}[h] + t]`, w.helpers)};`);
     w.close();
     w.line(`F.fill(-Infinity, ${f.rowMax}, ${f.rowMax + ROWS * maps}); F.fill(0, ${f.rowSum}, ${f.rowSum + ROWS * maps});`);
-    // Key blocks past what the tile's last row sees are skipped whole.
+    // Key blocks past what the tile's last row sees are skipped whole: the causal rule's count never falls as i grows.
     w.line(`const end = visible[${ROWS - 1}];`);
     // Per key block and map: scores, the causal mask, the online-softmax step.
     w.open(`for (let j0 = 0, b = 0; j0 < end; j0 += ${block}, b++) {`);
     w.line(`const j1 = j0 + ${block} < end ? j0 + ${block} : end;`);
     for (const p of mapIndices) {
       const pr = `prBase${p} + j0 * ${ROWS}`;
-      w.line(`simd.scores(${f.qt[p] * 8}, (kBase${p} + j0 * ${d}) * 8, (${pr}) * 8, j1 - j0, ${(a.scale as number) || d ** -0.5});`);
-      if (causal) w.line(`for (let r = 0; r < ${ROWS}; r++) for (let j = visible[r] > j0 ? visible[r] : j0; j < j1; j++) F[${pr} + (j - j0) * ${ROWS} + r] = -Infinity;`);
+      w.line(`simd.scores(${f.qt[p] * 8}, (kBase${p} + j0 * ${d}) * 8, (${pr}) * 8, j1 - j0, ${geo.scale});`);
+      if (geo.causal) w.line(`for (let r = 0; r < ${ROWS}; r++) for (let j = visible[r] > j0 ? visible[r] : j0; j < j1; j++) F[${pr} + (j - j0) * ${ROWS} + r] = -Infinity;`);
       w.line(`simd.softmax((${pr}) * 8, j1 - j0, (blockMax${p} + b * ${ROWS}) * 8, ${(f.rowMax + p * ROWS) * 8}, ${(f.rowSum + p * ROWS) * 8});`);
     }
     w.close();
@@ -201,7 +178,7 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
     combine(w, { f, diff, lambda, lambdaStrides, batchRank: batch.length, lBatch, heads, block });
     w.line(`simd.weighted(prBase0 * 8, vBase * 8, ${f.acc * 8}, end, keys);`);
     w.close();
-    epilogue(w, { f, maps, dv, dvp, heads, oBatch, normWeight, eps: a.norm_eps as number, outScale: diff ? (a.out_scale as number) : 1, out });
+    epilogue(w, { f, maps, dv, dvp, heads, oBatch, normWeight: types[4], epilogue: flashEpilogue(node.op, types, node.attrs), out: node.type });
     w.close();
     w.close();
     w.close();
@@ -209,10 +186,9 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
 }
 
 interface PackArgs {
-  d: number;
+  geo: AttentionGeometry;
   kW: number;
   vW: number;
-  cols: Columns;
   maps: number[];
   kBatch: string;
   vBatch: string;
@@ -220,13 +196,13 @@ interface PackArgs {
   v: TensorType;
 }
 
-/** K of kv head g for each map, and its value vectors in column pairs. */
+/** K of kv group g for each map, and its value vectors (its v segments in order) in column pairs. */
 function pack(w: Writer, x: PackArgs): void {
-  const seg = x.cols.segment;
+  const { d, vSegment: seg } = x.geo;
   w.open("for (let j = 0; j < keys; j++) {");
   w.line(`const kRow = ${x.kBatch} + j * ${x.kW}, vRow = ${x.vBatch} + j * ${x.vW};`);
-  for (const p of x.maps) w.line(`for (let t = 0; t < ${x.d}; t++) F[kBase${p} + j * ${x.d} + t] = ${loadExpr(x.k.dtype, `in1[kRow + kCol${p}[g] + t]`, w.helpers)};`);
-  x.cols.v.forEach((_, s) => {
+  for (const p of x.maps) w.line(`for (let t = 0; t < ${d}; t++) F[kBase${p} + j * ${d} + t] = ${loadExpr(x.k.dtype, `in1[kRow + kCol${p}[g] + t]`, w.helpers)};`);
+  x.geo.vColumns.forEach((_, s) => {
     w.open(`for (let c = ${s * seg}; c < ${(s + 1) * seg}; c++) {`);
     w.line("const odd = c & 1;");
     w.line(`F[vBase + (c - odd) * keys + 2 * j + odd] = ${loadExpr(x.v.dtype, `in2[vRow + vCol${s}[g] + c${s ? ` - ${s * seg}` : ""}]`, w.helpers)};`);
@@ -283,17 +259,15 @@ interface EpilogueArgs {
   heads: number;
   oBatch: string;
   normWeight?: TensorType;
-  eps: number;
-  outScale: number;
+  epilogue: FlashEpilogue;
   out: TensorType;
 }
 
-/** Each real row of the tile: its outputs, then the norm and scale; 0 when no map saw a key. */
+/** Each real row of the tile: its outputs, then the IR's epilogue (norm and scale); 0 when no map saw a key. */
 function epilogue(w: Writer, x: EpilogueArgs): void {
-  const { f, dv, dvp } = x;
+  const { f, dv, dvp, epilogue: e } = x;
   const sawNone = Array.from({ length: x.maps }, (_, p) => `F[${f.rowSum + p * ROWS} + r] === 0`).join(" && ");
-  const store = (e: string) => storeExpr(x.out.dtype, e, w.helpers);
-  const scaled = (e: string) => (x.outScale === 1 ? e : `${e} * ${x.outScale}`);
+  const store = (expr: string) => storeExpr(x.out.dtype, expr, w.helpers);
   w.open(`for (let r = 0; r < ${ROWS} && i0 + r < rows; r++) {`);
   w.line(`const i = i0 + r, o = ${x.oBatch} + (i * ${x.heads} + h) * ${dv}, row = ${f.acc} + r * ${dvp};`);
   w.open(`if (${sawNone}) {`);
@@ -301,14 +275,14 @@ function epilogue(w: Writer, x: EpilogueArgs): void {
   w.line("continue;");
   w.close();
   const value = "F[row + c]";
-  if (x.normWeight) {
-    // RMSNorm over the head's dv outputs, in the order rmsnorm's interpreter rule computes it.
+  let norm: { denom: string; weight: string } | undefined;
+  if (e.normWeight) {
+    // The sum of squares in column order, as the interpreter's epilogue adds them.
     w.line("let sq = 0;");
     w.line(`for (let c = 0; c < ${dv}; c++) { const y = ${value}; sq += y * y; }`);
-    w.line(`const denom = Math.sqrt(sq / ${dv} + ${x.eps});`);
-    w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(scaled(`${value} / denom * ${loadExpr(x.normWeight.dtype, "in4[c]", w.helpers)}`))};`);
-  } else {
-    w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(scaled(value))};`);
+    w.line(`const denom = ${normDenominator(SOURCE, e, "sq", dv)};`);
+    norm = { denom: "denom", weight: loadExpr(x.normWeight!.dtype, "in4[c]", w.helpers) };
   }
+  w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(epilogueOutput(SOURCE, e, value, norm))};`);
   w.close();
 }

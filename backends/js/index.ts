@@ -1,43 +1,91 @@
 // The JS backend: a kernel plan becomes a self-contained ES module (model.js), its typings
-// (model.d.ts) and manifest.json.
+// (model.d.ts) and manifest.json. Kernels come from the shared lowering printed by the JS
+// language table, except those with a hand-tuned template: the packed matmul (with fused
+// epilogues) and the streaming attention kernels.
 import { readFileSync } from "node:fs";
-import type { Graph } from "../../compiler/ir/graph.ts";
+import type { Graph, Node } from "../../compiler/ir/graph.ts";
+import { fusedBody } from "../../compiler/ir/ops/fused.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
+import { allOps } from "../../compiler/ir/registry.ts";
+import type { TensorType } from "../../compiler/ir/types.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
-import { schedule } from "../../compiler/schedule/index.ts";
-import { type Artifact } from "../common/artifact.ts";
-import { buildManifest } from "../common/manifest.ts";
-import { emitKernel, JS_OPS, kernelHelperSource } from "./kernels.ts";
-import { HELPER_PRELUDE, helperDependencies, helperSource } from "./spelling.ts";
+import { type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
+import type { Artifact } from "../common/artifact.ts";
+import { helperFunction } from "../common/kernel/helpers.ts";
+import { renderHelpers, renderKernel } from "../common/kernel/render.ts";
+import { fusedEpilogue } from "../common/lower/fused.ts";
+import { lowerKernel, lowers } from "../common/lower/index.ts";
+import { buildManifest, type KernelLaunch } from "../common/manifest.ts";
+import { attentionHelperSource, flashAttention } from "./attention.ts";
+import { JS_PRELUDE, jsLanguage } from "./language.ts";
+import { packedMatmul } from "./matmul.ts";
 import { emitTypings } from "./typings.ts";
+import { KernelWriter } from "./writer.ts";
 
 const RUNTIME = readFileSync(new URL("./template/runtime.js", import.meta.url), "utf8");
 
-/** The helpers the kernels use and the helpers those call, each once. */
-function helperFunctions(names: Set<string>): string[] {
-  const all = new Set<string>();
-  const visit = (n: string) => {
-    if (all.has(n)) return;
-    all.add(n);
-    helperDependencies(n).forEach(visit);
-  };
-  names.forEach(visit);
-  return [...all].sort().map((n) => kernelHelperSource(n) ?? helperSource(n));
+type Template = (w: KernelWriter, node: Node, types: TensorType[]) => void;
+
+/** Hand-tuned kernels, by op; `applies` says whether a node of that op takes the template. */
+const TEMPLATES: Record<string, { applies(node: Node): boolean; write: Template }> = {
+  matmul: { applies: () => true, write: (w, node, types) => packedMatmul(w, node, types) },
+  fused: {
+    applies: (node) => fusedBody(node.attrs).kind === "epilogue",
+    write: (w, node, types) => {
+      const { matmul, inputs, operandTypes, epilogue } = fusedEpilogue(node, types);
+      packedMatmul(w, matmul, operandTypes, inputs, epilogue);
+    },
+  },
+  flash_attention: { applies: () => true, write: flashAttention },
+  flash_diffattn: { applies: () => true, write: flashAttention },
+};
+
+export interface JsOptions {
+  /** Use the hand-tuned templates (default); without them every kernel comes from the shared lowering. */
+  templates?: boolean;
 }
 
-export function compileJs(graph: Graph, passes: string[] = []): Artifact {
+/** The ops the JS backend runs directly: what the shared lowering handles, and the templates' ops. */
+export function jsOps(options: JsOptions = {}): Set<string> {
+  const ops = allOps().filter((op) => lowers(op.name)).map((op) => op.name);
+  return new Set(options.templates === false ? ops : [...ops, ...Object.keys(TEMPLATES)]);
+}
+
+/** One kernel's function source, its launch facts, and the helpers it calls. */
+function emitKernel(plan: KernelPlan, index: number, options: JsOptions, helpers: Set<string>): { source: string; launch: KernelLaunch } {
+  const kernel = plan.kernels[index];
+  const node = kernel.nodes[kernel.nodes.length - 1];
+  const template = options.templates === false ? undefined : TEMPLATES[node.op];
+  if (template?.applies(node)) {
+    const w = new KernelWriter(helpers);
+    template.write(w, node, node.operands.map((o) => plan.graph.nodes[o].type));
+    const source = w.finish(kernel.name, ["out", ...node.operands.map((_, i) => `in${i}`)]);
+    return { source, launch: { dims: w.dims, grid: kernel.grid, errors: [] } };
+  }
+  const lowered = lowerKernel(plan, kernel);
+  const { source, helpers: used } = renderKernel(lowered, jsLanguage);
+  used.forEach((h) => helpers.add(h));
+  return { source, launch: { dims: lowered.dims, grid: lowered.grid, errors: lowered.errors } };
+}
+
+export function compileJs(graph: Graph, passes: string[] = [], options: JsOptions = {}): Artifact {
   // Ops without a JS kernel run as their decomposition into primitives.
-  const plan = schedule(decompose(graph, JS_OPS));
-  const manifest = buildManifest(plan, "js", passes);
+  const plan = schedule(decompose(graph, jsOps(options)));
   const helpers = new Set<string>();
-  const kernels = plan.kernels.map((kernel) => emitKernel({ plan, kernel, helpers }));
+  const kernels = plan.kernels.map((_, i) => emitKernel(plan, i, options, helpers));
+  const manifest = buildManifest(plan, "js", passes, kernels.map((k) => k.launch));
+  const library = [...helpers].filter((h) => helperFunction(h));
+  // The attention modules (attentionSimd_<widths>) are instances of the attentionSimd loader.
+  const templateHelpers = [...helpers].filter((h) => !helperFunction(h)).flatMap((h) => (h.startsWith("attentionSimd_") ? ["attentionSimd", h] : [h]));
+  templateHelpers.splice(0, templateHelpers.length, ...[...new Set(templateHelpers)].sort());
   const source = [
     `// Generated by ${manifest.compiler} for model ${JSON.stringify(manifest.model)}. Do not edit.`,
     "// Self-contained: this module imports nothing.",
     `const MANIFEST = ${JSON.stringify(manifest)};`,
-    HELPER_PRELUDE,
-    ...helperFunctions(helpers),
-    ...kernels,
+    JS_PRELUDE,
+    ...renderHelpers(library, jsLanguage),
+    ...templateHelpers.map((h) => attentionHelperSource(h) ?? failNoHelper(h)),
+    ...kernels.map((k) => k.source),
     `const KERNELS = [${plan.kernels.map((k) => k.name).join(", ")}];`,
     RUNTIME,
   ].join("\n\n");
@@ -52,4 +100,8 @@ export function compileJs(graph: Graph, passes: string[] = []): Artifact {
       ["graph.ir", printGraph(graph)],
     ]),
   };
+}
+
+function failNoHelper(name: string): never {
+  throw new Error(`the JS backend has no helper ${name}`);
 }

@@ -2,7 +2,7 @@
 // model as typed properties, with their dtypes and shapes in doc comments.
 import { Project, type InterfaceDeclarationStructure, type OptionalKind, type PropertySignatureStructure, StructureKind } from "ts-morph";
 import type { Dim } from "../../compiler/ir/types.ts";
-import type { Manifest, TensorSpec } from "../common/manifest.ts";
+import type { Manifest, TensorSpec } from "../../common/manifest.ts";
 import { ARRAY_TYPE } from "./spelling.ts";
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;

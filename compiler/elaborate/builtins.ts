@@ -1,7 +1,7 @@
 // Function calls in the DSL: every op of the registry by name (operands first, then its
 // attributes, positionally or by keyword), a few spellings for convenience (`max(a, b)`,
 // `permute`, `split`, `axis =`), and compile-time arithmetic on numbers.
-import { Diagnostic, type SourceSpan } from "../../dsl/diagnostic.ts";
+import { Diagnostic, type SourceSpan } from "../../common/diagnostic.ts";
 import type { Attrs, AttrValue } from "../ir/graph.ts";
 import { allOps, type AttrSpec, getOp, type OpDef } from "../ir/registry.ts";
 import { tensor } from "../ir/tensor.ts";
@@ -126,6 +126,9 @@ function attrValue(el: Elaborator, def: OpDef, key: string, spec: AttrSpec, a: C
         if (n < 0) throw new Diagnostic(`a size must not be negative, got ${n}`, a.span);
         return n;
       });
+    case "graph":
+      // Only `fused` takes a graph, and a model cannot call it (HIDDEN_OPS).
+      throw fail("a graph");
   }
 }
 

@@ -1,7 +1,7 @@
 // Elaboration: runs a model's statements at compile time, inlining sub-modules, unrolling
 // loops and folding compile-time arithmetic, and builds the typed graph IR.
 import type { Arg, Expr, ModelDecl, Stmt, TypeExpr } from "../../dsl/ast.ts";
-import { Diagnostic, type SourceSpan } from "../../dsl/diagnostic.ts";
+import { Diagnostic, type SourceSpan } from "../../common/diagnostic.ts";
 import { GraphBuilder } from "../ir/builder.ts";
 import type { Attrs } from "../ir/graph.ts";
 import { OpError } from "../ir/registry.ts";

@@ -2,7 +2,7 @@
 // `--set` overrides and elaborates.
 import { readFileSync } from "node:fs";
 import type { ModelDecl, Program } from "../../dsl/ast.ts";
-import { Diagnostic } from "../../dsl/diagnostic.ts";
+import { Diagnostic } from "../../common/diagnostic.ts";
 import { parseProgram } from "../../dsl/parse.ts";
 import type { Graph } from "../ir/graph.ts";
 import { Elaborator } from "./elaborator.ts";

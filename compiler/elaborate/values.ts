@@ -1,7 +1,7 @@
 // Values during elaboration: compile-time numbers and lists, symbolic sizes, tensors (graph
 // nodes), and sub-module instances. Only tensors reach the graph.
 import type { ModelDecl } from "../../dsl/ast.ts";
-import { Diagnostic, type SourceSpan } from "../../dsl/diagnostic.ts";
+import { Diagnostic, type SourceSpan } from "../../common/diagnostic.ts";
 import type { Dim } from "../ir/types.ts";
 
 /** A model instance declared with `sub`: the model and its compile-time arguments. */

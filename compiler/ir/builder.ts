@@ -1,6 +1,6 @@
 // Builds graphs one node at a time, checking each node against its op's schema and shape
 // rule as it is added, so a graph built this way is well-typed by construction.
-import type { SourceSpan } from "../../dsl/diagnostic.ts";
+import type { SourceSpan } from "../../common/diagnostic.ts";
 import type { Attrs, Graph, Node } from "./graph.ts";
 import { getOp, normalizeAttrs, OpError, operandArity } from "./registry.ts";
 import type { TensorType } from "./types.ts";

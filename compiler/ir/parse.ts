@@ -1,7 +1,9 @@
 // Reads the textual IR that print.ts writes, checking every node against the registry as it
 // goes, so that a mistake in a hand-written pass test points at its token like a DSL error.
-// Value ids may be any numbers or names; they are renumbered to node indices in order.
-import { Diagnostic, lineColOf, type SourceSpan } from "../../dsl/diagnostic.ts";
+// Value ids may be any numbers or names; they are renumbered to node indices in order. A
+// graph-valued attribute follows its node's type as `name = graph ...`, a graph with its own
+// dims and value ids.
+import { Diagnostic, lineColOf, type SourceSpan } from "../../common/diagnostic.ts";
 import type { Attrs, AttrValue, Graph, GraphOutput, Node } from "./graph.ts";
 import { formatIrType, typeCarriesAttrs } from "./print.ts";
 import { type AttrSpec, getOp, normalizeAttrs, type OpDef, OpError, operandArity } from "./registry.ts";
@@ -75,6 +77,7 @@ const ATTR_KIND: Record<AttrSpec["type"], string> = {
   ints: "a list of integers",
   floats: "a list of numbers",
   shape: "a shape (sizes and dim names)",
+  graph: "a graph, written after the node's type",
 };
 
 function numberOf(t: Token): number | undefined {
@@ -84,16 +87,21 @@ function numberOf(t: Token): number | undefined {
   return undefined;
 }
 
+/** What one graph's text defines; a graph nested in an attribute has its own. */
+interface Scope {
+  dims: string[];
+  nodes: Node[];
+  outputs: GraphOutput[];
+  /** Value ids as written, to node indices. */
+  ids: Map<string, number>;
+  /** Where each input and param name was first defined, per op. */
+  sourceNames: Map<string, SourceSpan>;
+}
+
 class Parser {
   private readonly tokens: Token[];
   private pos = 0;
-  private readonly dims: string[] = [];
-  private readonly nodes: Node[] = [];
-  private readonly outputs: GraphOutput[] = [];
-  /** Value ids as written, to node indices. */
-  private readonly ids = new Map<string, number>();
-  /** Where each input and param name was first defined, per op. */
-  private readonly sourceNames = new Map<string, SourceSpan>();
+  private scope!: Scope;
 
   constructor(
     private readonly text: string,
@@ -144,6 +152,22 @@ class Parser {
   }
 
   parse(): Graph {
+    const g = this.graph();
+    this.expect("eof", "end of input");
+    return g;
+  }
+
+  private graph(): Graph {
+    const outer = this.scope;
+    this.scope = { dims: [], nodes: [], outputs: [], ids: new Map(), sourceNames: new Map() };
+    try {
+      return this.graphBody();
+    } finally {
+      this.scope = outer;
+    }
+  }
+
+  private graphBody(): Graph {
     const keyword = this.expect("word", '"graph"');
     if (keyword.text !== "graph") this.fail('"graph"', keyword);
     const nameToken = this.next();
@@ -153,8 +177,8 @@ class Parser {
       for (const t of this.list(() => this.next()).items) {
         if (t.kind !== "word" && t.kind !== "string") this.fail("a dim name", t);
         const dim = t.kind === "string" ? this.stringOf(t) : t.text;
-        if (this.dims.includes(dim)) throw new Diagnostic(`dim ${dim} is declared twice`, this.at(t));
-        this.dims.push(dim);
+        if (this.scope.dims.includes(dim)) throw new Diagnostic(`dim ${dim} is declared twice`, this.at(t));
+        this.scope.dims.push(dim);
       }
     }
     this.expectPunct("{");
@@ -166,8 +190,8 @@ class Parser {
       else this.fail('a node "%id = op ...", an output or "}"');
     }
     this.next();
-    this.expect("eof", "end of input");
-    return { name, dims: this.dims, nodes: this.nodes, outputs: this.outputs };
+    const { dims, nodes, outputs } = this.scope;
+    return { name, dims, nodes, outputs };
   }
 
   private stringOf(t: Token): string {
@@ -179,7 +203,7 @@ class Parser {
   }
 
   private use(t: Token): number {
-    const id = this.ids.get(t.text);
+    const id = this.scope.ids.get(t.text);
     if (id === undefined) throw new Diagnostic(`${t.text} is not defined`, this.at(t), ["a value must be defined before it is used"]);
     return id;
   }
@@ -188,14 +212,14 @@ class Parser {
     this.next();
     const nameToken = this.expect("string", "an output name in quotes");
     const name = this.stringOf(nameToken);
-    if (this.outputs.some((o) => o.name === name)) throw new Diagnostic(`output ${JSON.stringify(name)} is defined twice`, this.at(nameToken));
+    if (this.scope.outputs.some((o) => o.name === name)) throw new Diagnostic(`output ${JSON.stringify(name)} is defined twice`, this.at(nameToken));
     this.expectPunct("=");
-    this.outputs.push({ name, node: this.use(this.expect("value", "a value id such as %3")) });
+    this.scope.outputs.push({ name, node: this.use(this.expect("value", "a value id such as %3")) });
   }
 
   private node(): void {
     const idToken = this.next();
-    if (this.ids.has(idToken.text)) throw new Diagnostic(`${idToken.text} is defined twice`, this.at(idToken));
+    if (this.scope.ids.has(idToken.text)) throw new Diagnostic(`${idToken.text} is defined twice`, this.at(idToken));
     this.expectPunct("=");
     const opToken = this.expect("word", "an op name");
     const def = getOp(opToken.text);
@@ -220,12 +244,7 @@ class Parser {
       while (!this.isPunct("}")) {
         if (attrSpans.size) this.expectPunct(",");
         const key = this.expect("word", "an attribute name");
-        const spec = def.attrs[key.text];
-        if (!spec) {
-          const known = Object.keys(def.attrs);
-          throw new Diagnostic(`${def.name} has no attribute ${key.text}${known.length ? ` (it takes ${known.join(", ")})` : ""}`, this.at(key));
-        }
-        if (attrSpans.has(key.text)) throw new Diagnostic(`attribute ${key.text} is given twice`, this.at(key));
+        const spec = this.attrSpec(def, key, attrSpans);
         this.expectPunct("=");
         const raw = this.rawValue();
         attrs[key.text] = this.attrValue(def, key.text, spec, raw);
@@ -239,6 +258,17 @@ class Parser {
     const stated = this.type();
     const typeSpan = this.span(typeStart, this.tokens[this.pos - 1].end);
 
+    // Graph-valued attributes follow the type, each as `name = graph ...`.
+    while (this.peek().kind === "word" && this.tokens[this.pos + 1].kind === "punct" && this.tokens[this.pos + 1].text === "=") {
+      const key = this.next();
+      const spec = this.attrSpec(def, key, attrSpans);
+      if (spec.type !== "graph") throw new Diagnostic(`${def.name}: attribute ${key.text} is ${ATTR_KIND[spec.type]}, written in the braces before the type`, this.at(key));
+      this.next();
+      const start = this.peek().start;
+      attrs[key.text] = this.graph();
+      attrSpans.set(key.text, this.span(start, this.tokens[this.pos - 1].end));
+    }
+
     if (typeCarriesAttrs(def)) {
       attrs.dtype ??= stated.dtype;
       attrs.shape ??= stated.shape;
@@ -250,7 +280,7 @@ class Parser {
     try {
       normalized = normalizeAttrs(def, attrs);
       inferred = def.infer(
-        operands.map((o) => this.nodes[o].type),
+        operands.map((o) => this.scope.nodes[o].type),
         normalized,
       );
     } catch (e) {
@@ -262,17 +292,28 @@ class Parser {
 
     if (def.name === "input" || def.name === "param") {
       const key = `${def.name} ${JSON.stringify(normalized.name)}`;
-      const first = this.sourceNames.get(key);
+      const first = this.scope.sourceNames.get(key);
       if (first) {
         const { line, col } = lineColOf(first.source, first.start);
         throw new Diagnostic(`${key} is defined twice`, attrSpans.get("name"), [`first defined at ${first.file}:${line}:${col}`]);
       }
-      this.sourceNames.set(key, attrSpans.get("name")!);
+      this.scope.sourceNames.set(key, attrSpans.get("name")!);
     }
 
-    const id = this.nodes.length;
-    this.ids.set(idToken.text, id);
-    this.nodes.push({ id, op: def.name, operands, attrs: normalized, type: stated, span: this.span(idToken.start, typeSpan.end) });
+    const id = this.scope.nodes.length;
+    this.scope.ids.set(idToken.text, id);
+    this.scope.nodes.push({ id, op: def.name, operands, attrs: normalized, type: stated, span: this.span(idToken.start, typeSpan.end) });
+  }
+
+  /** The schema of attribute `key` of `def`, which must not be given yet. */
+  private attrSpec(def: OpDef, key: Token, given: ReadonlyMap<string, SourceSpan>): AttrSpec {
+    const spec = def.attrs[key.text];
+    if (!spec) {
+      const known = Object.keys(def.attrs);
+      throw new Diagnostic(`${def.name} has no attribute ${key.text}${known.length ? ` (it takes ${known.join(", ")})` : ""}`, this.at(key));
+    }
+    if (given.has(key.text)) throw new Diagnostic(`attribute ${key.text} is given twice`, this.at(key));
+    return spec;
   }
 
   private rawValue(): RawValue {
@@ -303,7 +344,7 @@ class Parser {
         if (t.kind === "number") return n;
         if (t.kind !== "word" && t.kind !== "string") return undefined;
         const dim = t.kind === "string" ? this.stringOf(t) : t.text;
-        if (!this.dims.includes(dim)) throw new Diagnostic(`dim ${dim} is not declared in the graph header`, this.at(t));
+        if (!this.scope.dims.includes(dim)) throw new Diagnostic(`dim ${dim} is not declared in the graph header`, this.at(t));
         return dim;
       });
       if (items.some((x) => x === undefined)) throw illTyped();
@@ -337,7 +378,7 @@ class Parser {
       }
       if (t.kind !== "word" && t.kind !== "string") this.fail("a size or a dim name", t);
       const dim = t.kind === "string" ? this.stringOf(t) : t.text;
-      if (!this.dims.includes(dim)) throw new Diagnostic(`dim ${dim} is not declared in the graph header`, this.at(t));
+      if (!this.scope.dims.includes(dim)) throw new Diagnostic(`dim ${dim} is not declared in the graph header`, this.at(t));
       return dim;
     }).items;
     return { dtype: dtypeToken.text as DType, shape };

@@ -9,9 +9,18 @@
 //
 // Attributes appear in the op schema's order, every one of them. A source op whose result
 // type *is* its `dtype` and `shape` attributes (input, param, iota) states them once, as the
-// type after the colon.
-import { lineColOf } from "../../dsl/diagnostic.ts";
-import type { AttrValue, Graph, Node } from "./graph.ts";
+// type after the colon. A graph-valued attribute (a fused node's body) follows the node, one
+// level deeper, as `name = ` and the graph in this same syntax:
+//
+//     %2 = fused(%0, %1) {kind = "elementwise"} : f32[N, 4]
+//       body = graph fused [N] {
+//         %0 = input {name = "0"} : f32[N, 4]
+//         %1 = input {name = "1"} : f32[4]
+//         %2 = mul(%0, %1) : f32[N, 4]
+//         output "out" = %2
+//       }
+import { lineColOf } from "../../common/diagnostic.ts";
+import { type AttrValue, type Graph, isGraph, type Node } from "./graph.ts";
 import { type AttrType, getOp, type OpDef } from "./registry.ts";
 import type { Dim, TensorType } from "./types.ts";
 import "./ops/index.ts";
@@ -57,39 +66,57 @@ export function formatIrType(t: TensorType): string {
   return `${t.dtype}${formatDims(t.shape)}`;
 }
 
-/** By the schema's type where the op is known, else by the value's own JS type. */
+/** By the schema's type where the op is known, else by the value's own JS type; a graph on several lines. */
 export function formatAttr(value: AttrValue, type?: AttrType): string {
+  if (isGraph(value)) return printGraph(value).trimEnd();
   if (Array.isArray(value)) return formatDims(value);
   if (typeof value === "number") return formatNumber(value);
   if (typeof value === "boolean") return String(value);
   return type === "dtype" ? value : JSON.stringify(value);
 }
 
-function formatAttrs(node: Node, def: OpDef | undefined): string {
+/** The keys of the node's attributes in print order, split into those written inline and graphs. */
+function attrKeys(node: Node, def: OpDef | undefined): { inline: string[]; graphs: string[] } {
   // An unknown op prints what it has, so a broken graph can still be looked at.
   const keys = def ? Object.keys(def.attrs).filter((k) => !(typeCarriesAttrs(def) && (k === "dtype" || k === "shape"))) : Object.keys(node.attrs);
-  const parts = keys.filter((k) => node.attrs[k] !== undefined).map((k) => `${k} = ${formatAttr(node.attrs[k], def?.attrs[k]?.type)}`);
-  return parts.length ? ` {${parts.join(", ")}}` : "";
+  const present = keys.filter((k) => node.attrs[k] !== undefined);
+  const isGraphAttr = (k: string) => (def ? def.attrs[k]?.type === "graph" : isGraph(node.attrs[k]));
+  return { inline: present.filter((k) => !isGraphAttr(k)), graphs: present.filter(isGraphAttr) };
 }
 
-export function printNode(node: Node): string {
+/** The node's lines: itself, then each graph-valued attribute as a nested block, `indent` deep. */
+function nodeLines(node: Node, options: PrintOptions, indent: string): string[] {
   const def = getOp(node.op);
+  const { inline, graphs } = attrKeys(node, def);
   const operands = node.operands.length ? `(${node.operands.map((o) => `%${o}`).join(", ")})` : "";
-  return `%${node.id} = ${node.op}${operands}${formatAttrs(node, def)} : ${formatIrType(node.type)}`;
+  const attrs = inline.map((k) => `${k} = ${formatAttr(node.attrs[k], def?.attrs[k]?.type)}`);
+  let line = `${indent}%${node.id} = ${node.op}${operands}${attrs.length ? ` {${attrs.join(", ")}}` : ""} : ${formatIrType(node.type)}`;
+  if (options.locations && node.span) {
+    const { line: l, col } = lineColOf(node.span.source, node.span.start);
+    line += `  # ${node.span.file}:${l}:${col}`;
+  }
+  const lines = [line];
+  for (const k of graphs) {
+    const body = graphLines(node.attrs[k] as Graph, options, `${indent}  `);
+    lines.push(`${indent}  ${k} = ${body[0].trimStart()}`, ...body.slice(1));
+  }
+  return lines;
+}
+
+function graphLines(g: Graph, options: PrintOptions, indent: string): string[] {
+  const dims = g.dims.length ? ` ${formatDims(g.dims)}` : "";
+  const lines = [`${indent}graph ${formatName(g.name)}${dims} {`];
+  for (const node of g.nodes) lines.push(...nodeLines(node, options, `${indent}  `));
+  for (const o of g.outputs) lines.push(`${indent}  output ${JSON.stringify(o.name)} = %${o.node}`);
+  lines.push(`${indent}}`);
+  return lines;
+}
+
+/** One node, with the nested blocks of its graph-valued attributes on the lines after it. */
+export function printNode(node: Node, options: PrintOptions = {}): string {
+  return nodeLines(node, options, "").join("\n");
 }
 
 export function printGraph(g: Graph, options: PrintOptions = {}): string {
-  const dims = g.dims.length ? ` ${formatDims(g.dims)}` : "";
-  const lines = [`graph ${formatName(g.name)}${dims} {`];
-  for (const node of g.nodes) {
-    let line = `  ${printNode(node)}`;
-    if (options.locations && node.span) {
-      const { line: l, col } = lineColOf(node.span.source, node.span.start);
-      line += `  # ${node.span.file}:${l}:${col}`;
-    }
-    lines.push(line);
-  }
-  for (const o of g.outputs) lines.push(`  output ${JSON.stringify(o.name)} = %${o.node}`);
-  lines.push("}");
-  return lines.join("\n") + "\n";
+  return graphLines(g, options, "").join("\n") + "\n";
 }

@@ -1,6 +1,7 @@
 // The op registry: one entry per op, the living definition of what the op means — its
 // operands, attributes, shape rule, interpreter rule (float64) and fusion pattern.
-import type { Attrs, AttrValue } from "./graph.ts";
+import { type Attrs, type AttrValue, isGraph } from "./graph.ts";
+import type { ScalarExpr } from "./scalar.ts";
 import type { HostTensor } from "./tensor.ts";
 import { type DType, type Dim, isDType, type TensorType } from "./types.ts";
 
@@ -13,7 +14,8 @@ export type FusionPattern =
   | "opaque"
   | "source"; // no operands: input, param, const, iota
 
-export type AttrType = "int" | "float" | "bool" | "string" | "ints" | "floats" | "shape" | "dtype";
+/** `graph`: a graph of its own (a fused node's body), printed as a nested block after the node. */
+export type AttrType = "int" | "float" | "bool" | "string" | "ints" | "floats" | "shape" | "dtype" | "graph";
 
 export interface AttrSpec {
   type: AttrType;
@@ -40,6 +42,14 @@ export interface OpDef {
   infer(operands: TensorType[], attrs: Attrs): TensorType;
   /** The interpreter rule: float64 in, float64 out; the caller rounds to `out.dtype`. */
   interpret(args: HostTensor[], attrs: Attrs, out: ConcreteType): Float64Array;
+  /**
+   * Elementwise ops: what the op computes at one element, as an expression over its operands
+   * (of dtypes `dtypes`), before the result is rounded to its dtype. The interpreter evaluates
+   * it and every backend prints it: the op's one meaning.
+   */
+  scalar?(operands: ScalarExpr[], dtypes: DType[], attrs: Attrs): ScalarExpr;
+  /** Elementwise ops: whether the result is already in `dtype` when the operands are, so no rounding is needed. */
+  exact?(dtype: DType): boolean;
   /**
    * For a high-level op: the same computation in primitive ops (those without `decompose`),
    * added through `b`. Backends implement the primitives and may implement the op directly.
@@ -87,7 +97,7 @@ export function operandArity(def: OpDef): { min: number; max: number } {
 }
 
 function checkAttr(op: string, key: string, spec: AttrSpec, v: AttrValue): AttrValue {
-  const bad = (what: string) => new OpError(`${op}: attribute ${key} must be ${what}, got ${JSON.stringify(v)}`);
+  const bad = (what: string) => new OpError(`${op}: attribute ${key} must be ${what}, got ${isGraph(v) ? `graph ${JSON.stringify(v.name)}` : JSON.stringify(v)}`);
   switch (spec.type) {
     case "int":
       if (typeof v !== "number" || !Number.isInteger(v)) throw bad("an integer");
@@ -114,6 +124,9 @@ function checkAttr(op: string, key: string, spec: AttrSpec, v: AttrValue): AttrV
     case "shape":
       if (!Array.isArray(v) || !v.every((x: Dim) => typeof x === "string" || (Number.isInteger(x) && x >= 0)))
         throw bad("a shape (sizes and dim names)");
+      return v;
+    case "graph":
+      if (!isGraph(v)) throw bad("a graph");
       return v;
   }
 }

@@ -1,7 +1,7 @@
 // The verifier: the invariants every graph holds between passes. A graph from the elaborator,
 // the parser or a pass that fails here was built wrong, so failures are InternalErrors.
-import { InternalError } from "../../dsl/diagnostic.ts";
-import type { AttrValue, Graph, Node } from "./graph.ts";
+import { InternalError } from "../../common/diagnostic.ts";
+import { type Graph, type Node, sameAttr } from "./graph.ts";
 import { formatAttr, formatIrType } from "./print.ts";
 import { getOp, type OpDef, OpError, operandArity, normalizeAttrs } from "./registry.ts";
 import { type Dim, isDType, sameType, type TensorType } from "./types.ts";
@@ -12,13 +12,6 @@ export function arityMismatch(def: OpDef, got: number): string {
   const { min, max } = operandArity(def);
   const want = min === max ? `${min}` : max === Infinity ? `at least ${min}` : `${min} to ${max}`;
   return `${def.name} takes ${want} operand${max === 1 ? "" : "s"} (${def.operands.join(", ")}), got ${got}`;
-}
-
-function sameAttr(a: AttrValue, b: AttrValue): boolean {
-  if (Array.isArray(a) || Array.isArray(b)) {
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x: Dim, i) => Object.is(x, b[i]));
-  }
-  return Object.is(a, b);
 }
 
 function checkShape(shape: readonly Dim[], g: Graph, what: string): string | undefined {
@@ -61,6 +54,11 @@ function checkNode(g: Graph, node: Node, index: number): string | undefined {
       const bad = checkShape(normalized[key] as Dim[], g, `attribute ${key}`);
       if (bad) return bad;
     }
+    // A body holds the same invariants as any graph; its dims are its own.
+    if (spec.type === "graph") {
+      const bad = firstProblem(normalized[key] as Graph);
+      if (bad) return `attribute ${key}: ${bad}`;
+    }
   }
 
   let inferred: TensorType;
@@ -77,29 +75,34 @@ function checkNode(g: Graph, node: Node, index: number): string | undefined {
   return undefined;
 }
 
-/** Throws InternalError naming the first node that breaks an invariant of the IR. */
-export function verifyGraph(g: Graph): void {
-  const fail = (what: string, message: string): never => {
-    throw new InternalError(`graph ${g.name}: ${what}: ${message}`);
-  };
-  if (new Set(g.dims).size !== g.dims.length) fail("dims", `[${g.dims.join(", ")}] repeats a name`);
+/** "graph NAME: WHERE: WHAT" for the first node or output that breaks an invariant of the IR, or undefined. */
+function firstProblem(g: Graph): string | undefined {
+  const at = (what: string, message: string) => `graph ${g.name}: ${what}: ${message}`;
+  if (new Set(g.dims).size !== g.dims.length) return at("dims", `[${g.dims.join(", ")}] repeats a name`);
   const sourceNames = new Map<string, number>();
-  g.nodes.forEach((node, index) => {
+  for (const [index, node] of g.nodes.entries()) {
     const problem = checkNode(g, node, index);
     const label = `%${index} = ${node.op}`;
-    if (problem) fail(label, problem);
+    if (problem) return at(label, problem);
     if (node.op === "input" || node.op === "param") {
       const key = `${node.op} ${JSON.stringify(node.attrs.name)}`;
       const first = sourceNames.get(key);
-      if (first !== undefined) fail(label, `${key} is also defined by %${first}`);
+      if (first !== undefined) return at(label, `${key} is also defined by %${first}`);
       sourceNames.set(key, index);
     }
-  });
+  }
   const outputNames = new Set<string>();
   for (const o of g.outputs) {
     const label = `output ${JSON.stringify(o.name)}`;
-    if (!Number.isInteger(o.node) || o.node < 0 || o.node >= g.nodes.length) fail(label, `%${o.node} is not a node`);
-    if (outputNames.has(o.name)) fail(label, "the name is used twice");
+    if (!Number.isInteger(o.node) || o.node < 0 || o.node >= g.nodes.length) return at(label, `%${o.node} is not a node`);
+    if (outputNames.has(o.name)) return at(label, "the name is used twice");
     outputNames.add(o.name);
   }
+  return undefined;
+}
+
+/** Throws InternalError naming the first node that breaks an invariant of the IR (in a nested body too). */
+export function verifyGraph(g: Graph): void {
+  const problem = firstProblem(g);
+  if (problem) throw new InternalError(problem);
 }

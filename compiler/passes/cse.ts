@@ -1,16 +1,9 @@
 // Common subexpression elimination: two nodes with the same op, the same operands and the
 // same attributes compute the same value, so the second becomes the first (every op is a pure
 // function of its operands). Inputs and params are never merged: each is its own name in the
-// signature.
-import type { AttrValue, Graph } from "../ir/graph.ts";
+// signature. Two fused nodes whose bodies are equal graphs, made apart, are the same node.
+import { attrKey, type Graph } from "../ir/graph.ts";
 import { type Pass, rebuild } from "./pass.ts";
-
-/** A key that tells apart every attribute value the IR can hold: -0 and 0, NaN and null, 1 and "1". */
-function attrKey(v: AttrValue): string {
-  if (Array.isArray(v)) return `[${v.map((x) => attrKey(x)).join(",")}]`;
-  if (typeof v === "number") return Object.is(v, -0) ? "-0" : String(v);
-  return JSON.stringify(v);
-}
 
 export function cse(graph: Graph): Graph {
   const seen = new Map<string, number>();

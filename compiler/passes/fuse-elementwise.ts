@@ -12,7 +12,7 @@
 // stays as it is (there is nothing to fuse), unless it becomes an epilogue or a prologue.
 import type { Graph, Node } from "../ir/graph.ts";
 import { GraphBuilder } from "../ir/builder.ts";
-import { type FusedKind, fusedBodyText, isChainOp, PROLOGUE_REDUCTIONS } from "../ir/ops/fused.ts";
+import { type FusedKind, isChainOp, PROLOGUE_REDUCTIONS } from "../ir/ops/fused.ts";
 import { type Dim, sameShape } from "../ir/types.ts";
 import { type Pass, rebuild } from "./pass.ts";
 import { uses } from "./uses.ts";
@@ -93,7 +93,7 @@ function boundDims(graph: Graph, members: Node[]): boolean {
 }
 
 /** The body graph of a group: inputs "0", "1", ... for its operands, then constants and members in order. */
-function bodyOf(graph: Graph, members: Node[], operands: number[]): string {
+function bodyOf(graph: Graph, members: Node[], operands: number[]): Graph {
   const b = new GraphBuilder("fused");
   const used = new Set<Dim>(members.flatMap((m) => [...m.type.shape, ...(Array.isArray(m.attrs.shape) ? (m.attrs.shape as Dim[]) : [])]));
   for (const o of operands) graph.nodes[o].type.shape.forEach((d) => used.add(d));
@@ -108,7 +108,7 @@ function bodyOf(graph: Graph, members: Node[], operands: number[]): string {
     ids.set(m.id, b.add(m.op, m.operands.map((o) => ids.get(o)!), m.attrs));
   }
   b.output("out", ids.get(members[members.length - 1].id)!);
-  return fusedBodyText(b.finish());
+  return b.finish();
 }
 
 export function fuseElementwise(graph: Graph): Graph {

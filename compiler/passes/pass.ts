@@ -1,6 +1,6 @@
 // A pass takes a graph and returns a graph. Passes are small files with one job each,
 // registered by name in index.ts and run as a pipeline.
-import type { SourceSpan } from "../../dsl/diagnostic.ts";
+import type { SourceSpan } from "../../common/diagnostic.ts";
 import { GraphBuilder } from "../ir/builder.ts";
 import type { Attrs, Graph, Node } from "../ir/graph.ts";
 import type { NodeSink } from "../ir/registry.ts";

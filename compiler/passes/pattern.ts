@@ -12,11 +12,11 @@
 // Patterns match the graph as it was before the sweep (so `once()` can count readers); the
 // builder maps a capture to the graph being built with `r.value(capture.id)`. A name bound
 // twice must bind the same node, so `P.op("sub", P.any("x"), P.any("x"))` finds x - x only.
-import { InternalError } from "../../dsl/diagnostic.ts";
-import type { Attrs, AttrValue, Graph, Node } from "../ir/graph.ts";
+import { InternalError } from "../../common/diagnostic.ts";
+import { type Attrs, type Graph, type Node, sameAttr } from "../ir/graph.ts";
 import { roundScalar } from "../ir/numeric.ts";
 import { formatIrType } from "../ir/print.ts";
-import { type Dim, sameType } from "../ir/types.ts";
+import { sameType } from "../ir/types.ts";
 import { dce } from "./dce.ts";
 import { type Rewriter, rebuild } from "./pass.ts";
 import { type Uses, uses } from "./uses.ts";
@@ -49,7 +49,7 @@ export class Pattern {
   where(test: Predicate): Pattern {
     return new Pattern(this.ops, this.operands, this.capture, [...this.predicates, test], this.singleUse);
   }
-  /** Only nodes whose attributes equal these (lists elementwise, -0 apart from 0). */
+  /** Only nodes whose attributes equal these (lists elementwise, -0 apart from 0, graphs by structure). */
   attrs(expected: Attrs): Pattern {
     return this.where((node) => Object.entries(expected).every(([k, v]) => node.attrs[k] !== undefined && sameAttr(node.attrs[k], v)));
   }
@@ -75,12 +75,6 @@ export const P = {
 /** The value a `const` node takes at run time: its attribute rounded to its dtype. */
 export function constValue(node: Node): number {
   return roundScalar(node.type.dtype, node.attrs.value as number);
-}
-
-function sameAttr(a: AttrValue, b: AttrValue): boolean {
-  if (Array.isArray(a) || Array.isArray(b))
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x: Dim, i) => Object.is(x, b[i]));
-  return Object.is(a, b);
 }
 
 /** The graph a sweep matches against, and who reads each of its values. */

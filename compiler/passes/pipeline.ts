@@ -1,6 +1,6 @@
 // Running passes by name, as a pipeline: verify after each pass, print the IR after the passes
 // asked for, and time them.
-import { Diagnostic } from "../../dsl/diagnostic.ts";
+import { Diagnostic } from "../../common/diagnostic.ts";
 import type { Graph } from "../ir/graph.ts";
 import { printGraph } from "../ir/print.ts";
 import { verifyGraph } from "../ir/verify.ts";

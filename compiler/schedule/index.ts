@@ -3,9 +3,13 @@
 // largest live set instead of the sum of all intermediates.
 import type { Graph, Node } from "../ir/graph.ts";
 import type { DType } from "../ir/types.ts";
-import { covers, type Monomial, monomialOf } from "./size.ts";
+import { covers, type Monomial, monomialOf } from "../../common/size.ts";
 
-export const BYTES: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i32: 4, i8: 1, u8: 1, bool: 1 };
+/** Bytes per element of each dtype in a target's storage (WGSL has no 8-bit storage: a target says). */
+export type StorageBytes = Readonly<Record<DType, number>>;
+
+/** The natural byte widths: what typed arrays, CUDA and safetensors use. */
+export const BYTES: StorageBytes = { f32: 4, f16: 2, bf16: 2, i32: 4, i8: 1, u8: 1, bool: 1 };
 
 export type BufferKind = "input" | "param" | "const" | "temp";
 
@@ -30,6 +34,11 @@ export interface Slot {
 export interface Kernel {
   /** A stable name for the generated function, `k3_matmul`. */
   name: string;
+  /**
+   * Launch geometry: the sizes of the independent iterations (a GPU's threads), outermost
+   * first. One per output element until a backend's lowering says otherwise.
+   */
+  grid: Monomial[];
   /** The nodes computed by this kernel; the last one is its result. */
   nodes: Node[];
   inputs: number[]; // buffer ids, in operand order of the nodes
@@ -38,6 +47,8 @@ export interface Kernel {
 
 export interface KernelPlan {
   graph: Graph;
+  /** Bytes per element in the target's storage, which slot sizes are counted in. */
+  storage: StorageBytes;
   buffers: PlanBuffer[];
   slots: Slot[];
   kernels: Kernel[];
@@ -49,7 +60,7 @@ export interface KernelPlan {
 /** Ops whose result is their operand's data unchanged: they get no kernel and no buffer. */
 const VIEW_OPS = new Set(["reshape"]);
 
-export function schedule(graph: Graph): KernelPlan {
+export function schedule(graph: Graph, storage: StorageBytes = BYTES): KernelPlan {
   const buffers: PlanBuffer[] = [];
   const kernels: Kernel[] = [];
   const bufferOf = new Int32Array(graph.nodes.length).fill(-1);
@@ -66,13 +77,13 @@ export function schedule(graph: Graph): KernelPlan {
     } else {
       const output = newBuffer({ kind: "temp", dtype: node.type.dtype, size });
       bufferOf[node.id] = output;
-      kernels.push({ name: `k${kernels.length}_${node.op}`, nodes: [node], inputs: node.operands.map((o) => bufferOf[o]), output });
+      kernels.push({ name: `k${kernels.length}_${node.op}`, grid: [size], nodes: [node], inputs: node.operands.map((o) => bufferOf[o]), output });
     }
   }
 
   const outputs = graph.outputs.map((o) => ({ ...o, buffer: bufferOf[o.node] }));
-  const slots = assignSlots(buffers, kernels, new Set(outputs.map((o) => o.buffer)));
-  return { graph, buffers, slots, kernels, bufferOf, outputs };
+  const slots = assignSlots(buffers, kernels, new Set(outputs.map((o) => o.buffer)), storage);
+  return { graph, storage, buffers, slots, kernels, bufferOf, outputs };
 }
 
 /**
@@ -80,14 +91,14 @@ export function schedule(graph: Graph): KernelPlan {
  * covers it (same symbols, no fewer bytes), and a temporary's slot is freed after its last
  * reader. Outputs keep their own slots.
  */
-function assignSlots(buffers: PlanBuffer[], kernels: Kernel[], outputs: ReadonlySet<number>): Slot[] {
+function assignSlots(buffers: PlanBuffer[], kernels: Kernel[], outputs: ReadonlySet<number>, storage: StorageBytes): Slot[] {
   const lastUse = new Map<number, number>();
   kernels.forEach((k, i) => k.inputs.forEach((b) => lastUse.set(b, i)));
   const slots: Slot[] = [];
   const free: Slot[] = [];
   kernels.forEach((k, i) => {
     const out = buffers[k.output];
-    const bytes = { ...out.size, coefficient: out.size.coefficient * BYTES[out.dtype] };
+    const bytes = { ...out.size, coefficient: out.size.coefficient * storage[out.dtype] };
     let slot: Slot | undefined;
     if (!outputs.has(out.id)) {
       const j = free.findIndex((s) => covers(s.bytes, bytes));

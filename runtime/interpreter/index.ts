@@ -1,6 +1,6 @@
 // The reference interpreter: evaluates a verified graph in float64, rounding every result to
 // its node's dtype. It is the specification every backend is compared against.
-import { Diagnostic } from "../../dsl/diagnostic.ts";
+import { Diagnostic } from "../../common/diagnostic.ts";
 import { type Graph, resolveAttrs } from "../../compiler/ir/graph.ts";
 import { roundTo } from "../../compiler/ir/numeric.ts";
 import { getOp } from "../../compiler/ir/registry.ts";

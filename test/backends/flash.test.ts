@@ -107,3 +107,28 @@ describe("flash_diffattn when one map sees no key", () => {
     for (const backend of BACKENDS) await runAndCompare(backend, graph, inputs, new Map(), dims);
   });
 });
+
+describe("flash_diffattn with halves, GQA and the whole epilogue over several query tiles", () => {
+  // H = 4, Hkv = 2, d = 4: halves reads group g's values as subheads g and 2 + g of v, where
+  // stripe would read them whole; norm weights are random (not ones), norm_eps and out_scale
+  // not their defaults; causal with K != N, so the offset K - N decides every row's keys.
+  const source = `model M { dim N, K
+  input q: f32[N, 32]
+  input k: f32[K, 16]
+  input v: f32[K, 16]
+  input lam: f32[N, 4]
+  input w: f32[8]
+  output y = flash_diffattn(q, k, v, lam, w, heads = 4, kv_heads = 2, pairing = "halves", causal = true, norm_eps = 0.3, out_scale = 0.7, block = 9) }`;
+
+  it("is the streaming kernel, not a decomposition", () => {
+    expect(compileJs(compileSource(source)).manifest.kernels.map((k) => k.op)).toEqual(["flash_diffattn"]);
+  });
+
+  for (const [n, k] of [[37, 53], [40, 21]]) {
+    it(`agrees with the interpreter at N = ${n}, K = ${k}`, async () => {
+      const graph = compileSource(source);
+      const dims = new Map([["N", n], ["K", k]]);
+      for (const backend of BACKENDS) await runAndCompare(backend, graph, randomInputs(graph, dims, 3 * n + k), new Map(), dims);
+    });
+  }
+});

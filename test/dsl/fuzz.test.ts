@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Diagnostic } from "../../dsl/diagnostic.ts";
+import { Diagnostic } from "../../common/diagnostic.ts";
 import { compileSource } from "../support/dsl.ts";
 
 const EXAMPLES = ["diff_attention.dt", "diff_lm.dt", "transformer_lm.dt", "diff_attention_v2.dt"].map((f) =>

@@ -1,8 +1,9 @@
 // The differential harness: every backend runs against the reference interpreter (XLA's
-// RunAndCompare). Adding a backend is one line in BACKENDS.
+// RunAndCompare). Adding a backend is one line in BACKENDS: its name, how to load a graph, and
+// how exact it is (tolerance.ts says what each family allows).
 import { expect } from "vitest";
 import { compileJs } from "../../backends/js/index.ts";
-import type { Graph } from "../../compiler/ir/graph.ts";
+import type { Graph, Node } from "../../compiler/ir/graph.ts";
 import { getOp } from "../../compiler/ir/registry.ts";
 import type { HostTensor } from "../../compiler/ir/tensor.ts";
 import { formatShape } from "../../compiler/ir/types.ts";
@@ -17,45 +18,134 @@ import { type OpFamily, tolerance } from "./tolerance.ts";
 export interface BackendUnderTest {
   name: string;
   load(graph: Graph, weights: TensorMap): Promise<Session>;
+  /**
+   * Bit-exact with the interpreter on every op it computes by the interpreter's rule: float64
+   * in the rule's order, rounded once (see tolerance.ts, family "exact"). Outputs built only
+   * from such ops must then match bit for bit, -0 included.
+   */
+  exactSingleOps: boolean;
+  /** Multiplies every family's tolerance (tolerance.ts): 1 for a backend that computes as the JS one does. */
+  toleranceFactor: number;
 }
 
 export const BACKENDS: BackendUnderTest[] = [
-  { name: "js", load: (graph, weights) => loadJs(compileJs(graph), weights) },
+  { name: "js", load: (graph, weights) => loadJs(compileJs(graph), weights), exactSingleOps: true, toleranceFactor: 1 },
 ];
 
-/** The loosest family among a graph's ops: how much rounding can pile up between input and output. */
-export function familyOf(graph: Graph): OpFamily {
-  let accumulating = 0;
-  for (const n of graph.nodes) {
-    const pattern = getOp(n.op)?.pattern;
-    if (pattern === "opaque") return "model";
-    if (pattern === "reduction" || pattern === "matmul") accumulating++;
+/** What familyOf needs to know of a backend; without one, the family of a backend that is not exact. */
+type Exactness = Pick<BackendUnderTest, "exactSingleOps">;
+
+/** The streaming attention kernels: no backend computes them in the interpreter's order. */
+const FLASH_OPS: ReadonlySet<string> = new Set(["flash_attention", "flash_diffattn"]);
+
+/**
+ * The family of the error one node may add, or undefined for nodes that add none on any
+ * backend (inputs, params, consts, iota, and copies: reshape, transpose, slice, concat, gather).
+ */
+export function nodeFamily(node: Node): Exclude<OpFamily, "exact" | "model"> | undefined {
+  if (FLASH_OPS.has(node.op)) return "flash";
+  // A fused node rounds every intermediate of its body as the unfused ops do: its family is
+  // theirs, an elementwise chain, or a chain around one matmul or reduction.
+  if (node.op === "fused") return node.attrs.kind === "elementwise" ? "elementwise" : "reduction";
+  const def = getOp(node.op);
+  if (def?.decompose) return "decomposed";
+  switch (def?.pattern) {
+    case "elementwise":
+      return "elementwise";
+    case "reduction":
+    case "matmul":
+      return "reduction";
+    case "source":
+    case "injective":
+      return undefined;
+    default:
+      return "decomposed";
   }
-  return accumulating > 1 ? "model" : accumulating === 1 ? "reduction" : "elementwise";
 }
 
-export function expectClose(actual: HostTensor, expected: HostTensor, family: OpFamily, label: string): void {
+/**
+ * The family of one output: from the error sources among the nodes it depends on. On a backend
+ * with exactSingleOps, elementwise and reduction nodes are no source. No source: "exact". One
+ * accumulating source (reduction, flash, decomposed) and any number of elementwise ones: the
+ * loosest family, unless that source is a flash or decomposed node whose result later ops
+ * compute with (they amplify its few units: exp by |x|, a difference by cancellation): "model".
+ * Two accumulating sources: "model".
+ */
+export function outputFamily(graph: Graph, output: number, backend?: Exactness): OpFamily {
+  const inCone = new Set<number>([output]);
+  for (let id = output; id >= 0; id--) if (inCone.has(id)) for (const o of graph.nodes[id].operands) inCone.add(o);
+  const exact = backend?.exactSingleOps ?? false;
+  const sourceFamily = (n: Node) => {
+    const f = nodeFamily(n);
+    return exact && (f === "elementwise" || f === "reduction") ? undefined : f;
+  };
+  const accumulating: Node[] = [];
+  let elementwise = false;
+  for (const id of inCone) {
+    const n = graph.nodes[id];
+    const f = sourceFamily(n);
+    if (f === "elementwise") elementwise = true;
+    else if (f !== undefined) accumulating.push(n);
+  }
+  if (accumulating.length > 1) return "model";
+  if (accumulating.length === 0) return elementwise ? "elementwise" : "exact";
+  const source = accumulating[0];
+  const family = sourceFamily(source)!;
+  if (family === "reduction") return family;
+  // Whether a node that reads the source (directly or through copies) computes with it.
+  const tainted = new Set([source.id]);
+  for (const id of [...inCone].sort((a, b) => a - b)) {
+    const n = graph.nodes[id];
+    if (id === source.id || !n.operands.some((o) => tainted.has(o))) continue;
+    if (nodeFamily(n) !== undefined) return "model";
+    tainted.add(id);
+  }
+  return family;
+}
+
+const LOOSENESS: OpFamily[] = ["exact", "flash", "elementwise", "reduction", "decomposed", "model"];
+
+/** The loosest family among a graph's outputs: how much rounding can pile up between input and output. */
+export function familyOf(graph: Graph, backend?: Exactness): OpFamily {
+  let worst: OpFamily = "exact";
+  for (const o of graph.outputs) {
+    const f = outputFamily(graph, o.node, backend);
+    if (LOOSENESS.indexOf(f) > LOOSENESS.indexOf(worst)) worst = f;
+  }
+  return worst;
+}
+
+const show = (x: number) => (Object.is(x, -0) ? "-0" : String(x));
+
+export function expectClose(actual: HostTensor, expected: HostTensor, family: OpFamily, label: string, factor = 1): void {
   expect(actual.dtype, `${label}: dtype`).toBe(expected.dtype);
   expect(formatShape(actual.shape), `${label}: shape`).toBe(formatShape(expected.shape));
-  const { rtol, atol } = tolerance(expected.dtype, family);
+  const { rtol, atol, exact } = tolerance(expected.dtype, family, factor);
   for (let i = 0; i < expected.data.length; i++) {
     const a = actual.data[i];
     const e = expected.data[i];
     if (Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e))) continue;
+    if (exact) expect.fail(`${label}: element ${i} is ${show(a)}, the interpreter says ${show(e)} (the ${family} family for ${expected.dtype}: bit for bit)`);
     if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e)))
       expect.fail(`${label}: element ${i} is ${a}, the interpreter says ${e} (|diff| ${Math.abs(a - e)} > ${atol} + ${rtol}·|e|, ${family} tolerance for ${expected.dtype})`);
   }
 }
 
 /** Runs `graph` on the backend and on the interpreter with the same inputs and weights, and compares every output. */
-export async function runAndCompare(backend: BackendUnderTest, graph: Graph, inputs: TensorMap, weights: TensorMap, dims?: ReadonlyMap<string, number>, family: OpFamily = familyOf(graph)): Promise<void> {
+/**
+ * Runs `graph` on the backend and on the interpreter with the same inputs and weights, and
+ * compares every output within its family's tolerance (outputFamily), or within `family` for
+ * all outputs when given.
+ */
+export async function runAndCompare(backend: BackendUnderTest, graph: Graph, inputs: TensorMap, weights: TensorMap, dims?: ReadonlyMap<string, number>, family?: OpFamily): Promise<void> {
   const expected = evaluate(graph, inputs, weights, { dims });
   const session = await backend.load(graph, weights);
   const actual = await session.run(inputs);
   for (const [name, e] of expected) {
     const a = actual.get(name);
     expect(a, `${backend.name}: output ${name} missing`).toBeDefined();
-    expectClose(a!, e, family, `${backend.name} ${graph.name}.${name}`);
+    const output = graph.outputs.find((o) => o.name === name)!.node;
+    expectClose(a!, e, family ?? outputFamily(graph, output, backend), `${backend.name} ${graph.name}.${name}`, backend.toleranceFactor);
   }
 }
 

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Diagnostic } from "../../dsl/diagnostic.ts";
+import { Diagnostic } from "../../common/diagnostic.ts";
 import { GraphBuilder } from "../../compiler/ir/builder.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
@@ -105,6 +105,36 @@ describe("IR text", () => {
     expect(printGraph(parseGraph(lines.join("\n")))).toBe(DIFF_ATTENTION);
   });
 
+  it("a fused node prints its body as a nested graph block after its type, and reads back the same", () => {
+    const text = `graph g [N] {
+  %0 = input {name = "x"} : f32[N, 4]
+  %1 = input {name = "w"} : f32[4]
+  %2 = fused(%0, %1) {kind = "elementwise"} : f32[N, 4]
+    body = graph fused [N] {
+      %0 = input {name = "0"} : f32[N, 4]
+      %1 = input {name = "1"} : f32[4]
+      %2 = mul(%0, %1) : f32[N, 4]
+      %3 = const {value = 0.5, dtype = f32} : f32[]
+      %4 = add(%2, %3) : f32[N, 4]
+      output "out" = %4
+    }
+  %3 = neg(%2) : f32[N, 4]
+  output "y" = %3
+}
+`;
+    const g = parseGraph(text);
+    verifyGraph(g);
+    expect(printGraph(g)).toBe(text);
+    const body = g.nodes[2].attrs.body as Graph;
+    expect(body.dims).toEqual(["N"]);
+    expect(body.nodes.map((n) => n.op)).toEqual(["input", "input", "mul", "const", "add"]);
+    // Body nodes carry spans into the same text, so a body reads like the rest of the graph.
+    const span = body.nodes[2].span!;
+    expect(text.slice(span.start, span.end)).toBe("%2 = mul(%0, %1) : f32[N, 4]");
+    // Line breaks and indentation are free: the body may open on the node's line.
+    expect(printGraph(parseGraph(text.replace(/\] *\n *body = /, "] body = ")))).toBe(text);
+  });
+
   it("print -> parse -> print is the identity on random graphs, and the parsed graph verifies", () => {
     fc.assert(
       fc.property(arbitraryGraph({ dims: true }), (g) => {
@@ -146,6 +176,16 @@ describe("IR parse errors point at the offending token", () => {
     { kind: "unknown dtype", body: "  %1 = neg(%0) : f64[N, 4]", line: 3, col: 18, message: /unknown dtype f64/ },
     { kind: "input name used twice", body: '  %1 = input {name = "x"} : f32[4]', line: 3, col: 22, message: /input "x" is defined twice/ },
     { kind: "output name used twice", body: '  output "y" = %0\n  output "y" = %0', line: 4, col: 10, message: /output "y" is defined twice/ },
+    { kind: "graph attribute in the braces", body: '  %1 = fused(%0) {body = "graph b { }", kind = "elementwise"} : f32[N, 4]', line: 3, col: 26, message: /fused: attribute body must be a graph, written after the node's type/ },
+    { kind: "other attribute after the type", body: '  %1 = sum(%0) : f32[] axes = [0]', line: 3, col: 24, message: /sum: attribute axes is a list of integers, written in the braces before the type/ },
+    {
+      kind: "mistake inside a fused body",
+      body: '  %1 = fused(%0) {kind = "elementwise"} : f32[N, 4]\n    body = graph b [N] {\n      %0 = input {name = "0"} : f32[N, 4]\n      %1 = exp(%0) : f32[4]\n      output "out" = %1\n    }',
+      line: 6,
+      col: 22,
+      message: /exp gives f32\[N, 4\], but the stated type is f32\[4\]/,
+    },
+    { kind: "fused body that breaks its kind", body: '  %1 = fused(%0) {kind = "prologue"} : f32[N, 4] body = graph b [N] {\n    %0 = input {name = "0"} : f32[N, 4]\n    output "out" = %0\n  }', line: 3, col: 8, message: /fused prologue: its body needs a sum, mean, max or min/ },
     { kind: "syntax: missing type", body: "  %1 = neg(%0)\n  %2 = neg(%1) : f32[N, 4]", line: 4, col: 3, message: /expected ":", found "%2"/ },
     { kind: "syntax: stray token", body: "  %1 = neg(%0) : f32[N, 4] ;", line: 3, col: 28, message: /expected a token, not ";"/ },
   ];

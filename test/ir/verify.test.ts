@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { InternalError } from "../../dsl/diagnostic.ts";
+import { InternalError } from "../../common/diagnostic.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
 import { verifyGraph } from "../../compiler/ir/verify.ts";
@@ -64,6 +64,24 @@ describe("verifyGraph", () => {
       expect(message).toMatch(c.message);
     });
   }
+
+  it("checks a fused node's body as a graph, and names the node and the body node", () => {
+    const fused = parseGraph(`graph g [N] {
+      %0 = input {name = "x"} : f32[N, 4]
+      %1 = fused(%0) {kind = "elementwise"} : f32[N, 4]
+        body = graph b [N] {
+          %0 = input {name = "0"} : f32[N, 4]
+          %1 = exp(%0) : f32[N, 4]
+          %2 = neg(%1) : f32[N, 4]
+          output "out" = %2
+        }
+      output "y" = %1
+    }`);
+    expect(() => verifyGraph(fused)).not.toThrow();
+    const g = structuredClone(fused);
+    (g.nodes[1].attrs.body as Graph).nodes[2].type.dtype = "f16";
+    expect(rejection(g)).toMatch(/graph g: %1 = fused: attribute body: graph b: %2 = neg: its type is f16\[N, 4\], but the shape rule gives f32\[N, 4\]/);
+  });
 
   it("random graphs verify and evaluate to finite values on inputs in [-2, 2]", () => {
     fc.assert(

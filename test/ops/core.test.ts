@@ -4,11 +4,11 @@
 import { describe, expect, it } from "vitest";
 import { GraphBuilder } from "../../compiler/ir/builder.ts";
 import type { Attrs } from "../../compiler/ir/graph.ts";
-import { erf } from "../../compiler/ir/ops/elementwise.ts";
+import { erf } from "../../compiler/ir/scalar.ts";
 import { OpError } from "../../compiler/ir/registry.ts";
 import { type HostTensor, tensor } from "../../compiler/ir/tensor.ts";
 import type { DType, TensorType } from "../../compiler/ir/types.ts";
-import { Diagnostic } from "../../dsl/diagnostic.ts";
+import { Diagnostic } from "../../common/diagnostic.ts";
 import { evaluate } from "../../runtime/interpreter/index.ts";
 
 /** Builds `inputs -> op -> output` and evaluates it with the interpreter. */

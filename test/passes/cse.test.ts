@@ -81,6 +81,40 @@ describe("cse", () => {
     );
   });
 
+  it("merges two fused nodes whose bodies are equal graphs, and keeps apart those whose bodies differ", () => {
+    const node = (id: number, value: string) => `%${id} = fused(%0) {kind = "elementwise"} : f32[N, 4]
+        body = graph fused [N] {
+          %0 = input {name = "0"} : f32[N, 4]
+          %1 = const {value = ${value}, dtype = f32} : f32[]
+          %2 = mul(%0, %1) : f32[N, 4]
+          output "out" = %2
+        }`;
+    expectRewrite(
+      csePass,
+      `graph g [N] {
+        %0 = input {name = "x"} : f32[N, 4]
+        ${node(1, "2")}
+        ${node(2, "2")}
+        ${node(3, "-0")}
+        ${node(4, "0")}
+        output "a" = %1
+        output "b" = %2
+        output "c" = %3
+        output "d" = %4
+      }`,
+      `graph g [N] {
+        %0 = input {name = "x"} : f32[N, 4]
+        ${node(1, "2")}
+        ${node(2, "-0")}
+        ${node(3, "0")}
+        output "a" = %1
+        output "b" = %1
+        output "c" = %2
+        output "d" = %3
+      }`,
+    );
+  });
+
   it("keeps the interpreter's outputs bit for bit on random graphs, and is a fixpoint", () => {
     checkCleanup(csePass);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { InternalError } from "../../dsl/diagnostic.ts";
+import { InternalError } from "../../common/diagnostic.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
 import { printGraph } from "../../compiler/ir/print.ts";

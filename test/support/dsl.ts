@@ -1,5 +1,5 @@
 // Helpers for tests that compile DSL source.
-import { Diagnostic } from "../../dsl/diagnostic.ts";
+import { Diagnostic } from "../../common/diagnostic.ts";
 import { parseProgram } from "../../dsl/parse.ts";
 import { elaborate, type ElaborateOptions } from "../../compiler/elaborate/index.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";

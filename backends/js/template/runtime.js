@@ -10,6 +10,14 @@ function evalSize(m, dims) {
   return v;
 }
 
+/** A kernel's error record: the code of its first error, then that error's values. */
+const ERRORS = new Int32Array(4);
+
+function kernelError(spec, record) {
+  const error = spec.errors.find((e) => e.code === record[0]);
+  return new RangeError(error.message.replace(/\{(\d)\}/g, (_, i) => String(record[Number(i) + 1])));
+}
+
 function formatShape(shape) {
   return "[" + shape.join(", ") + "]";
 }
@@ -93,7 +101,7 @@ class Session {
     this.params = params;
     this.storage = null;
     /** The dims bound by the last run. */
-    this.dims = {};
+    this.dims = Object.create(null);
   }
 
   async run(inputs) {
@@ -101,7 +109,7 @@ class Session {
   }
 
   runSync(inputs) {
-    const dims = {};
+    const dims = Object.create(null);
     const views = new Array(MANIFEST.buffers.length);
     bindInputs(inputs, views, dims);
     // Temporaries live in slots shared by liveness; keep them while the sizes do not change.
@@ -112,7 +120,17 @@ class Session {
       else if (b.kind === "const") views[b.id] = ARRAYS[b.dtype].of(Number(b.encoded));
       else if (b.kind === "param") views[b.id] = this.params.get(b.id);
     }
-    for (const kernel of KERNELS) kernel(views, dims);
+    for (let i = 0; i < KERNELS.length; i++) {
+      const spec = MANIFEST.kernels[i];
+      const args = spec.buffers.map((b) => views[b]);
+      for (const d of spec.dims) args.push(dims[d]);
+      if (spec.errors.length > 0) {
+        ERRORS.fill(0);
+        args.push(ERRORS);
+      }
+      KERNELS[i](...args);
+      if (spec.errors.length > 0 && ERRORS[0] !== 0) throw kernelError(spec, ERRORS);
+    }
     this.dims = dims;
     const outputs = {};
     // Copies: the slots are reused by the next run.

@@ -1,8 +1,11 @@
-// Elementwise ops with NumPy broadcasting. Each op is a scalar function; one loop serves all.
-import { saturate } from "../numeric.ts";
+// Elementwise ops with NumPy broadcasting. Each op states its meaning at one element as a
+// scalar expression (scalar.ts); the interpreter evaluates that expression over broadcast
+// operands and every backend prints it, so the meaning is written once, here.
+import { type Attrs } from "../graph.ts";
 import { OpError, type OpDef, registerOp } from "../registry.ts";
+import { bin, call, compileScalar, lit, neg, ref, type ScalarExpr, select } from "../scalar.ts";
 import { broadcastIndex, type HostTensor } from "../tensor.ts";
-import { broadcastShapes, type DType, type Dim, formatType, isFloat, numel, type TensorType } from "../types.ts";
+import { broadcastShapes, type DType, type Dim, formatType, isFloat, isInteger, numel, type TensorType } from "../types.ts";
 
 function broadcastAll(op: string, types: TensorType[]): Dim[] {
   let shape: Dim[] = [];
@@ -44,8 +47,24 @@ function mapBroadcast(args: HostTensor[], outShape: number[], f: (...xs: number[
   return out;
 }
 
-function elementwise(name: string, operands: string[], doc: string, f: (...xs: number[]) => number, opts: { floatOnly?: boolean; result?: DType; i32?: (...xs: number[]) => number } = {}): OpDef {
-  return registerOp({
+/** The interpreter rule of an op with a scalar meaning: that expression at every element. */
+export function interpretScalar(def: Pick<OpDef, "scalar">, args: HostTensor[], attrs: Attrs, outShape: number[]): Float64Array {
+  const names = args.map((_, i) => `x${i}`);
+  const expr = def.scalar!(names.map((n, i) => ref(n, args[i].dtype)), args.map((a) => a.dtype), attrs);
+  return mapBroadcast(args, outShape, compileScalar(expr, names));
+}
+
+type Meaning = (xs: ScalarExpr[], dtype: DType, attrs: Attrs) => ScalarExpr;
+
+interface ElementwiseOptions {
+  floatOnly?: boolean;
+  result?: DType;
+  /** Exact in every dtype (true), in float dtypes only ("floats"), or needs rounding (absent). */
+  exact?: true | "floats";
+}
+
+function elementwise(name: string, operands: string[], doc: string, meaning: Meaning, opts: ElementwiseOptions = {}): OpDef {
+  const def: OpDef = registerOp({
     name,
     doc,
     operands,
@@ -56,91 +75,72 @@ function elementwise(name: string, operands: string[], doc: string, f: (...xs: n
       if (opts.floatOnly && !isFloat(dtype)) throw new OpError(`${name} needs a float operand, got ${formatType(types[0])}`);
       return { dtype: opts.result ?? dtype, shape: broadcastAll(name, types) };
     },
-    interpret: (args, _, out) => mapBroadcast(args, out.shape, out.dtype === "i32" && opts.i32 ? opts.i32 : f),
+    scalar: (xs, dtypes, attrs) => meaning(xs, dtypes[0], attrs),
+    exact: (dtype) => opts.exact === true || (opts.exact === "floats" && isFloat(dtype)),
+    interpret: (args, attrs, out) => interpretScalar(def, args, attrs, out.shape),
   });
+  return def;
 }
 
-/** i32 power by squaring with wrapping products; a negative exponent truncates 1/a^-b. */
-export function i32Pow(a: number, b: number): number {
-  if (b < 0) return Math.trunc(a ** b);
-  let result = 1;
-  let base = a | 0;
-  for (let e = b; e > 0; e = Math.floor(e / 2)) {
-    if (e % 2 === 1) result = Math.imul(result, base);
-    base = Math.imul(base, base);
-  }
-  return result;
-}
+const one = (dtype: DType) => lit(1, dtype);
+
+const binary: [string, string, Meaning, ElementwiseOptions?][] = [
+  ["add", "a + b", ([a, b]) => bin("+", a, b)],
+  ["sub", "a - b", ([a, b]) => bin("-", a, b)],
+  // i32 products wrap modulo 2^32 as in C, WGSL and CUDA; float64 products lose those bits above 2^53.
+  ["mul", "a * b (i32 wraps modulo 2^32)", ([a, b], d) => (d === "i32" ? call("imul", a, b) : bin("*", a, b))],
+  ["div", "a / b (integer division truncates toward zero; by zero gives 0)", ([a, b], d) => (isInteger(d) ? call("idiv", a, b) : bin("/", a, b))],
+  ["pow", "a ** b (i32 wraps modulo 2^32)", ([a, b], d) => call(d === "i32" ? "ipow" : "pow", a, b)],
+  ["maximum", "the larger of a and b (NaN if either is NaN)", ([a, b]) => call("max", a, b), { exact: true }],
+  ["minimum", "the smaller of a and b (NaN if either is NaN)", ([a, b]) => call("min", a, b), { exact: true }],
+];
+for (const [name, doc, meaning, opts] of binary) elementwise(name, ["a", "b"], `Elementwise ${doc}, with broadcasting.`, meaning, opts);
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+const sigmoidOf = (a: ScalarExpr, d: DType) => bin("/", one(d), bin("+", one(d), call("exp", neg(a))));
 
-/** erf to float64 accuracy (Abramowitz–Stegun 7.1.26 is too coarse for a reference). */
-export function erf(x: number): number {
-  // Series for small |x|, continued fraction (Lentz) for the tail of erfc.
-  const ax = Math.abs(x);
-  if (ax < 2.5) {
-    let term = x;
-    let sum = x;
-    const x2 = x * x;
-    for (let n = 1; n < 200; n++) {
-      term *= -x2 / n;
-      const add = term / (2 * n + 1);
-      sum += add;
-      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    }
-    return (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  if (ax > 6) return Math.sign(x);
-  // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...))))
-  let f = ax;
-  for (let n = 60; n >= 1; n--) f = ax + n / 2 / f;
-  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / f;
-  return Math.sign(x) * (1 - erfc);
-}
-
-const binary: [string, string, (a: number, b: number) => number][] = [
-  ["add", "a + b", (a, b) => a + b],
-  ["sub", "a - b", (a, b) => a - b],
-  ["mul", "a * b", (a, b) => a * b],
-  ["div", "a / b (integer division truncates toward zero; by zero gives 0)", (a, b) => a / b],
-  ["pow", "a ** b", (a, b) => a ** b],
-  ["maximum", "the larger of a and b (NaN if either is NaN)", (a, b) => Math.max(a, b)],
-  ["minimum", "the smaller of a and b (NaN if either is NaN)", (a, b) => Math.min(a, b)],
-];
-// i32 products wrap modulo 2^32 as in C, WGSL and CUDA; float64 products lose those bits above 2^53.
-const I32: Record<string, (a: number, b: number) => number> = { mul: Math.imul, pow: i32Pow };
-for (const [name, doc, f] of binary) elementwise(name, ["a", "b"], `Elementwise ${doc}, with broadcasting${I32[name] ? " (i32 wraps modulo 2^32)" : ""}.`, f, { i32: I32[name] });
-
-const unary: [string, string, (x: number) => number][] = [
-  ["neg", "-x", (x) => -x],
-  ["exp", "e^x", Math.exp],
-  ["log", "natural logarithm", Math.log],
-  ["sqrt", "square root", Math.sqrt],
-  ["rsqrt", "1 / sqrt(x)", (x) => 1 / Math.sqrt(x)],
-  ["abs", "|x|", Math.abs],
-  ["tanh", "hyperbolic tangent", Math.tanh],
-  ["cos", "cosine (radians)", Math.cos],
-  ["sin", "sine (radians)", Math.sin],
-  ["sigmoid", "1 / (1 + e^-x)", (x) => 1 / (1 + Math.exp(-x))],
-  ["relu", "max(x, 0)", (x) => (x > 0 ? x : 0)],
-  ["gelu", "x * Φ(x), the exact (erf) form", (x) => 0.5 * x * (1 + erf(x / Math.SQRT2))],
-  ["gelu_tanh", "the tanh approximation of gelu", (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))],
-  ["silu", "x * sigmoid(x)", (x) => x / (1 + Math.exp(-x))],
+const unary: [string, string, Meaning, ElementwiseOptions?][] = [
+  // The i32 negation of -2^31 wraps, so neg and abs are exact for floats only.
+  ["neg", "-x", ([a]) => neg(a), { exact: "floats" }],
+  ["exp", "e^x", ([a]) => call("exp", a)],
+  ["log", "natural logarithm", ([a]) => call("log", a)],
+  ["sqrt", "square root", ([a]) => call("sqrt", a)],
+  ["rsqrt", "1 / sqrt(x)", ([a], d) => bin("/", one(d), call("sqrt", a))],
+  ["abs", "|x|", ([a]) => call("abs", a), { exact: "floats" }],
+  ["tanh", "hyperbolic tangent", ([a]) => call("tanh", a)],
+  ["cos", "cosine (radians)", ([a]) => call("cos", a)],
+  ["sin", "sine (radians)", ([a]) => call("sin", a)],
+  ["sigmoid", "1 / (1 + e^-x)", ([a], d) => sigmoidOf(a, d)],
+  ["relu", "max(x, 0)", ([a], d) => select(bin(">", a, lit(0, d)), a, lit(0, d)), { exact: true }],
+  ["gelu", "x * Φ(x), the exact (erf) form", ([a], d) => bin("*", bin("*", lit(0.5, d), a), bin("+", one(d), call("erf", bin("/", a, lit(Math.SQRT2, d)))))],
+  [
+    "gelu_tanh",
+    "the tanh approximation of gelu",
+    ([a], d) => {
+      const inner = bin("*", lit(SQRT_2_OVER_PI, d), bin("+", a, bin("*", bin("*", bin("*", lit(0.044715, d), a), a), a)));
+      return bin("*", bin("*", lit(0.5, d), a), bin("+", one(d), call("tanh", inner)));
+    },
+  ],
+  ["silu", "x * sigmoid(x)", ([a], d) => bin("/", a, bin("+", one(d), call("exp", neg(a))))],
 ];
 const FLOAT_ONLY = new Set(["exp", "log", "sqrt", "rsqrt", "tanh", "cos", "sin", "sigmoid", "gelu", "gelu_tanh", "silu"]);
-for (const [name, doc, f] of unary) elementwise(name, ["x"], `Elementwise ${doc}.`, f, { floatOnly: FLOAT_ONLY.has(name) });
+for (const [name, doc, meaning, opts] of unary) elementwise(name, ["x"], `Elementwise ${doc}.`, meaning, { floatOnly: FLOAT_ONLY.has(name), ...opts });
 
-const comparisons: [string, string, (a: number, b: number) => number][] = [
-  ["eq", "a == b", (a, b) => +(a === b)],
-  ["ne", "a != b", (a, b) => +(a !== b)],
-  ["lt", "a < b", (a, b) => +(a < b)],
-  ["le", "a <= b", (a, b) => +(a <= b)],
-  ["gt", "a > b", (a, b) => +(a > b)],
-  ["ge", "a >= b", (a, b) => +(a >= b)],
+/** A bool as the 0 or 1 every dtype stores it as. */
+const asBool = (cond: ScalarExpr) => select(cond, lit(1, "bool"), lit(0, "bool"));
+
+const comparisons: [string, "==" | "!=" | "<" | "<=" | ">" | ">="][] = [
+  ["eq", "=="],
+  ["ne", "!="],
+  ["lt", "<"],
+  ["le", "<="],
+  ["gt", ">"],
+  ["ge", ">="],
 ];
-for (const [name, doc, f] of comparisons) elementwise(name, ["a", "b"], `Elementwise ${doc}, a bool.`, f, { result: "bool" });
+for (const [name, op] of comparisons)
+  elementwise(name, ["a", "b"], `Elementwise a ${op} b, a bool.`, ([a, b]) => asBool(bin(op, a, b)), { result: "bool", exact: true });
 
-registerOp({
+const where: OpDef = registerOp({
   name: "where",
   doc: "Elementwise `cond ? a : b` with broadcasting; cond is bool.",
   operands: ["cond", "a", "b"],
@@ -150,18 +150,23 @@ registerOp({
     if (types[0].dtype !== "bool") throw new OpError(`where: the condition must be bool, got ${formatType(types[0])}`);
     return { dtype: sameDType("where", types.slice(1)), shape: broadcastAll("where", types) };
   },
-  interpret: (args, _, out) => mapBroadcast(args, out.shape, (c, a, b) => (c ? a : b)),
+  scalar: ([c, a, b]) => select(bin("!=", c, lit(0, "bool")), a, b),
+  exact: () => true,
+  interpret: (args, attrs, out) => interpretScalar(where, args, attrs, out.shape),
 });
 
-registerOp({
+const castOp: OpDef = registerOp({
   name: "cast",
   doc: "Converts to another dtype. Float to integer truncates toward zero and saturates at the range (NaN gives 0); to bool is x != 0 (so NaN is true, as in C); floats round to nearest even.",
   operands: ["x"],
   attrs: { dtype: { type: "dtype" } },
   pattern: "elementwise",
   infer: (types, a) => ({ dtype: a.dtype as DType, shape: types[0].shape }),
-  interpret: (args, a, out) => {
-    const dtype = a.dtype as DType;
-    return mapBroadcast(args, out.shape, (x) => saturate(dtype, x));
+  scalar: ([x], [from], attrs) => {
+    const to = attrs.dtype as DType;
+    if (to === "bool") return asBool(bin("!=", x, lit(0, from)));
+    if (isInteger(to)) return call(`saturate_${to as "i32" | "i8" | "u8"}`, x);
+    return x;
   },
+  interpret: (args, attrs, out) => interpretScalar(castOp, args, attrs, out.shape),
 });

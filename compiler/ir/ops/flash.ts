@@ -6,6 +6,7 @@
 import type { Attrs } from "../graph.ts";
 import { type AttrSpec, getOp, type OpDef, OpError, registerOp } from "../registry.ts";
 import { formatType, type TensorType } from "../types.ts";
+import { type Arith, NUMBERS } from "./attention-geometry.ts";
 import { Lowering } from "./lowering.ts";
 import "./attention.ts";
 import "./nn.ts";
@@ -75,31 +76,62 @@ registerOp({
   // diffattn's float64 result, then the epilogue in float64: one rounding, by the caller.
   interpret: (args, a, out) => {
     const y = diffattn.interpret(args.slice(0, 4), a, out);
-    const weight = args[4];
-    const outScale = a.out_scale as number;
-    if (!weight && outScale === 1) return y;
-    const eps = a.norm_eps as number;
+    const e = flashEpilogue("flash_diffattn", args, a);
+    if (!e.normWeight && e.outScale === 1) return y;
+    const weight = args[4]?.data;
     const width = out.shape[out.shape.length - 1];
     for (let base = 0; base < y.length; base += width) {
-      if (!weight) {
-        for (let c = 0; c < width; c++) y[base + c] *= outScale;
-        continue;
-      }
       let sq = 0;
-      for (let c = 0; c < width; c++) sq += y[base + c] * y[base + c];
-      const denom = Math.sqrt(sq / width + eps);
-      for (let c = 0; c < width; c++) y[base + c] = (y[base + c] / denom) * weight.data[c] * outScale;
+      if (e.normWeight) for (let c = 0; c < width; c++) sq += y[base + c] * y[base + c];
+      const denom = normDenominator(NUMBERS, e, sq, width);
+      for (let c = 0; c < width; c++) y[base + c] = epilogueOutput(NUMBERS, e, y[base + c], e.normWeight ? { denom, weight: weight![c] } : undefined);
     }
     return y;
   },
   decompose: (b, [q, k, v, lambda, weight], a) => {
     const L = new Lowering(b);
+    const e = flashEpilogue("flash_diffattn", [q, k, v, lambda, weight], a);
     let y = b.add("diffattn", [q, k, v, lambda], baseAttrs(diffattn, a));
-    if (weight !== undefined) y = b.add("rmsnorm", [y, weight], { eps: a.norm_eps });
-    if (a.out_scale !== 1) y = L.op("mul", y, L.scalar(a.out_scale as number, b.type(q).dtype));
+    if (e.normWeight) y = b.add("rmsnorm", [y, weight], { eps: e.normEps });
+    if (e.outScale !== 1) y = L.op("mul", y, L.scalar(e.outScale, b.type(q).dtype));
     return y;
   },
 });
+
+/**
+ * What follows the attention in a fused op, per head's dv outputs y: flash_diffattn's RMSNorm
+ * (the official code's subln) when it has a norm weight, then its out_scale (1 - lambda_init).
+ * flash_attention has none: no norm, scale 1.
+ */
+export interface FlashEpilogue {
+  /** Whether the op has a norm weight [dv]: without one there is no RMSNorm at all. */
+  normWeight: boolean;
+  /** The RMSNorm's epsilon, added to mean(y^2); read only with a norm weight. */
+  normEps: number;
+  /** The final factor of every output; 1 leaves the outputs as they are. */
+  outScale: number;
+}
+
+/** The epilogue of a fused attention node with these operands (types or tensors) and attributes. */
+export function flashEpilogue(op: string, operands: unknown[], a: Attrs): FlashEpilogue {
+  if (op !== "flash_diffattn") return { normWeight: false, normEps: 0, outScale: 1 };
+  return { normWeight: operands[4] !== undefined, normEps: a.norm_eps as number, outScale: a.out_scale as number };
+}
+
+/** The RMSNorm's divisor from the sum of squares of a head's `width` outputs, in rmsnorm's order: mean, + eps, sqrt. */
+export function normDenominator<T>(A: Arith<T>, e: FlashEpilogue, sumSquares: T, width: number): T {
+  return A.sqrt(A.add(A.div(sumSquares, A.num(width)), A.num(e.normEps)));
+}
+
+/**
+ * One output of the epilogue from the attention's y: y / denom * weight with the norm (`norm`
+ * holds this row's divisor and the column's weight), then * out_scale, in this order so that a
+ * backend rounds as the interpreter does.
+ */
+export function epilogueOutput<T>(A: Arith<T>, e: FlashEpilogue, y: T, norm?: { denom: T; weight: T }): T {
+  const normed = e.normWeight ? A.mul(A.div(y, norm!.denom), norm!.weight) : y;
+  return e.outScale === 1 ? normed : A.mul(normed, A.num(e.outScale));
+}
 
 /** The norm weight scales one head's outputs: shape [2d], q's dtype. */
 function checkNormWeight(q: TensorType, out: TensorType, weight: TensorType): void {

@@ -1,7 +1,8 @@
 // Fused kernels as an IR op (TVM's FuseOps result, made a node): `fused(xs...) {body, kind}`
-// computes a small graph, `body`, written as IR text (print.ts), whose `input` nodes "0",
-// "1", ... stand for the operands in order. The fusion pass writes these; a backend emits one
-// kernel per fused node, and a backend without a kernel for it runs the body unfused.
+// computes a small graph, `body` (the attribute is the Graph itself, printed as a nested block
+// after the node), whose `input` nodes "0", "1", ... stand for the operands in order. The
+// fusion pass writes these; a backend emits one kernel per fused node, and a backend without a
+// kernel for it runs the body unfused.
 //
 //   elementwise  a chain of elementwise ops and broadcasts: one loop over the result
 //   epilogue     one matmul and an elementwise chain over its result, applied before the store
@@ -10,11 +11,8 @@
 //
 // The interpreter evaluates the body node by node, rounding each to its dtype as it rounds
 // every node of a graph, so fusing never changes a result.
-import { Diagnostic } from "../../../dsl/diagnostic.ts";
-import { type Graph, type Node, resolveAttrs } from "../graph.ts";
+import { type Attrs, type Graph, type Node, resolveAttrs } from "../graph.ts";
 import { roundTo } from "../numeric.ts";
-import { parseGraph } from "../parse.ts";
-import { printGraph } from "../print.ts";
 import { getOp, OpError, registerOp } from "../registry.ts";
 import type { HostTensor } from "../tensor.ts";
 import { broadcastShapes, type Dim, formatType, resolveShape, sameShape, sameType } from "../types.ts";
@@ -30,7 +28,7 @@ export function isChainOp(op: string): boolean {
   return op === "broadcast" || getOp(op)?.pattern === "elementwise";
 }
 
-/** A parsed and checked body. */
+/** A checked body, and what a kernel needs to know of it. */
 export interface FusedBody {
   graph: Graph;
   kind: FusedKind;
@@ -46,41 +44,24 @@ export interface FusedBody {
   elementShape: Dim[];
 }
 
-/** Body text: the IR of one graph on one line, so that the node prints on one line too. */
-export function fusedBodyText(body: Graph): string {
-  return printGraph(body)
-    .trim()
-    .split("\n")
-    .map((l) => l.trim())
-    .join(" ");
-}
+/** Checked bodies by kind, by body graph: attribute values are never changed, so identity is enough. */
+const analyses = new WeakMap<Graph, Map<FusedKind, FusedBody>>();
 
-const cache = new Map<string, FusedBody>();
-
-/** Parses and checks a body for its kind (cached); throws OpError saying what is wrong. */
-export function fusedBody(text: string, kind: FusedKind): FusedBody {
-  const key = `${kind}\n${text}`;
-  let body = cache.get(key);
-  if (!body) {
-    body = analyze(text, kind);
-    // Random-graph tests make thousands of bodies; keep the cache from growing without end.
-    if (cache.size >= 1024) cache.clear();
-    cache.set(key, body);
-  }
+/** The checked body of a fused node's attributes (cached); throws OpError saying what is wrong. */
+export function fusedBody(attrs: Attrs): FusedBody {
+  const graph = attrs.body as Graph;
+  const kind = attrs.kind as FusedKind;
+  let byKind = analyses.get(graph);
+  if (!byKind) analyses.set(graph, (byKind = new Map()));
+  let body = byKind.get(kind);
+  if (!body) byKind.set(kind, (body = analyze(graph, kind)));
   return body;
 }
 
-function analyze(text: string, kind: FusedKind): FusedBody {
+function analyze(graph: Graph, kind: FusedKind): FusedBody {
   const fail = (message: string): never => {
     throw new OpError(`fused ${kind}: ${message}`);
   };
-  let graph: Graph;
-  try {
-    graph = parseGraph(text, "<fused body>");
-  } catch (e) {
-    if (e instanceof Diagnostic) fail(`its body does not parse: ${e.message}`);
-    throw e;
-  }
   if (graph.outputs.length !== 1) fail(`its body must have one output, it has ${graph.outputs.length}`);
   const output = graph.nodes[graph.outputs[0].node];
 
@@ -128,14 +109,14 @@ function analyze(text: string, kind: FusedKind): FusedBody {
 registerOp({
   name: "fused",
   doc:
-    'A fused kernel, made by the fuse-elementwise pass: computes `body`, the IR text of a graph whose inputs "0", "1", ... are the operands, ' +
+    'A fused kernel, made by the fuse-elementwise pass: computes `body`, a graph (printed after the node) whose inputs "0", "1", ... are the operands, ' +
     "rounding every body node to its dtype as the interpreter does. `kind` says its shape: elementwise (a chain of elementwise ops and broadcasts), " +
     "epilogue (a matmul, then a chain over its result) or prologue (a chain, then a sum, mean, max or min over it).",
   operands: ["xs..."],
-  attrs: { body: { type: "string" }, kind: { type: "string", oneOf: FUSED_KINDS } },
+  attrs: { body: { type: "graph" }, kind: { type: "string", oneOf: FUSED_KINDS } },
   pattern: "opaque",
   infer: (types, a) => {
-    const body = fusedBody(a.body as string, a.kind as FusedKind);
+    const body = fusedBody(a);
     if (types.length !== body.inputs.length) throw new OpError(`fused ${a.kind}: its body has ${body.inputs.length} inputs, but it has ${types.length} operands`);
     types.forEach((t, k) => {
       if (!sameType(t, body.inputs[k].type)) throw new OpError(`fused ${a.kind}: operand ${k} is ${formatType(t)}, but body input "${k}" is ${formatType(body.inputs[k].type)}`);
@@ -143,7 +124,7 @@ registerOp({
     return body.output.type;
   },
   interpret: (args, a, out) => {
-    const body = fusedBody(a.body as string, a.kind as FusedKind);
+    const body = fusedBody(a);
     const dims = new Map<string, number>();
     const bind = (shape: readonly Dim[], actual: readonly number[]) => shape.forEach((d, i) => typeof d === "string" && dims.set(d, actual[i]));
     body.inputs.forEach((n, k) => bind(n.type.shape, args[k].shape));
@@ -166,7 +147,7 @@ registerOp({
     return body.output.op === "input" ? result.slice() : result;
   },
   decompose: (b, operands, a) => {
-    const body = fusedBody(a.body as string, a.kind as FusedKind);
+    const body = fusedBody(a);
     const ids: number[] = [];
     for (const n of body.graph.nodes)
       ids[n.id] = n.op === "input" ? operands[Number(n.attrs.name)] : b.add(n.op, n.operands.map((o) => ids[o]), n.attrs);

@@ -1,24 +1,13 @@
 // Affine quantisation to 8-bit integers and back. The rounding is fixed exactly here so that
 // every backend can reproduce the interpreter bit for bit.
 import { INT_RANGE } from "../numeric.ts";
-import { OpError, registerOp } from "../registry.ts";
-import { broadcastIndex } from "../tensor.ts";
+import { type OpDef, OpError, registerOp } from "../registry.ts";
+import { bin, call, cast, lit } from "../scalar.ts";
+import { interpretScalar } from "./elementwise.ts";
 import { broadcastShapes, type DType, formatType, isFloat, isInteger, sameShape, type TensorType } from "../types.ts";
 
 /** The dtypes quantize produces. */
 const QUANTIZED: Partial<Record<DType, [number, number]>> = { i8: INT_RANGE.i8, u8: INT_RANGE.u8 };
-
-/** Rounds to the nearest integer, ties to the even one (2.5 -> 2, 3.5 -> 4, -2.5 -> -2). */
-export function roundHalfToEven(x: number): number {
-  const r = Math.round(x); // ties go up, so a tie is exactly r - x === 0.5
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/** One quantised value; backends emit this function itself, so they round exactly alike. */
-export function quantizeValue(x: number, scale: number, zeroPoint: number, lo: number, hi: number): number {
-  const v = roundHalfToEven(x / scale) + zeroPoint;
-  return Number.isNaN(v) ? zeroPoint : v < lo ? lo : v > hi ? hi : v;
-}
 
 /** Checks that scale broadcasts to x's shape without growing it. */
 function checkScale(op: string, x: TensorType, scale: TensorType): void {
@@ -33,7 +22,7 @@ function checkZeroPoint(op: string, dtype: DType, zeroPoint: number): void {
     throw new OpError(`${op}: zero_point ${zeroPoint} is outside the ${dtype} range [${range[0]}, ${range[1]}]`);
 }
 
-registerOp({
+const quantize: OpDef = registerOp({
   name: "quantize",
   doc:
     "q = clamp(roundHalfToEven(x / scale) + zero_point, dtype range) with x / scale computed in float64 and ties rounded to the even integer; " +
@@ -49,17 +38,11 @@ registerOp({
     checkZeroPoint("quantize", dtype, a.zero_point as number);
     return { dtype, shape: x.shape };
   },
-  interpret: ([x, scale], a) => {
-    const [lo, hi] = QUANTIZED[a.dtype as DType]!;
-    const zeroPoint = a.zero_point as number;
-    const si = broadcastIndex(scale.shape, x.shape);
-    const out = new Float64Array(x.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = quantizeValue(x.data[i], scale.data[si ? si[i] : i], zeroPoint, lo, hi);
-    return out;
-  },
+  scalar: ([x, scale], _, a) => call(`quantize_${a.dtype as "i8" | "u8"}`, x, scale, lit(a.zero_point as number, "i32")),
+  interpret: (args, attrs, out) => interpretScalar(quantize, args, attrs, out.shape),
 });
 
-registerOp({
+const dequantize: OpDef = registerOp({
   name: "dequantize",
   doc: "x = (q - zero_point) * scale, computed in float64 and rounded to the float dtype; scale broadcasts against q.",
   operands: ["q", "scale"],
@@ -73,11 +56,7 @@ registerOp({
     checkZeroPoint("dequantize", q.dtype, a.zero_point as number);
     return { dtype, shape: q.shape };
   },
-  interpret: ([q, scale], a) => {
-    const zeroPoint = a.zero_point as number;
-    const si = broadcastIndex(scale.shape, q.shape);
-    const out = new Float64Array(q.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = (q.data[i] - zeroPoint) * scale.data[si ? si[i] : i];
-    return out;
-  },
+  // q - zero_point is exact in float64 (and in f32 for 8-bit q).
+  scalar: ([q, scale], [qType], a) => bin("*", cast("f64", bin("-", q, lit(a.zero_point as number, qType))), scale),
+  interpret: (args, attrs, out) => interpretScalar(dequantize, args, attrs, out.shape),
 });

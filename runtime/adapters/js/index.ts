@@ -2,13 +2,13 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Artifact } from "../../../backends/common/artifact.ts";
-import type { Manifest } from "../../../backends/common/manifest.ts";
+import type { Manifest } from "../../../common/manifest.ts";
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits } from "../../../compiler/ir/numeric.ts";
 import type { HostTensor } from "../../../compiler/ir/tensor.ts";
 import type { DType } from "../../../compiler/ir/types.ts";
 import { serializeSafetensors } from "../../safetensors.ts";
 import type { Session, TensorMap } from "../adapter.ts";
-import { Diagnostic } from "../../../dsl/diagnostic.ts";
+import { Diagnostic } from "../../../common/diagnostic.ts";
 
 type TypedArray = Float32Array | Uint16Array | Int32Array | Int8Array | Uint8Array;
 

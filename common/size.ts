@@ -1,5 +1,6 @@
-// Sizes of buffers: a product of static sizes and symbolic dims, `coefficient * N * M`.
-import type { Dim } from "../ir/types.ts";
+// Sizes of buffers: a product of static sizes and symbolic dims, `coefficient * N * M`. Part of
+// the artifact contract (manifest sizes), so it is neutral: every stage may import it.
+import type { Dim } from "../compiler/ir/types.ts";
 
 export interface Monomial {
   coefficient: number;

@@ -1,5 +1,5 @@
 // One Diagnostic type for every user-facing error: parse, elaboration, shapes, bad files.
-// It lives in the leftmost stage so every later stage can raise it.
+// A neutral module: every stage (dsl, compiler, backends, runtime, cli) raises it.
 
 /** A half-open character range [start, end) in one source file. */
 export interface SourceSpan {

@@ -1,0 +1,153 @@
+// The kernel IR: what a kernel does, in statements over the registry's scalar expressions,
+// with nothing of any one language in it. Templates and the shared lowering build it; one
+// renderer prints it through a language table per backend (tinygrad's uops + CStyleLanguage).
+//
+// Loops carry their scope: `grid` loops are independent iterations a GPU spreads over threads
+// and a CPU runs in order; `workgroup` loops are the threads of one workgroup; `serial` loops
+// run in order inside one thread. Offsets into buffers are scalar expressions of loop indices
+// and dims, in elements of the buffer's dtype.
+import type { DType } from "../../../compiler/ir/types.ts";
+import { bin, lit, ref, type ScalarExpr, type ScalarType } from "../../../compiler/ir/scalar.ts";
+import type { Monomial } from "../../../common/size.ts";
+
+export type LoopScope = "serial" | "grid" | "workgroup";
+
+export type Stmt =
+  | { kind: "let"; name: string; type: ScalarType; value?: ScalarExpr; mutable: boolean }
+  | { kind: "assign"; name: string; value: ScalarExpr }
+  | { kind: "store"; buffer: string; dtype: DType; index: ScalarExpr; value: ScalarExpr }
+  /** for index in [start, end) by step. */
+  | { kind: "loop"; index: string; start: ScalarExpr; end: ScalarExpr; step: number; scope: LoopScope; body: Stmt[] }
+  | { kind: "while"; cond: ScalarExpr; body: Stmt[] }
+  | { kind: "if"; cond: ScalarExpr; then: Stmt[]; else: Stmt[] }
+  | { kind: "break" }
+  | { kind: "return"; value: ScalarExpr }
+  | { kind: "barrier" }
+  /** An array in workgroup (shared) memory, read and written with load and store by its name. */
+  | { kind: "shared"; name: string; type: ScalarType; size: number }
+  /**
+   * Records a run-time error instead of throwing (GPU kernels cannot throw): the first error
+   * wins; the runtime reads the flag after the launch and raises `message` with the values.
+   */
+  | { kind: "fail"; code: number; values: ScalarExpr[] };
+
+/** A kernel buffer parameter: the kernel reads or writes elements of `dtype`. */
+export interface BufferParam {
+  name: string;
+  dtype: DType;
+  access: "read" | "write";
+}
+
+/** A run-time error a kernel can report, with the values its `fail` records. */
+export interface KernelError {
+  code: number;
+  /** `{0}`, `{1}`, ... stand for the recorded values. */
+  message: string;
+}
+
+export interface Kernel {
+  name: string;
+  /** Buffer parameters in order: the output first, then the inputs. */
+  buffers: BufferParam[];
+  /** Symbolic sizes the kernel reads, in the order its signature takes them (i32 parameters). */
+  dims: string[];
+  body: Stmt[];
+  /** Launch geometry: the sizes of the outermost grid loops (threads a GPU launches). */
+  grid: Monomial[];
+  errors: KernelError[];
+}
+
+/** A helper function written once in the kernel IR and rendered per language. */
+export interface HelperFunction {
+  name: string;
+  params: { name: string; type: ScalarType }[];
+  returns: ScalarType;
+  body: Stmt[];
+}
+
+export const I = (name: string): ScalarExpr => ref(name, "i32");
+export const int = (value: number): ScalarExpr => lit(value, "i32");
+
+/** A sum of terms, dropping zeros and folding literal parts, so offsets print short. */
+export function sum(terms: ScalarExpr[]): ScalarExpr {
+  let constant = 0;
+  const rest: ScalarExpr[] = [];
+  for (const t of terms) {
+    if (t.kind === "literal") constant += t.value;
+    else rest.push(t);
+  }
+  if (constant !== 0 || rest.length === 0) rest.push(int(constant));
+  return rest.reduce((a, b) => bin("+", a, b));
+}
+
+/** a * b for index arithmetic, folding 0 and 1. */
+export function product(a: ScalarExpr, b: ScalarExpr): ScalarExpr {
+  if (a.kind === "literal" && b.kind === "literal") return int(a.value * b.value);
+  if ((a.kind === "literal" && a.value === 0) || (b.kind === "literal" && b.value === 0)) return int(0);
+  if (a.kind === "literal" && a.value === 1) return b;
+  if (b.kind === "literal" && b.value === 1) return a;
+  return bin("*", a, b);
+}
+
+/**
+ * Builds statement lists with nested blocks: `b.loop(...)` opens a block, statements added
+ * inside its callback land in it.
+ */
+export class StmtBuilder {
+  private stack: Stmt[][] = [[]];
+  private counter = 0;
+
+  get statements(): Stmt[] {
+    return this.stack[0];
+  }
+
+  /** A fresh local name with a readable prefix. */
+  fresh(prefix: string): string {
+    return `${prefix}${this.counter++}`;
+  }
+
+  add(s: Stmt): void {
+    this.stack[this.stack.length - 1].push(s);
+  }
+
+  /** Declares a local; returns a reference to it. */
+  let(name: string, type: ScalarType, value?: ScalarExpr, mutable = false): ScalarExpr {
+    this.add({ kind: "let", name, type, value, mutable });
+    return ref(name, type);
+  }
+  var(name: string, type: ScalarType, value?: ScalarExpr): ScalarExpr {
+    return this.let(name, type, value, true);
+  }
+  assign(name: string, value: ScalarExpr): void {
+    this.add({ kind: "assign", name, value });
+  }
+  store(buffer: string, dtype: DType, index: ScalarExpr, value: ScalarExpr): void {
+    this.add({ kind: "store", buffer, dtype, index, value });
+  }
+  block(body: () => void): Stmt[] {
+    this.stack.push([]);
+    body();
+    return this.stack.pop()!;
+  }
+  loop(index: string, end: ScalarExpr, scope: LoopScope, body: (i: ScalarExpr) => void, start: ScalarExpr = int(0), step = 1): void {
+    this.add({ kind: "loop", index, start, end, step, scope, body: this.block(() => body(I(index))) });
+  }
+  while(cond: ScalarExpr, body: () => void): void {
+    this.add({ kind: "while", cond, body: this.block(body) });
+  }
+  if(cond: ScalarExpr, then: () => void, otherwise?: () => void): void {
+    this.add({ kind: "if", cond, then: this.block(then), else: otherwise ? this.block(otherwise) : [] });
+  }
+  break(): void {
+    this.add({ kind: "break" });
+  }
+  return(value: ScalarExpr): void {
+    this.add({ kind: "return", value });
+  }
+}
+
+/** The name of a kernel's i-th dim parameter: positional, since dim names come from model files. */
+export const dimParam = (i: number): string => `dim${i}`;
+
+/** The name of the error record a kernel with `errors` takes as its last parameter. */
+export const ERRORS_PARAM = "errors";

@@ -1,0 +1,89 @@
+// What every lowering of a plan kernel shares: its buffer parameters (`out`, `in0`, `in1`, ...
+// in operand order), its dims as ordered parameters, sizes as expressions over them, and loop
+// nests that walk strided offsets.
+import type { Node } from "../../../compiler/ir/graph.ts";
+import type { TensorType } from "../../../compiler/ir/types.ts";
+import type { Kernel as PlanKernel, KernelPlan } from "../../../compiler/schedule/index.ts";
+import { type Monomial, monomialOf } from "../../../common/size.ts";
+import { bin, lit, type ScalarExpr } from "../../../compiler/ir/scalar.ts";
+import { type BufferParam, dimParam, I, int, type Kernel, type KernelError, type LoopScope, product, StmtBuilder, sum } from "../kernel/ir.ts";
+
+/** One tensor walked by a loop nest: where it starts and its stride along each loop. */
+export interface Walk {
+  base: ScalarExpr;
+  strides: Monomial[];
+}
+
+export class KernelBuilder {
+  readonly b = new StmtBuilder();
+  readonly dims: string[] = [];
+  readonly errors: KernelError[] = [];
+  /** Launch geometry: the sizes of the outermost grid loops. */
+  grid: Monomial[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly buffers: BufferParam[],
+  ) {}
+
+  /** The builder of a plan kernel: its root node, the operands' types, `out` and `in<i>`. */
+  static forPlan(plan: KernelPlan, kernel: PlanKernel): { k: KernelBuilder; node: Node; types: TensorType[] } {
+    const node = kernel.nodes[kernel.nodes.length - 1];
+    const types = node.operands.map((o) => plan.graph.nodes[o].type);
+    const buffers: BufferParam[] = [{ name: "out", dtype: node.type.dtype, access: "write" }, ...types.map((t, i) => ({ name: `in${i}`, dtype: t.dtype, access: "read" as const }))];
+    return { k: new KernelBuilder(kernel.name, buffers), node, types };
+  }
+
+  /** A dim as an i32 expression: the kernel parameter that carries it. */
+  dim(name: string): ScalarExpr {
+    let i = this.dims.indexOf(name);
+    if (i < 0) i = this.dims.push(name) - 1;
+    return I(dimParam(i));
+  }
+
+  /** A size (coefficient times dims) as an i32 expression. */
+  size(m: Monomial): ScalarExpr {
+    if (m.coefficient === 0) return int(0);
+    return m.symbols.reduce<ScalarExpr>((acc, s) => product(acc, this.dim(s)), int(m.coefficient));
+  }
+
+  /** The element count of a shape. */
+  count(t: TensorType | readonly (number | string)[]): ScalarExpr {
+    return this.size(monomialOf(Array.isArray(t) ? t : (t as TensorType).shape));
+  }
+
+  /**
+   * A nest of loops over `sizes` (outermost first); each walk's offset is accumulated one
+   * level at a time, so the innermost loop adds one product per walk. `body` gets the
+   * innermost offsets.
+   */
+  nest(sizes: readonly Monomial[], walks: readonly Walk[], scope: LoopScope, body: (offsets: ScalarExpr[]) => void, tag = "i"): void {
+    const level = (d: number, offsets: ScalarExpr[]) => {
+      if (d === sizes.length) return body(offsets);
+      const index = this.b.fresh(tag);
+      this.b.loop(index, this.size(sizes[d]), scope, (i) => {
+        const next = walks.map((w, k) => {
+          const off = sum([offsets[k], product(i, this.size(w.strides[d]))]);
+          // Name the partial offset only where an inner loop reuses it.
+          if (d === sizes.length - 1 || off.kind !== "binary") return off;
+          return this.b.let(this.b.fresh(`o${k}_`), "i32", off);
+        });
+        level(d + 1, next);
+      });
+    };
+    level(0, walks.map((w) => w.base));
+  }
+
+  /** Records a run-time error kind; `fail(code, ...)` statements report it. */
+  error(message: string): number {
+    return this.errors.push({ code: this.errors.length + 1, message });
+  }
+
+  finish(): Kernel {
+    return { name: this.name, buffers: this.buffers, dims: this.dims, body: this.b.statements, grid: this.grid, errors: this.errors };
+  }
+}
+
+/** `a < b` for i32 expressions. */
+export const less = (a: ScalarExpr, b: ScalarExpr): ScalarExpr => bin("<", a, b);
+export const f64 = (v: number): ScalarExpr => lit(v, "f64");
