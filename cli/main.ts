@@ -12,8 +12,8 @@ import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { formatShape, formatType, numel } from "../compiler/ir/types.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
 import { bindDims, evaluate } from "../runtime/interpreter/index.ts";
-import { loadJs } from "../runtime/adapters/js/index.ts";
-import { compileJs } from "../backends/js/index.ts";
+import { backendNames, findAdapter } from "../runtime/adapters/index.ts";
+import { findTarget, TARGETS, targetNames } from "../backends/registry.ts";
 import { writeArtifact } from "../backends/common/artifact.ts";
 import { parseGraph } from "../compiler/ir/parse.ts";
 import { findPass, listPasses, parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
@@ -53,22 +53,23 @@ vectors N(0, 0.1), norm weights 1, linear layers U(+-1/sqrt(fan_in))).
 ${COMMON}
   --seed N          random seed (default 0)
   -o, --output FILE where to write the weights (required)`,
-  compile: `difftc compile FILE --target js -o DIR [options]
-Compiles the model to an artifact directory: manifest.json, the kernels (model.js for js),
-typings (model.d.ts) and the graph it was compiled from (graph.ir).
+  compile: `difftc compile FILE --target NAME -o DIR [options]
+Compiles the model to an artifact directory: manifest.json, the kernels, and the graph it was
+compiled from (graph.ir).
 
 ${COMMON}
 ${PASS_OPTIONS}
-  --target NAME     js
+  --target NAME     the backend to compile for (default js):
+${TARGETS.map((t) => `                      ${t.name}: ${t.description}`).join("\n")}
   -o, --output DIR  the artifact directory (required)`,
   run: `difftc run FILE|ARTIFACT_DIR [options]
-Evaluates a model (compiling it in memory for --backend js), or runs a compiled artifact,
-and writes or prints its outputs.
+Evaluates a model (compiling it in memory for a backend other than interp), or runs a
+compiled artifact, and writes or prints its outputs.
 
 ${COMMON}
 ${PASS_OPTIONS}
-  --backend NAME    interp (the reference interpreter; default for a .dt file) or js
-                    (default for an artifact directory)
+  --backend NAME    ${backendNames().join(", ")}: interp is the reference interpreter (default
+                    for a .dt file); an artifact directory runs on its own target's backend
   --weights FILE    weights as safetensors (default: seeded weights as 'init' draws them)
   --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set)
   --seed N          seed for default weights and inputs (default 0)
@@ -83,7 +84,7 @@ Commands:
   check     type-check a model and print its signature
   ir        print the graph IR
   init      write seeded weights as safetensors
-  compile   compile a model to an artifact (js)
+  compile   compile a model to an artifact (${targetNames().join(", ")})
   run       evaluate a model or run an artifact
 
 Run 'difftc <command> --help' for a command's options.`;
@@ -117,8 +118,9 @@ interface Loaded {
   dims: Map<string, number>;
   /** The elaborated model, when loaded from a .dt file. */
   elaborated?: Elaborated;
-  /** The artifact directory, when loaded from one. */
+  /** The artifact directory, when loaded from one, and the target its manifest names. */
   artifact?: string;
+  artifactTarget?: string;
 }
 
 function isArtifactDir(path: string): boolean {
@@ -127,11 +129,19 @@ function isArtifactDir(path: string): boolean {
 
 /** A compiled artifact: its graph (graph.ir) for inputs and weights, the directory to run. */
 function loadArtifactDir(dir: string, opts: Options): Loaded {
-  for (const f of ["graph.ir", "model.js"]) if (!existsSync(join(dir, f))) throw new Diagnostic(`${dir} is not a complete artifact: ${f} is missing (recompile with difftc compile)`);
+  for (const f of ["graph.ir", "manifest.json"]) if (!existsSync(join(dir, f))) throw new Diagnostic(`${dir} is not a complete artifact: ${f} is missing (recompile with difftc compile)`);
+  let artifactTarget: unknown;
+  try {
+    artifactTarget = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")).target;
+  } catch {
+    throw new Diagnostic(`${dir}/manifest.json is not valid JSON (recompile with difftc compile)`);
+  }
+  if (typeof artifactTarget !== "string" || !targetNames().includes(artifactTarget))
+    throw new Diagnostic(`${dir}/manifest.json names target ${JSON.stringify(artifactTarget)}, which this difftc does not have (targets: ${targetNames().join(", ")})`);
   const graph = parseGraph(readFileSync(join(dir, "graph.ir"), "utf8"), join(dir, "graph.ir"));
   const set = parseSet(opts.set);
   for (const k of set.keys()) if (!graph.dims.includes(k)) throw new Diagnostic(`${dir} is compiled: only its dims (${graph.dims.join(", ") || "none"}) can be set, not ${k}`);
-  return { graph, dims: set, artifact: dir };
+  return { graph, dims: set, artifact: dir, artifactTarget };
 }
 
 function parseSet(values: string[] = []): Map<string, number> {
@@ -280,26 +290,26 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case "compile": {
-      const target = opts.target ?? "js";
-      if (target !== "js") throw new Diagnostic(`unknown target '${target}' (available: js)`);
+      const target = findTarget(opts.target ?? "js");
       if (!opts.output) throw new Diagnostic("difftc compile needs -o DIR");
-      const artifact = compileJs(optimized(), passes);
+      const artifact = target.compile(optimized(), { passes });
       writeArtifact(artifact, opts.output);
       console.log(`wrote ${[...artifact.files.keys()].join(", ")} to ${opts.output} (${artifact.manifest.kernels.length} kernels)`);
       return 0;
     }
     case "run": {
-      const backend = opts.backend ?? (m.artifact ? "js" : "interp");
-      if (backend !== "interp" && backend !== "js") throw new Diagnostic(`unknown backend '${backend}' (available: interp, js)`);
+      const backend = opts.backend ?? (m.artifact ? m.artifactTarget! : "interp");
+      const adapter = backend === "interp" ? undefined : findAdapter(backend);
+      if (m.artifact && adapter && adapter.target !== m.artifactTarget) throw new Diagnostic(`${m.artifact} is a ${m.artifactTarget} artifact; it runs on --backend ${m.artifactTarget}, not ${backend}`);
       const weights = loadWeights(m, opts);
       const inputs = loadInputs(m, opts);
       let outputs: Map<string, HostTensor>;
       const graph = optimized();
-      if (backend === "interp") outputs = evaluate(graph, inputs, weights, { dims: m.dims });
+      if (!adapter) outputs = evaluate(graph, inputs, weights, { dims: m.dims });
       else {
         // The interpreter checks inputs against the graph with clear messages; so does this.
         bindDims(graph, inputs, m.dims);
-        const session = await loadJs(m.artifact ?? compileJs(graph, passes), weights);
+        const session = await adapter.load(m.artifact ?? findTarget(adapter.target).compile(graph, { passes }), weights);
         outputs = await session.run(inputs);
       }
       if (opts.output) {

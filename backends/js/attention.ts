@@ -13,6 +13,10 @@
 // WebAssembly SIMD (wasm.ts), about three times the speed of the same loops in JS; packing,
 // masks, per-block weights and the epilogue are JS. All scratch lives in one Float64Array F
 // over the wasm module's memory, which both read; the memory keeps its largest size.
+//
+// What the kernel computes is the IR's: head layouts, GQA groups, scale, causal rule
+// (compiler/ir/ops/attention-geometry.ts) and epilogue (flash.ts) are read or rendered from
+// there, never derived here.
 import type { Node } from "../../compiler/ir/graph.ts";
 import type { Dim, TensorType } from "../../compiler/ir/types.ts";
 import { type Arith, type AttentionGeometry, attentionGeometry, causalRule } from "../../compiler/ir/ops/attention-geometry.ts";
@@ -21,38 +25,17 @@ import { type Monomial, monomialOf } from "../../common/size.ts";
 import { broadcastStrides, coalesce, sizesOf, strides, times } from "../common/layout.ts";
 import { loadExpr, storeExpr } from "./spelling.ts";
 import { attentionModule } from "./wasm.ts";
+import { readFileSync } from "node:fs";
 
-/** The exports of an attention module (wasm.ts). */
-interface AttentionExports {
-  memory: WebAssembly.Memory;
-  scores(qt: number, k: number, out: number, n: number, scale: number): void;
-  weighted(w: number, v: number, acc: number, n: number, keys: number): void;
-  softmax(pr: number, n: number, blockMax: number, rowMax: number, rowSum: number): void;
-  combine(pr0: number, pr1: number, n: number, weights: number, block: number): void;
-}
-
-/**
- * Emitted into the artifact: a function of the module bytes that instantiates them on first
- * use and returns their exports with at least `floats` float64 of memory.
- */
-export function attentionSimd(bytes: Uint8Array<ArrayBuffer>): (floats: number) => AttentionExports {
-  let exports: AttentionExports | undefined;
-  return (floats) => {
-    // The wasm loops address memory with i32 byte offsets.
-    if (floats * 8 > 2 ** 31 - 1) throw new RangeError(`attention kernel: ${floats * 8} bytes of scratch is more than the 2 GiB its wasm loops address (too many keys)`);
-    exports ??= new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as AttentionExports;
-    const short = floats * 8 - exports.memory.buffer.byteLength;
-    if (short > 0) exports.memory.grow(Math.ceil(short / 65536));
-    return exports;
-  };
-}
+/** The loader every attention module is an instance of, as the artifact carries it. */
+const LOADER = readFileSync(new URL("./template/attention-simd.js", import.meta.url), "utf8").replace("export function attentionSimd", "function attentionSimd");
 
 /** The helper that holds the module for head width d, value width dv and number of maps. */
 const simdHelper = (d: number, dv: number, maps: number) => `attentionSimd_${d}_${dv}_${maps}`;
 
 /** Source of the attention helpers: attentionSimd, and one module per (d, dv); undefined for other names. */
 export function attentionHelperSource(name: string): string | undefined {
-  if (name === "attentionSimd") return attentionSimd.toString();
+  if (name === "attentionSimd") return LOADER;
   const widths = name.match(/^attentionSimd_(\d+)_(\d+)_([12])$/);
   if (!widths) return undefined;
   const bytes = attentionModule(Number(widths[1]), Number(widths[2]), ROWS, Number(widths[3]) as 1 | 2);

@@ -9,7 +9,8 @@ import { printGraph } from "../../compiler/ir/print.ts";
 import { allOps } from "../../compiler/ir/registry.ts";
 import type { TensorType } from "../../compiler/ir/types.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
-import { type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
+import { BYTES, type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
+import { type CompileOptions, storageBytes, type Target } from "../registry.ts";
 import type { Artifact } from "../common/artifact.ts";
 import { helperFunction } from "../common/kernel/helpers.ts";
 import { renderHelpers, renderKernel } from "../common/kernel/render.ts";
@@ -19,6 +20,7 @@ import { buildManifest, type KernelLaunch } from "../common/manifest.ts";
 import { attentionHelperSource, flashAttention } from "./attention.ts";
 import { JS_PRELUDE, jsLanguage } from "./language.ts";
 import { packedMatmul } from "./matmul.ts";
+import { ARRAY_TYPE } from "./spelling.ts";
 import { emitTypings } from "./typings.ts";
 import { KernelWriter } from "./writer.ts";
 
@@ -40,10 +42,7 @@ const TEMPLATES: Record<string, { applies(node: Node): boolean; write: Template 
   flash_diffattn: { applies: () => true, write: flashAttention },
 };
 
-export interface JsOptions {
-  /** Use the hand-tuned templates (default); without them every kernel comes from the shared lowering. */
-  templates?: boolean;
-}
+type JsOptions = Pick<CompileOptions, "templates">;
 
 /** The ops the JS backend runs directly: what the shared lowering handles, and the templates' ops. */
 export function jsOps(options: JsOptions = {}): Set<string> {
@@ -70,7 +69,7 @@ function emitKernel(plan: KernelPlan, index: number, options: JsOptions, helpers
 
 export function compileJs(graph: Graph, passes: string[] = [], options: JsOptions = {}): Artifact {
   // Ops without a JS kernel run as their decomposition into primitives.
-  const plan = schedule(decompose(graph, jsOps(options)));
+  const plan = schedule(decompose(graph, jsOps(options)), storageBytes(jsTarget));
   const helpers = new Set<string>();
   const kernels = plan.kernels.map((_, i) => emitKernel(plan, i, options, helpers));
   const manifest = buildManifest(plan, "js", passes, kernels.map((k) => k.launch));
@@ -105,3 +104,15 @@ export function compileJs(graph: Graph, passes: string[] = [], options: JsOption
 function failNoHelper(name: string): never {
   throw new Error(`the JS backend has no helper ${name}`);
 }
+
+export const jsTarget: Target = {
+  name: "js",
+  description: "a self-contained ES module (model.js) with typings (model.d.ts); runs in Node and browsers",
+  ops: jsOps,
+  storage: Object.fromEntries(Object.entries(ARRAY_TYPE).map(([dtype, type]) => [dtype, { type, bytes: BYTES[dtype as keyof typeof BYTES] }])) as Target["storage"],
+  language: jsLanguage,
+  templates: Object.keys(TEMPLATES),
+  compile: (graph, options = {}) => compileJs(graph, options.passes, options),
+  // Float64 arithmetic rounded where the interpreter rounds: single ops match bit for bit.
+  precision: { exactSingleOps: true, toleranceFactor: 1 },
+};

@@ -3,7 +3,8 @@
 // the remainder paths (keys not a multiple of 4, value widths not a multiple of 4, odd ones).
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { attentionSimd, ROWS } from "../../backends/js/attention.ts";
+import { ROWS } from "../../backends/js/attention.ts";
+import { attentionSimd } from "../../backends/js/template/attention-simd.js";
 import { attentionModule } from "../../backends/js/wasm.ts";
 
 describe("attention SIMD module", () => {

@@ -1,0 +1,10 @@
+/** The exports of an attention module (backends/js/wasm.ts). */
+export interface AttentionExports {
+  memory: WebAssembly.Memory;
+  scores(qt: number, k: number, out: number, n: number, scale: number): void;
+  weighted(w: number, v: number, acc: number, n: number, keys: number): void;
+  softmax(pr: number, n: number, blockMax: number, rowMax: number, rowSum: number): void;
+  combine(pr0: number, pr1: number, n: number, weights: number, block: number): void;
+}
+
+export function attentionSimd(bytes: Uint8Array<ArrayBuffer>): (floats: number) => AttentionExports;

@@ -1,0 +1,19 @@
+// ---- the loader of the streaming attention kernels' WebAssembly modules -----------------
+// Copied into every JS artifact whose attention kernels use it (without `export`), and
+// imported as a module by the tests. Self-contained: imports nothing.
+
+/**
+ * A function of a module's bytes that instantiates it on first use and returns its exports
+ * with at least `floats` float64 of memory.
+ */
+export function attentionSimd(bytes) {
+  let exports;
+  return (floats) => {
+    // The wasm loops address memory with i32 byte offsets.
+    if (floats * 8 > 2 ** 31 - 1) throw new RangeError(`attention kernel: ${floats * 8} bytes of scratch is more than the 2 GiB its wasm loops address (too many keys)`);
+    exports ??= new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports;
+    const short = floats * 8 - exports.memory.buffer.byteLength;
+    if (short > 0) exports.memory.grow(Math.ceil(short / 65536));
+    return exports;
+  };
+}
