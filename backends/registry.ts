@@ -1,48 +1,12 @@
 // The target registry: one entry per backend, and the only list of them. The CLI (--target,
 // its help and errors) and the differential harness read it.
 import { Diagnostic } from "../common/diagnostic.ts";
-import type { Graph } from "../compiler/ir/graph.ts";
-import type { DType } from "../compiler/ir/types.ts";
-import type { StorageBytes } from "../compiler/schedule/index.ts";
-import type { Artifact } from "./common/artifact.ts";
-import type { Language } from "./common/kernel/render.ts";
+import type { Target } from "./common/target.ts";
 import { jsTarget } from "./js/index.ts";
 
-export interface CompileOptions {
-  /** The pass pipeline the graph went through, recorded in the manifest. */
-  passes?: string[];
-  /** Use the target's hand-tuned templates (default); without them every kernel comes from the shared lowering. */
-  templates?: boolean;
-}
-
-export interface Target {
-  name: string;
-  /** One line for --help: what the artifact holds and where it runs. */
-  description: string;
-  /** The ops it runs directly (the shared lowering's and its templates'); others are decomposed first. */
-  ops(options?: CompileOptions): ReadonlySet<string>;
-  /** How each dtype is stored: the storage type's name in the target language, and bytes per element. */
-  storage: Readonly<Record<DType, { type: string; bytes: number }>>;
-  language: Language;
-  /** Ops with hand-tuned kernel templates, used instead of the shared lowering. */
-  templates: readonly string[];
-  /** The artifact: its files (manifest.json among them), written by writeArtifact. */
-  compile(graph: Graph, options?: CompileOptions): Artifact;
-  /** How closely it matches the interpreter, for the differential harness. */
-  precision: {
-    /** Single elementwise, copy and reduction ops give the interpreter's bits exactly. */
-    exactSingleOps: boolean;
-    /** Multiplies the harness's per-family tolerances (1: as tight as float64 arithmetic rounded once). */
-    toleranceFactor: number;
-  };
-}
+export type { CompileOptions, Target } from "./common/target.ts";
 
 export const TARGETS: readonly Target[] = [jsTarget];
-
-/** Bytes per element of each dtype in a target's storage, as the kernel plan counts them. */
-export function storageBytes(target: Target): StorageBytes {
-  return Object.fromEntries(Object.entries(target.storage).map(([d, s]) => [d, s.bytes])) as Record<DType, number>;
-}
 
 export function targetNames(): string[] {
   return TARGETS.map((t) => t.name);

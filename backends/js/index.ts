@@ -10,7 +10,7 @@ import { allOps } from "../../compiler/ir/registry.ts";
 import type { TensorType } from "../../compiler/ir/types.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
 import { BYTES, type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
-import { type CompileOptions, storageBytes, type Target } from "../registry.ts";
+import { type CompileOptions, storageBytes, type Target } from "../common/target.ts";
 import type { Artifact } from "../common/artifact.ts";
 import { helperFunction } from "../common/kernel/helpers.ts";
 import { renderHelpers, renderKernel } from "../common/kernel/render.ts";

@@ -1,11 +1,15 @@
 // Every backend against the interpreter: random graphs and the example and standard-library models.
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
-import { describe, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parseProgram } from "../../dsl/parse.ts";
 import { elaborate, standardLibrary } from "../../compiler/elaborate/index.ts";
-import { initWeights, randomInputs } from "../../runtime/init.ts";
+import { runPipeline } from "../../compiler/passes/pipeline.ts";
+import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
+import { randomInputs } from "../../runtime/init.ts";
+import { compileSource } from "../support/dsl.ts";
 import { arbitraryGraphCase } from "../support/random-graph.ts";
+import { testWeights } from "../support/weights.ts";
 import { BACKENDS, runAndCompare, runAndCompareStages } from "../harness/harness.ts";
 
 /** Small sizes so that every model runs in well under a second on the interpreter. */
@@ -71,8 +75,25 @@ for (const backend of BACKENDS) {
         const { graph } = elaborate(program, { model: c.model, set: new Map(SMALL[name] ?? []) });
         const dims = new Map(graph.dims.map((d) => [d, 7]));
         const inputs = randomInputs(graph, dims, 3);
-        await runAndCompareStages(backend, graph, inputs, initWeights(graph, 3), dims);
+        // Norm weights drawn away from 1 (test/support/weights.ts): a dropped one fails.
+        await runAndCompareStages(backend, graph, inputs, testWeights(graph, 3), dims);
       });
     }
+
+    it("on examples/diff_attention.dt with RMSNorm eps = 0.003 and random norm weights, fused into the flash epilogue", async () => {
+      const file = "diff_attention.dt";
+      const source = readFileSync(new URL(`../../examples/${file}`, import.meta.url), "utf8");
+      expect(source).toContain("RMSNorm(2 * d, eps = 1e-5)");
+      const graph = compileSource(source.replace("RMSNorm(2 * d, eps = 1e-5)", "RMSNorm(2 * d, eps = 0.003)"), { set: new Map([["D", 64], ["H", 2]]) }, file);
+      // The pipeline moves the norm, its eps and its weight into flash_diffattn's epilogue.
+      const flash = runPipeline(graph, DEFAULT_PIPELINE, { log: () => {} }).nodes.filter((n) => n.op === "flash_diffattn");
+      expect(flash.map((n) => [n.attrs.norm_eps, n.operands.length])).toEqual([[0.003, 5]]);
+      const dims = new Map([["N", 19]]);
+      const weights = testWeights(graph, 5);
+      const norm = [...weights].filter(([name]) => name.startsWith("subln."));
+      expect(norm.length).toBeGreaterThan(0);
+      for (const [name, w] of norm) expect(w.data.some((x) => x !== 1), name).toBe(true);
+      await runAndCompareStages(backend, graph, randomInputs(graph, dims, 5), weights, dims);
+    });
   });
 }

@@ -153,14 +153,13 @@ describe("the JS kernel of a fused node", () => {
       "function k0_fused(out, in0, in1, dim0) {
         for (let i0 = 0; i0 < dim0; i0++) {
           const o0_1 = (i0 * 4);
-          const o1_2 = (i0 * 4);
-          for (let i3 = 0; i3 < 4; i3++) {
-            const v0 = in0[(o1_2 + i3)];
-            const v1 = in1[i3];
+          for (let i2 = 0; i2 < 4; i2++) {
+            const v0 = in0[(o0_1 + i2)];
+            const v1 = in1[i2];
             const t2 = Math.fround((v0 * v1));
             const t3 = Math.fround(Math.exp(t2));
             const t5 = Math.max(t3, 0.5);
-            out[(o0_1 + i3)] = (t5 / (1 + Math.exp((-t5))));
+            out[(o0_1 + i2)] = (t5 / (1 + Math.exp((-t5))));
           }
         }
       }"

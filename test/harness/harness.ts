@@ -64,12 +64,14 @@ export function nodeFamily(node: Node): Exclude<OpFamily, "exact" | "model"> | u
 }
 
 /**
- * The family of one output: from the error sources among the nodes it depends on. On a backend
- * with exactSingleOps, elementwise and reduction nodes are no source. No source: "exact". One
- * accumulating source (reduction, flash, decomposed) and any number of elementwise ones: the
- * loosest family, unless that source is a flash or decomposed node whose result later ops
- * compute with (they amplify its few units: exp by |x|, a difference by cancellation): "model".
- * Two accumulating sources: "model".
+ * The family of one output, from the error sources among the nodes it depends on. On a backend
+ * with exactSingleOps, elementwise and reduction nodes are no source: with no source at all
+ * the output is "exact". Otherwise one accumulating source (reduction, flash, decomposed) and
+ * any number of elementwise ones give the loosest of their families, unless the source is a
+ * flash or decomposed node whose result later ops compute with (they amplify its few units:
+ * exp by |x|, a difference by cancellation), or there are several: then "carried" on a backend
+ * whose later ops add no rounding of their own (exactSingleOps), "model" on one that rounds
+ * every op its own way.
  */
 export function outputFamily(graph: Graph, output: number, backend?: Exactness): OpFamily {
   const inCone = new Set<number>([output]);
@@ -82,12 +84,12 @@ export function outputFamily(graph: Graph, output: number, backend?: Exactness):
   const accumulating: Node[] = [];
   let elementwise = false;
   for (const id of inCone) {
-    const n = graph.nodes[id];
-    const f = sourceFamily(n);
+    const f = sourceFamily(graph.nodes[id]);
     if (f === "elementwise") elementwise = true;
-    else if (f !== undefined) accumulating.push(n);
+    else if (f !== undefined) accumulating.push(graph.nodes[id]);
   }
-  if (accumulating.length > 1) return "model";
+  const chain: OpFamily = exact ? "carried" : "model";
+  if (accumulating.length > 1) return chain;
   if (accumulating.length === 0) return elementwise ? "elementwise" : "exact";
   const source = accumulating[0];
   const family = sourceFamily(source)!;
@@ -97,13 +99,13 @@ export function outputFamily(graph: Graph, output: number, backend?: Exactness):
   for (const id of [...inCone].sort((a, b) => a - b)) {
     const n = graph.nodes[id];
     if (id === source.id || !n.operands.some((o) => tainted.has(o))) continue;
-    if (nodeFamily(n) !== undefined) return "model";
+    if (nodeFamily(n) !== undefined) return chain;
     tainted.add(id);
   }
   return family;
 }
 
-const LOOSENESS: OpFamily[] = ["exact", "flash", "elementwise", "reduction", "decomposed", "model"];
+const LOOSENESS: OpFamily[] = ["exact", "flash", "elementwise", "decomposed", "carried", "reduction", "model"];
 
 /** The loosest family among a graph's outputs: how much rounding can pile up between input and output. */
 export function familyOf(graph: Graph, backend?: Exactness): OpFamily {

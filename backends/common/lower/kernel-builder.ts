@@ -62,11 +62,14 @@ export class KernelBuilder {
       if (d === sizes.length) return body(offsets);
       const index = this.b.fresh(tag);
       this.b.loop(index, this.size(sizes[d]), scope, (i) => {
+        // Name a partial offset only where an inner loop reuses it, once per distinct offset.
+        const named = new Map<string, ScalarExpr>();
         const next = walks.map((w, k) => {
           const off = sum([offsets[k], product(i, this.size(w.strides[d]))]);
-          // Name the partial offset only where an inner loop reuses it.
           if (d === sizes.length - 1 || off.kind !== "binary") return off;
-          return this.b.let(this.b.fresh(`o${k}_`), "i32", off);
+          const key = JSON.stringify(off);
+          if (!named.has(key)) named.set(key, this.b.let(this.b.fresh(`o${k}_`), "i32", off));
+          return named.get(key)!;
         });
         level(d + 1, next);
       });

@@ -1,0 +1,42 @@
+// What a target registry entry is (backends/registry.ts lists them): a backend's name, the ops
+// it implements, its storage, its language table, its templates and how it writes an artifact.
+import type { Graph } from "../../compiler/ir/graph.ts";
+import type { DType } from "../../compiler/ir/types.ts";
+import type { StorageBytes } from "../../compiler/schedule/index.ts";
+import type { Artifact } from "./artifact.ts";
+import type { Language } from "./kernel/render.ts";
+
+export interface CompileOptions {
+  /** The pass pipeline the graph went through, recorded in the manifest. */
+  passes?: string[];
+  /** Use the target's hand-tuned templates (default); without them every kernel comes from the shared lowering. */
+  templates?: boolean;
+}
+
+export interface Target {
+  name: string;
+  /** One line for --help: what the artifact holds and where it runs. */
+  description: string;
+  /** The ops it runs directly (the shared lowering's and its templates'); others are decomposed first. */
+  ops(options?: CompileOptions): ReadonlySet<string>;
+  /** How each dtype is stored: the storage type's name in the target language, and bytes per element. */
+  storage: Readonly<Record<DType, { type: string; bytes: number }>>;
+  language: Language;
+  /** Ops with hand-tuned kernel templates, used instead of the shared lowering. */
+  templates: readonly string[];
+  /** The artifact: its files (manifest.json among them), written by writeArtifact. */
+  compile(graph: Graph, options?: CompileOptions): Artifact;
+  /** How closely it matches the interpreter, for the differential harness. */
+  precision: {
+    /** Single elementwise, copy and reduction ops give the interpreter's bits exactly. */
+    exactSingleOps: boolean;
+    /** Multiplies the harness's per-family tolerances (1: as tight as float64 arithmetic rounded once). */
+    toleranceFactor: number;
+  };
+}
+
+/** Bytes per element of each dtype in a target's storage, as the kernel plan counts them. */
+export function storageBytes(target: Target): StorageBytes {
+  return Object.fromEntries(Object.entries(target.storage).map(([d, s]) => [d, s.bytes])) as Record<DType, number>;
+}
+
