@@ -3,7 +3,7 @@
 // interpreter evaluates these trees (compiled to closures over float64), and every backend
 // prints the same trees through its language table, so an op's meaning exists once.
 // The kernel IR (backends/common/kernel) builds its statements from these expressions.
-import { roundScalar } from "./numeric.ts";
+import { INT_RANGE, roundScalar, saturate } from "./numeric.ts";
 import type { DType } from "./types.ts";
 
 /** The type of a scalar value: a storage dtype, or a kernel-only type (f64 math, u32 bits, indices). */
@@ -160,7 +160,6 @@ export function erf(x: number): number {
   return Math.sign(x) * (1 - erfc);
 }
 
-const INT_RANGES = { i32: [-2147483648, 2147483647], i8: [-128, 127], u8: [0, 255] } as const;
 
 /** Rounds to the nearest integer, ties to the even one (2.5 -> 2, 3.5 -> 4, -2.5 -> -2). */
 export function roundHalfToEven(x: number): number {
@@ -168,12 +167,9 @@ export function roundHalfToEven(x: number): number {
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-const saturating = (dtype: "i32" | "i8" | "u8") => (x: number) => {
-  const [lo, hi] = INT_RANGES[dtype];
-  return Number.isNaN(x) ? 0 : Math.min(hi, Math.max(lo, Math.trunc(x)));
-};
+const saturating = (dtype: "i32" | "i8" | "u8") => (x: number) => saturate(dtype, x);
 const quantizing = (dtype: "i8" | "u8") => (x: number, scale: number, zeroPoint: number) => {
-  const [lo, hi] = INT_RANGES[dtype];
+  const [lo, hi] = INT_RANGE[dtype]!;
   const v = roundHalfToEven(x / scale) + zeroPoint;
   return Number.isNaN(v) ? zeroPoint : v < lo ? lo : v > hi ? hi : v;
 };

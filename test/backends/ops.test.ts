@@ -3,16 +3,28 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { allOps } from "../../compiler/ir/registry.ts";
-import { initWeights } from "../../runtime/init.ts";
 import { seededInputs } from "../support/random-graph.ts";
 import { compileSource } from "../support/dsl.ts";
-import { BACKENDS, runAndCompare } from "../harness/harness.ts";
+import { testWeights } from "../support/weights.ts";
+import { BACKENDS, outputFamily, runAndCompare } from "../harness/harness.ts";
+import type { OpFamily } from "../harness/tolerance.ts";
 
 interface OpCase {
   name: string;
-  /** Model parameters A, B, C are drawn from 1..5 by the property; N from 1..6. */
+  /**
+   * Model parameters A, B, C are drawn from 1..5 by the property; N from 1..6 and K (when the
+   * model has it) from N..N+3, unless `rows` and `keys` give other ranges.
+   */
   source: string;
   ops: string[];
+  /**
+   * The family of every output on a backend with exactSingleOps (tolerance.ts): "exact", bit for
+   * bit, unless the case is about streaming kernels ("flash") or ops that backends may run as
+   * their decomposition ("decomposed").
+   */
+  family?: OpFamily;
+  rows?: [number, number];
+  keys?: [number, number];
 }
 
 const CASES: OpCase[] = [
@@ -93,7 +105,7 @@ const CASES: OpCase[] = [
     output mv = a @ v
     output vm = v @ b
     output vv = v @ v }` },
-  { name: "norms and rope", ops: ["rmsnorm", "layernorm", "rope"], source: `model M(A, B, C) { dim N
+  { name: "norms and rope", ops: ["rmsnorm", "layernorm", "rope"], family: "decomposed", source: `model M(A, B, C) { dim N
     input x: f32[N, 4 * A]
     input w: f32[4 * A]
     input pos: i32[N]
@@ -101,13 +113,13 @@ const CASES: OpCase[] = [
     output l = layernorm(x, w, w * 0.5)
     output ri = rope(x, pos, theta = 10000.0, head_dim = 4)
     output rh = rope(x, pos, head_dim = 2 * A, interleaved = false) }` },
-  { name: "attention with GQA and causal masking", ops: ["attention"], source: `model M(A, B, C) { dim N, K
+  { name: "attention with GQA and causal masking", ops: ["attention"], family: "decomposed", source: `model M(A, B, C) { dim N, K
     input q: f32[N, 4 * B]
     input k: f32[K, 2 * B]
     input v: f32[K, 2 * C]
     output a = attention(q, k, v, heads = 4, kv_heads = 2, causal = true)
     output b = attention(q, k, v, heads = 4, kv_heads = 2, scale = 0.3) }` },
-  { name: "diffattn, stripe and halves, GQA, λ of every shape", ops: ["diffattn"], source: `model M(A, B, C) { dim N, K
+  { name: "diffattn, stripe and halves, GQA, λ of every shape", ops: ["diffattn"], family: "decomposed", source: `model M(A, B, C) { dim N, K
     input q: f32[N, 8 * B]
     input k: f32[K, 4 * B]
     input v: f32[K, 4 * B]
@@ -116,12 +128,12 @@ const CASES: OpCase[] = [
     output s = diffattn(q, k, v, lam, heads = 4, kv_heads = 2, causal = true)
     output h = diffattn(q, k, v, lh, heads = 4, kv_heads = 2, pairing = "halves")
     output c = diffattn(q, k, v, 0.5, heads = 2, kv_heads = 1, causal = true, pairing = "halves") }` },
-  { name: "batched diffattn", ops: ["diffattn"], source: `model M(A, B, C) { dim N
+  { name: "batched diffattn", ops: ["diffattn"], family: "decomposed", source: `model M(A, B, C) { dim N
     input q: f32[A, N, 4 * B]
     input k: f32[A, N, 4 * B]
     input v: f32[A, N, 4 * B]
     output s = diffattn(q, k, v, 0.3, heads = 2, causal = true) }` },
-  { name: "flash_attention: GQA, odd head widths, causal with K >= N and K < N, blocks of 1, 3 and 64", ops: ["flash_attention"], source: `model M(A, B, C) { dim N, K
+  { name: "flash_attention: GQA, odd head widths, causal with K >= N and K < N, blocks of 1, 3 and 64", ops: ["flash_attention"], family: "flash", source: `model M(A, B, C) { dim N, K
     input q: f32[N, 4 * B]
     input k: f32[K, 2 * B]
     input v: f32[K, 2 * C]
@@ -135,7 +147,7 @@ const CASES: OpCase[] = [
     output d = flash_attention(q, ks, vs, heads = 2, kv_heads = 1, causal = true)
     output e = flash_attention(q, k, vo, heads = 2, kv_heads = 1, block = 3)
     output f = flash_attention(qb, k, v, heads = 4, kv_heads = 2, causal = true, block = 64) }` },
-  { name: "flash_diffattn: stripe and halves, GQA, λ scalar, [H] and [N, H], causal with K >= N and K < N, blocks of 1, 3 and 64", ops: ["flash_diffattn"], source: `model M(A, B, C) { dim N, K
+  { name: "flash_diffattn: stripe and halves, GQA, λ scalar, [H] and [N, H], causal with K >= N and K < N, blocks of 1, 3 and 64", ops: ["flash_diffattn"], family: "flash", source: `model M(A, B, C) { dim N, K
     input q: f32[N, 8 * B]
     input k: f32[K, 4 * B]
     input v: f32[K, 4 * B]
@@ -148,7 +160,7 @@ const CASES: OpCase[] = [
     output c = flash_diffattn(q, ks, vs, 0.5, heads = 2, kv_heads = 1, causal = true, pairing = "halves", block = 3)
     output m = flash_diffattn(q, ks, vs, lam, heads = 4, kv_heads = 2, causal = true, scale = 0.4)
     output t = flash_diffattn(q, k, v, lh, heads = 4, kv_heads = 2, causal = true, pairing = "stripe", block = 64) }` },
-  { name: "flash_diffattn epilogue: per-head RMSNorm and scale, batched, λ per batch entry, f16", ops: ["flash_diffattn"], source: `model M(A, B, C) { dim N, K
+  { name: "flash_diffattn epilogue: per-head RMSNorm and scale, batched, λ per batch entry, f16", ops: ["flash_diffattn"], family: "flash", source: `model M(A, B, C) { dim N, K
     input q: f32[A, N, 4 * B]
     input k: f32[A, K, 4 * B]
     input v: f32[1, K, 4 * B]
@@ -159,6 +171,29 @@ const CASES: OpCase[] = [
     output o = flash_diffattn(q, k, v, 0.3, w, heads = 2, pairing = "halves", out_scale = 0.5)
     output p = flash_diffattn(q, k, v, lb, heads = 1, causal = true, out_scale = -2.0, block = 1)
     output f = flash_diffattn(cast(q, f16), cast(k, f16), cast(v, f16), lam, cast(w, f16), heads = 2, causal = true) }` },
+  // The cases above keep N <= 6: one 16-row query tile of the streaming kernels. These span
+  // several tiles, the last one partial, with K below, at and above N (causal offset K - N of
+  // both signs) and key blocks that do not divide K.
+  { name: "attention and diffattn over several 16-row query tiles: N 17..40, K 1..48", ops: ["attention", "diffattn"], family: "decomposed", rows: [17, 40], keys: [1, 48], source: `model M(A, B, C) { dim N, K
+    input q: f32[N, 8 * B]
+    input k: f32[K, 4 * B]
+    input v: f32[K, 4 * B]
+    input lam: f32[N, 4]
+    output a = attention(q, k, v, heads = 8, kv_heads = 4, causal = true)
+    output b = attention(q, k, v, heads = 2, kv_heads = 1, scale = 0.3)
+    output s = diffattn(q, k, v, lam, heads = 4, kv_heads = 2, causal = true)
+    output h = diffattn(q, k, v, 0.6, heads = 2, kv_heads = 1, causal = true, pairing = "halves") }` },
+  { name: "flash_attention and flash_diffattn over several 16-row query tiles: N 17..40, K 1..48, blocks of 5, 16 and 64, with the epilogue", ops: ["flash_attention", "flash_diffattn"], family: "flash", rows: [17, 40], keys: [1, 48], source: `model M(A, B, C) { dim N, K
+    input q: f32[N, 8 * B]
+    input k: f32[K, 4 * B]
+    input v: f32[K, 4 * B]
+    input lam: f32[N, 4]
+    input w: f32[2 * B]
+    output a = flash_attention(q, k, v, heads = 8, kv_heads = 4, causal = true, block = 5)
+    output b = flash_attention(q, k, v, heads = 2, kv_heads = 1, scale = 0.3, block = 16)
+    output s = flash_diffattn(q, k, v, lam, heads = 4, kv_heads = 2, causal = true, block = 5)
+    output h = flash_diffattn(q, k, v, 0.6, heads = 2, kv_heads = 1, causal = true, pairing = "halves")
+    output n = flash_diffattn(q, k, v, lam, w, heads = 4, kv_heads = 2, causal = true, norm_eps = 0.01, out_scale = 0.7, block = 16) }` },
   { name: "quantize and dequantize", ops: ["quantize", "dequantize"], source: `model M(A, B, C) { dim N
     input x: f32[N, A]
     input scale: f32[N, 1]
@@ -180,13 +215,16 @@ for (const backend of BACKENDS) {
     for (const c of CASES) {
       it(c.name, async () => {
         await fc.assert(
-          fc.asyncProperty(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 3 }), fc.nat(1000), async (A, B, C, N, extra, seed) => {
+          fc.asyncProperty(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: c.rows?.[0] ?? 1, max: c.rows?.[1] ?? 6 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: c.keys?.[0] ?? 1, max: c.keys?.[1] ?? 1 }), fc.nat(1000), async (A, B, C, N, extra, K, seed) => {
             const graph = compileSource(c.source, { set: new Map([["A", A], ["B", B], ["C", C]]) });
-            const dims = new Map(graph.dims.map((d) => [d, d === "N" ? N : N + extra]));
+            const dims = new Map(graph.dims.map((d) => [d, d === "N" ? N : c.keys ? K : N + extra]));
+            // On a backend exact on single ops, every output of a case of single ops must match
+            // the interpreter bit for bit (tolerance.ts, family "exact").
+            if (backend.exactSingleOps) for (const o of graph.outputs) expect(outputFamily(graph, o.node, backend), o.name).toBe(c.family ?? "exact");
             const inputs = seededInputs(graph, dims, seed);
             // Index inputs must stay inside the table they index.
             for (const [name, t] of inputs) if (t.dtype === "i32" && name === "idx") t.data.forEach((x, i) => (t.data[i] = Math.abs(Math.round(x * 100)) % A));
-            await runAndCompare(backend, graph, inputs, initWeights(graph, seed), dims);
+            await runAndCompare(backend, graph, inputs, testWeights(graph, seed), dims);
           }),
           { numRuns: 12 },
         );

@@ -1,6 +1,7 @@
 // One renderer, one language table: kernels lowered from the plan to kernel IR, printed
 // through the JS table (snapshotted, so a change to the emitted code is reviewed as code), and
 // run against the interpreter.
+import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { renderHelpers, renderKernel } from "../../backends/common/kernel/render.ts";
 import { lowerKernel } from "../../backends/common/lower/index.ts";
@@ -89,5 +90,14 @@ describe("the kernel IR through the JS language table", () => {
     run(k, [out, x], [n]);
     const expected = evaluate(graph, new Map([["x", { dtype: "f32", shape: [n, 8], data: Float64Array.from(x) }]]), new Map());
     expect([...out]).toEqual([...expected.get("y")!.data]);
+  });
+});
+
+describe("generated code", () => {
+  it("is never made from Function.prototype.toString of compiler code", () => {
+    // Helpers are kernel IR rendered per language; runtime code ships as template files.
+    const sources = readdirSync(new URL("../../backends", import.meta.url), { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".ts"));
+    expect(sources.length).toBeGreaterThan(10);
+    for (const f of sources) expect(readFileSync(new URL(`../../backends/${f}`, import.meta.url), "utf8"), f).not.toMatch(/\.toString\(\)/);
   });
 });

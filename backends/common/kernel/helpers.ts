@@ -4,6 +4,7 @@
 // definition computes (compiler/ir/numeric.ts, compiler/ir/scalar.ts's MATH); the tests run
 // the rendered JS of each against that definition.
 import { bin, call, cast, lit, ref, type ScalarExpr, type ScalarType, select } from "../../../compiler/ir/scalar.ts";
+import { INT_RANGE } from "../../../compiler/ir/numeric.ts";
 import { type HelperFunction, I, int, StmtBuilder } from "./ir.ts";
 
 const U = (value: number) => lit(value, "u32");
@@ -90,18 +91,17 @@ const roundHalfEven = helper("roundHalfEven", [["x", "f64"]], "f64", (b) => {
   b.return(select(bin("||", bin(">", frac, F(0.5)), bin("&&", eq(frac, F(0.5)), odd)), bin("+", r, F(1)), r));
 });
 
-const RANGES = { i32: [-2147483648, 2147483647], i8: [-128, 127], u8: [0, 255] } as const;
 
 const saturating = (dtype: "i32" | "i8" | "u8") =>
   helper(`saturate_${dtype}`, [["x", "f64"]], "i32", (b) => {
-    const [lo, hi] = RANGES[dtype];
+    const [lo, hi] = INT_RANGE[dtype]!;
     const x = f("x");
     b.return(select(call("isnan", x), int(0), cast("i32", call("min", F(hi), call("max", F(lo), call("trunc", x))))));
   });
 
 const quantizing = (dtype: "i8" | "u8") =>
   helper(`quantize_${dtype}`, [["x", "f64"], ["scale", "f64"], ["zeroPoint", "i32"]], "i32", (b) => {
-    const [lo, hi] = RANGES[dtype];
+    const [lo, hi] = INT_RANGE[dtype]!;
     const zeroPoint = I("zeroPoint");
     const v = b.let("v", "f64", bin("+", apply("roundHalfEven", "f64", bin("/", f("x"), f("scale"))), cast("f64", zeroPoint)));
     b.if(call("isnan", v), () => b.return(zeroPoint));
