@@ -187,6 +187,20 @@ describe("safetensors rejects bad files with a message naming the file", () => {
     expect(rejection(bytes)).toMatch(message);
   });
 
+  it("accepts data_offsets ending exactly at the end of the file, and rejects one byte past it", () => {
+    // Two tensors, the second one's bytes the file's last: valid as the reference reader has it.
+    const json = (end: number) => `{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[${end - 2}],"data_offsets":[2,${end}]}}`;
+    const exact = handBuilt(json(5), [1, 2, 3, 4, 5]);
+    expect(exact.length).toBe(8 + new DataView(exact.buffer).getUint32(0, true) + 5);
+    const { tensors } = parseSafetensors(exact, "w.safetensors");
+    expect([...tensors.get("a")!.data]).toEqual([1, 2]);
+    expect([...tensors.get("b")!.data]).toEqual([3, 4, 5]);
+    expect(rejection(handBuilt(json(6), [1, 2, 3, 4, 5]))).toMatch(/^w\.safetensors: tensor "b" data_offsets \[2, 6\] run past the end of the data \(5 bytes\)$/);
+    // An empty tensor may sit exactly at the end, not one byte past it.
+    expect([...parseSafetensors(handBuilt(entry("U8", [0], [3, 3]), [7, 8, 9])).tensors.get("t")!.shape]).toEqual([0]);
+    expect(rejection(handBuilt(entry("U8", [0], [4, 4]), [7, 8, 9]))).toMatch(/tensor "t" data_offsets \[4, 4\] run past the end of the data \(3 bytes\)$/);
+  });
+
   it("reports an unreadable path as a Diagnostic", () => {
     expect(() => readSafetensors("/nonexistent/w.safetensors")).toThrow(/^\/nonexistent\/w\.safetensors: cannot read/);
   });

@@ -119,6 +119,7 @@ export function familyOf(graph: Graph, backend?: Exactness): OpFamily {
 
 const show = (x: number) => (Object.is(x, -0) ? "-0" : String(x));
 
+/** Every element of `actual` within `family`'s tolerance (times `factor`) of `expected`; bit for bit in the exact family. */
 export function expectClose(actual: HostTensor, expected: HostTensor, family: OpFamily, label: string, factor = 1): void {
   expect(actual.dtype, `${label}: dtype`).toBe(expected.dtype);
   expect(formatShape(actual.shape), `${label}: shape`).toBe(formatShape(expected.shape));
@@ -133,7 +134,6 @@ export function expectClose(actual: HostTensor, expected: HostTensor, family: Op
   }
 }
 
-/** Runs `graph` on the backend and on the interpreter with the same inputs and weights, and compares every output. */
 /**
  * Runs `graph` on the backend and on the interpreter with the same inputs and weights, and
  * compares every output within its family's tolerance (outputFamily), or within `family` for

@@ -174,13 +174,10 @@ describe("diffattn against a plain reference", () => {
     expectClose(out.data, expected.flat(3));
   });
 
-  it("stays fast: N = M = 128, H = 4, d = 32 in well under a second", () => {
-    const [n, heads, d] = [128, 4, 32];
-    const args = [random(1, [n, 2 * heads * d]), random(2, [n, 2 * heads * d]), random(3, [n, 2 * heads * d]), f32([], [0.5])];
-    const start = performance.now();
-    apply("diffattn", args, { heads, causal: true });
-    expect(performance.now() - start).toBeLessThan(500);
-  });
+  // At a model's size, not only a handful of rows. (How fast it runs is bench/'s business: a
+  // wall-clock bound here fails on a loaded machine and proves nothing about the result.)
+  it("N = M = 128, H = 4, d = 32, causal: the same as the reference", () =>
+    checkDiffAttn({ heads: 4, kvHeads: 4, d: 32, n: 128, m: 128, causal: true, pairing: "stripe", lambda: "scalar" }, 81));
 });
 
 describe("attention against a plain reference", () => {

@@ -3,7 +3,7 @@ import { parseGraph } from "../../compiler/ir/parse.ts";
 import { tensor } from "../../compiler/ir/tensor.ts";
 import { canonicalizePass } from "../../compiler/passes/canonicalize.ts";
 import { evaluate } from "../../runtime/interpreter/index.ts";
-import { checkCleanup, expectRewrite } from "./equivalence.ts";
+import { checkCleanup, expectRewrite, outputDifference } from "./equivalence.ts";
 
 const same = (body: string) => expectRewrite(canonicalizePass, body, body);
 
@@ -108,6 +108,29 @@ describe("canonicalize", () => {
         output "x" = %3
       }`,
     );
+  });
+
+  it("keeps x * 0, 0 * x and x * -0: NaN for x = NaN and ±inf, -0 for negative x (fixed inputs, not drawn ones)", () => {
+    const g = parseGraph(`graph g {
+      %0 = input {name = "x"} : f32[8]
+      %1 = const {value = 0, dtype = f32} : f32[]
+      %2 = const {value = -0, dtype = f32} : f32[]
+      %3 = mul(%0, %1) : f32[8]
+      %4 = mul(%1, %0) : f32[8]
+      %5 = mul(%0, %2) : f32[8]
+      output "a" = %3
+      output "b" = %4
+      output "c" = %5
+    }`);
+    const after = canonicalizePass.run(g);
+    expect(after.nodes.filter((n) => n.op === "mul")).toHaveLength(3);
+    const inputs = new Map([["x", tensor("f32", [8], [NaN, Infinity, -Infinity, -0, 0, -1.5, 2, -3e38])]]);
+    const outputs = evaluate(after, inputs, new Map());
+    const show = (name: string) => [...outputs.get(name)!.data].map((v) => (Object.is(v, -0) ? "-0" : String(v)));
+    expect(show("a")).toEqual(["NaN", "NaN", "NaN", "-0", "0", "-0", "0", "-0"]);
+    expect(show("b")).toEqual(show("a"));
+    expect(show("c")).toEqual(["NaN", "NaN", "NaN", "0", "-0", "0", "-0", "0"]);
+    expect(outputDifference(evaluate(g, inputs, new Map()), outputs)).toBeUndefined();
   });
 
   it("neg(neg x) is x; one neg stays", () => {

@@ -5,7 +5,8 @@ import { parseGraph } from "../../compiler/ir/parse.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
 import { fuseDualSoftmax } from "../../compiler/passes/fuse-dual-softmax.ts";
 import { fuseAttentionPass } from "../../compiler/passes/fuse-attention.ts";
-import { initWeights, randomInputs } from "../../runtime/init.ts";
+import { randomInputs } from "../../runtime/init.ts";
+import { testWeights } from "../support/weights.ts";
 import { evaluate } from "../../runtime/interpreter/index.ts";
 import { compileSource } from "../support/dsl.ts";
 import { BACKENDS, runAndCompare } from "../harness/harness.ts";
@@ -59,7 +60,7 @@ describe("fuse-dual-softmax", () => {
     expect(fused.nodes.some((n) => n.op === "rmsnorm" || n.op === "diffattn")).toBe(false);
     const dims = new Map([["N", 9]]);
     const inputs = randomInputs(g, dims, 4);
-    const weights = initWeights(g, 4);
+    const weights = testWeights(g, 4);
     const a = evaluate(g, inputs, weights, { dims }).get("y")!;
     const b = evaluate(fused, inputs, weights, { dims }).get("y")!;
     for (let i = 0; i < a.data.length; i++) expect(Math.abs(a.data[i] - b.data[i])).toBeLessThan(1e-6 * (1 + Math.abs(a.data[i])));

@@ -14,7 +14,8 @@ import type { Pass } from "../../compiler/passes/pass.ts";
 import { runPipeline } from "../../compiler/passes/pipeline.ts";
 import { recognizeAttentionPass } from "../../compiler/passes/recognize-attention.ts";
 import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
-import { initWeights, randomInputs } from "../../runtime/init.ts";
+import { randomInputs } from "../../runtime/init.ts";
+import { testWeights } from "../support/weights.ts";
 import { BACKENDS, runAndCompare } from "../harness/harness.ts";
 import { checkWithinTolerance, expectCloseOutputs } from "./equivalence.ts";
 import { compileSource } from "../support/dsl.ts";
@@ -190,6 +191,9 @@ ${lines}
     ["a map that is also read elsewhere (fusing would compute it twice)", dual({ extra: "output map = p1" })],
     ["values not 2d wide", dual({ v: "vx" }), "input vx: f32[H, N, 3]"],
     ["p1 + λ p2 instead of p1 - λ p2", dual({ combined: "p1 + 0.5 * p2" })],
+    // (λ p1 - p2) v is -(p2 - λ p1) v: λ weighs the wrong map, and the sign is flipped.
+    ["λ on the first map: (λ p1 - p2) @ v", dual({ combined: "0.5 * p1 - p2" })],
+    ["λ on the first map, per query: (λ p1 - p2) @ v with λ [N, 1]", dual({ combined: "lam * p1 - p2" }), "input lam: f32[N, 1]"],
   ];
   for (const [name, body, extra] of NEAR_MISSES) {
     it(`leaves a near miss alone: ${name}`, () => {
@@ -290,7 +294,7 @@ describe("recognized attention in models", () => {
     expect(flash.operands).toHaveLength(5);
     expect(flash.attrs.out_scale).toBeCloseTo(0.2, 6);
     const dims = new Map([["N", 6]]);
-    const weights = initWeights(g, 2);
+    const weights = testWeights(g, 2);
     const inputs = randomInputs(g, dims, 2);
     expectCloseOutputs(g, fused, inputs, dims, weights);
     for (const backend of BACKENDS) await runAndCompare(backend, fused, inputs, weights, dims);
