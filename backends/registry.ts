@@ -2,11 +2,12 @@
 // its help and errors) and the differential harness read it.
 import { Diagnostic } from "../common/diagnostic.ts";
 import type { Target } from "./common/target.ts";
+import { cudaTarget } from "./cuda/index.ts";
 import { jsTarget } from "./js/index.ts";
 
 export type { CompileOptions, Target } from "./common/target.ts";
 
-export const TARGETS: readonly Target[] = [jsTarget];
+export const TARGETS: readonly Target[] = [jsTarget, cudaTarget];
 
 export function targetNames(): string[] {
   return TARGETS.map((t) => t.name);

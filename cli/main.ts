@@ -12,7 +12,7 @@ import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { formatShape, formatType, numel } from "../compiler/ir/types.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
 import { bindDims, evaluate } from "../runtime/interpreter/index.ts";
-import { backendNames, findAdapter } from "../runtime/adapters/index.ts";
+import { ADAPTERS, backendNames, findAdapter } from "../runtime/adapters/index.ts";
 import { findTarget, TARGETS, targetNames } from "../backends/registry.ts";
 import { writeArtifact } from "../backends/common/artifact.ts";
 import { parseGraph } from "../compiler/ir/parse.ts";
@@ -121,6 +121,12 @@ interface Loaded {
   /** The artifact directory, when loaded from one, and the target its manifest names. */
   artifact?: string;
   artifactTarget?: string;
+}
+
+/** The backend that runs a target's artifacts by default: the first adapter of that target that can run here. */
+function defaultBackend(target: string): string {
+  const adapters = ADAPTERS.filter((a) => a.target === target);
+  return (adapters.find((a) => !a.unavailable()) ?? adapters[0]).name;
 }
 
 function isArtifactDir(path: string): boolean {
@@ -298,9 +304,9 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case "run": {
-      const backend = opts.backend ?? (m.artifact ? m.artifactTarget! : "interp");
+      const backend = opts.backend ?? (m.artifact ? defaultBackend(m.artifactTarget!) : "interp");
       const adapter = backend === "interp" ? undefined : findAdapter(backend);
-      if (m.artifact && adapter && adapter.target !== m.artifactTarget) throw new Diagnostic(`${m.artifact} is a ${m.artifactTarget} artifact; it runs on --backend ${m.artifactTarget}, not ${backend}`);
+      if (m.artifact && adapter && adapter.target !== m.artifactTarget) throw new Diagnostic(`${m.artifact} is a ${m.artifactTarget} artifact; --backend ${backend} runs ${adapter.target} artifacts`);
       const weights = loadWeights(m, opts);
       const inputs = loadInputs(m, opts);
       let outputs: Map<string, HostTensor>;

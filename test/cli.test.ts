@@ -3,6 +3,8 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { findTarget, targetNames } from "../backends/registry.ts";
+import { backendNames } from "../runtime/adapters/index.ts";
 import { describe, expect, it } from "vitest";
 import { readSafetensors, writeSafetensors } from "../runtime/safetensors.ts";
 import { tensor } from "../compiler/ir/tensor.ts";
@@ -99,6 +101,10 @@ describe("difftc CLI", () => {
 
   it("bad command lines get one-line errors", () => {
     expect(difftc("frobnicate").stderr).toMatch(/unknown command 'frobnicate'/);
+    // Targets and backends are named from the registries.
+    expect(difftc("compile", "examples/diff_attention.dt", "--target", "nope", "-o", join(work, "nope")).stderr).toBe(`error: unknown target 'nope' (targets: ${targetNames().join(", ")})\n`);
+    expect(difftc("run", "examples/diff_attention.dt", "--backend", "nope").stderr).toBe(`error: unknown backend 'nope' (backends: ${backendNames().join(", ")})\n`);
+    expect(difftc("compile", "--help").stdout).toContain(`js: ${findTarget("js").description}`);
     expect(difftc("run", "examples/diff_lm.dt").stderr).toMatch(/random inputs need a size for N: pass --set N=SIZE/);
     expect(difftc("check", "examples/diff_lm.dt", "--bogus").stderr).toMatch(/Unknown option '--bogus'/);
     expect(difftc("check", "missing.dt").stderr).toBe("error: cannot read missing.dt: no such file\n");

@@ -1,14 +1,15 @@
 // The differential harness: every backend runs against the reference interpreter (XLA's
-// RunAndCompare). Adding a backend is one line in BACKENDS: its name, how to load a graph, and
-// how exact it is (tolerance.ts says what each family allows).
+// RunAndCompare). The backends come from the target and adapter registries: a new backend is
+// in the harness once it is registered, with its precision entry saying how exact it is
+// (tolerance.ts says what each family allows).
 import { expect } from "vitest";
-import { compileJs } from "../../backends/js/index.ts";
+import { findTarget } from "../../backends/registry.ts";
+import { ADAPTERS } from "../../runtime/adapters/index.ts";
 import type { Graph, Node } from "../../compiler/ir/graph.ts";
 import { getOp } from "../../compiler/ir/registry.ts";
 import type { HostTensor } from "../../compiler/ir/tensor.ts";
 import { formatShape } from "../../compiler/ir/types.ts";
 import type { Session, TensorMap } from "../../runtime/adapters/adapter.ts";
-import { loadJs } from "../../runtime/adapters/js/index.ts";
 import { evaluate } from "../../runtime/interpreter/index.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
 import { findPass } from "../../compiler/passes/pipeline.ts";
@@ -26,14 +27,35 @@ export interface BackendUnderTest {
   exactSingleOps: boolean;
   /** Multiplies every family's tolerance (tolerance.ts): 1 for a backend that computes as the JS one does. */
   toleranceFactor: number;
+  /** The ops it runs directly; the others run as their decomposition. */
+  ops: ReadonlySet<string>;
 }
 
-export const BACKENDS: BackendUnderTest[] = [
-  { name: "js", load: (graph, weights) => loadJs(compileJs(graph), weights), exactSingleOps: true, toleranceFactor: 1 },
-];
+/**
+ * Each registered backend that runs on every machine the tests run on, as the harness runs it.
+ * `templates: false` also runs a target on the shared lowering alone (no hand-tuned kernels),
+ * so that the lowering a GPU target relies on is checked on every op on the CPU. Backends
+ * that need hardware (a GPU) or whose builds are slow (cuda-emu compiles C++ per graph) have
+ * test files of their own.
+ */
+function registered(name: string, templates = true): BackendUnderTest {
+  const adapter = ADAPTERS.find((a) => a.name === name)!;
+  const target = findTarget(adapter.target);
+  return {
+    name: templates ? name : `${name} (shared lowering only)`,
+    load: (graph, weights) => adapter.load(target.compile(graph, { templates }), weights),
+    ...target.precision,
+    ops: target.ops({ templates }),
+  };
+}
+
+export const BACKENDS: BackendUnderTest[] = [registered("js"), registered("js", false)];
+
+/** The harness entry of a registered backend, for the test files of backends outside BACKENDS. */
+export const backendUnderTest = registered;
 
 /** What familyOf needs to know of a backend; without one, the family of a backend that is not exact. */
-type Exactness = Pick<BackendUnderTest, "exactSingleOps">;
+type Exactness = Pick<BackendUnderTest, "exactSingleOps"> & Partial<Pick<BackendUnderTest, "ops">>;
 
 /** The streaming attention kernels: no backend computes them in the interpreter's order. */
 const FLASH_OPS: ReadonlySet<string> = new Set(["flash_attention", "flash_diffattn"]);
@@ -42,8 +64,9 @@ const FLASH_OPS: ReadonlySet<string> = new Set(["flash_attention", "flash_diffat
  * The family of the error one node may add, or undefined for nodes that add none on any
  * backend (inputs, params, consts, iota, and copies: reshape, transpose, slice, concat, gather).
  */
-export function nodeFamily(node: Node): Exclude<OpFamily, "exact" | "model"> | undefined {
-  if (FLASH_OPS.has(node.op)) return "flash";
+export function nodeFamily(node: Node, backend?: Partial<Pick<BackendUnderTest, "ops">>): Exclude<OpFamily, "exact" | "model"> | undefined {
+  // A backend without the streaming kernel runs its decomposition.
+  if (FLASH_OPS.has(node.op)) return !backend?.ops || backend.ops.has(node.op) ? "flash" : "decomposed";
   // A fused node rounds every intermediate of its body as the unfused ops do: its family is
   // theirs, an elementwise chain, or a chain around one matmul or reduction.
   if (node.op === "fused") return node.attrs.kind === "elementwise" ? "elementwise" : "reduction";
@@ -78,7 +101,7 @@ export function outputFamily(graph: Graph, output: number, backend?: Exactness):
   for (let id = output; id >= 0; id--) if (inCone.has(id)) for (const o of graph.nodes[id].operands) inCone.add(o);
   const exact = backend?.exactSingleOps ?? false;
   const sourceFamily = (n: Node) => {
-    const f = nodeFamily(n);
+    const f = nodeFamily(n, backend);
     return exact && (f === "elementwise" || f === "reduction") ? undefined : f;
   };
   const accumulating: Node[] = [];
