@@ -62,6 +62,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <tuple>
 #include <type_traits>
@@ -562,9 +563,10 @@ namespace difftc_emu {
 // switch(save, to): pushes the callee-saved registers, MXCSR and the x87 control word on the
 // current stack, stores rsp in *save, loads `to` as rsp and pops the same frame from there.
 // A comdat, hidden, weak symbol: every translation unit that includes this header emits it,
-// the linker keeps one.
+// the linker keeps one (and hidden keeps each shared object on its own copy).
 extern "C" void difftc_emu_switch(void** save, void* to);
 __asm__(
+    ".ifndef difftc_emu_switch\n"  // once per assembly file (with -flto, all units are one)
     ".pushsection .text.difftc_emu_switch,\"axG\",@progbits,difftc_emu_switch,comdat\n"
     ".weak difftc_emu_switch\n"
     ".hidden difftc_emu_switch\n"
@@ -596,7 +598,8 @@ __asm__(
     "  popq %rbp\n"
     "  ret\n"
     ".size difftc_emu_switch, .-difftc_emu_switch\n"
-    ".popsection\n");
+    ".popsection\n"
+    ".endif\n");
 struct Context {
   void* sp = nullptr;
 };
@@ -612,9 +615,18 @@ inline void switch_context(Context* save, Context* to) {
 
 enum : unsigned char { FRESH, READY, BLOCKED, DONE };
 
-struct Fiber {
+// A carrier is a stack with a context: it runs the bodies of fibers one after another (a fiber
+// keeps its carrier from its start to its return, its frames live there). When a fiber returns
+// and the next one in the round-robin order has not started yet, the same carrier runs it
+// without any switch: a kernel whose threads never wait costs one call per thread.
+struct Carrier {
   Context context;
-  char* stack = nullptr;
+  char* top = nullptr;
+  bool started = false;  // holds a context; reset at each launch (a launch may run on other OS threads)
+};
+
+struct Fiber {
+  Carrier* carrier = nullptr;
   uint3 tid = {0, 0, 0};
   unsigned linear = 0;
   unsigned char state = FRESH;
@@ -642,7 +654,7 @@ struct Barrier {
 
 struct Worker {
   std::vector<Fiber> fibers;
-  std::vector<char*> stacks, free_stacks;
+  std::vector<Carrier*> carriers, free_carriers;
   Warp warps[32];
   Barrier barrier;
   unsigned n = 0, live = 0, pos = 0;
@@ -659,10 +671,11 @@ inline thread_local Worker* tl_worker = nullptr;
 inline size_t stack_bytes() {
   static const size_t bytes = [] {
     long kib = 64;
-    if (const char* v = std::getenv("DIFFTC_EMU_STACK_KB")) {
+    const char* v = std::getenv("DIFFTC_EMU_STACK_KB");
+    if (v && *v) {
       char* end = nullptr;
       long k = std::strtol(v, &end, 10);
-      if (!*v || *end || k < 16 || k > 1048576) fail("DIFFTC_EMU_STACK_KB must be an integer from 16 to 1048576, got '%s'", v);
+      if (*end || k < 16 || k > 1048576) fail("DIFFTC_EMU_STACK_KB must be an integer from 16 to 1048576, got '%s'", v);
       kib = k;
     }
     size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -673,23 +686,52 @@ inline size_t stack_bytes() {
 
 constexpr size_t STACK_COLORS = 128;
 
-// The top of a free fiber stack (stacks grow down).
-inline char* take_stack(Worker* w) {
-  if (!w->free_stacks.empty()) {
-    char* s = w->free_stacks.back();
-    w->free_stacks.pop_back();
-    return s;
+[[noreturn]] inline void carrier_main();
+
+// A carrier for a fiber about to start: a parked one, or a new one on a new stack.
+inline Carrier* take_carrier(Worker* w) {
+  Carrier* c;
+  if (!w->free_carriers.empty()) {
+    c = w->free_carriers.back();
+    w->free_carriers.pop_back();
+  } else {
+    // Below the top of each stack, a different multiple of 64 bytes (up to STACK_COLORS * 64):
+    // the hot frames of the fibers of a block then spread over the cache sets instead of all
+    // mapping to the same few (the stacks are a power-of-two-ish stride apart).
+    size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE)), bytes = stack_bytes() + STACK_COLORS * 64;
+    void* p = mmap(nullptr, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail("cannot map a %zu-byte fiber stack", bytes);
+    mprotect(p, page, PROT_NONE);  // guard page: an overflow faults instead of corrupting memory
+    c = new Carrier;
+    c->top = static_cast<char*>(p) + page + stack_bytes() + (w->carriers.size() * 37 % STACK_COLORS) * 64;
+    w->carriers.push_back(c);
   }
-  // Below the top of each stack, a different multiple of 64 bytes (up to COLORS * 64): the hot
-  // frames of the fibers of a block then spread over the cache sets instead of all mapping to
-  // the same few (the stacks are a power-of-two-ish stride apart).
-  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE)), bytes = stack_bytes() + STACK_COLORS * 64;
-  void* p = mmap(nullptr, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) fail("cannot map a %zu-byte fiber stack", bytes);
-  mprotect(p, page, PROT_NONE);  // guard page: an overflow faults instead of corrupting memory
-  char* s = static_cast<char*>(p) + page + (w->stacks.size() * 37 % STACK_COLORS) * 64 + stack_bytes();
-  w->stacks.push_back(s);
-  return s;
+  if (!c->started) {
+#if DIFFTC_EMU_X86_FIBERS
+    // The frame difftc_emu_switch pops: x87 control word and MXCSR, r15..r12, rbx, rbp, and the
+    // return address, carrier_main, entered with rsp = 8 mod 16 as after a call.
+    void** sp = reinterpret_cast<void**>(reinterpret_cast<uintptr_t>(c->top) & ~static_cast<uintptr_t>(15));
+    *--sp = nullptr;
+    *--sp = reinterpret_cast<void*>(&carrier_main);
+    for (int i = 0; i < 6; ++i) *--sp = nullptr;
+    sp -= 2;
+    unsigned int mxcsr;
+    unsigned short fpucw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+    std::memcpy(reinterpret_cast<char*>(sp) + 8, &mxcsr, 4);
+    std::memcpy(sp, &fpucw, 2);
+    c->context.sp = sp;
+#else
+    if (getcontext(&c->context.uc) != 0) fail("getcontext failed");
+    c->context.uc.uc_stack.ss_sp = c->top - stack_bytes();
+    c->context.uc.uc_stack.ss_size = stack_bytes();
+    c->context.uc.uc_link = nullptr;
+    makecontext(&c->context.uc, reinterpret_cast<void (*)()>(&carrier_main), 0);
+#endif
+    c->started = true;
+  }
+  return c;
 }
 
 inline const char* thread_name(const Worker* w, unsigned linear, char* buf, size_t size) {
@@ -745,38 +787,15 @@ inline Fiber* pick(Worker* w) {
   deadlock(w);
 }
 
-[[noreturn]] inline void fiber_main();
-
-inline void activate(Worker* w, Fiber* f) {
+// Makes f the running fiber; returns the context to switch to (a fresh fiber gets a carrier).
+inline Context* enter(Worker* w, Fiber* f) {
   if (f->state == FRESH) {
-    f->stack = take_stack(w);
-#if DIFFTC_EMU_X86_FIBERS
-    // The frame difftc_emu_switch pops: x87 control word and MXCSR, r15..r12, rbx, rbp, and the
-    // return address, fiber_main, entered with rsp = 8 mod 16 as after a call.
-    uintptr_t top = reinterpret_cast<uintptr_t>(f->stack) & ~static_cast<uintptr_t>(15);
-    void** sp = reinterpret_cast<void**>(top);
-    *--sp = nullptr;
-    *--sp = reinterpret_cast<void*>(&fiber_main);
-    for (int i = 0; i < 6; ++i) *--sp = nullptr;
-    sp -= 2;
-    unsigned int mxcsr;
-    unsigned short fpucw;
-    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
-    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
-    std::memcpy(reinterpret_cast<char*>(sp) + 8, &mxcsr, 4);
-    std::memcpy(sp, &fpucw, 2);
-    f->context.sp = sp;
-#else
-    if (getcontext(&f->context.uc) != 0) fail("getcontext failed");
-    f->context.uc.uc_stack.ss_sp = f->stack - stack_bytes();
-    f->context.uc.uc_stack.ss_size = stack_bytes();
-    f->context.uc.uc_link = nullptr;
-    makecontext(&f->context.uc, reinterpret_cast<void (*)()>(&fiber_main), 0);
-#endif
+    f->carrier = take_carrier(w);
     f->state = READY;
   }
   w->cur = f;
   threadIdx = f->tid;
+  return &f->carrier->context;
 }
 
 // The running fiber waits: switch to the next runnable fiber of the block.
@@ -787,8 +806,8 @@ inline void block_current(Worker* w, const char* op, const char* file, int line)
   self->file = file;
   self->line = line;
   Fiber* next = pick(w);
-  activate(w, next);
-  switch_context(&self->context, &next->context);
+  Context* to = enter(w, next);
+  switch_context(&self->carrier->context, to);
 }
 
 inline bool same_site(const char* f1, int l1, const char* f2, int l2) { return l1 == l2 && (f1 == f2 || std::strcmp(f1, f2) == 0); }
@@ -869,10 +888,8 @@ inline const unsigned long long* warp_exchange(const char* op, bool data, unsign
   return row;
 }
 
-[[noreturn]] inline void fiber_main() {
-  Worker* w = tl_worker;
-  w->body(w->arg);
-  Fiber* f = w->cur;
+// A returned thread may not leave others waiting for it.
+inline void retire(Worker* w, Fiber* f) {
   f->state = DONE;
   w->live--;
   Barrier& b = w->barrier;
@@ -887,8 +904,34 @@ inline const unsigned long long* warp_exchange(const char* op, bool data, unsign
   if (b.exited++ == 0) b.first_exited = f->linear;
   if (W.exited++ == 0) W.first_exited = f->linear;
   W.exited_mask |= 1u << (f->linear % 32);
-  switch_context(&f->context, &w->scheduler);
-  __builtin_unreachable();
+}
+
+// The loop of a carrier: run the current fiber's thread; when it returns, run the next fiber
+// right here if it has not started, else park this carrier and switch to the next fiber's (or,
+// when the block is done, to the scheduler). A parked carrier resumes with a fresh fiber.
+[[noreturn]] inline void carrier_main() {
+  for (;;) {
+    Worker* w = tl_worker;
+    w->body(w->arg);
+    Fiber* f = w->cur;
+    Carrier* self = f->carrier;
+    retire(w, f);
+    f->carrier = nullptr;
+    Context* to = &w->scheduler;
+    if (w->live) {
+      Fiber* next = pick(w);
+      if (next->state == FRESH) {
+        next->carrier = self;
+        next->state = READY;
+        w->cur = next;
+        threadIdx = next->tid;
+        continue;
+      }
+      to = enter(w, next);
+    }
+    w->free_carriers.push_back(self);
+    switch_context(&self->context, to);
+  }
 }
 
 inline void run_block(Worker* w) {
@@ -898,6 +941,7 @@ inline void run_block(Worker* w) {
     f.tid = uint3{i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y)};
     f.linear = i;
     f.state = FRESH;
+    f.carrier = nullptr;
   }
   w->barrier = Barrier();
   for (unsigned i = 0; i * 32 < n; ++i) {
@@ -907,14 +951,8 @@ inline void run_block(Worker* w) {
   }
   w->live = n;
   w->pos = n - 1;
-  while (w->live) {
-    Fiber* f = pick(w);
-    activate(w, f);
-    switch_context(&w->scheduler, &f->context);
-    // Back here when a fiber has returned (w->cur): its stack is free now that we left it.
-    w->free_stacks.push_back(w->cur->stack);
-    w->cur->stack = nullptr;
-  }
+  Context* to = enter(w, pick(w));
+  switch_context(&w->scheduler, to);  // back when every thread of the block has returned
   w->cur = nullptr;
 }
 
@@ -928,10 +966,11 @@ inline std::vector<Worker*>& pool() {
 }
 
 inline unsigned worker_count() {
-  if (const char* v = std::getenv("DIFFTC_EMU_THREADS")) {
+  const char* v = std::getenv("DIFFTC_EMU_THREADS");
+  if (v && *v) {
     char* end = nullptr;
     long k = std::strtol(v, &end, 10);
-    if (!*v || *end || k < 1 || k > 4096) fail("DIFFTC_EMU_THREADS must be a positive integer, got '%s'", v);
+    if (*end || k < 1 || k > 4096) fail("DIFFTC_EMU_THREADS must be a positive integer, got '%s'", v);
     return static_cast<unsigned>(k);
   }
   unsigned h = std::thread::hardware_concurrency();
@@ -974,6 +1013,9 @@ inline void run_grid(const char* kernel, dim3 grid, dim3 block, size_t smem, voi
       }
     }
     if (w->fibers.size() < threads) w->fibers.resize(threads);
+    // Carriers parked by an earlier launch hold contexts of another OS thread: start afresh.
+    w->free_carriers.assign(w->carriers.begin(), w->carriers.end());
+    for (Carrier* c : w->carriers) c->started = false;
     w->n = static_cast<unsigned>(threads);
     w->reverse = reverse;
     w->kernel = kernel;
@@ -1000,7 +1042,13 @@ inline void run_grid(const char* kernel, dim3 grid, dim3 block, size_t smem, voi
     pool().push_back(w);
   };
   std::vector<std::thread> threads_;
-  for (unsigned i = 1; i < workers; ++i) threads_.emplace_back(work, true);
+  for (unsigned i = 1; i < workers; ++i) {
+    try {
+      threads_.emplace_back(work, true);
+    } catch (const std::system_error&) {
+      break;  // no more threads: the workers started share the blocks
+    }
+  }
   work(false);
   for (std::thread& t : threads_) t.join();
 }
