@@ -7,15 +7,17 @@
 // - Blocks are spread over worker threads: the launching thread plus one std::thread per
 //   extra core (DIFFTC_EMU_THREADS=n overrides the count; 1 runs everything on the caller).
 //   Workers take block indices from one atomic counter.
-// - Each CUDA thread of a block is a cooperative fiber with its own stack (64 KiB by default,
-//   DIFFTC_EMU_STACK_KB overrides, with a guard page below it). The stacks belong to the worker
-//   and are reused by every block and launch. On x86-64 ELF the context switch is a few lines
-//   of assembly that save rbx, rbp, r12-r15, rsp, MXCSR and the x87 control word; elsewhere
-//   (or with -DDIFFTC_EMU_UCONTEXT, or with CET shadow stacks) it is ucontext.
+// - Each CUDA thread of a block is a cooperative fiber. A fiber that has started and not yet
+//   returned owns a stack (64 KiB by default, DIFFTC_EMU_STACK_KB overrides, a guard page
+//   below it); the stacks belong to the worker and are reused by every block and launch. On
+//   x86-64 ELF the context switch is a few lines of assembly that save rbx, rbp, r12-r15, rsp,
+//   MXCSR and the x87 control word; elsewhere (or with -DDIFFTC_EMU_UCONTEXT, or with CET
+//   shadow stacks) it is ucontext, correct but some 30x slower per switch.
 // - Within a block the fibers run round-robin: a fiber runs until it waits at a barrier or a
-//   warp operation, or returns. A kernel that never waits therefore runs each thread to
-//   completion in order, reusing one stack. DIFFTC_EMU_ORDER=reverse runs the threads of each
-//   block, and the blocks, in reverse order, to shake out races.
+//   warp operation, or returns. When a thread returns and the next one has not started, the
+//   next one runs on the same stack with no switch at all, so a kernel that never waits costs
+//   one call per thread. DIFFTC_EMU_ORDER=reverse runs the threads of each block, and the
+//   blocks, in reverse order, to shake out races.
 // - A block runs to completion on its worker before that worker starts another block, and all
 //   fibers of a block run on the same OS thread. That is what makes __shared__ variables as
 //   `static thread_local` correct: the fibers of a block share them, concurrent blocks (on
@@ -33,6 +35,9 @@
 //   A lane that asks for a lane past the end of a partial warp gets its own value.
 // - Aborts print "difftc cuda-emu: ..." on stderr and exit with status 3
 //   (DIFFTC_EMU_FAIL_STATUS).
+//
+// - Built with -fsanitize=address, the switches are announced to AddressSanitizer and each
+//   cudaMalloc is its own exact-size allocation: out-of-bounds accesses of kernels are reported.
 //
 // Not supported: dynamic shared memory (smem must be 0; `extern __shared__` does not compile),
 // launches from device code, streams other than synchronous no-ops, partial warp masks,
@@ -78,6 +83,20 @@
 #else
 #define DIFFTC_EMU_X86_FIBERS 0
 #include <ucontext.h>
+#endif
+
+// AddressSanitizer must be told about stack switches (else it reports false overflows).
+#if defined(__SANITIZE_ADDRESS__)
+#define DIFFTC_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DIFFTC_EMU_ASAN 1
+#endif
+#endif
+#ifdef DIFFTC_EMU_ASAN
+#include <pthread.h>
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
 #endif
 
 #define DIFFTC_CUDA_EMU 1
@@ -221,8 +240,11 @@ inline bool env_flag(const char* name, bool fallback) {
 inline cudaError_t cudaMalloc(void** ptr, size_t size) {
   using namespace difftc_emu;
   if (!ptr) return record(cudaErrorInvalidValue);
-  size_t bytes = size == 0 ? 256 : (size + 255) / 256 * 256;
-  void* p = std::aligned_alloc(256, bytes);
+  // Exactly `size` bytes (256-byte aligned, as cudaMalloc's), so that AddressSanitizer sees
+  // a kernel that reads or writes past the end of a buffer.
+  size_t bytes = size == 0 ? 1 : size;
+  void* p = nullptr;
+  if (posix_memalign(&p, 256, bytes) != 0) p = nullptr;
   if (!p) {
     *ptr = nullptr;
     return record(cudaErrorMemoryAllocation);
@@ -602,15 +624,44 @@ __asm__(
     ".endif\n");
 struct Context {
   void* sp = nullptr;
+  const void* bottom = nullptr;  // the stack, for AddressSanitizer
+  size_t size = 0;
 };
-inline void switch_context(Context* save, Context* to) { difftc_emu_switch(&save->sp, to->sp); }
+inline void raw_switch(Context* save, Context* to) { difftc_emu_switch(&save->sp, to->sp); }
 #else
 struct Context {
   ucontext_t uc;
+  const void* bottom = nullptr;
+  size_t size = 0;
 };
-inline void switch_context(Context* save, Context* to) {
+inline void raw_switch(Context* save, Context* to) {
   if (swapcontext(&save->uc, &to->uc) != 0) fail("swapcontext failed");
 }
+#endif
+
+#ifdef DIFFTC_EMU_ASAN
+inline void switch_context(Context* save, Context* to) {
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(&fake_stack, to->bottom, to->size);
+  raw_switch(save, to);
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+}
+inline void entered_new_stack() { __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr); }
+inline void os_thread_stack(Context* c) {
+  pthread_attr_t attr;
+  void* bottom = nullptr;
+  size_t size = 0;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    pthread_attr_getstack(&attr, &bottom, &size);
+    pthread_attr_destroy(&attr);
+  }
+  c->bottom = bottom;
+  c->size = size;
+}
+#else
+inline void switch_context(Context* save, Context* to) { raw_switch(save, to); }
+inline void entered_new_stack() {}
+inline void os_thread_stack(Context*) {}
 #endif
 
 enum : unsigned char { FRESH, READY, BLOCKED, DONE };
@@ -707,6 +758,11 @@ inline Carrier* take_carrier(Worker* w) {
     w->carriers.push_back(c);
   }
   if (!c->started) {
+    c->context.size = stack_bytes();
+    c->context.bottom = c->top - stack_bytes();
+#ifdef DIFFTC_EMU_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(c->top - stack_bytes(), stack_bytes());  // frames abandoned by an earlier launch
+#endif
 #if DIFFTC_EMU_X86_FIBERS
     // The frame difftc_emu_switch pops: x87 control word and MXCSR, r15..r12, rbx, rbp, and the
     // return address, carrier_main, entered with rsp = 8 mod 16 as after a call.
@@ -910,6 +966,7 @@ inline void retire(Worker* w, Fiber* f) {
 // right here if it has not started, else park this carrier and switch to the next fiber's (or,
 // when the block is done, to the scheduler). A parked carrier resumes with a fresh fiber.
 [[noreturn]] inline void carrier_main() {
+  entered_new_stack();
   for (;;) {
     Worker* w = tl_worker;
     w->body(w->arg);
@@ -1024,6 +1081,7 @@ inline void run_grid(const char* kernel, dim3 grid, dim3 block, size_t smem, voi
     const uint3 saved_tid = threadIdx, saved_bid = blockIdx;
     const dim3 saved_bdim = blockDim, saved_gdim = gridDim;
     tl_worker = w;
+    os_thread_stack(&w->scheduler);
     gridDim = grid;
     blockDim = block;
     for (;;) {
