@@ -381,6 +381,11 @@ static int case_fail(const char* which) {
   else if (!strcmp(which, "deadlock")) DIFFTC_LAUNCH(deadlock, 1, 64, 0, out);
   else if (!strcmp(which, "mask")) DIFFTC_LAUNCH(partial_mask, 1, 32, 0, out);
   else if (!strcmp(which, "smem")) DIFFTC_LAUNCH(saxpy, 1, 32, 1024, (float*)out, (const float*)out, 1.0f, 0);
+  else if (!strcmp(which, "oob")) {  // one element past the end: for AddressSanitizer to see
+    float* small;
+    CHECK(cudaMalloc(&small, 100 * sizeof(float)));
+    DIFFTC_LAUNCH(saxpy, 1, 128, 0, small, (const float*)small, 1.0f, 101);
+  }
   else { printf("unknown case %s\n", which); return 64; }
   CHECK(cudaDeviceSynchronize());
   printf("no abort\n");
@@ -443,7 +448,8 @@ const site = (name: string) => `emu.cu:${PROGRAM.split("\n").findIndex((l) => l.
 const gxx = findTool("g++");
 let dir = "";
 let buildError: unknown;
-const EXE = { fibers: "", debug: "", ucontext: "" };
+const EXE = { fibers: "", debug: "", ucontext: "", asan: "" };
+let asanError: unknown;
 
 beforeAll(async () => {
   if (!gxx) return;
@@ -456,12 +462,14 @@ beforeAll(async () => {
   const exec = promisify(execFile);
   const build = (out: string, flags: string[]) =>
     exec(gxx, [...flags, "-std=c++17", "-pthread", "-x", "c++", "-I", RUNTIME, "-o", out, "emu.cu", "emu2.cu"], { cwd: dir, timeout: 120_000 });
-  try {
-    // The x86-64 fibers, warning-free, optimised and not; and the portable ucontext fallback.
-    await Promise.all([build(EXE.fibers, ["-O2", "-Wall", "-Wextra", "-Werror"]), build(EXE.debug, ["-O0", "-g"]), build(EXE.ucontext, ["-O1", "-DDIFFTC_EMU_UCONTEXT"])]);
-  } catch (e) {
-    buildError = e;
-  }
+  // The x86-64 fibers, warning-free, optimised and not; the portable ucontext fallback; and
+  // AddressSanitizer where gcc has it (optional: its absence only skips that check).
+  const asan = join(dir, "emu-asan");
+  const builds = [build(EXE.fibers, ["-O2", "-Wall", "-Wextra", "-Werror"]), build(EXE.debug, ["-O0", "-g"]), build(EXE.ucontext, ["-O1", "-DDIFFTC_EMU_UCONTEXT"]), build(asan, ["-O1", "-g", "-fsanitize=address"])];
+  const [fibers, debug, ucontext, sanitized] = await Promise.allSettled(builds);
+  for (const b of [fibers, debug, ucontext]) if (b.status === "rejected") buildError ??= b.reason;
+  if (sanitized.status === "fulfilled") EXE.asan = asan;
+  else asanError = sanitized.reason;
 }, 180_000);
 
 afterAll(() => {
@@ -600,6 +608,17 @@ describe("the CPU emulation of CUDA (g++ against difftc_cuda.h)", () => {
     expect(threads.stderr).toContain("DIFFTC_EMU_THREADS must be a positive integer, got '0'");
     const order = run(EXE.fibers, ["reduce"], { DIFFTC_EMU_ORDER: "sideways" }, 10_000);
     expect(order.stderr).toContain("DIFFTC_EMU_ORDER must be 'forward' or 'reverse'");
+  });
+
+  it("under AddressSanitizer, runs clean and reports a kernel's write past the end of a cudaMalloc buffer", () => {
+    if (!ready()) return;
+    if (!EXE.asan) return console.warn(`\n*** g++ -fsanitize=address failed: the AddressSanitizer check did NOT run ***\n${String(asanError)}\n`);
+    const env = { ASAN_OPTIONS: "detect_leaks=0" };
+    expect(results(ok(EXE.asan, ["all"], { ...env, DIFFTC_EMU_ORDER: "reverse" })).split("\n")).toHaveLength(8);
+    const r = run(EXE.asan, ["oob"], env);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("ERROR: AddressSanitizer: heap-buffer-overflow");
+    expect(r.stderr).toMatch(/in saxpy\(float\*, float const\*, float, int\) .*emu\.cu:\d+/);
   });
 
   it("runs fast enough: a 256x256x256 tiled matmul and a million never-waiting threads (timings printed)", () => {

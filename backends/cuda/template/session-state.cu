@@ -45,12 +45,6 @@ static long long dt_eval(const dt_size *size, const long long *dims) {
   return v;
 }
 
-/** Blocks for a grid-stride loop over `total` iterations: the kernels are correct for any count. */
-static unsigned dt_blocks(long long total) {
-  long long blocks = (total + 255) / 256;
-  return (unsigned)(blocks < 1 ? 1 : blocks > 65535 ? 65535 : blocks);
-}
-
 #define DT_CUDA(s, call)                                                                           \
   do {                                                                                             \
     cudaError_t dt_status = (call);                                                                \

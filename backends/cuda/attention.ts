@@ -1,0 +1,188 @@
+// The CUDA streaming attention kernels, flash_attention and flash_diffattn (FlashAttention,
+// Dao et al. 2022): one warp per query row, WARPS rows per block. The block loads each tile of
+// BC keys' K (both maps) and V into shared memory once for all its rows; each warp keeps its
+// row's q in registers (lanes split the head width), computes each score with a warp-shuffle
+// reduction, and runs one online softmax per map (running max m, sum l and accumulator acc,
+// lanes splitting the value columns): 12·N²·d flops per head, no N×M map, O(BC·(2d+dv)) shared
+// memory per block. Then the epilogue: p1 - λ p2 weights (a map that saw no key weighs 0), the
+// per-head RMSNorm (warp-reduced) and scale. Everything the template knows of the layout, the
+// causal rule and the epilogue comes from the IR (attention-geometry.ts, flash.ts).
+//
+// Rules for the CPU emulation header: only static __shared__ arrays; every __syncthreads is
+// reached by all threads (the loops around them are uniform over the block); shuffles run
+// with all lanes of a warp converged (the branches around them are uniform over the warp).
+import type { Node } from "../../compiler/ir/graph.ts";
+import { type Arith, attentionGeometry, causalRule } from "../../compiler/ir/ops/attention-geometry.ts";
+import { epilogueOutput, flashEpilogue, normDenominator } from "../../compiler/ir/ops/flash.ts";
+import type { Dim, TensorType } from "../../compiler/ir/types.ts";
+import { type Monomial, monomialOf } from "../../common/size.ts";
+import { dimParam } from "../common/kernel/ir.ts";
+import type { BufferParam } from "../common/kernel/ir.ts";
+import { broadcastStrides, sizesOf, strides, times } from "../common/layout.ts";
+import { CUDA_STORAGE, cudaLanguage } from "./language.ts";
+
+/** Query rows per block: one warp each. */
+const WARPS = 4;
+/** Floats of static shared memory a block may use (48 KiB, the limit without opt-in). */
+const SHARED_FLOATS = 12288;
+
+/** Arith over C source (float): the IR's causal rule and epilogue as expressions of the kernel. */
+const C: Arith<string> = {
+  num: (c) => (Number.isInteger(c) ? String(c) : `${c}f`),
+  add: (a, b) => `(${a} + ${b})`,
+  sub: (a, b) => `(${a} - ${b})`,
+  mul: (a, b) => `(${a} * ${b})`,
+  div: (a, b) => `(${a} / ${b})`,
+  // Ternaries: the rules use them on ints, where CUDA's min/max overloads are not portable C.
+  min: (a, b) => `(${a} < ${b} ? ${a} : ${b})`,
+  max: (a, b) => `(${a} > ${b} ? ${a} : ${b})`,
+  sqrt: (a) => `sqrtf(${a})`,
+};
+/** The same over floats written as C float literals (eps, scales). */
+const float = (x: number) => `${Math.fround(x)}f`.replace(/^(-?\d+)f$/, "$1.0f");
+
+export interface CudaTemplateKernel {
+  source: string;
+  buffers: BufferParam[];
+  dims: string[];
+  /** Threads per block, and the blocks a launch needs, as C over `s->dims` (given each dim's index). */
+  workgroup: number[];
+  blocks(dim: (name: string) => string): string;
+  /** Launch geometry for the manifest: query rows × heads × batch entries. */
+  grid: Monomial[];
+}
+
+/** The streaming kernel of a flash_attention or flash_diffattn node. */
+export function flashAttentionKernel(name: string, node: Node, types: TensorType[], use: (helper: string) => void): CudaTemplateKernel {
+  const [q, k, v, lambda, normWeight] = types;
+  const geo = attentionGeometry(node.op, types, node.attrs);
+  const epilogue = flashEpilogue(node.op, node.operands, node.attrs);
+  const { maps, heads, d, dv, batch, n, m } = geo;
+  const dims: string[] = [];
+  const dim = (s: string) => {
+    if (!dims.includes(s)) dims.push(s);
+    return dimParam(dims.indexOf(s));
+  };
+  const size = (x: Monomial) => [`${x.coefficient}LL`, ...x.symbols.map(dim)].join(" * ");
+  const qpl = Math.ceil(d / 32);
+  const vpl = Math.ceil(dv / 32);
+  const bc = Math.max(1, Math.min(32, Math.floor(SHARED_FLOATS / (maps * d + dv))));
+  const width = (t: TensorType) => t.shape[t.shape.length - 1] as number;
+  const load = (buffer: string, t: TensorType, index: string) => cudaLanguage.load(buffer, t.dtype, index, use);
+  const buffers: BufferParam[] = [{ name: "out", dtype: node.type.dtype, access: "write" }, ...types.map((t, i) => ({ name: `in${i}`, dtype: t.dtype, access: "read" as const }))];
+
+  // Batch entries: each operand's offset from the entry's index along each batch dim.
+  const entryStrides = [
+    strides(batch).map((s) => times(s, monomialOf([n, heads, dv]))),
+    broadcastStrides(q.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([n, width(q)]))),
+    broadcastStrides(k.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([m, width(k)]))),
+    broadcastStrides(v.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([m, width(v)]))),
+  ];
+  const lambdaStrides = maps === 2 ? broadcastStrides(lambda.shape, [...batch, n, heads]) : [];
+  if (maps === 2) entryStrides.push(lambdaStrides.slice(0, batch.length));
+  const offsets = ["oOut", "oQ", "oK", "oV", "oLam"].slice(0, entryStrides.length);
+  const batchSizes = sizesOf(batch);
+  const entryLines = batch.length === 0 ? [] : [
+    "long long rest = entry;",
+    ...batch.map((_, bi) => batch.length - 1 - bi).map((di) => `{ const long long at = rest % (${size(batchSizes[di])}); rest /= (${size(batchSizes[di])}); ${offsets.map((o, k) => `${o} += at * (${size(entryStrides[k][di])});`).join(" ")} }`),
+  ];
+
+  const rowsExpr = size(monomialOf([n as Dim]));
+  const keysExpr = size(monomialOf([m as Dim]));
+  const mapRange = Array.from({ length: maps }, (_, p) => p);
+  const arr = (name: string, xs: number[]) => `const int ${name}[] = {${xs.join(", ")}};`;
+  const visible = (row: string) => (geo.causal ? causalRule.visibleKeys(C, row, "rows", "keys") : "keys");
+  const lines: string[] = [];
+  const L = (s: string) => lines.push(s);
+  const params = [...buffers.map((b) => `${b.access === "read" ? "const " : ""}${CUDA_STORAGE[b.dtype]}* __restrict__ ${b.name}`), ...["__DIMS__"]];
+  L(`  const int rows = (int)(${rowsExpr}), keys = (int)(${keysExpr});`);
+  L(`  const long long entries = ${size(monomialOf(batch))};`);
+  L(`  const int rowTiles = (rows + ${WARPS - 1}) / ${WARPS};`);
+  L(`  __shared__ float kTile[${maps}][${bc}][${d}];`);
+  L(`  __shared__ float vTile[${bc}][${dv}];`);
+  mapRange.forEach((p) => L(`  ${arr(`qCol${p}`, geo.qColumns[p])} ${arr(`kCol${p}`, geo.kColumns[p])}`));
+  geo.vColumns.forEach((c, s) => L(`  ${arr(`vCol${s}`, c)}`));
+  L("  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;");
+  // The tile loop is uniform over the block: every thread reaches every __syncthreads.
+  L(`  for (long long tile = blockIdx.x; tile < entries * ${heads} * rowTiles; tile += gridDim.x) {`);
+  L(`    const int rowTile = (int)(tile % rowTiles), h = (int)((tile / rowTiles) % ${heads});`);
+  L(`    const long long entry = tile / rowTiles / ${heads};`);
+  L(`    const int g = h / ${geo.group};`);
+  L(`    long long ${offsets.map((o) => `${o} = 0`).join(", ")};`);
+  entryLines.forEach((l) => L(`    ${l}`));
+  L(`    const int i = rowTile * ${WARPS} + warp;`);
+  L("    const bool live = i < rows;");
+  L(`    const int lastRow = ${C.min(`rowTile * ${WARPS} + ${WARPS - 1}`, "rows - 1")};`);
+  // Keys past what the tile's last row sees are never loaded (the causal rule only grows with i).
+  L(`    const int end = ${visible("lastRow")};`);
+  L(`    const int seen = live ? ${visible("i")} : 0;`);
+  L(`    float q[${maps}][${qpl}], acc[${maps}][${vpl}], mx[${maps}], sum[${maps}];`);
+  L(`    for (int p = 0; p < ${maps}; p++) { mx[p] = -INFINITY; sum[p] = 0.0f; for (int c = 0; c < ${vpl}; c++) acc[p][c] = 0.0f; }`);
+  mapRange.forEach((p) => L(`    for (int t = 0; t < ${qpl}; t++) { const int col = lane + 32 * t; q[${p}][t] = live && col < ${d} ? ${load("in0", q, `oQ + (long long)i * ${width(q)} + qCol${p}[h] + col`)} : 0.0f; }`));
+  L(`    for (int j0 = 0; j0 < end; j0 += ${bc}) {`);
+  L("      __syncthreads();");
+  L(`      for (int t = threadIdx.x; t < ${maps * bc * d}; t += blockDim.x) {`);
+  L(`        const int p = t / ${bc * d}, jj = (t / ${d}) % ${bc}, col = t % ${d}, j = j0 + jj;`);
+  L(`        kTile[p][jj][col] = j < keys ? ${load("in1", k, `oK + (long long)j * ${width(k)} + (p == 0 ? kCol0[g] : kCol${maps - 1}[g]) + col`)} : 0.0f;`);
+  L("      }");
+  L(`      for (int t = threadIdx.x; t < ${bc * dv}; t += blockDim.x) {`);
+  L(`        const int jj = t / ${dv}, c = t % ${dv}, j = j0 + jj;`);
+  const vColumn = geo.vColumns.length === 1 ? "vCol0[g] + c" : `(c < ${geo.vSegment} ? vCol0[g] + c : vCol1[g] + c - ${geo.vSegment})`;
+  L(`        vTile[jj][c] = j < keys ? ${load("in2", v, `oV + (long long)j * ${width(v)} + ${vColumn}`)} : 0.0f;`);
+  L("      }");
+  L("      __syncthreads();");
+  // `seen` is uniform over the warp: the shuffles below run with all its lanes.
+  L(`      for (int jj = 0; jj < ${bc} && j0 + jj < seen; jj++) {`);
+  for (const p of mapRange) {
+    L("        {");
+    L(`          float s = 0.0f;`);
+    L(`          for (int t = 0; t < ${qpl}; t++) { const int col = lane + 32 * t; if (col < ${d}) s += q[${p}][t] * kTile[${p}][jj][col]; }`);
+    L("          for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);");
+    L(`          s *= ${float(geo.scale)};`);
+    L(`          const float next = fmaxf(mx[${p}], s), correction = expf(mx[${p}] - next), e = expf(s - next);`);
+    L(`          sum[${p}] = sum[${p}] * correction + e;`);
+    L(`          for (int c = 0; c < ${vpl}; c++) { const int col = lane + 32 * c; acc[${p}][c] = acc[${p}][c] * correction + (col < ${dv} ? e * vTile[jj][col] : 0.0f); }`);
+    L(`          mx[${p}] = next;`);
+    L("        }");
+  }
+  L("      }");
+  L("    }");
+  // The epilogue: a row that saw no key in either map is 0; a map that saw none weighs 0.
+  L("    if (live) {");
+  const weight = (p: number) => `(sum[${p}] > 0.0f ? 1.0f / sum[${p}] : 0.0f)`;
+  if (maps === 2) {
+    L(`      const float lam = ${load("in3", lambda, `oLam + (long long)i * (${size(lambdaStrides[batch.length])}) + (long long)h * (${size(lambdaStrides[batch.length + 1])})`)};`);
+    L(`      const float w0 = ${weight(0)}, w1 = ${weight(1)} * lam;`);
+  } else L(`      const float w0 = ${weight(0)};`);
+  L(`      float y[${vpl}], squares = 0.0f;`);
+  L(`      for (int c = 0; c < ${vpl}; c++) { y[c] = acc[0][c] * w0${maps === 2 ? " - acc[1][c] * w1" : ""}; if (lane + 32 * c < ${dv}) squares += y[c] * y[c]; }`);
+  const norm = epilogue.normWeight;
+  if (norm) {
+    L("      for (int o = 16; o > 0; o >>= 1) squares += __shfl_xor_sync(0xffffffffu, squares, o);");
+    L(`      const float denom = ${normDenominator(C, epilogue, "squares", dv)};`);
+  }
+  L(`      const bool none = ${mapRange.map((p) => `sum[${p}] == 0.0f`).join(" && ")};`);
+  L(`      const long long o = oOut + ((long long)i * ${heads} + h) * ${dv};`);
+  L(`      for (int c = 0; c < ${vpl}; c++) {`);
+  L(`        const int col = lane + 32 * c;`);
+  L(`        if (col >= ${dv}) break;`);
+  const value = epilogueOutput(C, epilogue, "y[c]", norm ? { denom: "denom", weight: load("in4", normWeight, "col") } : undefined);
+  L(`        ${cudaLanguage.store("out", node.type.dtype, "o + col", `none ? 0.0f : (float)(${value})`, use)}`);
+  L("      }");
+  L("    }");
+  L("  }");
+  const signature = params.join(", ").replace("__DIMS__", dims.map((_, i) => `int ${dimParam(i)}`).join(", ")).replace(/, $/, "");
+  const source = [`extern "C" __global__ void __launch_bounds__(${WARPS * 32}) ${name}(${signature}) {`, ...lines, "}"].join("\n");
+  return {
+    source,
+    buffers,
+    dims,
+    workgroup: [WARPS * 32],
+    blocks: (dimExpr) => {
+      const rows = monomialOf([n as Dim]).symbols.length ? `${dimExpr(String(n))}` : String(n);
+      const entries = [String(monomialOf(batch).coefficient), ...monomialOf(batch).symbols.map(dimExpr)].join(" * ");
+      return `((${rows} + ${WARPS - 1}) / ${WARPS}) * ${heads} * ${entries}`;
+    },
+    grid: [monomialOf([...batch, n as Dim, heads])],
+  };
+}
