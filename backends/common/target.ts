@@ -9,8 +9,12 @@ import type { Language } from "./kernel/render.ts";
 export interface CompileOptions {
   /** The pass pipeline the graph went through, recorded in the manifest. */
   passes?: string[];
-  /** Use the target's hand-tuned templates (default); without them every kernel comes from the shared lowering. */
-  templates?: boolean;
+  /**
+   * Lower every kernel the shared lowering can with it, even where the target has a hand-tuned
+   * template (the packed JS matmul): how the tests check the lowering a GPU target relies on,
+   * on every op, on the CPU. Templates of ops the lowering lacks (attention) stay.
+   */
+  sharedLowering?: boolean;
 }
 
 export interface Target {
@@ -18,7 +22,7 @@ export interface Target {
   /** One line for --help: what the artifact holds and where it runs. */
   description: string;
   /** The ops it runs directly (the shared lowering's and its templates'); others are decomposed first. */
-  ops(options?: CompileOptions): ReadonlySet<string>;
+  ops(): ReadonlySet<string>;
   /** How each dtype is stored: the storage type's name in the target language, and bytes per element. */
   storage: Readonly<Record<DType, { type: string; bytes: number }>>;
   language: Language;

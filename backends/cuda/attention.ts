@@ -90,7 +90,15 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   const rowsExpr = size(monomialOf([n as Dim]));
   const keysExpr = size(monomialOf([m as Dim]));
   const mapRange = Array.from({ length: maps }, (_, p) => p);
-  const arr = (name: string, xs: number[]) => `const int ${name}[] = {${xs.join(", ")}};`;
+  /**
+   * The IR's column of head (or group) `index` as C: affine in the index when the layout is (both
+   * pairings are), else a chain of selects; never an indexed array, which would live in local memory.
+   */
+  const column = (xs: number[], index: string): string => {
+    const step = xs.length > 1 ? xs[1] - xs[0] : 0;
+    if (xs.every((x, i) => x === xs[0] + i * step)) return step === 0 ? `${xs[0]}` : `(${xs[0]} + ${index} * ${step})`;
+    return xs.slice(0, -1).reduceRight((rest, x, i) => `(${index} == ${i} ? ${x} : ${rest})`, `${xs[xs.length - 1]}`);
+  };
   const visible = (row: string) => (geo.causal ? causalRule.visibleKeys(C, row, "rows", "keys") : "keys");
   const lines: string[] = [];
   const L = (s: string) => lines.push(s);
@@ -100,34 +108,32 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   L(`  const int rowTiles = (rows + ${WARPS - 1}) / ${WARPS};`);
   L(`  __shared__ float kTile[${maps}][${bc}][${d}];`);
   L(`  __shared__ float vTile[${bc}][${dv}];`);
-  mapRange.forEach((p) => L(`  ${arr(`qCol${p}`, geo.qColumns[p])} ${arr(`kCol${p}`, geo.kColumns[p])}`));
-  geo.vColumns.forEach((c, s) => L(`  ${arr(`vCol${s}`, c)}`));
   L("  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;");
   // The tile loop is uniform over the block: every thread reaches every __syncthreads.
   L(`  for (long long tile = blockIdx.x; tile < entries * ${heads} * rowTiles; tile += gridDim.x) {`);
   L(`    const int rowTile = (int)(tile % rowTiles), h = (int)((tile / rowTiles) % ${heads});`);
-  L(`    const long long entry = tile / rowTiles / ${heads};`);
+  if (batch.length > 0) L(`    const long long entry = tile / rowTiles / ${heads};`);
   L(`    const int g = h / ${geo.group};`);
   L(`    long long ${offsets.map((o) => `${o} = 0`).join(", ")};`);
   entryLines.forEach((l) => L(`    ${l}`));
   L(`    const int i = rowTile * ${WARPS} + warp;`);
   L("    const bool live = i < rows;");
-  L(`    const int lastRow = ${C.min(`rowTile * ${WARPS} + ${WARPS - 1}`, "rows - 1")};`);
+  if (geo.causal) L(`    const int lastRow = ${C.min(`rowTile * ${WARPS} + ${WARPS - 1}`, "rows - 1")};`);
   // Keys past what the tile's last row sees are never loaded (the causal rule only grows with i).
   L(`    const int end = ${visible("lastRow")};`);
   L(`    const int seen = live ? ${visible("i")} : 0;`);
   L(`    float q[${maps}][${qpl}], acc[${maps}][${vpl}], mx[${maps}], sum[${maps}];`);
   L(`    for (int p = 0; p < ${maps}; p++) { mx[p] = -INFINITY; sum[p] = 0.0f; for (int c = 0; c < ${vpl}; c++) acc[p][c] = 0.0f; }`);
-  mapRange.forEach((p) => L(`    for (int t = 0; t < ${qpl}; t++) { const int col = lane + 32 * t; q[${p}][t] = live && col < ${d} ? ${load("in0", q, `oQ + (long long)i * ${width(q)} + qCol${p}[h] + col`)} : 0.0f; }`));
+  mapRange.forEach((p) => L(`    for (int t = 0; t < ${qpl}; t++) { const int col = lane + 32 * t; q[${p}][t] = live && col < ${d} ? ${load("in0", q, `oQ + (long long)i * ${width(q)} + ${column(geo.qColumns[p], "h")} + col`)} : 0.0f; }`));
   L(`    for (int j0 = 0; j0 < end; j0 += ${bc}) {`);
   L("      __syncthreads();");
   L(`      for (int t = threadIdx.x; t < ${maps * bc * d}; t += blockDim.x) {`);
   L(`        const int p = t / ${bc * d}, jj = (t / ${d}) % ${bc}, col = t % ${d}, j = j0 + jj;`);
-  L(`        kTile[p][jj][col] = j < keys ? ${load("in1", k, `oK + (long long)j * ${width(k)} + (p == 0 ? kCol0[g] : kCol${maps - 1}[g]) + col`)} : 0.0f;`);
+  L(`        kTile[p][jj][col] = j < keys ? ${load("in1", k, `oK + (long long)j * ${width(k)} + ${maps === 1 ? column(geo.kColumns[0], "g") : `(p == 0 ? ${column(geo.kColumns[0], "g")} : ${column(geo.kColumns[1], "g")})`} + col`)} : 0.0f;`);
   L("      }");
   L(`      for (int t = threadIdx.x; t < ${bc * dv}; t += blockDim.x) {`);
   L(`        const int jj = t / ${dv}, c = t % ${dv}, j = j0 + jj;`);
-  const vColumn = geo.vColumns.length === 1 ? "vCol0[g] + c" : `(c < ${geo.vSegment} ? vCol0[g] + c : vCol1[g] + c - ${geo.vSegment})`;
+  const vColumn = geo.vColumns.length === 1 ? `${column(geo.vColumns[0], "g")} + c` : `(c < ${geo.vSegment} ? ${column(geo.vColumns[0], "g")} + c : ${column(geo.vColumns[1], "g")} + c - ${geo.vSegment})`;
   L(`        vTile[jj][c] = j < keys ? ${load("in2", v, `oV + (long long)j * ${width(v)} + ${vColumn}`)} : 0.0f;`);
   L("      }");
   L("      __syncthreads();");

@@ -33,9 +33,8 @@ const DTYPE_ENUM = ["f32", "f16", "bf16", "i32", "i8", "u8", "bool"];
 const TEMPLATES = ["flash_attention", "flash_diffattn"];
 
 /** The ops the CUDA backend runs directly: the shared lowering's and the templates' (the rest are decomposed). */
-export function cudaOps(options: CompileOptions = {}): Set<string> {
-  const lowered = allOps().filter((op) => lowers(op.name)).map((op) => op.name);
-  return new Set(options.templates === false ? lowered : [...lowered, ...TEMPLATES]);
+export function cudaOps(): Set<string> {
+  return new Set([...allOps().filter((op) => lowers(op.name)).map((op) => op.name), ...TEMPLATES]);
 }
 
 /** One kernel of the artifact: its source, parameters and launch. */
@@ -51,10 +50,10 @@ interface CudaKernel {
   blocks?(dim: (name: string) => string): string;
 }
 
-function emitKernel(plan: KernelPlan, index: number, options: CompileOptions, helpers: Set<string>): CudaKernel {
+function emitKernel(plan: KernelPlan, index: number, helpers: Set<string>): CudaKernel {
   const pk = plan.kernels[index];
   const node = pk.nodes[pk.nodes.length - 1];
-  if (options.templates !== false && TEMPLATES.includes(node.op)) {
+  if (TEMPLATES.includes(node.op)) {
     const t = flashAttentionKernel(pk.name, node, node.operands.map((o) => plan.graph.nodes[o].type), (h) => helpers.add(h));
     return { name: pk.name, errors: [], ...t };
   }
@@ -165,9 +164,9 @@ runner-emu: $(SOURCES) $(HEADERS)
 `;
 
 export function compileCuda(graph: Graph, options: CompileOptions = {}): Artifact {
-  const plan: KernelPlan = schedule(decompose(graph, cudaOps(options)), storageBytes(cudaTarget));
+  const plan: KernelPlan = schedule(decompose(graph, cudaOps()), storageBytes(cudaTarget));
   const helpers = new Set<string>();
-  const kernels = plan.kernels.map((_, i) => emitKernel(plan, i, options, helpers));
+  const kernels = plan.kernels.map((_, i) => emitKernel(plan, i, helpers));
   const sources = kernels.map((k) => k.source);
   const manifest = buildManifest(plan, "cuda", options.passes ?? [], kernels.map((k) => ({ dims: k.dims, grid: k.grid, workgroup: k.workgroup, errors: k.errors })));
   const kernelsCu = [

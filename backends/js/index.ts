@@ -42,19 +42,18 @@ const TEMPLATES: Record<string, { applies(node: Node): boolean; write: Template 
   flash_diffattn: { applies: () => true, write: flashAttention },
 };
 
-type JsOptions = Pick<CompileOptions, "templates">;
+type JsOptions = Pick<CompileOptions, "sharedLowering">;
 
 /** The ops the JS backend runs directly: what the shared lowering handles, and the templates' ops. */
-export function jsOps(options: JsOptions = {}): Set<string> {
-  const ops = allOps().filter((op) => lowers(op.name)).map((op) => op.name);
-  return new Set(options.templates === false ? ops : [...ops, ...Object.keys(TEMPLATES)]);
+export function jsOps(): Set<string> {
+  return new Set([...allOps().filter((op) => lowers(op.name)).map((op) => op.name), ...Object.keys(TEMPLATES)]);
 }
 
 /** One kernel's function source, its launch facts, and the helpers it calls. */
 function emitKernel(plan: KernelPlan, index: number, options: JsOptions, helpers: Set<string>): { source: string; launch: KernelLaunch } {
   const kernel = plan.kernels[index];
   const node = kernel.nodes[kernel.nodes.length - 1];
-  const template = options.templates === false ? undefined : TEMPLATES[node.op];
+  const template = options.sharedLowering && lowers(node.op) ? undefined : TEMPLATES[node.op];
   if (template?.applies(node)) {
     const w = new KernelWriter(helpers);
     template.write(w, node, node.operands.map((o) => plan.graph.nodes[o].type));
@@ -69,7 +68,7 @@ function emitKernel(plan: KernelPlan, index: number, options: JsOptions, helpers
 
 export function compileJs(graph: Graph, passes: string[] = [], options: JsOptions = {}): Artifact {
   // Ops without a JS kernel run as their decomposition into primitives.
-  const plan = schedule(decompose(graph, jsOps(options)), storageBytes(jsTarget));
+  const plan = schedule(decompose(graph, jsOps()), storageBytes(jsTarget));
   const helpers = new Set<string>();
   const kernels = plan.kernels.map((_, i) => emitKernel(plan, i, options, helpers));
   const manifest = buildManifest(plan, "js", passes, kernels.map((k) => k.launch));

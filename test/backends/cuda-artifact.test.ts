@@ -24,7 +24,9 @@ for (const [tool, found] of [["nvcc", NVCC], ["g++", GXX]] as const) {
 const work = mkdtempSync(join(tmpdir(), "difftc-cuda-artifact-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const example = (file: string, set: [string, number][]) => runPipeline(compileSource(readFileSync(new URL(`../../examples/${file}`, import.meta.url), "utf8"), { set: new Map(set) }, file), DEFAULT_PIPELINE, { log: () => {} });
+/** A model file of the repository (examples/, bench/) after the default pipeline. */
+const model = (file: string, set: [string, number][], dtype = "f32") =>
+  runPipeline(compileSource(readFileSync(new URL(`../../${file}`, import.meta.url), "utf8").replaceAll("f32", dtype), { set: new Map(set) }, file), DEFAULT_PIPELINE, { log: () => {} });
 
 /** ptxas's report per kernel: registers, spill stores and loads. */
 function ptxasReport(stderr: string): Map<string, { registers: number; spills: number }> {
@@ -42,13 +44,16 @@ function ptxasReport(stderr: string): Map<string, { registers: number; spills: n
 }
 
 describe.skipIf(!NVCC)("every kernel of a CUDA artifact compiles with nvcc", () => {
-  for (const [file, set] of [
-    ["diff_attention.dt", [["D", 128], ["H", 2]]],
-    ["diff_lm.dt", [["V", 64], ["D", 64], ["H", 2], ["L", 1]]],
-  ] as [string, [string, number][]][]) {
-    it(`${file}: sm_80 and sm_90, with ptxas's register and spill report`, () => {
-      const artifact = compileCuda(example(file, set));
-      const dir = join(work, file);
+  for (const [file, set, dtype] of [
+    ["examples/diff_attention.dt", [["D", 128], ["H", 2]], "f32"],
+    ["examples/diff_lm.dt", [["V", 64], ["D", 64], ["H", 2], ["L", 1]], "f32"],
+    // The benchmark's layer: H = 8, d = 64, in f32 and with 16-bit storage.
+    ["bench/diffattn.dt", [], "f32"],
+    ["bench/diffattn.dt", [], "bf16"],
+  ] as [string, [string, number][], string][]) {
+    it(`${file} (${dtype}): sm_80 and sm_90, with ptxas's register and spill report`, () => {
+      const artifact = compileCuda(model(file, set, dtype));
+      const dir = join(work, `${file.replace("/", "-")}-${dtype}`);
       writeArtifact(artifact, dir);
       for (const arch of ["sm_80", "sm_90"]) {
         const r = spawnSync(NVCC!, ["-cubin", `-arch=${arch}`, "-Xptxas", "-v", "-Werror", "all-warnings", "-o", join(dir, `kernels.${arch}.cubin`), "kernels.cu"], { cwd: dir, encoding: "utf8" });

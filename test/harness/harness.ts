@@ -33,23 +33,23 @@ export interface BackendUnderTest {
 
 /**
  * Each registered backend that runs on every machine the tests run on, as the harness runs it.
- * `templates: false` also runs a target on the shared lowering alone (no hand-tuned kernels),
- * so that the lowering a GPU target relies on is checked on every op on the CPU. Backends
+ * `sharedLowering` also runs a target on the shared lowering wherever it has one (no packed JS
+ * matmul), so that the lowering a GPU target relies on is checked on every op on the CPU. Backends
  * that need hardware (a GPU) or whose builds are slow (cuda-emu compiles C++ per graph) have
  * test files of their own.
  */
-function registered(name: string, templates = true): BackendUnderTest {
+function registered(name: string, sharedLowering = false): BackendUnderTest {
   const adapter = ADAPTERS.find((a) => a.name === name)!;
   const target = findTarget(adapter.target);
   return {
-    name: templates ? name : `${name} (shared lowering only)`,
-    load: (graph, weights) => adapter.load(target.compile(graph, { templates }), weights),
+    name: sharedLowering ? `${name} (shared lowering)` : name,
+    load: (graph, weights) => adapter.load(target.compile(graph, { sharedLowering }), weights),
     ...target.precision,
-    ops: target.ops({ templates }),
+    ops: target.ops(),
   };
 }
 
-export const BACKENDS: BackendUnderTest[] = [registered("js"), registered("js", false)];
+export const BACKENDS: BackendUnderTest[] = [registered("js"), registered("js", true)];
 
 /** The harness entry of a registered backend, for the test files of backends outside BACKENDS. */
 export const backendUnderTest = registered;

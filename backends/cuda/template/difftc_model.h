@@ -51,6 +51,8 @@ int difftc_run(difftc_session *session, const difftc_tensor *inputs, int count, 
 void difftc_destroy(difftc_session *session);
 /** The message of the last error, of a session or (NULL) of the last failed create. */
 const char *difftc_last_error(const difftc_session *session);
+/** Milliseconds the kernels of the last run took on the device (CUDA events; copies excluded). */
+double difftc_last_kernel_ms(const difftc_session *session);
 
 /** What the model takes and gives: names, dtypes, ranks (sizes of -1 are dims bound at run time). */
 const char *difftc_model_name(void);

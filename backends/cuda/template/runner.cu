@@ -3,6 +3,9 @@
 // file. Errors go to stderr with exit status 1.
 //
 //   ./runner weights.safetensors inputs.safetensors outputs.safetensors
+//
+// With DIFFTC_REPEAT=n in the environment it runs the model n more times and prints the
+// median time of its kernels (CUDA events, copies excluded): how bench/cuda-device.sh times it.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +88,25 @@ int main(int argc, char **argv) {
   if (difftc_run(session, inputs, n_inputs, outputs) != DIFFTC_OK) {
     fprintf(stderr, "%s: %s\n", argv[2], difftc_last_error(session));
     return 1;
+  }
+  const char *repeat = getenv("DIFFTC_REPEAT");
+  if (repeat && atoi(repeat) > 0) {
+    int runs = atoi(repeat);
+    double *ms = (double *)malloc(sizeof(double) * (size_t)runs);
+    for (int r = 0; r < runs; r++) {
+      if (difftc_run(session, inputs, n_inputs, outputs) != DIFFTC_OK) {
+        fprintf(stderr, "%s: %s\n", argv[2], difftc_last_error(session));
+        return 1;
+      }
+      ms[r] = difftc_last_kernel_ms(session);
+    }
+    for (int a = 1; a < runs; a++)
+      for (int b = a; b > 0 && ms[b - 1] > ms[b]; b--) {
+        double t = ms[b];
+        ms[b] = ms[b - 1], ms[b - 1] = t;
+      }
+    printf("kernels: median %.4f ms over %d runs (min %.4f, max %.4f)\n", ms[runs / 2], runs, ms[0], ms[runs - 1]);
+    free(ms);
   }
   int n = difftc_num_outputs();
   const char *names[DIFFTC_MAX_OUTPUTS];

@@ -79,7 +79,6 @@ extern "C" int difftc_create(const difftc_tensor *weights, int count, difftc_ses
   s->input_bytes = (long long *)calloc(DT_NUM_INPUTS + 1, sizeof(long long));
   s->outputs = (void **)calloc(DT_NUM_OUTPUTS + 1, sizeof(void *));
   s->output_bytes = (long long *)calloc(DT_NUM_OUTPUTS + 1, sizeof(long long));
-  s->bound_key = -1;
   int status = !s->device || !s->slots || !s->slot_bytes || !s->inputs || !s->input_bytes || !s->outputs || !s->output_bytes ? dt_fail(s, DIFFTC_ERROR_OUT_OF_MEMORY, "difftc_create: out of memory") : DIFFTC_OK;
   long long dims[16];
   for (int i = 0; i < 16; i++) dims[i] = -1;
@@ -94,6 +93,7 @@ extern "C" int difftc_create(const difftc_tensor *weights, int count, difftc_ses
   }
   if (!status) status = dt_upload_consts(s);
   if (!status && cudaMalloc((void **)&s->errors, 8 * sizeof(int)) != cudaSuccess) status = dt_fail(s, DIFFTC_ERROR_CUDA, "allocating the error record failed");
+  if (!status && (cudaEventCreate(&s->kernels_start) != cudaSuccess || cudaEventCreate(&s->kernels_end) != cudaSuccess)) status = dt_fail(s, DIFFTC_ERROR_CUDA, "creating timing events failed");
   if (status) {
     memcpy(dt_create_error, s->error, sizeof dt_create_error);
     difftc_destroy(s);
@@ -127,8 +127,12 @@ extern "C" int difftc_run(difftc_session *s, const difftc_tensor *inputs, int co
   }
   for (int b = 0; b < DT_NUM_BUFFERS; b++)
     if (DT_BUFFERS[b].kind == DT_TEMP) s->device[b] = s->slots[DT_BUFFERS[b].slot];
+  DT_CUDA(s, cudaEventRecord(s->kernels_start, 0));
   for (int k = 0; k < DT_NUM_KERNELS; k++)
     if ((status = DT_LAUNCHES[k](s))) return status;
+  DT_CUDA(s, cudaEventRecord(s->kernels_end, 0));
+  DT_CUDA(s, cudaEventSynchronize(s->kernels_end));
+  DT_CUDA(s, cudaEventElapsedTime(&s->kernel_ms, s->kernels_start, s->kernels_end));
   for (int i = 0; i < DT_NUM_OUTPUTS; i++) {
     const dt_spec *o = &DT_OUTPUTS[i];
     long long bytes = dt_bytes(o, dims);
@@ -156,11 +160,14 @@ extern "C" void difftc_destroy(difftc_session *s) {
   for (int i = 0; s->inputs && i < DT_NUM_INPUTS; i++) cudaFree(s->inputs[i]);
   for (int i = 0; s->outputs && i < DT_NUM_OUTPUTS; i++) free(s->outputs[i]);
   if (s->errors) cudaFree(s->errors);
+  if (s->kernels_start) cudaEventDestroy(s->kernels_start);
+  if (s->kernels_end) cudaEventDestroy(s->kernels_end);
   free(s->device), free(s->slots), free(s->slot_bytes), free(s->inputs), free(s->input_bytes), free(s->outputs), free(s->output_bytes);
   free(s);
 }
 
 extern "C" const char *difftc_last_error(const difftc_session *s) { return s ? s->error : dt_create_error; }
+extern "C" double difftc_last_kernel_ms(const difftc_session *s) { return s ? s->kernel_ms : 0.0; }
 extern "C" const char *difftc_model_name(void) { return DT_MODEL_NAME; }
 extern "C" int difftc_num_inputs(void) { return DT_NUM_INPUTS; }
 extern "C" int difftc_num_outputs(void) { return DT_NUM_OUTPUTS; }

@@ -23,7 +23,8 @@ struct difftc_session {
   void **outputs;       /* per output: host copy handed to the caller */
   long long *output_bytes;
   int *errors;          /* the kernels' error record: code, then values */
-  long long bound_key;  /* the dims the slots were sized for */
+  cudaEvent_t kernels_start, kernels_end;  /* around the launches of the last run */
+  float kernel_ms;
   char error[512];
 };
 
