@@ -2,7 +2,7 @@
 // it implements, its storage, its language table, its templates and how it writes an artifact.
 import type { Graph } from "../../compiler/ir/graph.ts";
 import type { DType } from "../../compiler/ir/types.ts";
-import type { StorageBytes } from "../../compiler/schedule/index.ts";
+import { BYTES, type StorageBytes } from "../../compiler/schedule/index.ts";
 import type { Artifact } from "./artifact.ts";
 import type { Language } from "./kernel/render.ts";
 
@@ -44,3 +44,8 @@ export function storageBytes(target: Target): StorageBytes {
   return Object.fromEntries(Object.entries(target.storage).map(([d, s]) => [d, s.bytes])) as Record<DType, number>;
 }
 
+
+/** Storage at each dtype's natural width (typed arrays, CUDA, safetensors), under the language's type names. */
+export function naturalStorage(types: Readonly<Record<DType, string>>): Target["storage"] {
+  return Object.fromEntries(Object.entries(types).map(([dtype, type]) => [dtype, { type, bytes: BYTES[dtype as DType] }])) as Target["storage"];
+}

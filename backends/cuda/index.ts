@@ -8,7 +8,7 @@ import type { Graph } from "../../compiler/ir/graph.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
 import { allOps } from "../../compiler/ir/registry.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
-import { BYTES, type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
+import { type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
 import type { Manifest, TensorSpec } from "../../common/manifest.ts";
 import type { Monomial } from "../../common/size.ts";
 import type { Artifact } from "../common/artifact.ts";
@@ -17,7 +17,7 @@ import { flattenGrid } from "../common/kernel/flatten-grid.ts";
 import { renderHelpers, renderKernel } from "../common/kernel/render.ts";
 import { lowerKernel, lowers } from "../common/lower/index.ts";
 import { buildManifest } from "../common/manifest.ts";
-import { type CompileOptions, storageBytes, type Target } from "../common/target.ts";
+import { type CompileOptions, naturalStorage, storageBytes, type Target } from "../common/target.ts";
 import { CUDA_PRELUDE, CUDA_STORAGE, cudaLanguage } from "./language.ts";
 import type { BufferParam, KernelError } from "../common/kernel/ir.ts";
 import { flashAttentionKernel } from "./attention.ts";
@@ -200,7 +200,7 @@ export const cudaTarget: Target = {
   name: "cuda",
   description: "CUDA C (kernels.cu, a C API in difftc_model.h, a safetensors runner, a Makefile); builds with nvcc, or with g++ on the CPU emulation header",
   ops: cudaOps,
-  storage: Object.fromEntries(Object.entries(CUDA_STORAGE).map(([dtype, type]) => [dtype, { type, bytes: BYTES[dtype as keyof typeof BYTES] }])) as Target["storage"],
+  storage: naturalStorage(CUDA_STORAGE),
   language: cudaLanguage,
   templates: TEMPLATES,
   compile: compileCuda,

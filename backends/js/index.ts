@@ -9,8 +9,8 @@ import { printGraph } from "../../compiler/ir/print.ts";
 import { allOps } from "../../compiler/ir/registry.ts";
 import type { TensorType } from "../../compiler/ir/types.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
-import { BYTES, type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
-import { type CompileOptions, storageBytes, type Target } from "../common/target.ts";
+import { type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
+import { type CompileOptions, naturalStorage, storageBytes, type Target } from "../common/target.ts";
 import type { Artifact } from "../common/artifact.ts";
 import { helperFunction } from "../common/kernel/helpers.ts";
 import { renderHelpers, renderKernel } from "../common/kernel/render.ts";
@@ -108,7 +108,7 @@ export const jsTarget: Target = {
   name: "js",
   description: "a self-contained ES module (model.js) with typings (model.d.ts); runs in Node and browsers",
   ops: jsOps,
-  storage: Object.fromEntries(Object.entries(ARRAY_TYPE).map(([dtype, type]) => [dtype, { type, bytes: BYTES[dtype as keyof typeof BYTES] }])) as Target["storage"],
+  storage: naturalStorage(ARRAY_TYPE),
   language: jsLanguage,
   templates: Object.keys(TEMPLATES),
   compile: (graph, options = {}) => compileJs(graph, options.passes, options),

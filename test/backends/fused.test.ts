@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { DTYPE_CHAINS } from "../support/kernels.ts";
 import { compileJs } from "../../backends/js/index.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
@@ -52,24 +53,6 @@ const EXAMPLES: [string, [string, number][]][] = [
 ];
 const example = (file: string, set: [string, number][] = []) => compileSource(readFileSync(new URL(`../../examples/${file}`, import.meta.url), "utf8"), { set: new Map(set) }, file);
 
-/** Every dtype's rounding of intermediates, in chains, prologues and epilogues. */
-const DTYPES = `model M(A, B) { dim N
-  input x: f32[N, A]
-  input y: f32[A]
-  input w: f32[A, B]
-  output h = cast(exp(cast(x, f16) * cast(y, f16)) + cast(x, f16), f32) * 3
-  output b = cast(cast(x, bf16) * cast(y, bf16) - cast(y, bf16), f32)
-  output i = cast(cast(x * 100, i32) * 65537 * 32769, f32) + cast(cast(y * 7, i32) / 2, f32)
-  output j = cast(cast(x * 300, i8) * cast(y * 5, i8), f32) + cast(cast(x * 100, i8) / cast(y * 5, i8), f32)
-  output u = cast(cast(x * 300, u8) * cast(y * 50, u8) - cast(x * 10, u8), f32)
-  output k = cast(x * 300, u8) * 3 > cast(y * 300, u8) * 5
-  output q = cast((x < 0) + (y < 0), f32) + cast((x < 0) - (y < 0), f32) * 2
-  output c = where(x > y, x * y, -x) + cast((x < 0) == (y < 0), f32)
-  output s = sum(cast(x, f16) * cast(y, f16), axis = -1)
-  output m = max(cast(x * 100, i32) * 65537, axis = 0)
-  output e = (cast(x * 100, i32) @ cast(w * 100, i32)) * 65537 + 3
-  output f = cast(exp(cast(x, bf16) @ cast(w, bf16)), f32) * 3
-}`;
 
 /** Matmul epilogues over every result layout: batched, broadcast batch, 1-D operands, residuals and per-column vectors. */
 const EPILOGUES = `model M(A, B, C) { dim N
@@ -111,7 +94,7 @@ for (const backend of BACKENDS) {
     it("round every intermediate to its dtype: f16, bf16, i32, i8, u8 and bool chains, prologues and epilogues", async () => {
       await fc.assert(
         fc.asyncProperty(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 9 }), fc.nat(1000), async (A, B, N, seed) => {
-          const graph = compileSource(DTYPES, { set: new Map([["A", A], ["B", B]]) });
+          const graph = compileSource(DTYPE_CHAINS, { set: new Map([["A", A], ["B", B]]) });
           const dims = new Map([["N", N]]);
           const fused = await checkFused(backend, graph, seededInputs(graph, dims, seed), new Map(), dims);
           expect(new Set(fused.nodes.filter((n) => n.op === "fused").map((n) => n.attrs.kind))).toEqual(new Set(["elementwise", "prologue", "epilogue"]));

@@ -1,13 +1,14 @@
 // flattenGrid and explicitCasts change how a kernel is written, never what it computes: every
 // kernel of several plans, lowered, rewritten and printed through the JS table, writes the
 // same bits and the same error record as the kernel as lowered, on random data.
+import { DTYPE_CHAINS, jsKernelFunction } from "../support/kernels.ts";
 import { describe, expect, it } from "vitest";
 import { explicitCasts } from "../../backends/common/kernel/explicit-casts.ts";
 import { assertFlatGrid, flattenGrid } from "../../backends/common/kernel/flatten-grid.ts";
 import type { Kernel, Stmt } from "../../backends/common/kernel/ir.ts";
-import { Renderer, renderHelpers, renderKernel } from "../../backends/common/kernel/render.ts";
+import { Renderer, renderKernel } from "../../backends/common/kernel/render.ts";
 import { lowerKernel } from "../../backends/common/lower/index.ts";
-import { JS_PRELUDE, jsLanguage } from "../../backends/js/language.ts";
+import { jsLanguage } from "../../backends/js/language.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
 import type { ScalarExpr } from "../../compiler/ir/scalar.ts";
@@ -50,7 +51,7 @@ function fill(dtype: DType, n: number, next: () => number): Buffer {
 /** A rendered kernel as a JS function over (buffers..., dims..., errors). */
 function compile(k: Kernel): (...args: unknown[]) => void {
   const { source, helpers } = renderKernel(k, jsLanguage);
-  return new Function([JS_PRELUDE, ...renderHelpers(helpers, jsLanguage), source, `return ${k.name};`].join("\n"))();
+  return jsKernelFunction(k);
 }
 
 /** The outputs and error records of a kernel as lowered and as rewritten agree on random data. */
@@ -166,24 +167,6 @@ const GRAPHS: [string, string, Map<string, number>][] = [
   ],
 ];
 
-/** Chains, prologues and epilogues over every dtype: the conversions explicitCasts makes. */
-const DTYPES = `model M(A, B) { dim N
-  input x: f32[N, A]
-  input y: f32[A]
-  input w: f32[A, B]
-  output h = cast(exp(cast(x, f16) * cast(y, f16)) + cast(x, f16), f32) * 3
-  output b = cast(cast(x, bf16) * cast(y, bf16) - cast(y, bf16), f32)
-  output i = cast(cast(x * 100, i32) * 65537 * 32769, f32) + cast(cast(y * 7, i32) / 2, f32)
-  output j = cast(cast(x * 300, i8) * cast(y * 5, i8), f32) + cast(cast(x * 100, i8) / cast(y * 5, i8), f32)
-  output u = cast(cast(x * 300, u8) * cast(y * 50, u8) - cast(x * 10, u8), f32)
-  output k = cast(x * 300, u8) * 3 > cast(y * 300, u8) * 5
-  output q = cast((x < 0) + (y < 0), f32) + cast((x < 0) - (y < 0), f32) * 2
-  output c = where(x > y, x * y, -x) + cast((x < 0) == (y < 0), f32)
-  output s = sum(cast(x, f16) * cast(y, f16), axis = -1)
-  output m = max(cast(x * 100, i32) * 65537, axis = 0)
-  output e = (cast(x * 100, i32) @ cast(w * 100, i32)) * 65537 + 3
-  output f = cast(exp(cast(x, bf16) @ cast(w, bf16)), f32) * 3
-}`;
 
 describe("flattenGrid", () => {
   for (const [name, text, dims] of GRAPHS) {
@@ -241,7 +224,7 @@ describe("explicitCasts then flattenGrid", () => {
 
   it("keep what chains, prologues and epilogues over every dtype compute, fused and unfused", () => {
     for (const fuse of [false, true]) {
-      const source = compileSource(DTYPES, { set: new Map([["A", 3], ["B", 2]]) });
+      const source = compileSource(DTYPE_CHAINS, { set: new Map([["A", 3], ["B", 2]]) });
       const graph = fuse ? fuseElementwise(decompose(source)) : decompose(source);
       expectSameResults(graph, new Map([["N", 4]]), (k) => flattenGrid(explicitCasts(k)), 4);
     }

@@ -1,6 +1,7 @@
 // The WGSL and CUDA language tables: lowered kernels, after explicitCasts and flattenGrid,
 // printed through each (snapshotted, so a change to the emitted code is reviewed as code), and
 // the CUDA source of every kernel family compiled by nvcc for sm_80 and sm_90.
+import { jsKernelFunction, meanSquareGraph, siluGraph } from "../support/kernels.ts";
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,7 +14,7 @@ import type { Kernel } from "../../backends/common/kernel/ir.ts";
 import { type Language, renderHelpers, renderKernel } from "../../backends/common/kernel/render.ts";
 import { lowerKernel } from "../../backends/common/lower/index.ts";
 import { CUDA_PRELUDE, CUDA_STORAGE, cudaLanguage } from "../../backends/cuda/language.ts";
-import { JS_PRELUDE, jsLanguage } from "../../backends/js/language.ts";
+import { jsLanguage } from "../../backends/js/language.ts";
 import { wgslLanguage } from "../../backends/wgsl/language.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
@@ -39,23 +40,8 @@ const only = (graph: Graph) => {
 };
 const source = (k: Kernel, lang: Language) => renderKernel(k, lang).source;
 
-const SILU = fuseElementwise(
-  parseGraph(`graph g [N] {
-    %0 = input {name = "x"} : f32[N, 4]
-    %1 = input {name = "w"} : f32[4]
-    %2 = mul(%0, %1) : f32[N, 4]
-    %3 = silu(%2) : f32[N, 4]
-    output "y" = %3
-  }`),
-);
-const MEAN_SQUARE = fuseElementwise(
-  parseGraph(`graph g [N] {
-    %0 = input {name = "x"} : f32[N, 8]
-    %1 = mul(%0, %0) : f32[N, 8]
-    %2 = mean(%1) {axes = [-1], keepdims = true} : f32[N, 1]
-    output "y" = %2
-  }`),
-);
+const SILU = siluGraph();
+const MEAN_SQUARE = meanSquareGraph();
 
 describe("the WGSL language table", () => {
   it("prints an elementwise chain with a broadcast operand as a grid-stride loop over invocations, dims from a uniform", () => {
@@ -407,7 +393,7 @@ describe("the CUDA source on the CPU", () => {
         const js = renderKernel(kernel, jsLanguage);
         const expected = new ARRAYS[outType](size(pk.output));
         const jsErrors = new Int32Array(4);
-        new Function([JS_PRELUDE, ...renderHelpers(js.helpers, jsLanguage), js.source, `return ${kernel.name};`].join("\n"))()(expected, ...inputs, ...dimValues, jsErrors);
+        jsKernelFunction(kernel)(expected, ...inputs, ...dimValues, jsErrors);
         expect(cErrors, `${kernel.name} errors`).toEqual([...jsErrors]);
         failures += cErrors[0] === 0 ? 0 : 1;
         const decode = outType === "f16" ? f16FromBits : outType === "bf16" ? bf16FromBits : (x: number) => x;

@@ -1,14 +1,14 @@
 // One renderer, one language table: kernels lowered from the plan to kernel IR, printed
 // through the JS table (snapshotted, so a change to the emitted code is reviewed as code), and
 // run against the interpreter.
+import { jsKernelFunction, siluGraph } from "../support/kernels.ts";
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { renderHelpers, renderKernel } from "../../backends/common/kernel/render.ts";
+import { renderKernel } from "../../backends/common/kernel/render.ts";
 import { lowerKernel } from "../../backends/common/lower/index.ts";
-import { JS_PRELUDE, jsLanguage } from "../../backends/js/language.ts";
+import { jsLanguage } from "../../backends/js/language.ts";
 import type { Kernel } from "../../backends/common/kernel/ir.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
-import { fuseElementwise } from "../../compiler/passes/fuse-elementwise.ts";
 import { schedule } from "../../compiler/schedule/index.ts";
 import { evaluate } from "../../runtime/interpreter/index.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
@@ -22,24 +22,13 @@ function lowered(graph: Graph): { kernel: Kernel; source: string; helpers: Set<s
 }
 
 /** Runs a rendered kernel on typed arrays (out first), with its dims. */
-function run(k: ReturnType<typeof lowered>, buffers: Float32Array[], dims: number[]): void {
-  const module = [JS_PRELUDE, ...renderHelpers(k.helpers, jsLanguage), k.source, `return ${k.kernel.name};`].join("\n");
-  (new Function(module)() as (...args: unknown[]) => void)(...buffers, ...dims);
-}
+const run = (k: ReturnType<typeof lowered>, buffers: Float32Array[], dims: number[]) => jsKernelFunction(k.kernel)(...buffers, ...dims);
 
 const random = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 97 + i * 1.7) * 3);
 
 describe("the kernel IR through the JS language table", () => {
   it("an elementwise chain with a broadcast operand is one loop nest, each intermediate rounded to f32", () => {
-    const graph = fuseElementwise(
-      parseGraph(`graph g [N] {
-        %0 = input {name = "x"} : f32[N, 4]
-        %1 = input {name = "w"} : f32[4]
-        %2 = mul(%0, %1) : f32[N, 4]
-        %3 = silu(%2) : f32[N, 4]
-        output "y" = %3
-      }`),
-    );
+    const graph = siluGraph();
     const k = lowered(graph);
     expect(k.kernel.dims).toEqual(["N"]);
     expect(k.source).toMatchInlineSnapshot(`
