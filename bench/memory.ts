@@ -10,7 +10,7 @@ import { compileJs } from "../backends/js/index.ts";
 import { elaborate } from "../compiler/elaborate/index.ts";
 import { parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
 import { parseProgram } from "../dsl/parse.ts";
-import { importModule } from "../runtime/adapters/js/index.ts";
+import { importJsModule } from "../runtime/adapters/js/index.ts";
 import { serializeSafetensors } from "../runtime/safetensors.ts";
 
 const DIFFATTN = readFileSync(new URL("./diffattn.dt", import.meta.url), "utf8");
@@ -24,7 +24,7 @@ function peakRssMiB(): number {
 async function child(n: number, pipeline: string): Promise<void> {
   const graph = elaborate(parseProgram(DIFFATTN, "bench/diffattn.dt")).graph;
   const passes = parsePipeline(pipeline);
-  const model = await importModule(String(compileJs(runPipeline(graph, passes), passes).files.get("model.js")));
+  const model = await importJsModule(String(compileJs(runPipeline(graph, passes), passes).files.get("model.js")));
   const session = await model.load(serializeSafetensors(new Map()));
   const width = 2 * 8 * 64;
   const input = () => Float32Array.from({ length: n * width }, (_, i) => Math.sin(i) * 0.5);

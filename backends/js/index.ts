@@ -20,11 +20,13 @@ import { buildManifest, type KernelLaunch } from "../common/manifest.ts";
 import { attentionHelperSource, flashAttention } from "./attention.ts";
 import { JS_PRELUDE, jsLanguage } from "./language.ts";
 import { packedMatmul } from "./matmul.ts";
-import { ARRAY_TYPE } from "./spelling.ts";
-import { emitTypings } from "./typings.ts";
+import { ARRAY_TYPE, emitTypings } from "../common/typings.ts";
 import { KernelWriter } from "./writer.ts";
 
-const RUNTIME = readFileSync(new URL("./template/runtime.js", import.meta.url), "utf8");
+const RUNTIME = [
+  readFileSync(new URL("../common/template/artifact-runtime.js", import.meta.url), "utf8"),
+  readFileSync(new URL("./template/runtime.js", import.meta.url), "utf8"),
+].join("\n");
 
 type Template = (w: KernelWriter, node: Node, types: TensorType[]) => void;
 

@@ -1,19 +1,8 @@
-// Storage of each dtype in the JS artifact, and the load and store spellings the hand-written
-// templates (matmul, attention) use: the JS language table's, so they agree with the shared
-// lowering's kernels.
+// The load and store spellings the hand-written templates (matmul, attention) use: the JS
+// language table's, so they agree with the shared lowering's kernels.
 import type { DType } from "../../compiler/ir/types.ts";
 import { jsLanguage } from "./language.ts";
 
-/** The typed array class that stores each dtype (16-bit floats as their bits). */
-export const ARRAY_TYPE: Record<DType, string> = {
-  f32: "Float32Array",
-  f16: "Uint16Array",
-  bf16: "Uint16Array",
-  i32: "Int32Array",
-  i8: "Int8Array",
-  u8: "Uint8Array",
-  bool: "Uint8Array",
-};
 
 /** `buffer[index]` in the form `loadExpr("in0", "f16", ...)` reads, split at the bracket. */
 function split(e: string): [string, string] {

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { randomInputs } from "../../runtime/init.ts";
 import { BACKENDS, runAndCompare } from "../harness/harness.ts";
 import { compileJs } from "../../backends/js/index.ts";
-import { importModule } from "../../runtime/adapters/js/index.ts";
+import { importJsModule } from "../../runtime/adapters/js/index.ts";
 import { serializeSafetensors } from "../../runtime/safetensors.ts";
 import { compileSource } from "../support/dsl.ts";
 
@@ -28,7 +28,7 @@ describe("flash_diffattn in the JS backend", () => {
   });
 
   it(`at N = ${N} (H = 1, d = 16) allocates far less than one N×N map of f32`, async () => {
-    const model = (await importModule(String(artifact.files.get("model.js")))) as unknown as {
+    const model = (await importJsModule(String(artifact.files.get("model.js")))) as unknown as {
       load(weights: Uint8Array): Promise<{ runSync(inputs: Record<string, Float32Array>): Record<string, Float32Array> }>;
     };
     const session = await model.load(serializeSafetensors(new Map()));

@@ -9,7 +9,7 @@ import { compileJs } from "../../backends/js/index.ts";
 import { writeArtifact } from "../../backends/common/artifact.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
 import { tensor } from "../../compiler/ir/tensor.ts";
-import { importModule } from "../../runtime/adapters/js/index.ts";
+import { importJsModule } from "../../runtime/adapters/js/index.ts";
 import { initWeights } from "../../runtime/init.ts";
 import { evaluate } from "../../runtime/interpreter/index.ts";
 import { serializeSafetensors } from "../../runtime/safetensors.ts";
@@ -42,7 +42,7 @@ describe("JS artifacts", () => {
   it("load weights from a safetensors buffer and run({ tokens }) on a plain typed array", async () => {
     const graph = small();
     const weights = initWeights(graph, 5);
-    const model = await importModule(String(compileJs(graph).files.get("model.js")));
+    const model = await importJsModule(String(compileJs(graph).files.get("model.js")));
     const bytes = serializeSafetensors(weights);
     const session = await model.load(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as unknown as Uint8Array);
     const tokens = Int32Array.from([3, 1, 4, 1, 5, 9]);
@@ -55,7 +55,7 @@ describe("JS artifacts", () => {
 
   it("reject bad inputs and bad weights with clear errors", async () => {
     const graph = small();
-    const model = await importModule(String(compileJs(graph).files.get("model.js")));
+    const model = await importJsModule(String(compileJs(graph).files.get("model.js")));
     await expect(model.load(new Uint8Array([1, 2, 3]))).rejects.toThrow(/not a valid safetensors file/);
     await expect(model.load(serializeSafetensors(new Map([["embed", tensor("f32", [2, 2])]])))).rejects.toThrow(/weights: "embed" is f32\[2, 2\], but the model declares f32\[30, 16\]/);
     const session = await model.load(serializeSafetensors(initWeights(graph, 1)));
@@ -103,7 +103,7 @@ export { logits, n, shape };
     const artifact = compileJs(graph);
     const dir = mkdtempSync(join(tmpdir(), "difftc-evil-"));
     writeArtifact(artifact, join(dir, "out"));
-    const model = await importModule(String(artifact.files.get("model.js")));
+    const model = await importJsModule(String(artifact.files.get("model.js")));
     const weights = initWeights(graph, 2);
     const session = await model.load(serializeSafetensors(weights));
     const x = Float32Array.from([1, 2, 3, 4, 5, 6]);

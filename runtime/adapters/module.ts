@@ -1,0 +1,54 @@
+// What the adapters of JS-facing artifacts (the JS module, the WebGPU loader) share: importing
+// model.js, and converting host tensors to and from the artifact's typed arrays.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Artifact } from "../../backends/common/artifact.ts";
+import type { Manifest } from "../../common/manifest.ts";
+import { bf16Bits, bf16FromBits, f16Bits, f16FromBits } from "../../compiler/ir/numeric.ts";
+import type { HostTensor } from "../../compiler/ir/tensor.ts";
+import type { DType } from "../../compiler/ir/types.ts";
+import type { TensorMap } from "./adapter.ts";
+
+export type TypedArray = Float32Array | Uint16Array | Int32Array | Int8Array | Uint8Array;
+
+const ARRAYS: Record<DType, new (n: number) => TypedArray> = { f32: Float32Array, f16: Uint16Array, bf16: Uint16Array, i32: Int32Array, i8: Int8Array, u8: Uint8Array, bool: Uint8Array };
+
+/** A host tensor as the artifact's typed array (16-bit floats as their bits). */
+export function toTyped(t: HostTensor): TypedArray {
+  const a = new ARRAYS[t.dtype](t.data.length);
+  if (t.dtype === "f16" || t.dtype === "bf16") {
+    const encode = t.dtype === "f16" ? f16Bits : bf16Bits;
+    for (let i = 0; i < a.length; i++) a[i] = encode(t.data[i]);
+  } else {
+    a.set(t.data); // the typed array's own conversion: fast, and exact for rounded values
+  }
+  return a;
+}
+
+export function fromTyped(dtype: DType, shape: number[], a: TypedArray): HostTensor {
+  if (dtype !== "f16" && dtype !== "bf16") return { dtype, shape, data: Float64Array.from(a) };
+  const decode = dtype === "f16" ? f16FromBits : bf16FromBits;
+  const data = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) data[i] = decode(a[i]);
+  return { dtype, shape, data };
+}
+
+/** The inputs the manifest names, as `{ data, shape }` for run(). */
+export function givenInputs(manifest: Manifest, inputs: TensorMap): Record<string, { data: TypedArray; shape: number[] }> {
+  const given: Record<string, { data: TypedArray; shape: number[] }> = Object.create(null);
+  for (const i of manifest.inputs) {
+    const t = inputs.get(i.name);
+    if (t) given[i.name] = { data: toTyped(t), shape: t.shape };
+  }
+  return given;
+}
+
+/** Imports a model.js from its source text (no file needed: a data: URL module). */
+export async function importModule<T>(source: string): Promise<T> {
+  return (await import(`data:text/javascript;base64,${Buffer.from(source).toString("base64")}`)) as T;
+}
+
+/** An artifact's model.js source, from memory or from its directory. */
+export function moduleSource(artifact: Artifact | string): string {
+  return typeof artifact === "string" ? readFileSync(join(artifact, "model.js"), "utf8") : String(artifact.files.get("model.js"));
+}
