@@ -4,10 +4,11 @@ import { Diagnostic } from "../common/diagnostic.ts";
 import type { Target } from "./common/target.ts";
 import { cudaTarget } from "./cuda/index.ts";
 import { jsTarget } from "./js/index.ts";
+import { wgslTarget } from "./wgsl/index.ts";
 
 export type { CompileOptions, Target } from "./common/target.ts";
 
-export const TARGETS: readonly Target[] = [jsTarget, cudaTarget];
+export const TARGETS: readonly Target[] = [jsTarget, wgslTarget, cudaTarget];
 
 export function targetNames(): string[] {
   return TARGETS.map((t) => t.name);

@@ -41,7 +41,7 @@ function literal(v: number, type: ScalarType): string {
 const isSize = (s: string) => /^(dim\d+|[1-9]\d*i)(\*(dim\d+|[1-9]\d*i))*$/.test(s.replace(/[()\s]/g, ""));
 const isFloat = (t: ScalarType) => TYPE[t] === "f32";
 const NATIVE: Partial<Record<MathFn, (a: string[], float: boolean) => string>> = {
-  ...Object.fromEntries(["exp", "log", "sqrt", "abs", "tanh", "cos", "sin", "trunc", "floor"].map((f) => [f, ([x]: string[]) => `${f}(${x})`])),
+  ...Object.fromEntries(["exp", "log", "sqrt", "abs", "tanh", "trunc", "floor"].map((f) => [f, ([x]: string[]) => `${f}(${x})`])),
   // WGSL's pow is exp2(y * log2(x)): undefined for x < 0 (the IR's (-2) ** 2 is 4). Issue 9.
   pow: ([x, y]) => `pow(${x}, ${y})`,
   // x != x: a compiler that assumes no NaN (fast math) may fold it to false. Accepted.
@@ -70,7 +70,14 @@ export const wgslLanguage: Language = {
   literal,
   unary: (op, a) => (op === "neg" ? `(-${a})` : `(!${a})`),
   binary: (op, a, b) => (op === "<<" || op === ">>" ? `(${a} ${op} ${/^\d+u$/.test(b) ? b : `u32(${b})`})` : `(${a} ${op} ${b})`),
-  math: (fn, args, types) => NATIVE[fn]?.(args, isFloat(types[0])),
+  math: (fn, args, types, use) => {
+    // WGSL promises sin and cos only to 2^-11 absolute error in [-π, π]: the library's are f32-accurate.
+    if (fn === "sin" || fn === "cos") {
+      use(`${fn}Accurate`);
+      return `${fn}Accurate(${args[0]})`;
+    }
+    return NATIVE[fn]?.(args, isFloat(types[0]));
+  },
   select: (c, a, b) => `select(${b}, ${a}, ${c})`,
   cast: (to, from, a) => {
     if (to === "f16" || to === "bf16") throw new Error(`WGSL: a cast to ${to} is a rounding; the IR writes it as round`);

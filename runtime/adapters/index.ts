@@ -7,6 +7,8 @@ import { Diagnostic } from "../../common/diagnostic.ts";
 import type { Session, TensorMap } from "./adapter.ts";
 import { cudaUnavailable, loadCuda } from "./cuda/index.ts";
 import { loadJs } from "./js/index.ts";
+import { webgpuUnavailableSync } from "./webgpu/device.ts";
+import { loadWebgpu } from "./webgpu/index.ts";
 
 export interface Adapter {
   /** The name --backend takes. */
@@ -20,6 +22,7 @@ export interface Adapter {
 
 export const ADAPTERS: readonly Adapter[] = [
   { name: "js", target: "js", unavailable: () => undefined, load: loadJs },
+  { name: "webgpu", target: "wgsl", unavailable: webgpuUnavailableSync, load: loadWebgpu },
   { name: "cuda", target: "cuda", unavailable: () => cudaUnavailable("cuda"), load: (artifact, weights) => loadCuda(artifact, weights, "cuda") },
   { name: "cuda-emu", target: "cuda", unavailable: () => cudaUnavailable("cuda-emu"), load: (artifact, weights) => loadCuda(artifact, weights, "cuda-emu") },
 ];

@@ -68,3 +68,14 @@ describe("kernel-IR helpers rendered to JS", () => {
     expect(h.ipow(3, -1)).toBe(0);
   });
 });
+
+describe("the accurate sin and cos for languages whose own are not (WGSL)", () => {
+  it("agree with Math.sin and Math.cos to within a few f32 ulps of 1 for |x| up to 10^4", () => {
+    const h = helpers("sinAccurate", "cosAccurate");
+    const xs = [0, -0, 1, -1, Math.PI, -Math.PI / 2, 3 * Math.PI / 4, 100, -1234.5, 9999, ...Array.from({ length: 2000 }, (_, i) => (i - 1000) * 9.7 + Math.sin(i))];
+    for (const x of xs) {
+      expect(Math.abs(h.sinAccurate(x) - Math.sin(x)), `sin(${x})`).toBeLessThan(3e-7);
+      expect(Math.abs(h.cosAccurate(x) - Math.cos(x)), `cos(${x})`).toBeLessThan(3e-7);
+    }
+  });
+});

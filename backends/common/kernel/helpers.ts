@@ -153,7 +153,27 @@ const erf = helper("erf", [["x", "f64"]], "f64", (b) => {
   b.return(bin("*", sign, bin("-", F(1), erfc)));
 });
 
-const LIBRARY: HelperFunction[] = [f16Bits, f16FromBits, bf16Bits, bf16FromBits, roundHalfEven, saturating("i32"), saturating("i8"), saturating("u8"), quantizing("i8"), quantizing("u8"), ipow, idiv, erf];
+/**
+ * sin and cos of an f32, for languages whose own are not accurate (WGSL's are promised to
+ * 2^-11 absolute error in [-π, π] only): x = k·π/2 + r with π/2 split in three parts
+ * (Cody-Waite) so that r is exact for |x| up to about 10^5, then the minimax polynomials of
+ * Cephes' sinf and cosf on [-π/4, π/4], the quadrant k mod 4 choosing which and its sign.
+ */
+const trig = (name: "sinAccurate" | "cosAccurate") =>
+  helper(name, [["x", "f64"]], "f64", (b) => {
+    const x = f("x");
+    const k = b.let("k", "f64", call("floor", bin("+", bin("*", x, F(0.6366197723675814)), F(0.5))));
+    const r = b.let("r", "f64", bin("-", bin("-", bin("-", x, bin("*", k, F(1.5703125))), bin("*", k, F(4.837512969970703125e-4))), bin("*", k, F(7.549789948768648e-8))));
+    const r2 = b.let("r2", "f64", bin("*", r, r));
+    const sinR = b.let("sinR", "f64", bin("+", r, bin("*", bin("*", r, r2), bin("+", F(-1.6666654611e-1), bin("*", r2, bin("+", F(8.3321608736e-3), bin("*", r2, F(-1.9515295891e-4))))))));
+    const cosR = b.let("cosR", "f64", bin("+", bin("-", F(1), bin("*", F(0.5), r2)), bin("*", bin("*", r2, r2), bin("+", F(4.166664568298827e-2), bin("*", r2, bin("+", F(-1.388731625493765e-3), bin("*", r2, F(2.443315711809948e-5))))))));
+    // The quadrant: k mod 4, for negative k too; cos(x) = sin(x + π/2) is quadrant + 1.
+    const q = b.let("q", "i32", bin("&", bin("+", cast("i32", k), int(name === "cosAccurate" ? 1 : 0)), int(3)));
+    const value = select(eq(bin("&", q, int(1)), int(0)), sinR, cosR);
+    b.return(select(bin(">=", q, int(2)), { kind: "unary", op: "neg", a: value }, value));
+  });
+
+const LIBRARY: HelperFunction[] = [f16Bits, f16FromBits, bf16Bits, bf16FromBits, roundHalfEven, saturating("i32"), saturating("i8"), saturating("u8"), quantizing("i8"), quantizing("u8"), ipow, idiv, erf, trig("sinAccurate"), trig("cosAccurate")];
 const BY_NAME = new Map(LIBRARY.map((h) => [h.name, h]));
 
 /** The helper function called `name`, or undefined if it is not in the library. */

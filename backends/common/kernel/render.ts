@@ -16,8 +16,11 @@ export interface Language {
   unary(op: UnaryOp, a: string, type: ScalarType): string;
   /** `type` is the operands' type. */
   binary(op: BinaryOp, a: string, b: string, type: ScalarType): string;
-  /** The native spelling of a math function, or undefined: then the library helper of that name is called. */
-  math(fn: MathFn, args: string[], types: ScalarType[]): string | undefined;
+  /**
+   * The spelling of a math function: native, or a call of a library helper recorded with `use`;
+   * undefined calls the library helper of the function's own name.
+   */
+  math(fn: MathFn, args: string[], types: ScalarType[], use: UseHelper): string | undefined;
   select(cond: string, a: string, b: string, type: ScalarType): string;
   cast(to: ScalarType, from: ScalarType, a: string): string;
   /** A value rounded to a dtype as a store of it would round it. */
@@ -65,7 +68,7 @@ export class Renderer {
         return L.binary(e.op, this.expr(e.a), this.expr(e.b), typeOf(e.a));
       case "call": {
         const args = e.args.map((a) => this.expr(a));
-        const native = L.math(e.fn, args, e.args.map(typeOf));
+        const native = L.math(e.fn, args, e.args.map(typeOf), this.use);
         if (native !== undefined) return native;
         this.use(e.fn);
         return `${e.fn}(${args.join(", ")})`;

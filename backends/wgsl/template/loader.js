@@ -1,0 +1,153 @@
+// ---- the WebGPU loader: the part of every WGSL artifact that is not generated ----------
+// Expects MANIFEST, SHADERS (the WGSL of each kernel, in launch order), WORKGROUP_SIZE and the
+// shared artifact runtime above. Runs wherever navigator.gpu exists (a browser, Node with the
+// `webgpu` package), or on a GPUDevice the caller passes. Self-contained: imports nothing.
+
+// GPUBufferUsage flags (WebGPU spec values), so that the module needs no globals.
+const STORAGE = 0x80, UNIFORM = 0x40, COPY_SRC = 0x04, COPY_DST = 0x08, MAP_READ = 0x01;
+const MAX_WORKGROUPS = 65535;
+
+/** Bytes of a buffer holding `bytes`: WGSL storage is in 4-byte words (8- and 16-bit types are packed). */
+const wordBytes = (bytes) => Math.max(4, Math.ceil(bytes / 4) * 4);
+
+/** A device from navigator.gpu, with the adapter's own limits asked for (the defaults are small). */
+async function requestDevice() {
+  const gpu = globalThis.navigator && globalThis.navigator.gpu;
+  if (!gpu) throw new Error("WebGPU is not available here (no navigator.gpu): pass a GPUDevice as load(weights, { device })");
+  const adapter = await gpu.requestAdapter();
+  if (!adapter) throw new Error("WebGPU: navigator.gpu.requestAdapter() found no adapter");
+  const requiredLimits = {};
+  for (const name of ["maxStorageBufferBindingSize", "maxBufferSize", "maxStorageBuffersPerShaderStage", "maxComputeWorkgroupsPerDimension"]) requiredLimits[name] = adapter.limits[name];
+  return adapter.requestDevice({ requiredLimits });
+}
+
+function gpuBuffer(device, bytes, usage, data) {
+  const buffer = device.createBuffer({ size: wordBytes(bytes), usage });
+  if (data && data.byteLength > 0) writeWords(device, buffer, data);
+  return buffer;
+}
+
+/** Writes a typed array, padded to whole words (writeBuffer takes multiples of 4 bytes). */
+function writeWords(device, buffer, data) {
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const padded = bytes.byteLength % 4 === 0 ? bytes : Uint8Array.from({ length: wordBytes(bytes.byteLength) }, (_, i) => bytes[i] ?? 0);
+  device.queue.writeBuffer(buffer, 0, padded.buffer, padded.byteOffset, padded.byteLength);
+}
+
+class Session {
+  constructor(device, pipelines, fixed) {
+    this.device = device;
+    this.pipelines = pipelines;
+    /** GPU buffers of the params and consts, by buffer id. */
+    this.fixed = fixed;
+    this.storage = null;
+    this.dims = Object.create(null);
+  }
+
+  /** Slots, inputs, bind groups and readback buffers for one set of dims, made once per dims. */
+  prepare(dims) {
+    const key = MANIFEST.dims.map((d) => dims[d]).join(",");
+    if (this.storage && this.storage.key === key) return this.storage;
+    if (this.storage) this.storage.owned.forEach((b) => b.destroy());
+    const device = this.device;
+    const owned = [];
+    const own = (b) => (owned.push(b), b);
+    const slots = MANIFEST.slots.map((s) => own(gpuBuffer(device, evalSize(s.bytes, dims), STORAGE | COPY_SRC | COPY_DST)));
+    const buffers = new Map(this.fixed);
+    for (const b of MANIFEST.buffers) if (b.kind === "temp") buffers.set(b.id, slots[b.slot]);
+    const byteSize = (spec) => evalSize(spec.size, dims) * ARRAYS[spec.dtype].BYTES_PER_ELEMENT;
+    for (const input of MANIFEST.inputs) buffers.set(input.buffer, own(gpuBuffer(device, byteSize(input), STORAGE | COPY_DST | COPY_SRC)));
+    const launches = MANIFEST.kernels.map((spec, k) => {
+      const entries = spec.buffers.map((id) => buffers.get(id));
+      if (spec.dims.length > 0) entries.push(own(gpuBuffer(device, 16 * Math.ceil(spec.dims.length / 4), UNIFORM | COPY_DST, Int32Array.from(spec.dims, (d) => dims[d]))));
+      const errors = spec.errors.length > 0 ? own(gpuBuffer(device, 16, STORAGE | COPY_SRC | COPY_DST)) : null;
+      if (errors) entries.push(errors);
+      const layout = this.pipelines[k].getBindGroupLayout(0);
+      const bindGroup = device.createBindGroup({ layout, entries: entries.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+      const total = evalSize(spec.grid[0], dims);
+      return { bindGroup, errors, workgroups: Math.min(MAX_WORKGROUPS, Math.ceil(total / WORKGROUP_SIZE)) };
+    });
+    const outputs = MANIFEST.outputs.map((o) => ({ spec: o, bytes: byteSize(o), readback: own(gpuBuffer(device, byteSize(o), MAP_READ | COPY_DST)) }));
+    const failing = launches.filter((l) => l.errors);
+    const errorReadback = failing.length > 0 ? own(gpuBuffer(device, 16 * failing.length, MAP_READ | COPY_DST)) : null;
+    this.storage = { key, owned, buffers, launches, outputs, errorReadback };
+    return this.storage;
+  }
+
+  async run(inputs) {
+    const dims = Object.create(null);
+    const views = new Array(MANIFEST.buffers.length);
+    bindInputs(inputs, views, dims);
+    const device = this.device;
+    const s = this.prepare(dims);
+    for (const input of MANIFEST.inputs) writeWords(device, s.buffers.get(input.buffer), views[input.buffer]);
+    const zero = new Int32Array(4);
+    for (const l of s.launches) if (l.errors) device.queue.writeBuffer(l.errors, 0, zero);
+    const encoder = device.createCommandEncoder();
+    s.launches.forEach((l, k) => {
+      if (l.workgroups === 0) return;
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(this.pipelines[k]);
+      pass.setBindGroup(0, l.bindGroup);
+      pass.dispatchWorkgroups(l.workgroups);
+      pass.end();
+    });
+    s.launches.filter((l) => l.errors).forEach((l, i) => encoder.copyBufferToBuffer(l.errors, 0, s.errorReadback, 16 * i, 16));
+    for (const o of s.outputs) if (o.bytes > 0) encoder.copyBufferToBuffer(s.buffers.get(o.spec.buffer), 0, o.readback, 0, wordBytes(o.bytes));
+    device.queue.submit([encoder.finish()]);
+    if (s.errorReadback) {
+      await s.errorReadback.mapAsync(1);
+      const records = new Int32Array(s.errorReadback.getMappedRange().slice(0));
+      s.errorReadback.unmap();
+      const failing = MANIFEST.kernels.filter((spec) => spec.errors.length > 0);
+      for (let i = 0; i < failing.length; i++) if (records[4 * i] !== 0) throw kernelError(failing[i], records.subarray(4 * i, 4 * i + 4));
+    }
+    const outputs = {};
+    for (const o of s.outputs) {
+      const Array_ = ARRAYS[o.spec.dtype];
+      if (o.bytes === 0) {
+        outputs[o.spec.name] = new Array_(0);
+        continue;
+      }
+      await o.readback.mapAsync(1);
+      outputs[o.spec.name] = new Array_(o.readback.getMappedRange().slice(0, o.bytes));
+      o.readback.unmap();
+    }
+    this.dims = dims;
+    return outputs;
+  }
+
+  /** The shape of an output for the dims of the last run. */
+  outputShape(name) {
+    const o = MANIFEST.outputs.find((x) => x.name === name);
+    if (!o) throw new RangeError("no output " + JSON.stringify(name));
+    return o.shape.map((d) => (typeof d === "number" ? d : this.dims[d]));
+  }
+
+  /** Frees the session's GPU buffers. */
+  destroy() {
+    if (this.storage) this.storage.owned.forEach((b) => b.destroy());
+    this.storage = null;
+    for (const b of this.fixed.values()) b.destroy();
+  }
+}
+
+/**
+ * Loads the weights (a safetensors file's bytes) onto the GPU, compiles every kernel's
+ * pipeline once, and returns a session that runs the model. `options.device` is the GPUDevice
+ * to use; by default one is requested from navigator.gpu.
+ */
+export async function load(weights, options = {}) {
+  const params = loadParams(weights);
+  const device = options.device || (await requestDevice());
+  device.pushErrorScope("validation");
+  const fixed = new Map();
+  for (const [id, data] of params) fixed.set(id, gpuBuffer(device, data.byteLength, STORAGE | COPY_DST | COPY_SRC, data));
+  for (const b of MANIFEST.buffers) if (b.kind === "const") fixed.set(b.id, gpuBuffer(device, ARRAYS[b.dtype].BYTES_PER_ELEMENT, STORAGE | COPY_DST | COPY_SRC, ARRAYS[b.dtype].of(Number(b.encoded))));
+  const pipelines = await Promise.all(
+    SHADERS.map((code, k) => device.createComputePipelineAsync({ layout: "auto", compute: { module: device.createShaderModule({ code }), entryPoint: MANIFEST.kernels[k].name } })),
+  );
+  const error = await device.popErrorScope();
+  if (error) throw new Error("WebGPU rejected the model's kernels: " + error.message);
+  return new Session(device, pipelines, fixed);
+}

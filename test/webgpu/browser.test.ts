@@ -1,0 +1,138 @@
+// WebGPU in headless Chromium (Debian's `chromium`, driven by playwright-core): a page served from
+// 127.0.0.1 (about:blank has no navigator.gpu) runs a tiny compute shader and hands back the result.
+// On machines without a GPU, Chromium's WebGPU runs on its own SwiftShader.
+import { existsSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Browser } from "playwright-core";
+import { afterAll, describe, expect, it } from "vitest";
+
+/** The flags headless Chromium needs for WebGPU on Linux (it then finds SwiftShader by itself when there is no GPU). */
+const CHROMIUM_WEBGPU_ARGS = ["--enable-unsafe-webgpu"];
+
+const N = 1000;
+const SHADER = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x;
+  if (i < arrayLength(&y)) { y[i] = x[i] * 2.0 + f32(i); }
+}`;
+
+const PAGE = `<!doctype html><meta charset="utf-8"><title>difftc webgpu</title>
+<script>
+// Runs SHADER over x; returns { adapter, features, y } or { error }.
+window.runShader = async (code, x) => {
+  if (!navigator.gpu) return { error: "no navigator.gpu (not a secure context, or WebGPU disabled)" };
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) return { error: "navigator.gpu.requestAdapter() returned no adapter" };
+  const i = adapter.info;
+  const info = [i.vendor, i.architecture, i.device, i.description].filter((s) => s).join(" / ") + (i.isFallbackAdapter ? " (fallback adapter)" : "");
+  const features = [...adapter.features].sort();
+  const device = await adapter.requestDevice({
+    requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
+  });
+  const bytes = x.length * 4;
+  const xBuf = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  const yBuf = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const readBuf = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(xBuf, 0, new Float32Array(x));
+  device.pushErrorScope("validation");
+  const module = device.createShaderModule({ code });
+  const pipeline = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } });
+  const bindGroup = device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [{ binding: 0, resource: { buffer: xBuf } }, { binding: 1, resource: { buffer: yBuf } }],
+  });
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.dispatchWorkgroups(Math.ceil(x.length / 64));
+  pass.end();
+  encoder.copyBufferToBuffer(yBuf, 0, readBuf, 0, bytes);
+  device.queue.submit([encoder.finish()]);
+  const error = await device.popErrorScope();
+  if (error) return { error: "validation: " + error.message };
+  await readBuf.mapAsync(GPUMapMode.READ);
+  const y = Array.from(new Float32Array(readBuf.getMappedRange()));
+  readBuf.unmap();
+  device.destroy();
+  return { adapter: info, features, y };
+};
+</script>`;
+
+/** Debian's chromium, or CHROMIUM_PATH. */
+const CHROMIUM = [process.env.CHROMIUM_PATH, "/usr/bin/chromium"].find((p) => p && existsSync(p));
+
+let playwright: typeof import("playwright-core") | undefined;
+let playwrightError = "";
+try {
+  playwright = await import("playwright-core");
+} catch (e) {
+  playwrightError = e instanceof Error ? e.message.split("\n")[0] : String(e);
+}
+
+// A missing component fails on CI and skips loudly elsewhere, as everywhere in the suite.
+const onCi = process.env.CI === "true";
+const missing = !CHROMIUM
+  ? "Debian's chromium is not installed (apt-get install --no-install-recommends chromium)"
+  : !playwright
+    ? `playwright-core could not be loaded (${playwrightError}): run npm ci`
+    : undefined;
+function skipOrFail(why: string): void {
+  if (onCi) throw new Error(`WebGPU in Chromium is missing on CI: ${why}`);
+  console.warn(`\n*** SKIPPING the WebGPU (Chromium) test: ${why} ***\n`);
+}
+if (missing && !onCi) skipOrFail(missing);
+
+let browser: Browser | undefined;
+let server: Server | undefined;
+afterAll(async () => {
+  await browser?.close();
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+});
+
+describe.skipIf(missing !== undefined && !onCi)("WebGPU in headless Chromium", () => {
+  it("runs a compute shader in a page served from 127.0.0.1", { timeout: 30_000 }, async (ctx) => {
+    if (missing) return skipOrFail(missing);
+    const t0 = performance.now();
+    server = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
+      res.end(PAGE);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server!.once("error", reject);
+      server!.listen(0, "127.0.0.1", () => resolve());
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+
+    browser = await playwright!.chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_WEBGPU_ARGS, timeout: 20_000 });
+    const tLaunch = performance.now();
+    const page = await browser.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.type() === "warning") pageErrors.push(m.text());
+    });
+    await page.goto(url);
+
+    const x = Array.from({ length: N }, (_, i) => (i % 17) - 8 + 0.25);
+    const result = await page.evaluate(
+      ([code, xs]) => (window as unknown as { runShader(c: string, x: number[]): Promise<{ error?: string; adapter?: string; features?: string[]; y?: number[] }> }).runShader(code, xs),
+      [SHADER, x] as const,
+    );
+    if (result.error) {
+      const why = `${result.error} (Chromium ${browser.version()}, flags ${CHROMIUM_WEBGPU_ARGS.join(" ")}; page said: ${pageErrors.join(" | ") || "nothing"})`;
+      skipOrFail(why);
+      return ctx.skip();
+    }
+    console.log(`WebGPU adapter (Chromium ${browser.version()}): ${result.adapter}; features: ${result.features!.join(", ")}`);
+    const expected = Float32Array.from(x, (v, i) => v * 2 + i);
+    expect(result.y).toEqual(Array.from(expected));
+    console.log(
+      `WebGPU (Chromium): launch ${(tLaunch - t0).toFixed(0)} ms, page + shader ${(performance.now() - tLaunch).toFixed(0)} ms`,
+    );
+  });
+});
