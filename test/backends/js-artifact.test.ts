@@ -13,6 +13,7 @@ import { importJsModule } from "../../runtime/adapters/js/index.ts";
 import { initWeights } from "../../runtime/init.ts";
 import { evaluate } from "../../runtime/interpreter/index.ts";
 import { serializeSafetensors } from "../../runtime/safetensors.ts";
+import { compileWgsl } from "../../backends/wgsl/index.ts";
 import { compileSource } from "../support/dsl.ts";
 
 const TSC = new URL("../../node_modules/.bin/tsc", import.meta.url).pathname;
@@ -88,6 +89,22 @@ export { logits, n, shape };
     const dts = readFileSync(join(dir, "out", "model.d.ts"), "utf8");
     expect(dts).toContain("/** i32[N] */");
     expect(dts).toContain("/** f32[N, 30] */");
+  });
+
+  it("for WebGPU too: the loader's typings take a device and have no runSync (type-checked with tsc)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "difftc-types-"));
+    writeArtifact(compileWgsl(small()), join(dir, "out"));
+    const good = typecheck(dir, `import { load } from "./out/model.js";
+const session = await load(new Uint8Array(8), { device: {} });
+const logits: Float32Array = (await session.run({ tokens: new Int32Array(4) })).logits;
+export { logits };
+`);
+    expect(good.output).toBe("");
+    const bad = typecheck(dir, `import { load } from "./out/model.js";
+const s = await load(new Uint8Array(8));
+export const x = s.runSync({ tokens: new Int32Array(4) });
+`);
+    expect(bad.output).toMatch(/runSync/);
   });
 
   it("never let a name from the source reach the code unescaped", async () => {

@@ -1,11 +1,18 @@
 // WebGPU in headless Chromium (Debian's `chromium`, driven by playwright-core): a page served from
 // 127.0.0.1 (about:blank has no navigator.gpu) runs a tiny compute shader and hands back the result.
 // On machines without a GPU, Chromium's WebGPU runs on its own SwiftShader.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Browser } from "playwright-core";
 import { afterAll, describe, expect, it } from "vitest";
+import { compileWgsl } from "../../backends/wgsl/index.ts";
+import { runPipeline } from "../../compiler/passes/pipeline.ts";
+import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
+import { initWeights, randomInputs } from "../../runtime/init.ts";
+import { evaluate } from "../../runtime/interpreter/index.ts";
+import { serializeSafetensors } from "../../runtime/safetensors.ts";
+import { compileSource } from "../support/dsl.ts";
 
 /** The flags headless Chromium needs for WebGPU on Linux (it then finds SwiftShader by itself when there is no GPU). */
 const CHROMIUM_WEBGPU_ARGS = ["--enable-unsafe-webgpu"];
@@ -87,6 +94,9 @@ function skipOrFail(why: string): void {
 }
 if (missing && !onCi) skipOrFail(missing);
 
+/** What the server serves besides the page: the compiled artifact and its weights. */
+const ROUTES = new Map<string, { type: string; body: string | Uint8Array }>();
+
 let browser: Browser | undefined;
 let server: Server | undefined;
 afterAll(async () => {
@@ -98,9 +108,10 @@ describe.skipIf(missing !== undefined && !onCi)("WebGPU in headless Chromium", (
   it("runs a compute shader in a page served from 127.0.0.1", { timeout: 30_000 }, async (ctx) => {
     if (missing) return skipOrFail(missing);
     const t0 = performance.now();
-    server = createServer((_req, res) => {
-      res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
-      res.end(PAGE);
+    server = createServer((req, res) => {
+      const file = ROUTES.get(req.url ?? "/") ?? { type: "text/html; charset=utf-8", body: PAGE };
+      res.writeHead(200, { "content-type": file.type, "cache-control": "no-store" });
+      res.end(file.body);
     });
     await new Promise<void>((resolve, reject) => {
       server!.once("error", reject);
@@ -134,5 +145,33 @@ describe.skipIf(missing !== undefined && !onCi)("WebGPU in headless Chromium", (
     console.log(
       `WebGPU (Chromium): launch ${(tLaunch - t0).toFixed(0)} ms, page + shader ${(performance.now() - tLaunch).toFixed(0)} ms`,
     );
+  });
+
+  it("runs a compiled WGSL artifact's model.js in the page, as the interpreter computes the model", { timeout: 60_000 }, async (ctx) => {
+    if (missing || !browser || !server) return ctx.skip();
+    const graph = runPipeline(compileSource(readFileSync(new URL("../../examples/diff_attention.dt", import.meta.url), "utf8"), { set: new Map([["D", 64], ["H", 2]]) }, "diff_attention.dt"), DEFAULT_PIPELINE, { log: () => {} });
+    const artifact = compileWgsl(graph);
+    const weights = initWeights(graph, 3);
+    const dims = new Map([["N", 11]]);
+    const inputs = randomInputs(graph, dims, 3);
+    ROUTES.set("/model.js", { type: "text/javascript", body: String(artifact.files.get("model.js")) });
+    ROUTES.set("/weights.safetensors", { type: "application/octet-stream", body: serializeSafetensors(weights) });
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+    const x = inputs.get("x")!;
+    // As a web page uses an artifact: import the module, fetch the weights, run. (A string, so
+    // that the test runner's transform of import() does not reach the page.)
+    const result = (await page.evaluate(`(async () => {
+      const model = await import("/model.js");
+      const session = await model.load(await (await fetch("/weights.safetensors")).arrayBuffer());
+      const out = await session.run({ x: { data: Float32Array.from(${JSON.stringify(Array.from(x.data))}), shape: ${JSON.stringify(x.shape)} } });
+      return { y: Array.from(out.y), shape: session.outputShape("y") };
+    })()`)) as { y: number[]; shape: number[] };
+    const expected = evaluate(graph, inputs, weights, { dims }).get("y")!;
+    expect(result.shape).toEqual(expected.shape);
+    // f32 end to end on the GPU against float64 rounded once: the WGSL target's model tolerance.
+    let scale = 0;
+    for (const v of expected.data) scale = Math.max(scale, Math.abs(v));
+    result.y.forEach((v, i) => expect(Math.abs(v - expected.data[i]), `y[${i}]`).toBeLessThanOrEqual(1e-4 * scale));
   });
 });
