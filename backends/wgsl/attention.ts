@@ -1,0 +1,121 @@
+// The WGSL streaming attention kernels, flash_attention and flash_diffattn: one invocation per
+// query row and head walks the keys it sees with an online softmax per map (running max m,
+// sum l and a private accumulator of dv values, FlashAttention's recurrence), then the
+// epilogue: p1 - λ p2 weights (a map that saw no key weighs 0), the per-head RMSNorm and the
+// scale. Memory is O(N·d): no N×M map exists. Layouts, the causal rule and the epilogue come
+// from the IR (attention-geometry.ts, flash.ts). Not yet tiled: K and V are read from storage
+// by every row (workgroup tiles in workgroup memory are the next step for speed).
+import type { Node } from "../../compiler/ir/graph.ts";
+import { type Arith, attentionGeometry, causalRule } from "../../compiler/ir/ops/attention-geometry.ts";
+import { epilogueOutput, flashEpilogue, normDenominator } from "../../compiler/ir/ops/flash.ts";
+import type { Dim, TensorType } from "../../compiler/ir/types.ts";
+import { type Monomial, monomialOf } from "../../common/size.ts";
+import { type BufferParam, dimParam, int, type Kernel } from "../common/kernel/ir.ts";
+import { broadcastStrides, sizesOf, strides, times } from "../common/layout.ts";
+import { WGSL_WORKGROUP_SIZE, wgslLanguage } from "./language.ts";
+
+/** Arith over WGSL source: integers for the causal rule, f32 for the epilogue. */
+const integers: Arith<string> = {
+  num: (c) => `${c}i`,
+  add: (a, b) => `(${a} + ${b})`,
+  sub: (a, b) => `(${a} - ${b})`,
+  mul: (a, b) => `(${a} * ${b})`,
+  div: (a, b) => `(${a} / ${b})`,
+  min: (a, b) => `min(${a}, ${b})`,
+  max: (a, b) => `max(${a}, ${b})`,
+  sqrt: (a) => `sqrt(${a})`,
+};
+const floats: Arith<string> = { ...integers, num: (c) => wgslLanguage.literal(c, "f32") };
+
+/** The kernel of a flash_attention or flash_diffattn node: its WGSL, and the Kernel the loader and manifest read. */
+export function flashAttentionKernel(name: string, node: Node, types: TensorType[], use: (helper: string) => void): { kernel: Kernel; source: string } {
+  const [q, k, v, lambda, normWeight] = types;
+  const geo = attentionGeometry(node.op, types, node.attrs);
+  const epilogue = flashEpilogue(node.op, node.operands, node.attrs);
+  const { maps, heads, d, dv, batch, n, m } = geo;
+  const dims: string[] = [];
+  const size = (x: Monomial) =>
+    [`${x.coefficient}i`, ...x.symbols.map((s) => {
+      if (!dims.includes(s)) dims.push(s);
+      return dimParam(dims.indexOf(s));
+    })].join(" * ");
+  const width = (t: TensorType) => t.shape[t.shape.length - 1] as number;
+  const load = (buffer: string, t: TensorType, index: string) => wgslLanguage.load(buffer, t.dtype, index, use);
+  const buffers: BufferParam[] = [{ name: "out", dtype: node.type.dtype, access: "write" }, ...types.map((t, i) => ({ name: `in${i}`, dtype: t.dtype, access: "read" as const }))];
+  const column = (xs: number[], index: string): string => {
+    const step = xs.length > 1 ? xs[1] - xs[0] : 0;
+    if (xs.every((x, i) => x === xs[0] + i * step)) return step === 0 ? `${xs[0]}i` : `(${xs[0]}i + ${index} * ${step}i)`;
+    return xs.slice(0, -1).reduceRight((rest, x, i) => `select(${rest}, ${x}i, ${index} == ${i}i)`, `${xs[xs.length - 1]}i`);
+  };
+
+  const entryStrides = [
+    strides(batch).map((s) => times(s, monomialOf([n, heads, dv]))),
+    broadcastStrides(q.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([n, width(q)]))),
+    broadcastStrides(k.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([m, width(k)]))),
+    broadcastStrides(v.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([m, width(v)]))),
+  ];
+  const lambdaStrides = maps === 2 ? broadcastStrides(lambda.shape, [...batch, n, heads]) : [];
+  if (maps === 2) entryStrides.push(lambdaStrides.slice(0, batch.length));
+  const offsets = ["oOut", "oQ", "oK", "oV", "oLam"].slice(0, entryStrides.length);
+  const batchSizes = sizesOf(batch);
+  const mapRange = Array.from({ length: maps }, (_, p) => p);
+  const L: string[] = [];
+  const line = (s: string) => L.push(`  ${s}`);
+  line(`let rows = ${size(monomialOf([n as Dim]))};`);
+  line(`let keys = ${size(monomialOf([m as Dim]))};`);
+  line(`let total = ${size(monomialOf(batch))} * ${heads}i * rows;`);
+  line(`for (var flat = i32(invocation.x); flat < total; flat += i32(workgroups.x) * ${WGSL_WORKGROUP_SIZE}i) {`);
+  line("  let i = flat % rows;");
+  line(`  let h = (flat / rows) % ${heads}i;`);
+  line(`  let g = h / ${geo.group}i;`);
+  offsets.forEach((o) => line(`  var ${o} = 0i;`));
+  if (batch.length > 0) {
+    line(`  var rest = flat / rows / ${heads}i;`);
+    batch.map((_, bi) => batch.length - 1 - bi).forEach((di) => {
+      line(`  { let at = rest % (${size(batchSizes[di])}); rest = rest / (${size(batchSizes[di])}); ${offsets.map((o, x) => `${o} += at * (${size(entryStrides[x][di])});`).join(" ")} }`);
+    });
+  }
+  line(`  let seen = ${geo.causal ? causalRule.visibleKeys(integers, "i", "rows", "keys") : "keys"};`);
+  line(`  var mx = array<f32, ${maps}>(${mapRange.map(() => "-bitcast<f32>(F32_INF)").join(", ")});`);
+  line(`  var sum = array<f32, ${maps}>();`);
+  line(`  var acc = array<f32, ${maps * dv}>();`);
+  line(`  var qv = array<f32, ${maps * d}>();`);
+  mapRange.forEach((p) => line(`  for (var t = 0i; t < ${d}i; t++) { qv[${p * d}i + t] = ${load("in0", q, `oQ + i * ${width(q)}i + ${column(geo.qColumns[p], "h")} + t`)}; }`));
+  line("  for (var j = 0i; j < seen; j++) {");
+  for (const p of mapRange) {
+    line("    {");
+    line("      var s = 0.0;");
+    line(`      for (var t = 0i; t < ${d}i; t++) { s += qv[${p * d}i + t] * ${load("in1", k, `oK + j * ${width(k)}i + ${column(geo.kColumns[p], "g")} + t`)}; }`);
+    line(`      s *= ${wgslLanguage.literal(geo.scale, "f32")};`);
+    line(`      let next = max(mx[${p}], s);`);
+    line(`      let correction = exp(mx[${p}] - next);`);
+    line("      let e = exp(s - next);");
+    line(`      sum[${p}] = sum[${p}] * correction + e;`);
+    const vColumn = geo.vColumns.length === 1 ? `${column(geo.vColumns[0], "g")} + c` : `select(${column(geo.vColumns[1], "g")} + c - ${geo.vSegment}i, ${column(geo.vColumns[0], "g")} + c, c < ${geo.vSegment}i)`;
+    line(`      for (var c = 0i; c < ${dv}i; c++) { acc[${p * dv}i + c] = acc[${p * dv}i + c] * correction + e * ${load("in2", v, `oV + j * ${width(v)}i + ${vColumn}`)}; }`);
+    line(`      mx[${p}] = next;`);
+    line("    }");
+  }
+  line("  }");
+  const weight = (p: number) => `select(0.0, 1.0 / sum[${p}], sum[${p}] > 0.0)`;
+  line(`  let w0 = ${weight(0)};`);
+  if (maps === 2) {
+    line(`  let lam = ${load("in3", lambda, `oLam + i * (${size(lambdaStrides[batch.length])}) + h * (${size(lambdaStrides[batch.length + 1])})`)};`);
+    line(`  let w1 = ${weight(1)} * lam;`);
+  }
+  const y = (c: string) => `(acc[${c}] * w0${maps === 2 ? ` - acc[${dv}i + ${c}] * w1` : ""})`;
+  if (epilogue.normWeight) {
+    line("  var squares = 0.0;");
+    line(`  for (var c = 0i; c < ${dv}i; c++) { squares += ${y("c")} * ${y("c")}; }`);
+    line(`  let denom = ${normDenominator(floats, epilogue, "squares", dv)};`);
+  }
+  line(`  let none = ${mapRange.map((p) => `sum[${p}] == 0.0`).join(" && ")};`);
+  line(`  let o = oOut + (i * ${heads}i + h) * ${dv}i;`);
+  const value = epilogueOutput(floats, epilogue, y("c"), epilogue.normWeight ? { denom: "denom", weight: load("in4", normWeight, "c") } : undefined);
+  line(`  for (var c = 0i; c < ${dv}i; c++) { ${wgslLanguage.store("out", node.type.dtype, "o + c", `select(${value}, 0.0, none)`, use)} }`);
+  line("}");
+  const grid = [monomialOf([...batch, n as Dim, heads])];
+  // The language table's kernel wrapper declares the bindings and dims; its one grid loop is the one above.
+  const kernel: Kernel = { name, buffers, dims, grid, errors: [], body: [{ kind: "loop", index: "flat", start: int(0), end: int(0), step: 1, scope: "grid", body: [] }] };
+  return { kernel, source: wgslLanguage.kernel(kernel, L) };
+}
