@@ -6,7 +6,10 @@ import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Diagnostic } from "../../common/diagnostic.ts";
-import { webgpuUnavailable } from "../../runtime/adapters/webgpu/device.ts";
+import { gpuDevice, webgpuUnavailable } from "../../runtime/adapters/webgpu/device.ts";
+import { compileWgsl } from "../../backends/wgsl/index.ts";
+import { importModule } from "../../runtime/adapters/module.ts";
+import { serializeSafetensors } from "../../runtime/safetensors.ts";
 import { randomInputs } from "../../runtime/init.ts";
 import { backendUnderTest, runAndCompare, runAndCompareStages } from "../harness/harness.ts";
 import { compileSource } from "../support/dsl.ts";
@@ -64,4 +67,26 @@ describe.skipIf(missing !== undefined)("webgpu agrees with the interpreter", () 
     expect(error).toBeInstanceOf(Diagnostic);
     expect((error as Diagnostic).message).toMatch(/gather: index 7 is out of range for an axis of size 4/);
   }, 60_000);
+});
+
+describe.skipIf(missing !== undefined)("the WebGPU loader", () => {
+  it("refuses, with the limit named, a buffer larger than the device binds", async () => {
+    const { device } = await gpuDevice();
+    // The device as it is, but binding at most 64 bytes.
+    const small = new Proxy(device, {
+      get: (target, key) => {
+        // The loader reads this one limit.
+        if (key === "limits") return { maxStorageBufferBindingSize: 64 };
+        const value = Reflect.get(target, key, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const graph = compileSource(`model M { dim N
+      input x: f32[N]
+      output y = x * 2 }`);
+    const model = await importModule<{ load(w: Uint8Array, o: object): Promise<{ run(i: object): Promise<unknown> }> }>(String(compileWgsl(graph).files.get("model.js")));
+    const session = await model.load(serializeSafetensors(new Map()), { device: small });
+    await expect(session.run({ x: new Float32Array(8) })).resolves.toBeDefined();
+    await expect(session.run({ x: new Float32Array(100) })).rejects.toThrow(/maxStorageBufferBindingSize 64/);
+  });
 });

@@ -22,6 +22,9 @@ async function requestDevice() {
 }
 
 function gpuBuffer(device, bytes, usage, data) {
+  // A kernel binds each buffer whole: one past the device's binding limit cannot run.
+  if ((usage & STORAGE) !== 0 && wordBytes(bytes) > device.limits.maxStorageBufferBindingSize)
+    throw new RangeError("WebGPU: a buffer of " + wordBytes(bytes) + " bytes is more than this device binds (maxStorageBufferBindingSize " + device.limits.maxStorageBufferBindingSize + "); use smaller sizes");
   const buffer = device.createBuffer({ size: wordBytes(bytes), usage });
   if (data && data.byteLength > 0) writeWords(device, buffer, data);
   return buffer;
