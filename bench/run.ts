@@ -18,6 +18,9 @@ import { initWeights, randomInputs } from "../runtime/init.ts";
 import { evaluate } from "../runtime/interpreter/index.ts";
 import { createOnnxRunner } from "./peers/onnx.ts";
 import { createTfjsRunner } from "./peers/tfjs.ts";
+import { compileWgsl } from "../backends/wgsl/index.ts";
+import { gpuDevice } from "../runtime/adapters/webgpu/device.ts";
+import { loadWebgpu } from "../runtime/adapters/webgpu/index.ts";
 
 const quick = process.argv.includes("--quick");
 /** The values of a repeatable `--flag VALUE`. */
@@ -32,6 +35,8 @@ interface Implementation {
   prepare(graph: Graph, weights: TensorMap, dims: ReadonlyMap<string, number>): Promise<(inputs: TensorMap) => Promise<Map<string, HostTensor>>>;
   /** Skip sizes where one run would take minutes. */
   maxWork?: number;
+  /** Run only when asked for by --impl (it needs something not every machine has). */
+  optIn?: boolean;
 }
 
 const IMPLEMENTATIONS: Implementation[] = [
@@ -41,6 +46,18 @@ const IMPLEMENTATIONS: Implementation[] = [
     prepare: async (g: Graph, w: TensorMap) => {
       const passes = parsePipeline(pipeline);
       const session = await loadJs(compileJs(runPipeline(g, passes), passes), w);
+      return (inputs: TensorMap) => session.run(inputs);
+    },
+  })),
+  // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.
+  ...(["none", "default"] as const).map((pipeline) => ({
+    name: `difftc webgpu (--passes ${pipeline})`,
+    optIn: true,
+    prepare: async (g: Graph, w: TensorMap) => {
+      const { adapterInfo } = await gpuDevice();
+      process.stderr.write(`  webgpu adapter: ${adapterInfo}\n`);
+      const passes = parsePipeline(pipeline);
+      const session = await loadWebgpu(compileWgsl(runPipeline(g, passes), { passes }), w);
       return (inputs: TensorMap) => session.run(inputs);
     },
   })),
@@ -126,7 +143,7 @@ async function main(): Promise<void> {
     const weights = initWeights(c.graph, 1);
     const inputs = randomInputs(c.graph, c.dims, 1);
     let reference: Map<string, HostTensor> | undefined;
-    for (const impl of IMPLEMENTATIONS.filter((i) => wanted(i.name, onlyImpls))) {
+    for (const impl of IMPLEMENTATIONS.filter((i) => wanted(i.name, onlyImpls) && (!i.optIn || onlyImpls.length > 0))) {
       if (impl.maxWork !== undefined && (c.flops ?? 0) > impl.maxWork) {
         rows.push({ case: c.name, impl: impl.name, note: "skipped (minutes per run)" });
         continue;

@@ -90,3 +90,16 @@ describe.skipIf(missing !== undefined)("the WebGPU loader", () => {
     await expect(session.run({ x: new Float32Array(100) })).rejects.toThrow(/maxStorageBufferBindingSize 64/);
   });
 });
+
+describe.skipIf(missing !== undefined)("the WebGPU loader's errors", () => {
+  it("names the kernel, line and column of a shader the device cannot compile", async () => {
+    const { device } = await gpuDevice();
+    const graph = compileSource(`model M { dim N
+      input x: f32[N]
+      output y = x * 2 }`);
+    const artifact = compileWgsl(graph);
+    const broken = String(artifact.files.get("model.js")).replace(/fn k0_mul\(/, "fn k0_mul(oops ");
+    const model = await importModule<{ load(w: Uint8Array, o: object): Promise<unknown> }>(broken);
+    await expect(model.load(serializeSafetensors(new Map()), { device })).rejects.toThrow(/cannot compile kernel k0_mul: \d+:\d+: /);
+  });
+});

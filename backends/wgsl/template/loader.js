@@ -45,6 +45,9 @@ class Session {
     this.fixed = fixed;
     this.storage = null;
     this.dims = Object.create(null);
+    /** Why the device was lost, once it is: runs then fail at once instead of waiting on it. */
+    this.lost = null;
+    device.lost.then((info) => (this.lost = info));
   }
 
   /** Slots, inputs, bind groups and readback buffers for one set of dims, made once per dims. */
@@ -78,6 +81,7 @@ class Session {
   }
 
   async run(inputs) {
+    if (this.lost) throw new Error("the WebGPU device was lost (" + (this.lost.reason || "unknown") + "): " + this.lost.message);
     const dims = Object.create(null);
     const views = new Array(MANIFEST.buffers.length);
     bindInputs(inputs, views, dims);
@@ -147,10 +151,22 @@ export async function load(weights, options = {}) {
   const fixed = new Map();
   for (const [id, data] of params) fixed.set(id, gpuBuffer(device, data.byteLength, STORAGE | COPY_DST | COPY_SRC, data));
   for (const b of MANIFEST.buffers) if (b.kind === "const") fixed.set(b.id, gpuBuffer(device, ARRAYS[b.dtype].BYTES_PER_ELEMENT, STORAGE | COPY_DST | COPY_SRC, ARRAYS[b.dtype].of(Number(b.encoded))));
-  const pipelines = await Promise.all(
-    SHADERS.map((code, k) => device.createComputePipelineAsync({ layout: "auto", compute: { module: device.createShaderModule({ code }), entryPoint: MANIFEST.kernels[k].name } })),
-  );
+  const modules = SHADERS.map((code) => device.createShaderModule({ code }));
+  // A shader the device does not accept is named with its kernel, line and column.
+  let failure = null;
+  for (let k = 0; k < modules.length && !failure; k++) {
+    const messages = (await modules[k].getCompilationInfo()).messages.filter((m) => m.type === "error");
+    if (messages.length > 0) failure = "WebGPU cannot compile kernel " + MANIFEST.kernels[k].name + ": " + messages.map((m) => m.lineNum + ":" + m.linePos + ": " + m.message).join("; ");
+  }
+  let pipelines = [];
+  try {
+    if (!failure) pipelines = await Promise.all(modules.map((module, k) => device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: MANIFEST.kernels[k].name } })));
+  } catch (e) {
+    failure = "WebGPU cannot create the model's pipelines: " + e.message;
+  }
+  // Always pop the scope this load pushed, so that a failed load leaves the device as it was.
   const error = await device.popErrorScope();
+  if (failure) throw new Error(failure);
   if (error) throw new Error("WebGPU rejected the model's kernels: " + error.message);
   return new Session(device, pipelines, fixed);
 }
