@@ -61,42 +61,63 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   const mapRange = Array.from({ length: maps }, (_, p) => p);
   const L: string[] = [];
   const line = (s: string) => L.push(`  ${s}`);
+  const rowsPerGroup = WGSL_WORKGROUP_SIZE;
+  // Keys per tile: K of both maps and V in workgroup memory, within 16 KiB (SwiftShader offers 32).
+  const bc = Math.max(1, Math.min(32, Math.floor(4096 / (maps * d + dv))));
   line(`let rows = ${size(monomialOf([n as Dim]))};`);
   line(`let keys = ${size(monomialOf([m as Dim]))};`);
-  line(`let total = ${size(monomialOf(batch))} * ${heads}i * rows;`);
-  line(`for (var flat = i32(invocation.x); flat < total; flat += i32(workgroups.x) * ${WGSL_WORKGROUP_SIZE}i) {`);
-  line("  let i = flat % rows;");
-  line(`  let h = (flat / rows) % ${heads}i;`);
+  line(`let rowTiles = (rows + ${rowsPerGroup - 1}i) / ${rowsPerGroup}i;`);
+  line(`let tiles = ${size(monomialOf(batch))} * ${heads}i * rowTiles;`);
+  line("let lane = i32(local.x);");
+  // The tile loop and the key-tile loop are uniform over the workgroup: every invocation reaches every barrier.
+  line("for (var tile = i32(group.x); tile < tiles; tile += i32(workgroups.x)) {");
+  line("  let rowTile = tile % rowTiles;");
+  line(`  let h = (tile / rowTiles) % ${heads}i;`);
   line(`  let g = h / ${geo.group}i;`);
+  line(`  let i = rowTile * ${rowsPerGroup}i + lane;`);
+  line("  let live = i < rows;");
   offsets.forEach((o) => line(`  var ${o} = 0i;`));
   if (batch.length > 0) {
-    line(`  var rest = flat / rows / ${heads}i;`);
+    line(`  var rest = tile / rowTiles / ${heads}i;`);
     batch.map((_, bi) => batch.length - 1 - bi).forEach((di) => {
       line(`  { let at = rest % (${size(batchSizes[di])}); rest = rest / (${size(batchSizes[di])}); ${offsets.map((o, x) => `${o} += at * (${size(entryStrides[x][di])});`).join(" ")} }`);
     });
   }
-  line(`  let seen = ${geo.causal ? causalRule.visibleKeys(integers, "i", "rows", "keys") : "keys"};`);
+  const visible = (row: string) => (geo.causal ? causalRule.visibleKeys(integers, row, "rows", "keys") : "keys");
+  line(`  let lastRow = min(rowTile * ${rowsPerGroup}i + ${rowsPerGroup - 1}i, rows - 1i);`);
+  line(`  let end = ${visible("lastRow")};`);
+  line(`  let seen = select(0i, ${visible("i")}, live);`);
   line(`  var mx = array<f32, ${maps}>(${mapRange.map(() => "-bitcast<f32>(F32_INF)").join(", ")});`);
   line(`  var sum = array<f32, ${maps}>();`);
   line(`  var acc = array<f32, ${maps * dv}>();`);
   line(`  var qv = array<f32, ${maps * d}>();`);
-  mapRange.forEach((p) => line(`  for (var t = 0i; t < ${d}i; t++) { qv[${p * d}i + t] = ${load("in0", q, `oQ + i * ${width(q)}i + ${column(geo.qColumns[p], "h")} + t`)}; }`));
-  line("  for (var j = 0i; j < seen; j++) {");
+  mapRange.forEach((p) => line(`  if (live) { for (var t = 0i; t < ${d}i; t++) { qv[${p * d}i + t] = ${load("in0", q, `oQ + i * ${width(q)}i + ${column(geo.qColumns[p], "h")} + t`)}; } }`));
+  line(`  for (var j0 = 0i; j0 < end; j0 += ${bc}i) {`);
+  line("    workgroupBarrier();");
+  mapRange.forEach((p) =>
+    line(`    for (var t = lane; t < ${bc * d}i; t += ${rowsPerGroup}i) { let j = j0 + t / ${d}i; kTile[${p * bc * d}i + t] = select(0.0, ${load("in1", k, `oK + min(j, keys - 1i) * ${width(k)}i + ${column(geo.kColumns[p], "g")} + t % ${d}i`)}, j < keys); }`),
+  );
+  const vColumn = geo.vColumns.length === 1 ? `${column(geo.vColumns[0], "g")} + c` : `select(${column(geo.vColumns[1], "g")} + c - ${geo.vSegment}i, ${column(geo.vColumns[0], "g")} + c, c < ${geo.vSegment}i)`;
+  line(`    for (var t = lane; t < ${bc * dv}i; t += ${rowsPerGroup}i) { let j = j0 + t / ${dv}i; let c = t % ${dv}i; vTile[t] = select(0.0, ${load("in2", v, `oV + min(j, keys - 1i) * ${width(v)}i + ${vColumn}`)}, j < keys); }`);
+  line("    workgroupBarrier();");
+  line(`    for (var jj = 0i; jj < ${bc}i && j0 + jj < seen; jj++) {`);
   for (const p of mapRange) {
-    line("    {");
-    line("      var s = 0.0;");
-    line(`      for (var t = 0i; t < ${d}i; t++) { s += qv[${p * d}i + t] * ${load("in1", k, `oK + j * ${width(k)}i + ${column(geo.kColumns[p], "g")} + t`)}; }`);
-    line(`      s *= ${wgslLanguage.literal(geo.scale, "f32")};`);
-    line(`      let next = max(mx[${p}], s);`);
-    line(`      let correction = exp(mx[${p}] - next);`);
-    line("      let e = exp(s - next);");
-    line(`      sum[${p}] = sum[${p}] * correction + e;`);
-    const vColumn = geo.vColumns.length === 1 ? `${column(geo.vColumns[0], "g")} + c` : `select(${column(geo.vColumns[1], "g")} + c - ${geo.vSegment}i, ${column(geo.vColumns[0], "g")} + c, c < ${geo.vSegment}i)`;
-    line(`      for (var c = 0i; c < ${dv}i; c++) { acc[${p * dv}i + c] = acc[${p * dv}i + c] * correction + e * ${load("in2", v, `oV + j * ${width(v)}i + ${vColumn}`)}; }`);
-    line(`      mx[${p}] = next;`);
-    line("    }");
+    line("      {");
+    line("        var s = 0.0;");
+    line(`        for (var t = 0i; t < ${d}i; t++) { s += qv[${p * d}i + t] * kTile[${p * bc * d}i + jj * ${d}i + t]; }`);
+    line(`        s *= ${wgslLanguage.literal(geo.scale, "f32")};`);
+    line(`        let next = max(mx[${p}], s);`);
+    line(`        let correction = exp(mx[${p}] - next);`);
+    line("        let e = exp(s - next);");
+    line(`        sum[${p}] = sum[${p}] * correction + e;`);
+    line(`        for (var c = 0i; c < ${dv}i; c++) { acc[${p * dv}i + c] = acc[${p * dv}i + c] * correction + e * vTile[jj * ${dv}i + c]; }`);
+    line(`        mx[${p}] = next;`);
+    line("      }");
   }
+  line("    }");
   line("  }");
+  // Only live rows store; a `continue` here would make the next tile's barriers non-uniform.
+  line("  if (live) {");
   const weight = (p: number) => `select(0.0, 1.0 / sum[${p}], sum[${p}] > 0.0)`;
   line(`  let w0 = ${weight(0)};`);
   if (maps === 2) {
@@ -113,9 +134,15 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   line(`  let o = oOut + (i * ${heads}i + h) * ${dv}i;`);
   const value = epilogueOutput(floats, epilogue, y("c"), epilogue.normWeight ? { denom: "denom", weight: load("in4", normWeight, "c") } : undefined);
   line(`  for (var c = 0i; c < ${dv}i; c++) { ${wgslLanguage.store("out", node.type.dtype, "o + c", `select(${value}, 0.0, none)`, use)} }`);
+  line("  }");
   line("}");
   const grid = [monomialOf([...batch, n as Dim, heads])];
-  // The language table's kernel wrapper declares the bindings and dims; its one grid loop is the one above.
-  const kernel: Kernel = { name, buffers, dims, grid, errors: [], body: [{ kind: "loop", index: "flat", start: int(0), end: int(0), step: 1, scope: "grid", body: [] }] };
-  return { kernel, source: wgslLanguage.kernel(kernel, L) };
+  // The language table's kernel wrapper declares the bindings and dims; its one grid loop is the
+  // tile loop above, which also needs the workgroup's id (uniform, for the barriers) and the lane.
+  const kernel: Kernel = { name, buffers, dims, grid, errors: [], body: [{ kind: "loop", index: "tile", start: int(0), end: int(0), step: 1, scope: "grid", body: [] }] };
+  const wrapped = wgslLanguage
+    .kernel(kernel, L)
+    .replace("@builtin(num_workgroups) workgroups: vec3<u32>)", "@builtin(num_workgroups) workgroups: vec3<u32>, @builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>)")
+    .replace("@compute", `var<workgroup> kTile: array<f32, ${maps * bc * d}>;\nvar<workgroup> vTile: array<f32, ${bc * dv}>;\n@compute`);
+  return { kernel, source: wrapped };
 }
