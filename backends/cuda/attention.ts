@@ -18,7 +18,8 @@ import type { Dim, TensorType } from "../../compiler/ir/types.ts";
 import { type Monomial, monomialOf } from "../../common/size.ts";
 import { dimParam } from "../common/kernel/ir.ts";
 import type { BufferParam } from "../common/kernel/ir.ts";
-import { broadcastStrides, sizesOf, strides, times } from "../common/layout.ts";
+import { columnExpr, entryLayout } from "../common/attention.ts";
+import { sizesOf } from "../common/layout.ts";
 import { CUDA_STORAGE, cudaLanguage } from "./language.ts";
 
 /** Query rows per block: one warp each. */
@@ -72,15 +73,7 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   const buffers: BufferParam[] = [{ name: "out", dtype: node.type.dtype, access: "write" }, ...types.map((t, i) => ({ name: `in${i}`, dtype: t.dtype, access: "read" as const }))];
 
   // Batch entries: each operand's offset from the entry's index along each batch dim.
-  const entryStrides = [
-    strides(batch).map((s) => times(s, monomialOf([n, heads, dv]))),
-    broadcastStrides(q.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([n, width(q)]))),
-    broadcastStrides(k.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([m, width(k)]))),
-    broadcastStrides(v.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([m, width(v)]))),
-  ];
-  const lambdaStrides = maps === 2 ? broadcastStrides(lambda.shape, [...batch, n, heads]) : [];
-  if (maps === 2) entryStrides.push(lambdaStrides.slice(0, batch.length));
-  const offsets = ["oOut", "oQ", "oK", "oV", "oLam"].slice(0, entryStrides.length);
+  const { entryStrides, lambdaStrides, offsets } = entryLayout(geo, types);
   const batchSizes = sizesOf(batch);
   const entryLines = batch.length === 0 ? [] : [
     "long long rest = entry;",
@@ -90,15 +83,7 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   const rowsExpr = size(monomialOf([n as Dim]));
   const keysExpr = size(monomialOf([m as Dim]));
   const mapRange = Array.from({ length: maps }, (_, p) => p);
-  /**
-   * The IR's column of head (or group) `index` as C: affine in the index when the layout is (both
-   * pairings are), else a chain of selects; never an indexed array, which would live in local memory.
-   */
-  const column = (xs: number[], index: string): string => {
-    const step = xs.length > 1 ? xs[1] - xs[0] : 0;
-    if (xs.every((x, i) => x === xs[0] + i * step)) return step === 0 ? `${xs[0]}` : `(${xs[0]} + ${index} * ${step})`;
-    return xs.slice(0, -1).reduceRight((rest, x, i) => `(${index} == ${i} ? ${x} : ${rest})`, `${xs[xs.length - 1]}`);
-  };
+  const column = (xs: number[], index: string) => columnExpr(xs, index, String, (c, a, b) => `(${c} ? ${a} : ${b})`);
   const visible = (row: string) => (geo.causal ? causalRule.visibleKeys(C, row, "rows", "keys") : "keys");
   const lines: string[] = [];
   const L = (s: string) => lines.push(s);

@@ -11,7 +11,8 @@ import { epilogueOutput, flashEpilogue, normDenominator } from "../../compiler/i
 import type { Dim, TensorType } from "../../compiler/ir/types.ts";
 import { type Monomial, monomialOf } from "../../common/size.ts";
 import { type BufferParam, dimParam, int, type Kernel } from "../common/kernel/ir.ts";
-import { broadcastStrides, sizesOf, strides, times } from "../common/layout.ts";
+import { columnExpr, entryLayout } from "../common/attention.ts";
+import { sizesOf } from "../common/layout.ts";
 import { WGSL_WORKGROUP_SIZE, wgslLanguage } from "./language.ts";
 
 /** Arith over WGSL source: integers for the causal rule, f32 for the epilogue. */
@@ -42,21 +43,8 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   const width = (t: TensorType) => t.shape[t.shape.length - 1] as number;
   const load = (buffer: string, t: TensorType, index: string) => wgslLanguage.load(buffer, t.dtype, index, use);
   const buffers: BufferParam[] = [{ name: "out", dtype: node.type.dtype, access: "write" }, ...types.map((t, i) => ({ name: `in${i}`, dtype: t.dtype, access: "read" as const }))];
-  const column = (xs: number[], index: string): string => {
-    const step = xs.length > 1 ? xs[1] - xs[0] : 0;
-    if (xs.every((x, i) => x === xs[0] + i * step)) return step === 0 ? `${xs[0]}i` : `(${xs[0]}i + ${index} * ${step}i)`;
-    return xs.slice(0, -1).reduceRight((rest, x, i) => `select(${rest}, ${x}i, ${index} == ${i}i)`, `${xs[xs.length - 1]}i`);
-  };
-
-  const entryStrides = [
-    strides(batch).map((s) => times(s, monomialOf([n, heads, dv]))),
-    broadcastStrides(q.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([n, width(q)]))),
-    broadcastStrides(k.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([m, width(k)]))),
-    broadcastStrides(v.shape.slice(0, -2), batch).map((s) => times(s, monomialOf([m, width(v)]))),
-  ];
-  const lambdaStrides = maps === 2 ? broadcastStrides(lambda.shape, [...batch, n, heads]) : [];
-  if (maps === 2) entryStrides.push(lambdaStrides.slice(0, batch.length));
-  const offsets = ["oOut", "oQ", "oK", "oV", "oLam"].slice(0, entryStrides.length);
+  const column = (xs: number[], index: string) => columnExpr(xs, index, (x) => `${x}i`, (c, a, b) => `select(${b}, ${a}, ${c})`);
+  const { entryStrides, lambdaStrides, offsets } = entryLayout(geo, types);
   const batchSizes = sizesOf(batch);
   const mapRange = Array.from({ length: maps }, (_, p) => p);
   const L: string[] = [];

@@ -7,7 +7,8 @@ import type { Manifest } from "../../common/manifest.ts";
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits } from "../../compiler/ir/numeric.ts";
 import type { HostTensor } from "../../compiler/ir/tensor.ts";
 import type { DType } from "../../compiler/ir/types.ts";
-import type { TensorMap } from "./adapter.ts";
+import { Diagnostic } from "../../common/diagnostic.ts";
+import type { Session, TensorMap } from "./adapter.ts";
 
 export type TypedArray = Float32Array | Uint16Array | Int32Array | Int8Array | Uint8Array;
 
@@ -51,4 +52,26 @@ export async function importModule<T>(source: string): Promise<T> {
 /** An artifact's model.js source, from memory or from its directory. */
 export function moduleSource(artifact: Artifact | string): string {
   return typeof artifact === "string" ? readFileSync(join(artifact, "model.js"), "utf8") : String(artifact.files.get("model.js"));
+}
+
+/** What a JS-facing artifact's session offers: run on typed arrays, and the shapes of its outputs. */
+export interface ArtifactSession {
+  run(inputs: Record<string, unknown>): Promise<Record<string, TypedArray>>;
+  outputShape(name: string): number[];
+}
+
+/** An artifact's session behind the adapter interface: host tensors in and out, its errors as diagnostics. */
+export function hostSession(manifest: Manifest, session: ArtifactSession, artifactName: string): Session {
+  return {
+    async run(inputs) {
+      let out: Record<string, TypedArray>;
+      try {
+        out = await session.run(givenInputs(manifest, inputs));
+      } catch (e) {
+        // The artifact's own errors (bad inputs, an index out of range) are the user's to read.
+        throw new Diagnostic(`${artifactName}: ${(e as Error).message}`);
+      }
+      return new Map(manifest.outputs.map((o) => [o.name, fromTyped(o.dtype, session.outputShape(o.name), out[o.name])]));
+    },
+  };
 }

@@ -2,20 +2,14 @@
 // the interpreter: every op family once, the examples at every stage of the default pipeline,
 // random graphs, and a kernel error. Pipelines compile per artifact, so this file runs one
 // instance of each case rather than BACKENDS' random shapes.
-import { readFileSync } from "node:fs";
-import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Diagnostic } from "../../common/diagnostic.ts";
 import { gpuDevice, webgpuUnavailable } from "../../runtime/adapters/webgpu/device.ts";
 import { compileWgsl } from "../../backends/wgsl/index.ts";
 import { importModule } from "../../runtime/adapters/module.ts";
 import { serializeSafetensors } from "../../runtime/safetensors.ts";
-import { randomInputs } from "../../runtime/init.ts";
-import { backendUnderTest, runAndCompare, runAndCompareStages } from "../harness/harness.ts";
+import { backendUnderTest, runAndCompare } from "../harness/harness.ts";
 import { compileSource } from "../support/dsl.ts";
-import { CASES, opCaseInstance } from "../support/op-cases.ts";
-import { arbitraryGraphCase } from "../support/random-graph.ts";
-import { testWeights } from "../support/weights.ts";
+import { agreementTests } from "../support/slow-backend.ts";
 
 const missing = await webgpuUnavailable();
 if (missing && process.env.CI === "true") throw new Error(`WebGPU cannot run in CI: ${missing}`);
@@ -24,49 +18,7 @@ if (missing) console.warn(`\n*** SKIPPING the webgpu tests: ${missing} ***\n`);
 const gpu = backendUnderTest("webgpu");
 
 describe.skipIf(missing !== undefined)("webgpu agrees with the interpreter", () => {
-  for (const c of CASES) {
-    it(`on ${c.name}`, async () => {
-      const { graph, dims, inputs, weights } = opCaseInstance(c, { A: 3, B: 2, C: 4, N: c.rows?.[0] ?? 5, extra: 2, K: c.keys?.[1] ?? 7, seed: 11 });
-      await runAndCompare(gpu, graph, inputs, weights, dims);
-    }, 60_000);
-  }
-
-  for (const [file, set] of [
-    ["diff_attention.dt", [["D", 64], ["H", 2]]],
-    ["diff_lm.dt", [["V", 40], ["D", 32], ["H", 2], ["L", 2]]],
-    ["transformer_lm.dt", [["V", 40], ["D", 32], ["H", 2], ["L", 2]]],
-    ["diff_attention_v2.dt", [["D", 32], ["H", 2], ["Hkv", 1]]],
-  ] as [string, [string, number][]][]) {
-    it(`on examples/${file}, at every stage of the default pipeline`, async () => {
-      const graph = compileSource(readFileSync(new URL(`../../examples/${file}`, import.meta.url), "utf8"), { set: new Map(set) }, file);
-      const dims = new Map(graph.dims.map((d) => [d, 19]));
-      await runAndCompareStages(gpu, graph, randomInputs(graph, dims, 3), testWeights(graph, 3), dims);
-    }, 120_000);
-  }
-
-  it("on random graphs", async () => {
-    await fc.assert(
-      fc.asyncProperty(arbitraryGraphCase({ dims: true, attention: true, continuous: true }), async ({ graph, dims, inputs }) => {
-        await runAndCompare(gpu, graph, inputs, new Map(), dims);
-      }),
-      { numRuns: 6 },
-    );
-  }, 120_000);
-
-  it("reports a gather index out of range as the kernel's error, read back from the GPU", async () => {
-    const graph = compileSource(`model M { dim N
-      input table: f32[4, 3]
-      input idx: i32[N]
-      output y = table[idx] }`);
-    const session = await gpu.load(graph, new Map());
-    const inputs = new Map([
-      ["table", { dtype: "f32" as const, shape: [4, 3], data: new Float64Array(12) }],
-      ["idx", { dtype: "i32" as const, shape: [3], data: Float64Array.of(1, 7, 2) }],
-    ]);
-    const error = await session.run(inputs).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(Diagnostic);
-    expect((error as Diagnostic).message).toMatch(/gather: index 7 is out of range for an axis of size 4/);
-  }, 60_000);
+  agreementTests({ backend: gpu, compare: (graph, inputs, weights, dims) => runAndCompare(gpu, graph, inputs, weights, dims), errorsFrom: "read back from the GPU" });
 });
 
 describe.skipIf(missing !== undefined)("the WebGPU loader", () => {
