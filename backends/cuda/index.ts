@@ -4,6 +4,7 @@
 // builds with nvcc for a GPU, and with g++ against the CPU emulation header (difftc_cuda.h
 // picks one), so it runs and is tested on machines without a GPU.
 import { readFileSync } from "node:fs";
+import { Diagnostic } from "../../common/diagnostic.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
 import { allOps } from "../../compiler/ir/registry.ts";
@@ -24,6 +25,9 @@ import { flashAttentionKernel } from "./attention.ts";
 
 const template = (name: string) => readFileSync(new URL(`./template/${name}`, import.meta.url), "utf8");
 const runtimeFile = (name: string) => readFileSync(new URL(`./runtime/${name}`, import.meta.url), "utf8");
+
+/** DIFFTC_MAX_OUTPUTS of difftc_model.h: callers size their output arrays by it. */
+const MAX_OUTPUTS = 64;
 
 /** Threads per block of every launch: the kernels are grid-stride loops, correct for any. */
 const BLOCK = 256;
@@ -92,7 +96,8 @@ function constValue(encoded: number | string): string {
 /** The model's tables, the consts' upload and one launch function per kernel. */
 function hostTables(m: Manifest, kernels: readonly CudaKernel[]): string {
   const dims = m.dims;
-  if (dims.length > 16) throw new Error(`the CUDA backend takes at most 16 dims, the model has ${dims.length}`);
+  if (dims.length > 16) throw new Diagnostic(`the CUDA target takes at most 16 dims, model ${m.model} has ${dims.length}`);
+  if (m.outputs.length > MAX_OUTPUTS) throw new Diagnostic(`the CUDA C API returns at most ${MAX_OUTPUTS} outputs (DIFFTC_MAX_OUTPUTS), model ${m.model} has ${m.outputs.length}`);
   const lines: string[] = [
     `#define DT_MODEL_NAME ${cString(m.model)}`,
     `#define DT_NUM_DIMS ${dims.length}`,

@@ -92,6 +92,9 @@ int main(void) {
   difftc_tensor extra[2] = {w, {"nope", DIFFTC_F32, 1, {1}, W}};
   CHECK(difftc_create(extra, 2, &s) == DIFFTC_ERROR_UNKNOWN, "unknown weight");
   printf("unknown: %s\\n", difftc_last_error(NULL));
+  difftc_tensor twice[2] = {w, w};
+  CHECK(difftc_create(twice, 2, &s) == DIFFTC_ERROR_ARGUMENT, "a weight given twice");
+  printf("twice: %s\\n", difftc_last_error(NULL));
   CHECK(difftc_create(&w, 1, &s) == DIFFTC_OK, "create: %s", difftc_last_error(NULL));
   difftc_tensor out[DIFFTC_MAX_OUTPUTS];
   difftc_tensor wrong = x;
@@ -129,5 +132,14 @@ describe.skipIf(!GXX)("the C API of a CUDA artifact", () => {
     expect(out).toContain('mismatch: param "w" must have shape [3, 4], got size 5 on axis 1');
     expect(out).toContain('unknown: the model has no param "nope"');
     expect(out).toContain('dtype: input "x" must be f32[N, 4], got i32 of rank 2');
+    expect(out).toContain('twice: param "w" is given twice');
+  }, 60_000);
+
+  it("refuses at compile time a model with more outputs than the C API returns", () => {
+    const outputs = Array.from({ length: 65 }, (_, i) => `output y${i} = x * ${i}`).join("\n      ");
+    const graph = compileSource(`model M { dim N
+      input x: f32[N]
+      ${outputs} }`);
+    expect(() => compileCuda(graph)).toThrow(/at most 64 outputs \(DIFFTC_MAX_OUTPUTS\), model M has 65/);
   }, 60_000);
 });

@@ -55,3 +55,37 @@ describe.skipIf(missing !== undefined)("the WebGPU loader's errors", () => {
     await expect(model.load(serializeSafetensors(new Map()), { device })).rejects.toThrow(/cannot compile kernel k0_mul: \d+:\d+: /);
   });
 });
+
+describe.skipIf(missing !== undefined)("a WebGPU session", () => {
+  it("recovers from a failed run, runs overlapping calls one after another, and leaves a failed load's device as it was", async () => {
+    const { device } = await gpuDevice();
+    const small = new Proxy(device, {
+      get: (target, key) => {
+        if (key === "limits") return { maxStorageBufferBindingSize: 64, maxStorageBuffersPerShaderStage: 8 };
+        const value = Reflect.get(target, key, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const graph = compileSource(`model M { dim N
+      input x: f32[N]
+      output y = x * 2 }`);
+    const model = await importModule<{ load(w: Uint8Array, o: object): Promise<{ run(i: object): Promise<{ y: Float32Array }> }> }>(String(compileWgsl(graph).files.get("model.js")));
+    const session = await model.load(serializeSafetensors(new Map()), { device: small });
+    const x = (n: number) => Float32Array.from({ length: n }, (_, i) => i + 1);
+    expect([...(await session.run({ x: x(3) })).y]).toEqual([2, 4, 6]);
+    await expect(session.run({ x: x(100) })).rejects.toThrow(/maxStorageBufferBindingSize/);
+    expect([...(await session.run({ x: x(3) })).y]).toEqual([2, 4, 6]);
+    const overlapping = await Promise.all([session.run({ x: x(2) }), session.run({ x: x(4) }), session.run({ x: x(2) })]);
+    expect(overlapping.map((o) => [...o.y])).toEqual([[2, 4], [2, 4, 6, 8], [2, 4]]);
+    // A param past the binding limit fails the load, which pops the error scope it pushed.
+    const withParam = compileSource(`model M { dim N
+      input x: f32[N]
+      param w: f32[64]
+      output y = x * sum(w) }`);
+    const big = await importModule<{ load(w: Uint8Array, o: object): Promise<unknown> }>(String(compileWgsl(withParam).files.get("model.js")));
+    device.pushErrorScope("validation");
+    await expect(big.load(serializeSafetensors(new Map([["w", { dtype: "f32" as const, shape: [64], data: new Float64Array(64) }]])), { device: small })).rejects.toThrow(/maxStorageBufferBindingSize/);
+    expect(await device.popErrorScope()).toBeNull();
+    await expect(device.popErrorScope()).rejects.toThrow();
+  });
+});

@@ -4,6 +4,7 @@
 import { jsKernelFunction, siluGraph } from "../support/kernels.ts";
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { StmtBuilder } from "../../backends/common/kernel/ir.ts";
 import { renderKernel } from "../../backends/common/kernel/render.ts";
 import { lowerKernel } from "../../backends/common/lower/index.ts";
 import { jsLanguage } from "../../backends/js/language.ts";
@@ -88,5 +89,15 @@ describe("generated code", () => {
     const sources = readdirSync(new URL("../../backends", import.meta.url), { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".ts"));
     expect(sources.length).toBeGreaterThan(10);
     for (const f of sources) expect(readFileSync(new URL(`../../backends/${f}`, import.meta.url), "utf8"), f).not.toMatch(/\.toString\(\)/);
+  });
+});
+
+describe("fresh local names", () => {
+  it("never shadow a type name of a target language (a 32nd loop index is not i32)", () => {
+    const b = new StmtBuilder();
+    const names = Array.from({ length: 70 }, () => b.fresh("i"));
+    expect(names).not.toContain("i32");
+    expect(names).not.toContain("i64");
+    expect(new Set(names).size).toBe(70);
   });
 });

@@ -89,6 +89,9 @@ export function product(a: ScalarExpr, b: ScalarExpr): ScalarExpr {
   return bin("*", a, b);
 }
 
+/** Names the languages reserve for types, which a local must not shadow (WGSL allows it, then fails). */
+const TYPE_NAMES = new Set(["i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "f16", "f32", "f64"]);
+
 /**
  * Builds statement lists with nested blocks: `b.loop(...)` opens a block, statements added
  * inside its callback land in it.
@@ -101,9 +104,12 @@ export class StmtBuilder {
     return this.stack[0];
   }
 
-  /** A fresh local name with a readable prefix. */
+  /** A fresh local name with a readable prefix, never a type name of a target language (i32, f16, int, ...). */
   fresh(prefix: string): string {
-    return `${prefix}${this.counter++}`;
+    let name: string;
+    do name = `${prefix}${this.counter++}`;
+    while (TYPE_NAMES.has(name));
+    return name;
   }
 
   add(s: Stmt): void {

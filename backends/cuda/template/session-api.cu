@@ -43,6 +43,9 @@ static int dt_bind(difftc_session *s, const char *what, const dt_spec *spec, con
 }
 
 static int dt_unknown(difftc_session *s, const char *what, const dt_spec *specs, int n, const difftc_tensor *given, int count) {
+  for (int i = 0; i < count; i++)
+    for (int j = 0; j < i; j++)
+      if (given[i].name && given[j].name && strcmp(given[i].name, given[j].name) == 0) return dt_fail(s, DIFFTC_ERROR_ARGUMENT, "%s \"%s\" is given twice", what, given[i].name);
   for (int i = 0; i < count; i++) {
     int known = 0;
     for (int j = 0; j < n; j++) known |= given[i].name && strcmp(given[i].name, specs[j].name) == 0;
@@ -114,9 +117,13 @@ extern "C" int difftc_run(difftc_session *s, const difftc_tensor *inputs, int co
   for (int d = 0; d < DT_NUM_DIMS; d++)
     if (dims[d] < 0) return dt_fail(s, DIFFTC_ERROR_MISSING, "dim %s is not bound by any input", DT_DIM_NAMES[d]);
   for (int d = 0; d < DT_NUM_DIMS; d++) s->dims[d] = dims[d];
+  // Kernels index with int and step grid-stride loops by up to 65535 * 256 threads past the end.
+  for (int b = 0; b < DT_NUM_BUFFERS; b++) {
+    long long elements = dt_eval(&DT_BUFFERS[b].size, dims);
+    if (elements > 2147483647LL - 65535LL * 1024) return dt_fail(s, DIFFTC_ERROR_MISMATCH, "a tensor of %lld elements is past what the kernels' 32-bit indices address", elements);
+  }
   for (int i = 0; i < DT_NUM_SLOTS; i++) {
     long long bytes = dt_eval(&DT_SLOTS[i], dims);
-    if (bytes / 4 > 2147483647LL) return dt_fail(s, DIFFTC_ERROR_MISMATCH, "a temporary of %lld bytes is past what the kernels' int offsets address", bytes);
     if ((status = dt_reserve(s, &s->slots[i], &s->slot_bytes[i], bytes))) return status;
   }
   for (int i = 0; i < DT_NUM_INPUTS; i++) {

@@ -45,6 +45,8 @@ class Session {
     this.fixed = fixed;
     this.storage = null;
     this.dims = Object.create(null);
+    /** The run in progress, which the next one waits for. */
+    this.pending = Promise.resolve();
     /** Why the device was lost, once it is: runs then fail at once instead of waiting on it. */
     this.lost = null;
     device.lost.then((info) => (this.lost = info));
@@ -54,9 +56,21 @@ class Session {
   prepare(dims) {
     const key = MANIFEST.dims.map((d) => dims[d]).join(",");
     if (this.storage && this.storage.key === key) return this.storage;
+    // Forget the old buffers before making new ones: a failure below must not leave them cached.
     if (this.storage) this.storage.owned.forEach((b) => b.destroy());
-    const device = this.device;
+    this.storage = null;
     const owned = [];
+    try {
+      return (this.storage = this.build(dims, key, owned));
+    } catch (e) {
+      owned.forEach((b) => b.destroy());
+      throw e;
+    }
+  }
+
+  /** The buffers and bind groups for `dims`; every buffer made is put in `owned`. */
+  build(dims, key, owned) {
+    const device = this.device;
     const own = (b) => (owned.push(b), b);
     const slots = MANIFEST.slots.map((s) => own(gpuBuffer(device, evalSize(s.bytes, dims), STORAGE | COPY_SRC | COPY_DST)));
     const buffers = new Map(this.fixed);
@@ -76,11 +90,17 @@ class Session {
     const outputs = MANIFEST.outputs.map((o) => ({ spec: o, bytes: byteSize(o), readback: own(gpuBuffer(device, byteSize(o), MAP_READ | COPY_DST)) }));
     const failing = launches.filter((l) => l.errors);
     const errorReadback = failing.length > 0 ? own(gpuBuffer(device, 16 * failing.length, MAP_READ | COPY_DST)) : null;
-    this.storage = { key, owned, buffers, launches, outputs, errorReadback };
-    return this.storage;
+    return { key, owned, buffers, launches, outputs, errorReadback };
   }
 
-  async run(inputs) {
+  /** Runs one after another: runs share the session's buffers. */
+  run(inputs) {
+    const result = this.pending.then(() => this.runNow(inputs));
+    this.pending = result.catch(() => {});
+    return result;
+  }
+
+  async runNow(inputs) {
     if (this.lost) throw new Error("the WebGPU device was lost (" + (this.lost.reason || "unknown") + "): " + this.lost.message);
     const dims = Object.create(null);
     const views = new Array(MANIFEST.buffers.length);
@@ -147,13 +167,23 @@ class Session {
 export async function load(weights, options = {}) {
   const params = loadParams(weights);
   const device = options.device || (await requestDevice());
-  device.pushErrorScope("validation");
+  // A kernel binds its buffers (and its error record) as storage: the device must allow that many.
+  for (const spec of MANIFEST.kernels) {
+    const bound = spec.buffers.length + (spec.errors.length > 0 ? 1 : 0);
+    if (bound > device.limits.maxStorageBuffersPerShaderStage)
+      throw new RangeError("WebGPU: kernel " + spec.name + " binds " + bound + " storage buffers, more than this device allows (maxStorageBuffersPerShaderStage " + device.limits.maxStorageBuffersPerShaderStage + ")");
+  }
   const fixed = new Map();
-  for (const [id, data] of params) fixed.set(id, gpuBuffer(device, data.byteLength, STORAGE | COPY_DST | COPY_SRC, data));
-  for (const b of MANIFEST.buffers) if (b.kind === "const") fixed.set(b.id, gpuBuffer(device, ARRAYS[b.dtype].BYTES_PER_ELEMENT, STORAGE | COPY_DST | COPY_SRC, ARRAYS[b.dtype].of(Number(b.encoded))));
-  const modules = SHADERS.map((code) => device.createShaderModule({ code }));
-  // A shader the device does not accept is named with its kernel, line and column.
   let failure = null;
+  device.pushErrorScope("validation");
+  try {
+    for (const [id, data] of params) fixed.set(id, gpuBuffer(device, data.byteLength, STORAGE | COPY_DST | COPY_SRC, data));
+    for (const b of MANIFEST.buffers) if (b.kind === "const") fixed.set(b.id, gpuBuffer(device, ARRAYS[b.dtype].BYTES_PER_ELEMENT, STORAGE | COPY_DST | COPY_SRC, ARRAYS[b.dtype].of(Number(b.encoded))));
+  } catch (e) {
+    failure = e.message;
+  }
+  const modules = failure ? [] : SHADERS.map((code) => device.createShaderModule({ code }));
+  // A shader the device does not accept is named with its kernel, line and column.
   for (let k = 0; k < modules.length && !failure; k++) {
     const messages = (await modules[k].getCompilationInfo()).messages.filter((m) => m.type === "error");
     if (messages.length > 0) failure = "WebGPU cannot compile kernel " + MANIFEST.kernels[k].name + ": " + messages.map((m) => m.lineNum + ":" + m.linePos + ": " + m.message).join("; ");
@@ -166,7 +196,9 @@ export async function load(weights, options = {}) {
   }
   // Always pop the scope this load pushed, so that a failed load leaves the device as it was.
   const error = await device.popErrorScope();
-  if (failure) throw new Error(failure);
-  if (error) throw new Error("WebGPU rejected the model's kernels: " + error.message);
+  if (failure || error) {
+    for (const b of fixed.values()) b.destroy();
+    throw new Error(failure || "WebGPU rejected the model's kernels: " + error.message);
+  }
   return new Session(device, pipelines, fixed);
 }
