@@ -7,16 +7,13 @@ import { readFileSync } from "node:fs";
 import { Diagnostic } from "../../common/diagnostic.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
-import { allOps } from "../../compiler/ir/registry.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
 import { type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
 import type { Manifest, TensorSpec } from "../../common/manifest.ts";
 import type { Monomial } from "../../common/size.ts";
 import type { Artifact } from "../common/artifact.ts";
-import { explicitCasts } from "../common/kernel/explicit-casts.ts";
-import { flattenGrid } from "../common/kernel/flatten-grid.ts";
 import { renderHelpers, renderKernel } from "../common/kernel/render.ts";
-import { lowerKernel, lowers } from "../common/lower/index.ts";
+import { loweredOps, lowerGpuKernel } from "../common/lower/index.ts";
 import { buildManifest } from "../common/manifest.ts";
 import { type CompileOptions, naturalStorage, storageBytes, type Target } from "../common/target.ts";
 import { CUDA_PRELUDE, CUDA_STORAGE, cudaLanguage } from "./language.ts";
@@ -38,7 +35,7 @@ const TEMPLATES = ["flash_attention", "flash_diffattn"];
 
 /** The ops the CUDA backend runs directly: the shared lowering's and the templates' (the rest are decomposed). */
 export function cudaOps(): Set<string> {
-  return new Set([...allOps().filter((op) => lowers(op.name)).map((op) => op.name), ...TEMPLATES]);
+  return new Set([...loweredOps(), ...TEMPLATES]);
 }
 
 /** One kernel of the artifact: its source, parameters and launch. */
@@ -61,7 +58,7 @@ function emitKernel(plan: KernelPlan, index: number, helpers: Set<string>): Cuda
     const t = flashAttentionKernel(pk.name, node, node.operands.map((o) => plan.graph.nodes[o].type), (h) => helpers.add(h));
     return { name: pk.name, errors: [], ...t };
   }
-  const k = flattenGrid(explicitCasts(lowerKernel(plan, pk)));
+  const k = lowerGpuKernel(plan, pk);
   const r = renderKernel(k, cudaLanguage);
   r.helpers.forEach((h) => helpers.add(h));
   return { name: k.name, source: r.source, buffers: k.buffers, dims: k.dims, grid: k.grid, workgroup: [BLOCK], errors: k.errors };
@@ -134,7 +131,7 @@ function hostTables(m: Manifest, kernels: readonly CudaKernel[]): string {
     lines.push("  if (blocks == 0) return DIFFTC_OK;");
     if (spec.errors.length) lines.push("  DT_CUDA(s, cudaMemset(s->errors, 0, 8 * sizeof(int)));");
     lines.push(`  DIFFTC_LAUNCH(${k.name}, dim3(blocks > 65535 ? 65535 : (unsigned)blocks), dim3(${k.workgroup[0]}), 0, ${args.join(", ")});`);
-    lines.push(`  int status = dt_checked(s, ${cString(k.name)});`);
+    lines.push("  int status = dt_checked(s);");
     if (spec.errors.length) {
       lines.push("  if (status) return status;", "  int record[8];", "  DT_CUDA(s, cudaMemcpy(record, s->errors, sizeof record, cudaMemcpyDeviceToHost));");
       for (const e of spec.errors) {

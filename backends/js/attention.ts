@@ -142,7 +142,7 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
     w.line("const i = i0 + r < rows ? i0 + r : rows - 1;");
     w.line(`visible[r] = ${geo.causal ? causalRule.visibleKeys(SOURCE, "i", "rows", "keys") : "keys"};`);
     w.line(`const qRow = ${qBatch} + i * ${qW};`);
-    for (const p of mapIndices) w.line(`for (let t = 0; t < ${d}; t++) F[${f.qt[p]} + t * ${ROWS} + r] = ${loadExpr(q.dtype, `in0[qRow + qCol${p}[h] + t]`, w.helpers)};`);
+    for (const p of mapIndices) w.line(`for (let t = 0; t < ${d}; t++) F[${f.qt[p]} + t * ${ROWS} + r] = ${loadExpr(q.dtype, "in0", `qRow + qCol${p}[h] + t`, w.helpers)};`);
     w.close();
     w.line(`F.fill(-Infinity, ${f.rowMax}, ${f.rowMax + ROWS * maps}); F.fill(0, ${f.rowSum}, ${f.rowSum + ROWS * maps});`);
     // Key blocks past what the tile's last row sees are skipped whole: the causal rule's count never falls as i grows.
@@ -184,11 +184,11 @@ function pack(w: Writer, x: PackArgs): void {
   const { d, vSegment: seg } = x.geo;
   w.open("for (let j = 0; j < keys; j++) {");
   w.line(`const kRow = ${x.kBatch} + j * ${x.kW}, vRow = ${x.vBatch} + j * ${x.vW};`);
-  for (const p of x.maps) w.line(`for (let t = 0; t < ${d}; t++) F[kBase${p} + j * ${d} + t] = ${loadExpr(x.k.dtype, `in1[kRow + kCol${p}[g] + t]`, w.helpers)};`);
+  for (const p of x.maps) w.line(`for (let t = 0; t < ${d}; t++) F[kBase${p} + j * ${d} + t] = ${loadExpr(x.k.dtype, "in1", `kRow + kCol${p}[g] + t`, w.helpers)};`);
   x.geo.vColumns.forEach((_, s) => {
     w.open(`for (let c = ${s * seg}; c < ${(s + 1) * seg}; c++) {`);
     w.line("const odd = c & 1;");
-    w.line(`F[vBase + (c - odd) * keys + 2 * j + odd] = ${loadExpr(x.v.dtype, `in2[vRow + vCol${s}[g] + c${s ? ` - ${s * seg}` : ""}]`, w.helpers)};`);
+    w.line(`F[vBase + (c - odd) * keys + 2 * j + odd] = ${loadExpr(x.v.dtype, "in2", `vRow + vCol${s}[g] + c${s ? ` - ${s * seg}` : ""}`, w.helpers)};`);
     w.close();
   });
   w.close();
@@ -222,7 +222,7 @@ function combine(w: Writer, x: CombineArgs): void {
     const lamN = w.size(x.lambdaStrides[x.batchRank]);
     const lamH = w.size(x.lambdaStrides[x.batchRank + 1]);
     w.line("const i = i0 + r < rows ? i0 + r : rows - 1;");
-    w.line(`const lam = ${loadExpr(x.lambda!.dtype, `in3[${x.lBatch} + i * ${lamN} + h * ${lamH}]`, w.helpers)};`);
+    w.line(`const lam = ${loadExpr(x.lambda!.dtype, "in3", `${x.lBatch} + i * ${lamN} + h * ${lamH}`, w.helpers)};`);
     w.line(`const m1 = F[${f.rowMax + ROWS} + r], inv1 = ${factor(1)} * lam;`);
   }
   w.open(`for (let j0 = 0, b = 0, y = weights + r; j0 < end; j0 += ${x.block}, b++, y += ${maps * ROWS}) {`);
@@ -264,7 +264,7 @@ function epilogue(w: Writer, x: EpilogueArgs): void {
     w.line("let sq = 0;");
     w.line(`for (let c = 0; c < ${dv}; c++) { const y = ${value}; sq += y * y; }`);
     w.line(`const denom = ${normDenominator(SOURCE, e, "sq", dv)};`);
-    norm = { denom: "denom", weight: loadExpr(x.normWeight!.dtype, "in4[c]", w.helpers) };
+    norm = { denom: "denom", weight: loadExpr(x.normWeight!.dtype, "in4", "c", w.helpers) };
   }
   w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(epilogueOutput(SOURCE, e, value, norm))};`);
   w.close();

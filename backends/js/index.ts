@@ -6,7 +6,6 @@ import { readFileSync } from "node:fs";
 import type { Graph, Node } from "../../compiler/ir/graph.ts";
 import { fusedBody } from "../../compiler/ir/ops/fused.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
-import { allOps } from "../../compiler/ir/registry.ts";
 import type { TensorType } from "../../compiler/ir/types.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
 import { type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
@@ -15,7 +14,7 @@ import type { Artifact } from "../common/artifact.ts";
 import { helperFunction } from "../common/kernel/helpers.ts";
 import { renderHelpers, renderKernel } from "../common/kernel/render.ts";
 import { fusedEpilogue } from "../common/lower/fused.ts";
-import { lowerKernel, lowers } from "../common/lower/index.ts";
+import { loweredOps, lowerKernel, lowers } from "../common/lower/index.ts";
 import { buildManifest, type KernelLaunch } from "../common/manifest.ts";
 import { attentionHelperSource, flashAttention } from "./attention.ts";
 import { JS_PRELUDE, jsLanguage } from "./language.ts";
@@ -48,7 +47,7 @@ type JsOptions = Pick<CompileOptions, "sharedLowering">;
 
 /** The ops the JS backend runs directly: what the shared lowering handles, and the templates' ops. */
 export function jsOps(): Set<string> {
-  return new Set([...allOps().filter((op) => lowers(op.name)).map((op) => op.name), ...Object.keys(TEMPLATES)]);
+  return new Set([...loweredOps(), ...Object.keys(TEMPLATES)]);
 }
 
 /** One kernel's function source, its launch facts, and the helpers it calls. */

@@ -45,6 +45,15 @@ function literal(v: number): string {
 
 const is16 = (d: DType): d is "f16" | "bf16" => d === "f16" || d === "bf16";
 
+/** A value as the storage of `dtype` holds it: 16-bit floats as their bits, a bool as 0 or 1 (Uint8Array would keep a 2). */
+export function jsEncode(dtype: DType, value: string, use: (helper: string) => void): string {
+  if (is16(dtype)) {
+    use(`${dtype}Bits`);
+    return `${dtype}Bits(${value})`;
+  }
+  return dtype === "bool" ? INTEGER.bool!(value) : value;
+}
+
 export const jsLanguage: Language = {
   name: "js",
   literal,
@@ -75,14 +84,7 @@ export const jsLanguage: Language = {
     use(`${dtype}FromBits`);
     return `${dtype}FromBits(${buffer}[${index}])`;
   },
-  store: (buffer, dtype, index, value, use) => {
-    if (is16(dtype)) {
-      use(`${dtype}Bits`);
-      return `${buffer}[${index}] = ${dtype}Bits(${value});`;
-    }
-    // Uint8Array would keep a 2; a bool is 0 or 1.
-    return `${buffer}[${index}] = ${dtype === "bool" ? INTEGER.bool!(value) : value};`;
-  },
+  store: (buffer, dtype, index, value, use) => `${buffer}[${index}] = ${jsEncode(dtype, value, use)};`,
   declare: (name, _type, mutable, value) => `${mutable ? "let" : "const"} ${name}${value === undefined ? "" : ` = ${value}`};`,
   loop: (index, start, end, step) => `for (let ${index} = ${start}; ${index} < ${end}; ${step === 1 ? `${index}++` : `${index} += ${step}`}) {`,
   shared: (name, _type, size) => `const ${name} = new Float64Array(${size});`,

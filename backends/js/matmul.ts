@@ -28,7 +28,7 @@ export function packedMatmul(w: KernelWriter, node: Node, [a, b]: TensorType[], 
     return { batch: s.slice(0, batchShape.length), row: a.shape.length > 1 ? s[batchShape.length] : ZERO, col: b.shape.length > 1 ? s[s.length - 1] : ZERO };
   });
   const flat = coalesce(sizesOf(batchShape), [{ strides: strides(batchShape) }, { strides: broadcastStrides(as.slice(0, -2), batchShape) }, { strides: broadcastStrides(bs.slice(0, -2), batchShape) }, ...reads.map((r) => ({ strides: r.batch }))]);
-  const A = (i: string) => loadExpr(a.dtype, `${inputs[0]}[${i}]`, w.helpers);
+  const A = (i: string) => loadExpr(a.dtype, inputs[0], i, w.helpers);
   const store = (v: string) => storeExpr(node.type.dtype, v, w.helpers);
   // i32 sums of products wrap modulo 2^32 (C, WGSL, CUDA); floats accumulate in float64.
   const mac = (c: string, x: string, y: string) => (node.type.dtype === "i32" ? `${c} = (${c} + Math.imul(${x}, ${y})) | 0;` : `${c} += ${x} * ${y};`);
@@ -46,7 +46,7 @@ export function packedMatmul(w: KernelWriter, node: Node, [a, b]: TensorType[], 
       w.open("{");
       const loaded = epilogue!.reads.map((r, i) => {
         const at = [eb[i], ...term(row, reads[i].row), ...term(col, reads[i].col)].join(" + ");
-        w.line(`const v${i} = ${loadExpr(r.type.dtype, `${r.buffer}[${at}]`, w.helpers)};`);
+        w.line(`const v${i} = ${loadExpr(r.type.dtype, r.buffer, at, w.helpers)};`);
         return ref(`v${i}`, r.type.dtype);
       });
       const sb = new StmtBuilder();
@@ -58,7 +58,7 @@ export function packedMatmul(w: KernelWriter, node: Node, [a, b]: TensorType[], 
       w.close();
     };
     w.line(`const oBase = ${ob} * ${n} * ${m}, aBase = ${ab} * ${n} * ${k}, bBase = ${bb} * ${k} * ${m};`);
-    w.line(`for (let p = 0; p < ${k}; p++) for (let j = 0; j < ${m}; j++) bt[j * ${k} + p] = ${loadExpr(b.dtype, `${inputs[1]}[bBase + p * ${m} + j]`, w.helpers)};`);
+    w.line(`for (let p = 0; p < ${k}; p++) for (let j = 0; j < ${m}; j++) bt[j * ${k} + p] = ${loadExpr(b.dtype, inputs[1], `bBase + p * ${m} + j`, w.helpers)};`);
     w.line("let i = 0;");
     w.open(`for (; i + 4 <= ${n}; i += 4) {`);
     w.line(`const a0 = aBase + i * ${k}, a1 = a0 + ${k}, a2 = a1 + ${k}, a3 = a2 + ${k};`);

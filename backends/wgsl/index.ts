@@ -5,14 +5,11 @@
 import { readFileSync } from "node:fs";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
-import { allOps } from "../../compiler/ir/registry.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
 import { schedule } from "../../compiler/schedule/index.ts";
 import type { Artifact } from "../common/artifact.ts";
-import { explicitCasts } from "../common/kernel/explicit-casts.ts";
-import { flattenGrid } from "../common/kernel/flatten-grid.ts";
 import { renderHelpers, renderKernel } from "../common/kernel/render.ts";
-import { lowerKernel, lowers } from "../common/lower/index.ts";
+import { loweredOps, lowerGpuKernel } from "../common/lower/index.ts";
 import { buildManifest } from "../common/manifest.ts";
 import { type CompileOptions, naturalStorage, storageBytes, type Target } from "../common/target.ts";
 import { emitTypings } from "../common/typings.ts";
@@ -29,7 +26,7 @@ const TEMPLATES = ["flash_attention", "flash_diffattn"];
 
 /** The ops the WGSL backend runs directly: the shared lowering's and the templates' (the rest are decomposed). */
 export function wgslOps(): Set<string> {
-  return new Set([...allOps().filter((op) => lowers(op.name)).map((op) => op.name), ...TEMPLATES]);
+  return new Set([...loweredOps(), ...TEMPLATES]);
 }
 
 export function compileWgsl(graph: Graph, options: CompileOptions = {}): Artifact {
@@ -42,7 +39,7 @@ export function compileWgsl(graph: Graph, options: CompileOptions = {}): Artifac
       const { kernel, source } = flashAttentionKernel(pk.name, node, node.operands.map((o) => plan.graph.nodes[o].type), (h) => helpers.add(h));
       return { kernel, source, helpers };
     }
-    const kernel = flattenGrid(explicitCasts(lowerKernel(plan, pk)));
+    const kernel = lowerGpuKernel(plan, pk);
     return { kernel, ...renderKernel(kernel, wgslLanguage) };
   });
   const kernels = emitted.map((e) => e.kernel);

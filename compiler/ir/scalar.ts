@@ -284,5 +284,12 @@ export function compileScalar(e: ScalarExpr, operands: readonly string[]): (...x
     }
   };
   const body = compile(e);
-  return (...xs) => body(xs);
+  // One operand array, reused: the interpreter calls this once per element, and never re-entrantly.
+  const env = new Array<number>(operands.length);
+  if (operands.length === 1) return (a) => ((env[0] = a), body(env));
+  if (operands.length === 2) return (a, b) => ((env[0] = a), (env[1] = b), body(env));
+  return (...xs) => {
+    for (let i = 0; i < xs.length; i++) env[i] = xs[i];
+    return body(env);
+  };
 }

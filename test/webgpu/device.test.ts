@@ -1,17 +1,9 @@
 // The WebGPU device in Node (Dawn through the npm package `webgpu`; on machines without a GPU,
 // SwiftShader's or lavapipe's CPU Vulkan driver): get it, run a tiny compute shader, read it back.
+import { SMOKE_N, SMOKE_SHADER, smokeExpected } from "../support/webgpu.ts";
 import { describe, expect, it } from "vitest";
 import { gpuDevice, webgpuUnavailable } from "../../runtime/adapters/webgpu/device.ts";
 
-const N = 1000;
-const SHADER = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x;
-  if (i < arrayLength(&y)) { y[i] = x[i] * 2.0 + f32(i); }
-}`;
 
 // GPUBufferUsage / GPUMapMode values from the WebGPU spec: no globals needed.
 const MAP_READ = 0x0001, COPY_SRC = 0x0004, COPY_DST = 0x0008, STORAGE = 0x0080;
@@ -32,15 +24,15 @@ describe.skipIf(missing !== undefined && !onCi)("WebGPU in Node (Dawn)", () => {
     expect(device.limits.maxStorageBuffersPerShaderStage).toBeGreaterThanOrEqual(8);
     expect(device.limits.maxStorageBufferBindingSize).toBeGreaterThanOrEqual(128 << 20);
 
-    const x = Float32Array.from({ length: N }, (_, i) => (i % 17) - 8 + 0.25);
-    const bytes = N * 4;
+    const x = Float32Array.from({ length: SMOKE_N }, (_, i) => (i % 17) - 8 + 0.25);
+    const bytes = SMOKE_N * 4;
     const xBuf = device.createBuffer({ size: bytes, usage: STORAGE | COPY_DST });
     const yBuf = device.createBuffer({ size: bytes, usage: STORAGE | COPY_SRC });
     const readBuf = device.createBuffer({ size: bytes, usage: MAP_READ | COPY_DST });
     try {
       device.queue.writeBuffer(xBuf, 0, x);
       device.pushErrorScope("validation");
-      const module = device.createShaderModule({ code: SHADER });
+      const module = device.createShaderModule({ code: SMOKE_SHADER });
       const pipeline = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } });
       const bindGroup = device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
@@ -53,7 +45,7 @@ describe.skipIf(missing !== undefined && !onCi)("WebGPU in Node (Dawn)", () => {
       const pass = encoder.beginComputePass();
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(Math.ceil(N / 64));
+      pass.dispatchWorkgroups(Math.ceil(SMOKE_N / 64));
       pass.end();
       encoder.copyBufferToBuffer(yBuf, 0, readBuf, 0, bytes);
       device.queue.submit([encoder.finish()]);
@@ -62,8 +54,7 @@ describe.skipIf(missing !== undefined && !onCi)("WebGPU in Node (Dawn)", () => {
       await readBuf.mapAsync(1 /* GPUMapMode.READ */);
       const y = new Float32Array(readBuf.getMappedRange().slice(0));
       readBuf.unmap();
-      const expected = Float32Array.from(x, (v, i) => v * 2 + i);
-      expect(Array.from(y)).toEqual(Array.from(expected));
+      expect(Array.from(y)).toEqual(smokeExpected(x));
     } finally {
       xBuf.destroy();
       yBuf.destroy();

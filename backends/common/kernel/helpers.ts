@@ -180,6 +180,3 @@ const BY_NAME = new Map(LIBRARY.map((h) => [h.name, h]));
 export function helperFunction(name: string): HelperFunction | undefined {
   return BY_NAME.get(name);
 }
-
-/** A call of a library helper, as an expression. */
-export const applyHelper = apply;

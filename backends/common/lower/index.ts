@@ -3,9 +3,11 @@
 // opaque ops that differ in kind, by the table below. A backend prints the result through its
 // language table, or takes a kernel over with a template of its own.
 import type { Node } from "../../../compiler/ir/graph.ts";
-import { getOp } from "../../../compiler/ir/registry.ts";
+import { allOps, getOp } from "../../../compiler/ir/registry.ts";
 import type { TensorType } from "../../../compiler/ir/types.ts";
 import type { Kernel as PlanKernel, KernelPlan } from "../../../compiler/schedule/index.ts";
+import { explicitCasts } from "../kernel/explicit-casts.ts";
+import { flattenGrid } from "../kernel/flatten-grid.ts";
 import type { Kernel } from "../kernel/ir.ts";
 import { lowerFused } from "./fused.ts";
 import { lowerConcat, lowerElementwise, lowerGather, lowerIota, lowerNumel, lowerStridedCopy } from "./injective.ts";
@@ -39,6 +41,11 @@ export function lowers(op: string): boolean {
   return op in BY_OP || (def !== undefined && !def.decompose && BY_PATTERN[def.pattern] !== undefined);
 }
 
+/** Every op of the registry the shared lowering handles: what a target runs directly before its templates. */
+export function loweredOps(): string[] {
+  return allOps().filter((op) => lowers(op.name)).map((op) => op.name);
+}
+
 /** A plan kernel as kernel IR. */
 export function lowerKernel(plan: KernelPlan, kernel: PlanKernel): Kernel {
   const { k, node, types } = KernelBuilder.forPlan(plan, kernel);
@@ -46,4 +53,9 @@ export function lowerKernel(plan: KernelPlan, kernel: PlanKernel): Kernel {
   if (!lowering || !lowers(node.op)) throw new Error(`no shared lowering for ${node.op}; the target must decompose it or bring a template`);
   lowering(k, node, types);
   return k.finish();
+}
+
+/** A plan kernel as kernel IR for a GPU language: one grid loop that threads share, every conversion explicit. */
+export function lowerGpuKernel(plan: KernelPlan, kernel: PlanKernel): Kernel {
+  return flattenGrid(explicitCasts(lowerKernel(plan, kernel)));
 }

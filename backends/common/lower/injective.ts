@@ -5,7 +5,7 @@
 import type { Node } from "../../../compiler/ir/graph.ts";
 import { sliceRange, transposePerm } from "../../../compiler/ir/ops/shape.ts";
 import { bin, call, cast, type ScalarExpr } from "../../../compiler/ir/scalar.ts";
-import { normalizeAxis, type TensorType } from "../../../compiler/ir/types.ts";
+import { type Dim, normalizeAxis, type TensorType } from "../../../compiler/ir/types.ts";
 import { type Monomial, monomialOf } from "../../../common/size.ts";
 import { int, product, sum } from "../kernel/ir.ts";
 import { broadcastStrides, coalesce, scale, sizesOf, strides, ZERO } from "../layout.ts";
@@ -117,5 +117,5 @@ export function lowerIota(k: KernelBuilder, node: Node): void {
 /** The element count of a shape, read at run time (the causal offset of decompositions). */
 export function lowerNumel(k: KernelBuilder, node: Node): void {
   k.grid = [monomialOf([])];
-  k.b.store("out", "i32", int(0), cast("i32", k.count(node.attrs.shape as (number | string)[])));
+  k.b.store("out", "i32", int(0), cast("i32", k.count(node.attrs.shape as Dim[])));
 }

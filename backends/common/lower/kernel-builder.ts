@@ -2,10 +2,10 @@
 // in operand order), its dims as ordered parameters, sizes as expressions over them, and loop
 // nests that walk strided offsets.
 import type { Node } from "../../../compiler/ir/graph.ts";
-import type { TensorType } from "../../../compiler/ir/types.ts";
+import type { Dim, TensorType } from "../../../compiler/ir/types.ts";
 import type { Kernel as PlanKernel, KernelPlan } from "../../../compiler/schedule/index.ts";
 import { type Monomial, monomialOf } from "../../../common/size.ts";
-import { bin, lit, type ScalarExpr } from "../../../compiler/ir/scalar.ts";
+import { lit, type ScalarExpr } from "../../../compiler/ir/scalar.ts";
 import { type BufferParam, dimParam, I, int, type Kernel, type KernelError, type LoopScope, product, StmtBuilder, sum } from "../kernel/ir.ts";
 
 /** One tensor walked by a loop nest: where it starts and its stride along each loop. */
@@ -48,8 +48,8 @@ export class KernelBuilder {
   }
 
   /** The element count of a shape. */
-  count(t: TensorType | readonly (number | string)[]): ScalarExpr {
-    return this.size(monomialOf(Array.isArray(t) ? t : (t as TensorType).shape));
+  count(shape: readonly Dim[]): ScalarExpr {
+    return this.size(monomialOf(shape));
   }
 
   /**
@@ -87,6 +87,4 @@ export class KernelBuilder {
   }
 }
 
-/** `a < b` for i32 expressions. */
-export const less = (a: ScalarExpr, b: ScalarExpr): ScalarExpr => bin("<", a, b);
 export const f64 = (v: number): ScalarExpr => lit(v, "f64");

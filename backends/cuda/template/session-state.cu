@@ -52,10 +52,9 @@ static long long dt_eval(const dt_size *size, const long long *dims) {
     if (dt_status != cudaSuccess) return dt_fail(s, DIFFTC_ERROR_CUDA, "%s: %s", #call, cudaGetErrorString(dt_status)); \
   } while (0)
 
-/** After a launch: a launch failure, or the first error a kernel recorded. */
-static int dt_checked(difftc_session *s, const char *kernel) {
+/** After a launch: its failure, or the failure of the kernel run (launches are asynchronous). */
+static int dt_checked(difftc_session *s) {
   DT_CUDA(s, cudaGetLastError());
   DT_CUDA(s, cudaDeviceSynchronize());
-  (void)kernel;
   return DIFFTC_OK;
 }

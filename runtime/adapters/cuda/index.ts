@@ -29,8 +29,15 @@ function buildCommand(mode: CudaMode, out: string): [string, string[]] {
   return [process.env.CXX ?? "g++", ["-O1", "-std=c++17", "-pthread", "-x", "c++", "-w", "-o", out, "runner.cu", "kernels.cu"]];
 }
 
-/** Why `mode` cannot run here, or undefined. */
+const unavailable = new Map<CudaMode, string | undefined>();
+
+/** Why `mode` cannot run here, or undefined; found out once per process (it runs the tools). */
 export function cudaUnavailable(mode: CudaMode): string | undefined {
+  if (!unavailable.has(mode)) unavailable.set(mode, findUnavailable(mode));
+  return unavailable.get(mode);
+}
+
+function findUnavailable(mode: CudaMode): string | undefined {
   if (mode === "cuda-emu") return spawnSync(process.env.CXX ?? "g++", ["--version"]).status === 0 ? undefined : "g++ is not installed (the emulation builds the CUDA source with it)";
   if (!nvcc()) return "nvcc is not installed (CUDA toolkit)";
   if (spawnSync("nvidia-smi", ["-L"]).status !== 0) return "there is no NVIDIA GPU here (nvidia-smi finds none); --backend cuda-emu runs the same source on the CPU";
