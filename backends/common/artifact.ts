@@ -1,8 +1,18 @@
 // An artifact: the files a backend writes, with its manifest.
-import { mkdirSync, renameSync, rmSync, writeFileSync, mkdtempSync, existsSync, readdirSync, statSync } from "node:fs";
+import { mkdirSync, renameSync, rmSync, writeFileSync, mkdtempSync, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { Diagnostic } from "../../common/diagnostic.ts";
 import { dirname, join, resolve, basename } from "node:path";
 import type { Manifest } from "../../common/manifest.ts";
+
+/**
+ * The host side every JS-facing artifact (the JS module, the WebGPU loader) embeds: the
+ * weights-binding rules the compiler uses too (common/weights.js, its exports made local to
+ * the artifact), then artifact-runtime.js.
+ */
+export const HOST_RUNTIME = [
+  readFileSync(new URL("../../common/weights.js", import.meta.url), "utf8").replace(/^export /gm, ""),
+  readFileSync(new URL("./template/artifact-runtime.js", import.meta.url), "utf8"),
+].join("\n");
 
 export interface Artifact {
   target: string;

@@ -16,11 +16,11 @@ export const ARRAY_TYPE: Record<DType, string> = {
   bool: "Uint8Array",
 };
 
-/** What differs between the artifacts' sessions: whether runSync exists, and what load takes beside the weights. */
+/** What differs between the artifacts' sessions: whether runSync exists, and whether load takes a GPU device. */
 export interface SessionApi {
   sync: boolean;
-  /** The type of load's second parameter, with its doc; none without. */
-  loadOptions?: { type: string; doc: string };
+  /** load's options take `device`, the GPUDevice to run on. */
+  deviceOption?: boolean;
 }
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
@@ -72,15 +72,26 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       ],
     },
   ];
+  interfaces.push({
+    name: "LoadOptions",
+    isExported: true,
+    docs: ["How the checkpoint's names bind to the model's params (the rules of difftc's CLI and API): strict, unless told otherwise."],
+    properties: [
+      { name: "prefix", hasQuestionToken: true, type: "string", docs: ["Stripped from the names that start with it (`model.` for a Hugging Face checkpoint)."] },
+      { name: "rename", hasQuestionToken: true, type: "Readonly<Record<string, string>>", docs: ["File name -> param name, for names that differ otherwise."] },
+      { name: "allowUnused", hasQuestionToken: true, type: "boolean", docs: ["Ignore tensors the model does not use instead of refusing the file."] },
+      ...(api.deviceOption ? [{ name: "device", hasQuestionToken: true, type: "object", docs: ["The GPUDevice to run on (default: one requested from navigator.gpu)."] }] : []),
+    ],
+  });
   file.addInterfaces(interfaces.map((i) => ({ ...i, kind: StructureKind.Interface })));
   file.addVariableStatement({ isExported: true, hasDeclareKeyword: true, declarations: [{ name: "manifest", type: "Readonly<Record<string, unknown>>" }], declarationKind: "const" as never, docs: ["The artifact's manifest.json."] });
   file.addFunction({
     isExported: true,
     hasDeclareKeyword: true,
     name: "load",
-    parameters: [{ name: "weights", type: "ArrayBuffer | Uint8Array" }, ...(api.loadOptions ? [{ name: "options", type: api.loadOptions.type, hasQuestionToken: true }] : [])],
+    parameters: [{ name: "weights", type: "ArrayBuffer | Uint8Array" }, { name: "options", type: "LoadOptions", hasQuestionToken: true }],
     returnType: "Promise<Session>",
-    docs: [`Loads weights from a safetensors file's bytes.${api.loadOptions ? ` ${api.loadOptions.doc}` : ""}`],
+    docs: ["Loads weights from a safetensors file's bytes: every param by name, strictly (see LoadOptions); float dtypes are converted to the param's, said once on stderr."],
   });
   file.formatText({ indentSize: 2 });
   return file.getFullText();

@@ -7,7 +7,7 @@ import type { Graph } from "../../compiler/ir/graph.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
 import { schedule } from "../../compiler/schedule/index.ts";
-import type { Artifact } from "../common/artifact.ts";
+import { type Artifact, HOST_RUNTIME } from "../common/artifact.ts";
 import { renderHelpers, renderKernel } from "../common/kernel/render.ts";
 import { loweredOps, lowerGpuKernel } from "../common/lower/index.ts";
 import { buildManifest } from "../common/manifest.ts";
@@ -16,10 +16,7 @@ import { emitTypings } from "../common/typings.ts";
 import { flashAttentionKernel } from "./attention.ts";
 import { WGSL_PRELUDE, WGSL_WORKGROUP_SIZE, wgslLanguage } from "./language.ts";
 
-const LOADER = [
-  readFileSync(new URL("../common/template/artifact-runtime.js", import.meta.url), "utf8"),
-  readFileSync(new URL("./template/loader.js", import.meta.url), "utf8"),
-].join("\n");
+const LOADER = [HOST_RUNTIME, readFileSync(new URL("./template/loader.js", import.meta.url), "utf8")].join("\n");
 
 /** Ops with hand-written WGSL kernels (attention.ts), used instead of decomposing them. */
 const TEMPLATES = ["flash_attention", "flash_diffattn"];
@@ -60,7 +57,7 @@ export function compileWgsl(graph: Graph, options: CompileOptions = {}): Artifac
       ["manifest.json", `${JSON.stringify(manifest, null, 2)}\n`],
       ...kernels.map((k, i): [string, string] => [`${k.name}.wgsl`, shaders[i]]),
       ["model.js", module],
-      ["model.d.ts", emitTypings(manifest, { sync: false, loadOptions: { type: "{ device?: object }", doc: "options.device: the GPUDevice to run on (default: one requested from navigator.gpu)." } })],
+      ["model.d.ts", emitTypings(manifest, { sync: false, deviceOption: true })],
       ["graph.ir", printGraph(graph)],
     ]),
   };

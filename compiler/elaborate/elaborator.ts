@@ -7,7 +7,7 @@ import type { Attrs } from "../ir/graph.ts";
 import { OpError } from "../ir/registry.ts";
 import { type Dim, type DType, formatType, isDType, isFloat, type TensorType } from "../ir/types.ts";
 import { builtinNames, callBuiltin, isBuiltin } from "./builtins.ts";
-import { closest, describe, type DimVar, type Instance, Scope, type Value } from "./values.ts";
+import { closest, describe, type DimVar, type Instance, Scope, type Value, where } from "./values.ts";
 
 const CONSTANTS: Record<string, Value> = {
   true: { kind: "bool", value: true },
@@ -28,6 +28,13 @@ interface Frame {
   dims: { name: string; var: DimVar; span: SourceSpan }[];
   /** Root dims that some input shape uses: the others could never be bound at run time. */
   rootDimsUsed?: Set<string>;
+}
+
+/** Diagnostics that carry instantiation notes already: every enclosing instance adds its own. */
+const instantiated = new WeakSet<Diagnostic>();
+
+function within(inner: SourceSpan | undefined, outer: SourceSpan): boolean {
+  return !!inner && inner.source === outer.source && inner.start >= outer.start && inner.end <= outer.end;
 }
 
 export class Elaborator {
@@ -73,8 +80,24 @@ export class Elaborator {
     }
   }
 
-  /** Calls a sub-module instance: binds its inputs to `args` and returns its outputs. */
+  /**
+   * Calls a sub-module instance: binds its inputs to `args` and returns its outputs. An error
+   * inside the instantiated model (often the standard library) gains a note naming the `sub`
+   * that instantiated it, so the notes lead down from the user's file to the failing line.
+   */
   private callInstance(instance: Instance, args: Arg[], frame: Frame, span: SourceSpan): Value {
+    try {
+      return this.instantiate(instance, args, frame, span);
+    } catch (e) {
+      if (!(e instanceof Diagnostic) || !(instantiated.has(e) || within(e.span, instance.model.span))) throw e;
+      const note = `in ${instance.model.name.name} as ${instance.prefix.slice(0, -1)}, instantiated at ${where(instance.span)}`;
+      const noted = new Diagnostic(e.message, e.span, [note, ...e.notes]);
+      instantiated.add(noted);
+      throw noted;
+    }
+  }
+
+  private instantiate(instance: Instance, args: Arg[], frame: Frame, span: SourceSpan): Value {
     const model = instance.model;
     const scope = new Scope();
     const inner: Frame = { scope, prefix: instance.prefix, outputs: [], dims: [] };
@@ -308,7 +331,9 @@ export class Elaborator {
         if (isDType(expr.name)) return { kind: "string", value: expr.name };
         if (isBuiltin(expr.name) || this.models.has(expr.name)) throw new Diagnostic(`${expr.name} is a function: call it with (...)`, expr.span);
         const hint = closest(expr.name, frame.scope.names());
-        throw new Diagnostic(`unknown name ${expr.name}`, expr.span, hint ? [`did you mean ${hint}?`] : []);
+        // In a shape, an unknown name is most often a size meant to be bound at run time.
+        const dimHint = opts.allowUnboundDim ? [`a size bound at run time is declared in the model first: dim ${expr.name}`] : [];
+        throw new Diagnostic(`unknown name ${expr.name}`, expr.span, [...(hint ? [`did you mean ${hint}?`] : []), ...dimHint]);
       }
       case "list":
         return { kind: "list", items: expr.items.map((i) => this.evaluate(i, frame, opts)) };

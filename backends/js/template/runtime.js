@@ -54,7 +54,7 @@ class Session {
   }
 }
 
-/** Loads the weights (a safetensors file's bytes) and returns a session that runs the model. */
-export async function load(weights) {
-  return new Session(loadParams(weights));
+/** Loads the weights (a safetensors file's bytes; options: prefix, rename, allowUnused) and returns a session that runs the model. */
+export async function load(weights, options) {
+  return new Session(loadParams(weights, options));
 }
