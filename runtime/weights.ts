@@ -6,7 +6,7 @@ import { bindingSummary, bindWeights, conversionNote, type WeightsBindingOptions
 import { type Graph, nodeName, paramNodes } from "../compiler/ir/graph.ts";
 import { INT_RANGE, roundTo } from "../compiler/ir/numeric.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
-import { isFloat } from "../compiler/ir/types.ts";
+import { type Dim, type DType, isFloat } from "../compiler/ir/types.ts";
 import { readSafetensors } from "./safetensors.ts";
 
 export type { WeightsBindingOptions } from "../common/weights.js";
@@ -18,22 +18,36 @@ export interface BindOptions extends WeightsBindingOptions {
   onNote?: (note: string) => void;
 }
 
-/** The graph's params from a checkpoint's tensors, strictly bound (see common/weights.js); each converted to its param's dtype. */
-export function bindParams(graph: Graph, tensors: ReadonlyMap<string, HostTensor>, options: BindOptions = {}): Map<string, HostTensor> {
+/** A param as a model declares it: the graph's param nodes, or an artifact manifest's params. */
+export interface ParamSpec {
+  name: string;
+  dtype: DType;
+  shape: readonly Dim[];
+}
+
+/** The params a graph declares, by hierarchical name. */
+export function graphParams(graph: Graph): ParamSpec[] {
+  return paramNodes(graph).map((n) => ({ name: nodeName(n), dtype: n.type.dtype, shape: n.type.shape }));
+}
+
+/**
+ * A model's params from a checkpoint's tensors, strictly bound (see common/weights.js), each
+ * converted to its param's dtype. `model` names the model (a graph, or its name and params).
+ */
+export function bindParams(model: Graph | { name: string; params: readonly ParamSpec[] }, tensors: ReadonlyMap<string, HostTensor>, options: BindOptions = {}): Map<string, HostTensor> {
   const file = options.file ?? "weights";
-  const params = paramNodes(graph);
+  const params = "nodes" in model ? graphParams(model) : model.params;
   const entries = [...tensors].map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape }));
-  const binding = bindWeights(params.map((n) => ({ name: nodeName(n), dtype: n.type.dtype, shape: n.type.shape as number[] })), entries, options);
-  if (binding.problems.length) throw new Diagnostic(bindingSummary(binding, file, graph.name), undefined, [...binding.problems, ...(binding.hint ? [binding.hint] : [])]);
+  const binding = bindWeights(params.map((p) => ({ name: p.name, dtype: p.dtype, shape: p.shape as number[] })), entries, options);
+  if (binding.problems.length) throw new Diagnostic(bindingSummary(binding, file, model.name), undefined, [...binding.problems, ...(binding.hint ? [binding.hint] : [])]);
   const bound = new Map<string, HostTensor>();
-  for (const n of params) {
-    const name = nodeName(n);
-    const t = tensors.get(binding.sources.get(name)!)!;
-    const dtype = n.type.dtype;
+  for (const { name, dtype } of params) {
+    const source = binding.sources.get(name)!;
+    const t = tensors.get(source)!;
     if (t.dtype !== dtype && !isFloat(dtype)) {
       const [lo, hi] = INT_RANGE[dtype]!;
       const bad = t.data.findIndex((x) => x < lo || x > hi);
-      if (bad >= 0) throw new Diagnostic(`${file}: ${binding.sources.get(name)} holds ${t.data[bad]} at index ${bad}, outside ${dtype} (${lo}..${hi})`);
+      if (bad >= 0) throw new Diagnostic(`${file}: ${source} holds ${t.data[bad]} at index ${bad}, outside ${dtype} (${lo}..${hi})`);
     }
     bound.set(name, t.dtype === dtype ? t : { dtype, shape: t.shape, data: roundTo(dtype, Float64Array.from(t.data)) });
   }
@@ -42,7 +56,7 @@ export function bindParams(graph: Graph, tensors: ReadonlyMap<string, HostTensor
   return bound;
 }
 
-/** Reads a safetensors checkpoint and binds it to the graph's params. */
-export function readWeights(file: string, graph: Graph, options: Omit<BindOptions, "file"> = {}): Map<string, HostTensor> {
-  return bindParams(graph, readSafetensors(file).tensors, { ...options, file });
+/** Reads a safetensors checkpoint and binds it to a model's params. */
+export function readWeights(file: string, model: Parameters<typeof bindParams>[0], options: Omit<BindOptions, "file"> = {}): Map<string, HostTensor> {
+  return bindParams(model, readSafetensors(file).tensors, { ...options, file });
 }

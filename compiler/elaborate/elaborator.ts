@@ -30,6 +30,14 @@ interface Frame {
   rootDimsUsed?: Set<string>;
 }
 
+/** A value given for a model parameter from outside (`--set`, the API): a number, a boolean or a string. */
+export type ParamValue = number | boolean | string;
+
+function paramValue(v: ParamValue): Value {
+  if (typeof v === "number") return { kind: "number", value: v, integer: Number.isInteger(v) };
+  return typeof v === "boolean" ? { kind: "bool", value: v } : { kind: "string", value: v };
+}
+
 /** Diagnostics that carry instantiation notes already: every enclosing instance adds its own. */
 const instantiated = new WeakSet<Diagnostic>();
 
@@ -52,11 +60,11 @@ export class Elaborator {
   // ---- models -------------------------------------------------------------
 
   /** Elaborates the root model: its inputs become graph inputs, its outputs graph outputs. */
-  elaborateRoot(model: ModelDecl, overrides: ReadonlyMap<string, number>): Map<string, Value> {
+  elaborateRoot(model: ModelDecl, overrides: ReadonlyMap<string, ParamValue>): Map<string, Value> {
     const scope = new Scope();
     for (const p of model.params) {
       const o = overrides.get(p.name.name);
-      if (o !== undefined) scope.define(p.name.name, { value: { kind: "number", value: o, integer: Number.isInteger(o) }, rebindable: false, span: p.name.span });
+      if (o !== undefined) scope.define(p.name.name, { value: paramValue(o), rebindable: false, span: p.name.span });
       else if (p.default) scope.define(p.name.name, { value: this.evaluate(p.default, { scope, prefix: "", outputs: [], dims: [] }), rebindable: false, span: p.name.span });
       else throw new Diagnostic(`model ${model.name.name} needs a value for ${p.name.name}: pass --set ${p.name.name}=VALUE`, p.name.span);
     }

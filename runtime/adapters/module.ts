@@ -34,13 +34,10 @@ export function fromTyped(dtype: DType, shape: number[], a: TypedArray): HostTen
   return { dtype, shape, data };
 }
 
-/** The inputs the manifest names, as `{ data, shape }` for run(). */
-export function givenInputs(manifest: Manifest, inputs: TensorMap): Record<string, { data: TypedArray; shape: number[] }> {
+/** Every input given, as `{ data, shape }` for run(): the artifact refuses those its manifest lacks. */
+export function givenInputs(inputs: TensorMap): Record<string, { data: TypedArray; shape: number[] }> {
   const given: Record<string, { data: TypedArray; shape: number[] }> = Object.create(null);
-  for (const i of manifest.inputs) {
-    const t = inputs.get(i.name);
-    if (t) given[i.name] = { data: toTyped(t), shape: t.shape };
-  }
+  for (const [name, t] of inputs) given[name] = { data: toTyped(t), shape: t.shape };
   return given;
 }
 
@@ -66,7 +63,7 @@ export function hostSession(manifest: Manifest, session: ArtifactSession, artifa
     async run(inputs) {
       let out: Record<string, TypedArray>;
       try {
-        out = await session.run(givenInputs(manifest, inputs));
+        out = await session.run(givenInputs(inputs));
       } catch (e) {
         // The artifact's own errors (bad inputs, an index out of range) are the user's to read.
         throw new Diagnostic(`${artifactName}: ${(e as Error).message}`);

@@ -62,6 +62,8 @@ function parseSafetensors(bytes) {
 /** Binds the model's dims from the inputs: a given shape, or the one size a flat array leaves open. */
 function bindInputs(inputs, views, dims) {
   if (inputs === null || typeof inputs !== "object") throw new TypeError("run() takes an object of inputs");
+  const unknown = Object.keys(inputs).filter((k) => !MANIFEST.inputs.some((i) => i.name === k));
+  if (unknown.length) throw new TypeError("the model has no input " + unknown.map((k) => JSON.stringify(k)).join(", ") + " (its inputs: " + MANIFEST.inputs.map((i) => i.name).join(", ") + ")");
   for (const input of MANIFEST.inputs) {
     const value = inputs[input.name];
     if (value === undefined) throw new TypeError("missing input " + JSON.stringify(input.name) + ": " + input.dtype + formatShape(input.shape));

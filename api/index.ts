@@ -1,0 +1,197 @@
+// difftc's programmatic API, the package's entry point (`import { ... } from "difftc"`): every
+// step the CLI takes, as functions over values. The CLI (cli/) is a thin layer over it.
+// Tensors are HostTensor values: a dtype, a shape and float64 data (16-bit floats as values).
+// Every user mistake is thrown as a Diagnostic: `format()` gives file:line:col and a caret.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { type Artifact, writeArtifact } from "../backends/common/artifact.ts";
+import { COMPILER_VERSION } from "../backends/common/manifest.ts";
+import { findTarget, targetNames } from "../backends/registry.ts";
+import { Diagnostic } from "../common/diagnostic.ts";
+import type { Manifest } from "../common/manifest.ts";
+import { elaborate, type ParamValue, standardLibrary } from "../compiler/elaborate/index.ts";
+import type { Graph } from "../compiler/ir/graph.ts";
+import { parseGraph } from "../compiler/ir/parse.ts";
+import type { HostTensor } from "../compiler/ir/tensor.ts";
+import { findPass, parsePipeline, type PipelineOptions, runPipeline } from "../compiler/passes/pipeline.ts";
+import type { Program } from "../dsl/ast.ts";
+import { parseProgram } from "../dsl/parse.ts";
+import type { Session, TensorMap } from "../runtime/adapters/adapter.ts";
+import { ADAPTERS, findAdapter } from "../runtime/adapters/index.ts";
+import { bindDims, evaluate } from "../runtime/interpreter/index.ts";
+
+export { Diagnostic, InternalError, type SourceSpan } from "../common/diagnostic.ts";
+export type { Manifest, TensorSpec } from "../common/manifest.ts";
+export type { Program } from "../dsl/ast.ts";
+export { type Graph, inputNodes, type Node, nodeName, paramNodes } from "../compiler/ir/graph.ts";
+export { type HostTensor, tensor } from "../compiler/ir/tensor.ts";
+export { type Dim, type DType, DTYPES, formatType, type TensorType } from "../compiler/ir/types.ts";
+export type { ParamValue } from "../compiler/elaborate/index.ts";
+export { printGraph, type PrintOptions } from "../compiler/ir/print.ts";
+export { parseGraph } from "../compiler/ir/parse.ts";
+export { verifyGraph } from "../compiler/ir/verify.ts";
+export { listPasses, type PipelineOptions } from "../compiler/passes/pipeline.ts";
+export { DEFAULT_PIPELINE, PASSES } from "../compiler/passes/registry.ts";
+export { type Artifact, writeArtifact } from "../backends/common/artifact.ts";
+export { type CompileOptions, TARGETS, type Target, targetNames } from "../backends/registry.ts";
+export { backendNames } from "../runtime/adapters/index.ts";
+export type { Session, TensorMap } from "../runtime/adapters/adapter.ts";
+export { bindDims, evaluate, type EvaluateOptions } from "../runtime/interpreter/index.ts";
+export { initWeights, randomInputs } from "../runtime/init.ts";
+export { bindParams, type BindOptions, graphParams, type ParamSpec, readWeights, type WeightsBindingOptions } from "../runtime/weights.ts";
+export { parseSafetensors, readSafetensors, type SafetensorsFile, serializeSafetensors, writeSafetensors } from "../runtime/safetensors.ts";
+
+/** difftc's version, as its package.json says and artifacts' manifests record. */
+export const VERSION = COMPILER_VERSION;
+
+/** A model elaborated into a graph. */
+export interface Model {
+  /** The typed graph IR, shapes checked; params named hierarchically, as a PyTorch state_dict names them. */
+  graph: Graph;
+  /** The model's name in its file. */
+  name: string;
+  /** The value of each compile-time parameter, given or defaulted. */
+  parameters: Record<string, ParamValue>;
+  /** The sizes given for the model's dims (`set: { N: 64 }`); the others bind from the inputs at run time. */
+  dims: Map<string, number>;
+}
+
+export interface ModelOptions {
+  /** The model to elaborate (default: the last model in the file that no other model in it uses). */
+  model?: string;
+  /** Compile-time parameters (`{ D: 1024, causal: false }`) and sizes of the model's dims (`{ N: 64 }`). */
+  set?: Readonly<Record<string, ParamValue>> | ReadonlyMap<string, ParamValue>;
+}
+
+/** Parses DSL source (a `.dt` file's text); `file` names it in diagnostics. */
+export function parseModel(source: string, file = "<input>"): Program {
+  return parseProgram(source, file);
+}
+
+/** Reads and parses a `.dt` file. */
+export function readModel(file: string): Program {
+  let source: string;
+  try {
+    source = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new Diagnostic(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
+  }
+  return parseProgram(source, file);
+}
+
+/** Elaborates a parsed program (or a `.dt` file, by path) into a model's graph. */
+export function elaborateModel(program: Program | string, options: ModelOptions = {}): Model {
+  const parsed = typeof program === "string" ? readModel(program) : program;
+  const set = options.set instanceof Map ? options.set : new Map(Object.entries(options.set ?? {}));
+  const { graph, model, params, dims } = elaborate(parsed, { model: options.model, set });
+  const parameters: Record<string, ParamValue> = {};
+  for (const [k, v] of params) if (v.kind === "number" || v.kind === "bool" || v.kind === "string") parameters[k] = v.value;
+  return { graph, name: model.name.name, parameters, dims };
+}
+
+/** The names of the models a program defines, and of those in the standard library. */
+export function modelNames(program: Program): { own: string[]; standard: string[] } {
+  return { own: program.models.map((m) => m.name.name), standard: standardLibrary().models.map((m) => m.name.name) };
+}
+
+/** A pass pipeline: pass names, or "default" (the optimising pipeline), "none", or a comma-separated list. */
+export type Passes = string | readonly string[];
+
+/** The pass names of a pipeline; the passes named in `printAfter` must exist too. */
+function pipeline(passes: Passes, options: PipelineOptions): string[] {
+  for (const p of options.printAfter ?? []) if (p !== "*") findPass(p);
+  return typeof passes === "string" ? parsePipeline(passes) : parsePipeline(passes.join(","));
+}
+
+/** Runs a pass pipeline over a graph (verifying after each pass). */
+export function optimize(graph: Graph, passes: Passes = "default", options: PipelineOptions = {}): Graph {
+  return runPipeline(graph, pipeline(passes, options), options);
+}
+
+export interface CompileModelOptions extends PipelineOptions {
+  /** A target of the registry: js (default), wgsl, cuda. */
+  target?: string;
+  /** The pipeline run before the target compiles (default: "default"). */
+  passes?: Passes;
+}
+
+/** Optimises a graph and compiles it for a target: an artifact, written with writeArtifact or loaded with loadSession. */
+export function compile(graph: Graph, options: CompileModelOptions = {}): Artifact {
+  const target = findTarget(options.target ?? "js");
+  const passes = pipeline(options.passes ?? "default", options);
+  return target.compile(runPipeline(graph, passes, options), { passes });
+}
+
+/** A compiled artifact directory: the graph it was compiled from (graph.ir) and its target. */
+export interface ArtifactDir {
+  dir: string;
+  graph: Graph;
+  target: string;
+  manifest: Manifest;
+}
+
+/** Whether `path` is an artifact directory (it holds a manifest.json). */
+export function isArtifactDir(path: string): boolean {
+  return existsSync(join(path, "manifest.json")) && statSync(path).isDirectory();
+}
+
+/** Reads a compiled artifact directory's manifest and graph, checking that this difftc can run it. */
+export function readArtifact(dir: string): ArtifactDir {
+  for (const f of ["graph.ir", "manifest.json"]) if (!existsSync(join(dir, f))) throw new Diagnostic(`${dir} is not a complete artifact: ${f} is missing (recompile with difftc compile)`);
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+  } catch {
+    throw new Diagnostic(`${dir}/manifest.json is not valid JSON (recompile with difftc compile)`);
+  }
+  const target: unknown = manifest?.target;
+  if (typeof target !== "string" || !targetNames().includes(target))
+    throw new Diagnostic(`${dir}/manifest.json names target ${JSON.stringify(target)}, which this difftc does not have (targets: ${targetNames().join(", ")})`);
+  const graph = parseGraph(readFileSync(join(dir, "graph.ir"), "utf8"), join(dir, "graph.ir"));
+  return { dir, graph, target, manifest };
+}
+
+/** The backend that runs a target's artifacts by default: the first adapter of that target that can run here. */
+export function defaultBackend(target: string): string {
+  const adapters = ADAPTERS.filter((a) => a.target === target);
+  return (adapters.find((a) => !a.unavailable()) ?? adapters[0]).name;
+}
+
+/** The target whose artifacts a backend (an adapter's name) runs. */
+export function findAdapterTarget(backend: string): string {
+  return findAdapter(backend).target;
+}
+
+export interface LoadOptions {
+  /** The adapter to run on (js, webgpu, cuda, cuda-emu); default: the artifact target's first that runs here. */
+  backend?: string;
+}
+
+/**
+ * Loads an artifact (compiled in memory, or a directory) with its weights (bound already: see
+ * readWeights and bindParams) on a backend; `session.run(inputs)` runs it.
+ */
+export async function loadSession(artifact: Artifact | string, weights: TensorMap, options: LoadOptions = {}): Promise<Session> {
+  const target = typeof artifact === "string" ? readArtifact(artifact).target : artifact.target;
+  const adapter = findAdapter(options.backend ?? defaultBackend(target));
+  if (adapter.target !== target) throw new Diagnostic(`${typeof artifact === "string" ? artifact : "the artifact"} is a ${target} artifact; backend ${adapter.name} runs ${adapter.target} artifacts`);
+  return adapter.load(artifact, weights);
+}
+
+export interface RunOptions extends CompileModelOptions {
+  /** interp (the reference interpreter, default) or an adapter's name: the graph is compiled in memory for its target. */
+  backend?: string;
+  /** Sizes of dims the inputs do not bind. */
+  dims?: ReadonlyMap<string, number>;
+}
+
+/** Runs a graph on a backend: the interpreter, or compiled in memory (after the passes) for an adapter. */
+export async function runModel(graph: Graph, inputs: TensorMap, weights: TensorMap, options: RunOptions = {}): Promise<Map<string, HostTensor>> {
+  const backend = options.backend ?? "interp";
+  if (backend === "interp") return evaluate(options.passes === undefined ? graph : optimize(graph, options.passes, options), inputs, weights, { dims: options.dims });
+  const adapter = findAdapter(backend);
+  // The interpreter's input checks, with their clear messages, before the artifact's own.
+  bindDims(graph, inputs, options.dims);
+  const session = await adapter.load(compile(graph, { ...options, target: adapter.target }), weights);
+  return session.run(inputs);
+}
