@@ -66,8 +66,8 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       docs: ["A loaded model."],
       properties: [{ name: "dims", isReadonly: true, type: `Readonly<Record<${dimsType}, number>>`, docs: ["The dims bound by the last run."] }],
       methods: [
-        { name: "run", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Promise<Outputs>", docs: ["Runs the model."] },
-        ...(api.sync ? [{ name: "runSync", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Outputs" }] : []),
+        { name: "run", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Promise<Outputs>", docs: [api.sync ? "Runs the model, letting the event loop run between kernels every few milliseconds; runs take turns." : "Runs the model on the GPU."] },
+        ...(api.sync ? [{ name: "runSync", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Outputs", docs: ["Runs the model to the end before returning: the event loop waits."] }] : []),
         { name: "outputShape", parameters: [{ name: "name", type: "keyof Outputs" }], returnType: "number[]", docs: ["An output's shape for the dims of the last run."] },
       ],
     },
