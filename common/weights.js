@@ -45,17 +45,20 @@ function modelName(name, options) {
 export function bindWeights(params, tensors, options = {}) {
   const byModelName = new Map();
   const duplicated = [];
+  // Tensors listed already (as naming a param twice) are not listed again as unused.
+  const used = new Set();
   for (const t of tensors) {
     const name = modelName(t.name, options);
     const prior = byModelName.get(name);
-    if (prior) duplicated.push(prior.name + " and " + t.name + " both name " + name);
-    else byModelName.set(name, t);
+    if (prior) {
+      duplicated.push(prior.name + " and " + t.name + " both name " + name);
+      used.add(t.name);
+    } else byModelName.set(name, t);
   }
   const sources = new Map();
   const conversions = new Map();
   const missing = [];
   const mismatched = [];
-  const used = new Set();
   for (const p of params) {
     const t = byModelName.get(p.name);
     if (!t) {

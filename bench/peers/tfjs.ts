@@ -12,6 +12,11 @@ import { attentionRules } from "./tfjs/attention.ts";
 import { tfDType, type TfjsKernel, type TfjsRule } from "./tfjs/kernel.ts";
 import { primitiveRules } from "./tfjs/primitives.ts";
 
+/** How many tensors TensorFlow.js holds: 0 once every runner is released. */
+export function liveTensors(): number {
+  return tf.memory().numTensors;
+}
+
 // Production mode, as a deployed tfjs app runs (it also drops the "install tfjs-node" banner).
 tf.enableProdMode();
 
