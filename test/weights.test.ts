@@ -161,7 +161,7 @@ describe("an artifact's own load() binds by the same rules", () => {
   it("takes the prefix, converts bf16 to f32 saying so once on stderr, and runs", async () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     const model = await modelJs(stripped.graph);
-    const session = await model.load(bytes, { prefix: "model." } as never);
+    const session = await model.load(bytes, { prefix: "model." });
     expect(warn.mock.calls).toEqual([["note: weights: converted 11 tensors from bf16 to f32 (as PyTorch's load_state_dict does)"]]);
     const out = await session.run({ input_ids: Int32Array.from([1, 2, 3]) });
     expect(out.logits.length).toBe(3 * 32);
