@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { bindParams, compile, Diagnostic, elaborateModel, type Graph, type HostTensor, initWeights, parseModel, readWeights, serializeSafetensors, tensor, writeSafetensors } from "../api/index.ts";
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits, roundTo } from "../compiler/ir/numeric.ts";
 import { importJsModule } from "../runtime/adapters/js/index.ts";
-import { runCli } from "../cli/run.ts";
+import { cli } from "./support/cli.ts";
 
 const work = mkdtempSync(join(tmpdir(), "difftc-weights-"));
 
@@ -204,17 +204,6 @@ describe("an artifact's own load() binds by the same rules", () => {
 });
 
 describe("the CLI binds by the same rules", () => {
-  async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    vi.spyOn(console, "log").mockImplementation((s: string) => void out.push(s));
-    vi.spyOn(console, "error").mockImplementation((s: string) => void err.push(s));
-    vi.spyOn(process.stderr, "write").mockImplementation((s: string | Uint8Array) => err.push(String(s).trimEnd()) > 0);
-    const code = await runCli(args);
-    vi.restoreAllMocks();
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  }
-
   it("--weights-prefix model. loads the checkpoint, saying the conversion once", async () => {
     const r = await cli("run", LLAMA_FILE, "--model", "CausalLM", "--weights", CHECKPOINT, "--weights-prefix", "model.", "--set", "N=4");
     expect(r.err).toBe(`note: ${CHECKPOINT}: converted 11 tensors from bf16 to f32 (as PyTorch's load_state_dict does)`);
