@@ -50,7 +50,7 @@ describe("a JS artifact's run()", () => {
     const [ya, yb] = await Promise.all([run.run(a), run.run(b)]);
     const alone = (await session()) as unknown as { runSync(i: unknown): { y: Float32Array } };
     // Compared as one boolean: a diff of a quarter million floats takes the reporter minutes.
-    const same = (x: Float32Array, y: Float32Array) => x.length === y.length && x.every((v, i) => Object.is(v, y[i]));
+    const same = (x: ArrayLike<number>, y: ArrayLike<number>) => x.length === y.length && Array.prototype.every.call(x, (v: number, i: number) => Object.is(v, y[i]));
     expect(same(ya.y, alone.runSync(a).y)).toBe(true);
     expect(same(yb.y, alone.runSync(b).y)).toBe(true);
   });
