@@ -19,6 +19,7 @@ import { parseProgram } from "../dsl/parse.ts";
 import type { Session, TensorMap } from "../runtime/adapters/adapter.ts";
 import { ADAPTERS, findAdapter } from "../runtime/adapters/index.ts";
 import { bindDims, evaluate } from "../runtime/interpreter/index.ts";
+import { bindParams, type BindOptions } from "../runtime/weights.ts";
 
 export { Diagnostic, InternalError, type SourceSpan } from "../common/diagnostic.ts";
 export type { Manifest, TensorSpec } from "../common/manifest.ts";
@@ -162,20 +163,21 @@ export function findAdapterTarget(backend: string): string {
   return findAdapter(backend).target;
 }
 
-export interface LoadOptions {
+export interface LoadOptions extends BindOptions {
   /** The adapter to run on (js, webgpu, cuda, cuda-emu); default: the artifact target's first that runs here. */
   backend?: string;
 }
 
 /**
- * Loads an artifact (compiled in memory, or a directory) with its weights (bound already: see
- * readWeights and bindParams) on a backend; `session.run(inputs)` runs it.
+ * Loads an artifact (compiled in memory, or a directory) with its weights on a backend;
+ * `session.run(inputs)` runs it. The weights bind to the artifact's params by the rules of
+ * readWeights (strict; prefix, rename and allowUnused as options; float dtypes converted).
  */
 export async function loadSession(artifact: Artifact | string, weights: TensorMap, options: LoadOptions = {}): Promise<Session> {
-  const target = typeof artifact === "string" ? readArtifact(artifact).target : artifact.target;
+  const { target, manifest } = typeof artifact === "string" ? readArtifact(artifact) : artifact;
   const adapter = findAdapter(options.backend ?? defaultBackend(target));
   if (adapter.target !== target) throw new Diagnostic(`${typeof artifact === "string" ? artifact : "the artifact"} is a ${target} artifact; backend ${adapter.name} runs ${adapter.target} artifacts`);
-  return adapter.load(artifact, weights);
+  return adapter.load(artifact, bindParams({ name: manifest.model, params: manifest.params }, weights, options));
 }
 
 export interface RunOptions extends CompileModelOptions {
