@@ -9,7 +9,7 @@ import { COMPILER_VERSION } from "../backends/common/manifest.ts";
 import { findTarget, targetNames } from "../backends/registry.ts";
 import { Diagnostic } from "../common/diagnostic.ts";
 import type { Manifest } from "../common/manifest.ts";
-import { elaborate, type ParamValue, standardLibrary } from "../compiler/elaborate/index.ts";
+import { elaborate, type ParamValue } from "../compiler/elaborate/index.ts";
 import type { Graph } from "../compiler/ir/graph.ts";
 import { parseGraph } from "../compiler/ir/parse.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
@@ -88,11 +88,6 @@ export function elaborateModel(program: Program | string, options: ModelOptions 
   const parameters: Record<string, ParamValue> = {};
   for (const [k, v] of params) if (v.kind === "number" || v.kind === "bool" || v.kind === "string") parameters[k] = v.value;
   return { graph, name: model.name.name, parameters, dims };
-}
-
-/** The names of the models a program defines, and of those in the standard library. */
-export function modelNames(program: Program): { own: string[]; standard: string[] } {
-  return { own: program.models.map((m) => m.name.name), standard: standardLibrary().models.map((m) => m.name.name) };
 }
 
 /** A pass pipeline: pass names, or "default" (the optimising pipeline), "none", or a comma-separated list. */
