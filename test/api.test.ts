@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import * as difftc from "../api/index.ts";
+import { importJsModule } from "../runtime/adapters/js/index.ts";
 
 const SOURCE = "model Tiny(D = 8) {\n  dim N\n  input x: f32[N, D]\n  sub proj = Linear(D, D)\n  output y = proj(x) * 2\n}";
 
@@ -55,5 +56,16 @@ describe("the API", () => {
       expect(e).toBeInstanceOf(difftc.Diagnostic);
       expect((e as difftc.Diagnostic).format()).toMatch(/^bad\.dt:3:1: error: syntax error/);
     }
+  });
+});
+
+describe("a JS artifact's run()", () => {
+  it("takes int64 token ids (a BigInt64Array) when every one fits in i32", async () => {
+    const lm = difftc.elaborateModel(difftc.parseModel("model E {\n  dim N\n  input tokens: i32[N]\n  param table: f32[300, 2]\n  output y = table[tokens]\n}")).graph;
+    const model = await importJsModule(String(difftc.compile(lm).files.get("model.js")));
+    const session = await model.load(difftc.serializeSafetensors(difftc.initWeights(lm, 0)));
+    const wide = await session.run({ tokens: BigInt64Array.from([7n, 299n]) });
+    expect(wide.y).toEqual((await session.run({ tokens: Int32Array.from([7, 299]) })).y);
+    await expect(session.run({ tokens: BigInt64Array.from([1n, 2n ** 40n]) })).rejects.toThrow('input "tokens" holds 1099511627776 at index 1, outside i32');
   });
 });

@@ -57,7 +57,11 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       name: "Inputs",
       isExported: true,
       docs: ["The model's inputs: a typed array (its one unbound dim is inferred from its length) or `{ data, shape }`."],
-      properties: properties(manifest.inputs, (a) => `${a} | { data: ${a}; shape: number[] }`),
+      properties: properties(manifest.inputs, (a) => {
+        // i32 inputs (token ids) also take int64, as PyTorch and ONNX Runtime hold them.
+        const arrays = a === ARRAY_TYPE.i32 ? `${a} | BigInt64Array` : a;
+        return `${arrays} | { data: ${arrays}; shape: number[] }`;
+      }),
     },
     { name: "Outputs", isExported: true, docs: ["The model's outputs, as typed arrays (16-bit floats as their bits)."], properties: properties(manifest.outputs, (a) => a) },
     {

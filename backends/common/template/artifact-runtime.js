@@ -59,6 +59,16 @@ function parseSafetensors(bytes) {
   return tensors;
 }
 
+/** An int64 input as i32, each value checked to fit. */
+function int32Of(name, values) {
+  const out = new Int32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] < -2147483648n || values[i] > 2147483647n) throw new RangeError("input " + JSON.stringify(name) + " holds " + values[i] + " at index " + i + ", outside i32");
+    out[i] = Number(values[i]);
+  }
+  return out;
+}
+
 /** Binds the model's dims from the inputs: a given shape, or the one size a flat array leaves open. */
 function bindInputs(inputs, views, dims) {
   if (inputs === null || typeof inputs !== "object") throw new TypeError("run() takes an object of inputs");
@@ -67,9 +77,11 @@ function bindInputs(inputs, views, dims) {
   for (const input of MANIFEST.inputs) {
     const value = inputs[input.name];
     if (value === undefined) throw new TypeError("missing input " + JSON.stringify(input.name) + ": " + input.dtype + formatShape(input.shape));
-    const data = ArrayBuffer.isView(value) ? value : value && value.data;
+    const given = ArrayBuffer.isView(value) ? value : value && value.data;
     const Array_ = ARRAYS[input.dtype];
-    if (!(data instanceof Array_)) throw new TypeError("input " + JSON.stringify(input.name) + " must be a " + Array_.name + " (" + input.dtype + ")");
+    // Token ids as PyTorch and ONNX Runtime hold them (int64) are taken when every one fits.
+    const data = input.dtype === "i32" && given instanceof BigInt64Array ? int32Of(input.name, given) : given;
+    if (!(data instanceof Array_)) throw new TypeError("input " + JSON.stringify(input.name) + " must be a " + Array_.name + (input.dtype === "i32" ? " or a BigInt64Array" : "") + " (" + input.dtype + ")");
     const shape = ArrayBuffer.isView(value) ? null : value.shape;
     if (shape) {
       if (shape.length !== input.shape.length) throw new RangeError("input " + JSON.stringify(input.name) + " must have shape " + formatShape(input.shape) + ", got " + formatShape(shape));
