@@ -48,6 +48,15 @@ describe("the API", () => {
     await expect(difftc.loadSession(artifact.dir, new Map())).rejects.toThrow(/does not match model Tiny: 1 param missing/);
   });
 
+  it("refuses an input the model does not have, on every backend", async () => {
+    const extra = new Map([...inputs, ["typo", difftc.tensor("f32", [1])]]);
+    await expect(difftc.runModel(model.graph, extra, weights)).rejects.toThrow("model Tiny has no input typo (its inputs: x)");
+    for (const backend of ["js", "cuda-emu"]) {
+      const session = await difftc.loadSession(difftc.compile(model.graph, { target: difftc.findAdapterTarget(backend) }), weights, { backend });
+      await expect(session.run(extra), backend).rejects.toThrow(/typo/);
+    }
+  });
+
   it("throws every mistake as a Diagnostic with file, line and column", () => {
     try {
       difftc.parseModel("model M {\n  output y = \n}", "bad.dt");
