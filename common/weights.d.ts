@@ -29,7 +29,6 @@ export interface WeightsBinding {
   hint?: string;
 }
 
-export function convertible(from: string, to: string): boolean;
 export function bindWeights(params: readonly TensorEntry[], tensors: readonly TensorEntry[], options?: WeightsBindingOptions): WeightsBinding;
 export function bindingSummary(binding: WeightsBinding, file: string, model: string): string;
 export function conversionNote(binding: WeightsBinding, file: string): string | undefined;

@@ -19,7 +19,7 @@ function listed(items) {
 }
 
 /** Whether a tensor of dtype `from` may load into a param of dtype `to`: floats into floats, integers into integers (range-checked when copied). */
-export function convertible(from, to) {
+function convertible(from, to) {
   if (from === to) return true;
   if (FLOAT_DTYPES.includes(from)) return FLOAT_DTYPES.includes(to);
   return INTEGER_DTYPES.includes(from) && INTEGER_DTYPES.includes(to);
