@@ -125,7 +125,7 @@ describe("the JS kernel of a fused node", () => {
         %1 = input {name = "w"} : f32[4]
         %2 = mul(%0, %1) : f32[N, 4]
         %3 = exp(%2) : f32[N, 4]
-        %4 = const {value = 0.5, dtype = f32} : f32[]
+        %4 = const {value = 0.5} : f32[]
         %5 = maximum(%3, %4) : f32[N, 4]
         %6 = silu(%5) : f32[N, 4]
         output "y" = %6
