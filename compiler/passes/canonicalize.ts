@@ -16,7 +16,7 @@ const integerResult = (node: Node) => !isFloat(node.type.dtype);
 
 /** The matched node is x itself. */
 function toX(pattern: Pattern): Rule {
-  return { pattern: pattern.where(keepsType), build: ({ x }, r) => r.value(x.id) };
+  return { name: `${pattern} -> x`, pattern: pattern.where(keepsType), build: ({ x }, r) => r.value(x.id) };
 }
 
 export function isIdentityPerm(perm: readonly number[]): boolean {
@@ -39,6 +39,7 @@ export const CANONICALIZE_RULES: Rule[] = [
   toX(P.op(["reshape", "broadcast"], x).where((node, { x }) => sameShape(node.type.shape, x.type.shape))),
   {
     // c op x -> x op c for commutative ops, so later rules and CSE see one form.
+    name: "c op x -> x op c (commutative op, constant to the right)",
     pattern: P.op(COMMUTATIVE, P.const().named("c"), P.any("x").where((n) => n.op !== "const")).where((node, { c }) => node.operands[0] === c.id),
     build: ({ x, c }, r, node) => r.add(node.op, [r.value(x.id), r.value(c.id)], node.attrs),
   },

@@ -12,6 +12,7 @@
 // stays as it is (there is nothing to fuse), unless it becomes an epilogue or a prologue.
 import type { Graph, Node } from "../ir/graph.ts";
 import { GraphBuilder } from "../ir/builder.ts";
+import { getOp } from "../ir/registry.ts";
 import { type FusedKind, isChainOp, PROLOGUE_REDUCTIONS } from "../ir/ops/fused.ts";
 import { type Dim, sameShape } from "../ir/types.ts";
 import { type Pass, rebuild } from "./pass.ts";
@@ -63,7 +64,7 @@ function planGroups(graph: Graph): Map<number, Group> {
   // qualify (SwiGLU's silu(gate) * up), the last one hosts the chain; the others stay.
   const hostOf = new Map<number, Node>();
   for (const n of nodes) {
-    if (n.op !== "matmul") continue;
+    if (getOp(n.op)?.pattern !== "matmul") continue;
     const root = soleGroup(n.id);
     if (root >= 0 && !prologueOf.has(root) && sameShape(nodes[root].type.shape, n.type.shape)) hostOf.set(root, n);
   }
