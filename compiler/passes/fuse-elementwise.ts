@@ -16,6 +16,7 @@ import { getOp } from "../ir/registry.ts";
 import { type FusedKind, isChainOp, PROLOGUE_REDUCTIONS } from "../ir/ops/fused.ts";
 import { type Dim, sameShape } from "../ir/types.ts";
 import { type Pass, rebuild } from "./pass.ts";
+import { count } from "./statistics.ts";
 import { uses } from "./uses.ts";
 
 interface Group {
@@ -122,6 +123,8 @@ export function fuseElementwise(graph: Graph): Graph {
     const g = groups.get(node.id);
     if (g) {
       const operands = externalOperands(graph, g.members);
+      count(`${g.kind} kernels`);
+      count(`nodes fused into ${g.kind} kernels`, g.members.length);
       return r.add("fused", operands.map((o) => r.value(o)), { body: bodyOf(graph, g.members, operands), kind: g.kind });
     }
     if (absorbed.has(node.id)) return -1;
