@@ -6,7 +6,7 @@
 import { spawnSync } from "node:child_process";
 import { Diagnostic } from "../../common/diagnostic.ts";
 import { type Graph, isGraph, type Node } from "./graph.ts";
-import { formatIrType, printNode } from "./print.ts";
+import { formatIrType, formatNumber, printGraph, type PrintOptions, printNode } from "./print.ts";
 
 export interface DotOptions {
   /** A title drawn above the graph (the pass it was printed after). */
@@ -23,6 +23,9 @@ function attrText(node: Node): string {
 }
 
 function label(node: Node): string {
+  // Inputs and params are their names; a constant is its value.
+  if (node.op === "input" || node.op === "param") return escape(`%${node.id} ${node.op} ${String(node.attrs.name)}\n${formatIrType(node.type)}`);
+  if (node.op === "const") return escape(`%${node.id} ${formatNumber(node.attrs.value as number)}`);
   const attrs = attrText(node);
   return escape(`%${node.id} ${node.op}${attrs.length > 60 ? `\n${attrs.slice(0, 57)}...` : attrs ? `\n${attrs}` : ""}\n${formatIrType(node.type)}`);
 }
@@ -83,4 +86,13 @@ export function renderSvg(dot: string): string {
   if (result.error) throw new Diagnostic("--svg needs Graphviz's dot, which is not installed here (Debian: apt-get install graphviz); --dot writes the DOT text");
   if (result.status !== 0) throw new Diagnostic(`graphviz dot failed: ${result.stderr.trim()}`);
   return result.stdout;
+}
+
+export type GraphFormat = "text" | "dot" | "svg";
+
+/** The graph as IR text, DOT, or SVG (through Graphviz). */
+export function formatGraph(graph: Graph, format: GraphFormat, options: DotOptions & PrintOptions = {}): string {
+  if (format === "text") return printGraph(graph, options);
+  const dot = graphToDot(graph, options);
+  return format === "dot" ? dot : renderSvg(dot);
 }

@@ -25,6 +25,13 @@ import { collectStatistics, formatStatistics, type Statistics } from "./statisti
 export interface PipelineOptions {
   /** Pass names after which the IR is printed; "*" for all. */
   printAfter?: ReadonlySet<string>;
+  /** Pass names before which the IR is printed; "*" for all. */
+  printBefore?: ReadonlySet<string>;
+  /**
+   * Shows the IR at a point asked for (`IR after cse`, with its 1-based position in the
+   * pipeline); by default its text goes to `log`. The CLI draws it as DOT or SVG instead.
+   */
+  show?: (graph: Graph, heading: string, position: number) => void;
   timePasses?: boolean;
   /** Print each pass's statistics (rule firings, nodes fused) after it runs. */
   statistics?: boolean;
@@ -108,19 +115,23 @@ export function orderWarnings(names: readonly string[]): string[] {
 
 export function runPipeline(graph: Graph, names: readonly string[], options: PipelineOptions = {}): Graph {
   const log = options.log ?? ((t: string) => process.stderr.write(t));
+  const show = options.show ?? ((g: Graph, heading: string) => log(`// ---- ${heading} ----\n${printGraph(g)}`));
+  const asked = (set: ReadonlySet<string> | undefined, name: string) => set?.has("*") || set?.has(name);
   let g = graph;
-  for (const name of names) {
+  for (const [i, name] of names.entries()) {
     const pass = findPass(name);
     const before = g;
+    if (asked(options.printBefore, name)) show(g, `IR before ${name}`, i + 1);
     const start = performance.now();
     const { result, statistics } = collectStatistics(() => pass.run(before));
     const ms = performance.now() - start;
     g = result;
     verifyGraph(g);
     if (options.timePasses) log(`pass ${name}: ${ms.toFixed(2)} ms, ${g.nodes.length} nodes\n`);
-    if (options.statistics) log(formatStatistics(`// ---- statistics of ${name} (${before.nodes.length} -> ${g.nodes.length} nodes) ----`, statistics) || `// ---- statistics of ${name}: nothing fired ----\n`);
+    const heading = `// ---- statistics of ${name} (${before.nodes.length} -> ${g.nodes.length} nodes)`;
+    if (options.statistics) log(formatStatistics(`${heading} ----`, statistics) || `${heading}: no counter moved ----\n`);
     options.onPass?.({ name, ms, nodesBefore: before.nodes.length, nodesAfter: g.nodes.length, statistics, graph: g });
-    if (options.printAfter?.has("*") || options.printAfter?.has(name)) log(`// ---- IR after ${name} ----\n${printGraph(g)}`);
+    if (asked(options.printAfter, name)) show(g, `IR after ${name}`, i + 1);
   }
   return g;
 }
