@@ -13,7 +13,7 @@
 // builder maps a capture to the graph being built with `r.value(capture.id)`. A name bound
 // twice must bind the same node, so `P.op("sub", P.any("x"), P.any("x"))` finds x - x only.
 import { InternalError } from "../../common/diagnostic.ts";
-import { type Attrs, type Graph, type Node, sameAttr } from "../ir/graph.ts";
+import { type Attrs, type Graph, isGraph, type Node, sameAttr } from "../ir/graph.ts";
 import { roundScalar } from "../ir/numeric.ts";
 import { formatIrType, formatNumber } from "../ir/print.ts";
 import { sameType } from "../ir/types.ts";
@@ -148,17 +148,42 @@ export function ruleName(rule: Rule): string {
   return rule.name ?? String(rule.pattern);
 }
 
+export interface RewriteOptions {
+  /**
+   * Also rewrite inside graph-valued attributes (a fused node's body), as MLIR's
+   * canonicalizer walks into regions: a rule matches there as anywhere, and the node gets
+   * the rewritten body. What a rule leaves in a body must still be a valid body of its op.
+   */
+  bodies?: boolean;
+}
+
+/** The node's graph-valued attributes rewritten by the rules, or undefined when none changed. */
+function rewrittenBodies(node: Node, rules: readonly Rule[], options: RewriteOptions): Attrs | undefined {
+  let attrs: Attrs | undefined;
+  for (const [k, v] of Object.entries(node.attrs)) {
+    if (!isGraph(v)) continue;
+    const body = rewrite(v, rules, options);
+    if (!sameAttr(body, v)) (attrs ??= { ...node.attrs })[k] = body;
+  }
+  return attrs;
+}
+
 /**
  * Applies the rules bottom-up, the first that fires at each node, sweep after sweep until
  * none fires; nodes left dead are removed after each sweep, so `once()` counts live readers.
  * Each firing is counted under the rule's name (statistics.ts); a DCE that follows is not.
  */
-export function rewrite(graph: Graph, rules: readonly Rule[]): Graph {
+export function rewrite(graph: Graph, rules: readonly Rule[], options: RewriteOptions = {}): Graph {
   let g = graph;
   for (let sweep = 0; sweep < MAX_SWEEPS; sweep++) {
     const cx: Context = { graph: g, uses: uses(g) };
     let fired = false;
     const next = rebuild(g, (node, r) => {
+      const bodies = options.bodies ? rewrittenBodies(node, rules, options) : undefined;
+      if (bodies) {
+        fired = true;
+        return r.add(node.op, node.operands.map((o) => r.value(o)), bodies);
+      }
       for (const rule of rules) {
         for (const captures of matchNode(rule.pattern, node, cx, {})) {
           const id = rule.build(captures, r, node, cx);

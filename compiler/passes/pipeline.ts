@@ -63,7 +63,7 @@ function positionOf(ref: string, names: readonly string[], item: string): number
   findPass(m[1]);
   const k = Number(m[2] ?? 1);
   const at = names.flatMap((n, i) => (n === m[1] ? [i] : []))[k - 1];
-  if (at === undefined) throw new Diagnostic(`pipeline item '${item}': the pipeline so far (${names.join(",") || "empty"}) has no ${k === 1 ? "" : `${k}th `}${m[1]}`);
+  if (at === undefined) throw new Diagnostic(`pipeline item '${item}': the pipeline so far (${names.join(",") || "empty"}) has no ${k === 1 ? m[1] : `${m[1]}#${k}`}`);
   return at;
 }
 

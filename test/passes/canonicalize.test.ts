@@ -211,7 +211,22 @@ describe("canonicalize", () => {
     );
   });
 
-  it("keeps the interpreter's outputs bit for bit on random graphs, and is a fixpoint", () => {
-    checkCleanup(canonicalizePass);
+  it("rewrites inside fused bodies, and a fused node whose body is left returning its input is that input", () => {
+    const fused = (body: string) => `graph g [N] {
+        %0 = input {name = "x"} : f32[N, 4]
+        %1 = fused(%0) {kind = "elementwise"} : f32[N, 4]
+          body = graph fused [N] {
+            %0 = input {name = "0"} : f32[N, 4]
+            %1 = const {value = 1} : f32[]
+            ${body}
+          }
+        output "y" = %1
+      }`;
+    expectRewrite(canonicalizePass, fused(`%2 = mul(%0, %1) : f32[N, 4]\n %3 = exp(%2) : f32[N, 4]\n output "out" = %3`), fused(`%2 = exp(%0) : f32[N, 4]\n output "out" = %2`).replace(/ *%1 = const.*\n/, ""));
+    expectRewrite(canonicalizePass, fused(`%2 = mul(%1, %0) : f32[N, 4]\n output "out" = %2`), `graph g [N] {\n %0 = input {name = "x"} : f32[N, 4]\n output "y" = %0\n }`);
+  });
+
+  it("keeps the interpreter's outputs bit for bit on random graphs, is a fixpoint, and fires on at least 30% of them", () => {
+    checkCleanup(canonicalizePass, { fires: { atLeast: 0.3 } });
   });
 });
