@@ -72,7 +72,7 @@ const EPILOGUES = `model M(A, B, C) { dim N
   output vv = exp(v @ v) * 0.25
 }`;
 
-/** Products of a transposed b, for fold-matmul-transposes' transpose_b: plain, batched, with an epilogue, 1-D a, i32. */
+/** Products of a transposed b, for fold-matmul-transposes' transpose_b: plain, batched, with an epilogue, 1-D a, i32, f16. */
 const TRANSPOSED = `model M(A, B, C) { dim N
   input a: f32[N, A, B]
   input w: f32[C, B]
@@ -81,11 +81,14 @@ const TRANSPOSED = `model M(A, B, C) { dim N
   input bias: f32[C]
   input ai: i32[A, B]
   input wi: i32[C, B]
+  input ah: f16[A, B]
+  input wh: f16[C, B]
   output p = a @ transpose(w)
   output e = silu(a @ transpose(w)) * 0.5 + bias
   output q = a @ transpose(wb)
   output vp = v @ transpose(w)
   output i = ai @ transpose(wi)
+  output h = ah @ transpose(wh)
 }`;
 
 for (const backend of BACKENDS) {
@@ -113,7 +116,7 @@ for (const backend of BACKENDS) {
         fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 3 }), fc.nat(1000), async (A, B, C, N, seed) => {
           const graph = compileSource(TRANSPOSED, { set: new Map([["A", A], ["B", B], ["C", C]]) });
           const folded = foldMatmulTransposesPass.run(graph);
-          expect(folded.nodes.filter((n) => n.attrs.transpose_b === true)).toHaveLength(5);
+          expect(folded.nodes.filter((n) => n.attrs.transpose_b === true)).toHaveLength(6);
           const dims = new Map([["N", N]]);
           const inputs = seededInputs(graph, dims, seed);
           const fused = await checkFused(backend, folded, inputs, new Map(), dims);
