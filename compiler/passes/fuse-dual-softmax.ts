@@ -80,4 +80,7 @@ export const fuseDualSoftmaxPass: Pass = {
   name: "fuse-dual-softmax",
   description: "diffattn, or the same written by hand (+ per-head rmsnorm and scale) -> flash_diffattn: two online softmaxes, no N×N map",
   run: fuseDualSoftmax,
+  runsBefore: {
+    decompose: "decompose expands diffattn and the rmsnorm its kernel takes as an epilogue; recognised again by hand, the kernel has its heads as batch dims and no fused norm",
+  },
 };

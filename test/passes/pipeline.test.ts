@@ -60,6 +60,9 @@ describe("pipeline syntax", () => {
     expect(orderWarnings(["fuse-elementwise", "fold-matmul-transposes"])).toEqual([
       "fold-matmul-transposes runs after fuse-elementwise, but must run before it: a matmul fused with its epilogue reads the transpose through the fused node, where this pass cannot see it",
     ]);
+    expect(orderWarnings(parsePipeline("decompose,default"))).toEqual([
+      "fuse-dual-softmax runs after decompose, but must run before it: decompose expands diffattn and the rmsnorm its kernel takes as an epilogue; recognised again by hand, the kernel has its heads as batch dims and no fused norm",
+    ]);
     // Absent passes break nothing; a second run in the right place mends a wrong first one.
     expect(orderWarnings(["fold-matmul-transposes"])).toEqual([]);
     expect(orderWarnings(["fold-matmul-transposes", "fuse-elementwise", "fold-matmul-transposes"])).toEqual([]);
