@@ -19,7 +19,7 @@ export function passTemplate(name: string): PassTemplate {
   if (PASSES.some((p) => p.name === name)) throw new Diagnostic(`there is a pass named ${name} already (see --list-passes)`);
   const camel = name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
   const constant = name.toUpperCase().replace(/-/g, "_");
-  const pass = `${camel}Pass`;
+  const pass = camel.endsWith("Pass") ? camel : `${camel}Pass`;
   const passFile = `// ${name}: what the pass finds, what replaces it, and why that is exact (or within which
 // tolerance, for a pass that moves rounding). docs/passes.md walks through writing, testing
 // and measuring a pass.

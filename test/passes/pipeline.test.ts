@@ -121,11 +121,11 @@ describe("the new-pass template", () => {
     const dir = mkdtempSync(join(tmpdir(), "difftc-template-"));
     const file = join(dir, "my-pass.ts");
     writeFileSync(file, t.files[0].text.replaceAll('"./', `"${new URL("../../compiler/passes/", import.meta.url).pathname}`));
-    const { myPassPass } = await import(file);
+    const { myPass } = await import(file);
     const g = parseGraph(`graph g {\n %0 = input {name = "x"} : f32[4]\n %1 = neg(%0) : f32[4]\n %2 = neg(%1) : f32[4]\n output "y" = %2\n}`);
-    const { result, statistics } = collectStatistics(() => myPassPass.run(g));
+    const { result, statistics } = collectStatistics(() => myPass.run(g));
     expect(result.outputs[0].node).toBe(0);
     expect([...statistics]).toEqual([["neg(neg(x)) -> x", 1]]);
-    expect(t.files[1].text).toContain('checkCleanup(myPassPass, { fires: { rule: "neg(neg(x)) -> x", atLeast: 0.02 } })');
+    expect(t.files[1].text).toContain('checkCleanup(myPass, { fires: { rule: "neg(neg(x)) -> x", atLeast: 0.02 } })');
   });
 });
