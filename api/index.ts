@@ -31,12 +31,13 @@ export type { ParamValue } from "../compiler/elaborate/index.ts";
 export { printGraph, type PrintOptions } from "../compiler/ir/print.ts";
 export { parseGraph } from "../compiler/ir/parse.ts";
 export { verifyGraph } from "../compiler/ir/verify.ts";
-export { listPasses, type PipelineOptions } from "../compiler/passes/pipeline.ts";
+export { listPasses, orderWarnings, parsePipeline, type PassReport, type PipelineOptions } from "../compiler/passes/pipeline.ts";
+export { formatProfile } from "../runtime/profile.ts";
 export { DEFAULT_PIPELINE, PASSES } from "../compiler/passes/registry.ts";
 export { type Artifact, writeArtifact } from "../backends/common/artifact.ts";
 export { type CompileOptions, TARGETS, type Target, targetNames } from "../backends/registry.ts";
 export { backendNames } from "../runtime/adapters/index.ts";
-export type { Session, TensorMap } from "../runtime/adapters/adapter.ts";
+export type { KernelTime, Session, TensorMap } from "../runtime/adapters/adapter.ts";
 export { bindDims, evaluate, type EvaluateOptions } from "../runtime/interpreter/index.ts";
 export { initWeights, randomInputs } from "../runtime/init.ts";
 export { bindParams, type BindOptions, graphParams, type ParamSpec, readWeights, type WeightsBindingOptions } from "../runtime/weights.ts";
@@ -95,7 +96,7 @@ export type Passes = string | readonly string[];
 
 /** The pass names of a pipeline; the passes named in `printAfter` must exist too. */
 function pipeline(passes: Passes, options: PipelineOptions): string[] {
-  for (const p of options.printAfter ?? []) if (p !== "*") findPass(p);
+  for (const p of [...(options.printAfter ?? []), ...(options.printBefore ?? [])]) if (p !== "*") findPass(p);
   return typeof passes === "string" ? parsePipeline(passes) : parsePipeline(passes.join(","));
 }
 

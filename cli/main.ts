@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import * as difftc from "../api/index.ts";
 import { Diagnostic, type Graph, type HostTensor, type Model } from "../api/index.ts";
 import { Progress } from "./progress.ts";
+import { irViews, newPass } from "./workbench.ts";
 
 const COMMON = `Common options:
   --model NAME      the model to compile (default: the last model in the file that no other
@@ -15,12 +16,17 @@ const COMMON = `Common options:
   -h, --help        this help`;
 
 const PASS_OPTIONS = `Pass options:
-  --passes LIST     the pipeline: comma-separated pass names, 'default' (the optimising
-                    pipeline) or 'none' (the unfused baseline)
+  --passes LIST     the pipeline, read left to right (docs/passes.md): pass names, 'default'
+                    (the optimising pipeline), '+P@before:Q' or '+P@after:Q' (insert P next
+                    to the first Q so far; Q#2 the second), '-P' (remove P), or 'none' alone
+                    (the unfused baseline). e.g. default,-cse or
+                    default,+fold-matmul-transposes@before:fuse-elementwise
   --print-after P   print the IR after pass P (repeatable, or a comma list) to stderr
+  --print-before P  print the IR before pass P
   --print-after-all print the IR after every pass
   --time-passes     print how long each pass took
-  --list-passes     list every pass with what it does, and exit`;
+  --stats           print each pass's statistics: how often each rule fired, what it fused
+  --list-passes     list every pass with what it does and the order it needs, and exit`;
 
 const WEIGHTS_OPTIONS = `Weights options (a checkpoint binds strictly, as PyTorch's load_state_dict does: a param
 missing, a tensor unused or a shape that differs is an error; float dtypes convert to the
@@ -42,7 +48,12 @@ Prints the model's graph IR as text.
 
 ${COMMON}
 ${PASS_OPTIONS}
-  --locations       annotate each node with the source location it came from`,
+  --locations       annotate each node with the source location it came from
+  --dot             print Graphviz DOT instead of text (the final graph, and with
+                    --print-after/--print-before each of those): fused kernels as clusters
+  --svg             the same rendered to SVG by Graphviz's dot (apt-get install graphviz)
+  -o, --output DIR  write final.{ir,dot,svg} and each printed stage (NN-after-PASS.dot ...)
+                    to DIR instead of stdout and stderr`,
   init: `difftc init FILE -o WEIGHTS.safetensors [options]
 Writes seeded weights, drawn as each param's initialiser says (the paper's code: lambda
 vectors N(0, 0.1), norm weights 1, linear layers U(+-1/sqrt(fan_in))).
@@ -79,7 +90,13 @@ ${WEIGHTS_OPTIONS}
   --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set);
                     integer inputs may be int64, as PyTorch saves token ids, within i32's range
   --seed N          seed for default weights and inputs (default 0)
+  --profile         time each kernel of one forward (JS backend): mean of --runs runs
+  --runs N          forwards the profile averages (default 10)
   -o, --output FILE write the outputs as safetensors (default: print a summary of each)`,
+  "new-pass": `difftc new-pass NAME
+Writes compiler/passes/NAME.ts (a pass with one working example rule) and
+test/passes/NAME.test.ts (its IR-text test and its equivalence property), and prints the line
+that registers it. docs/passes.md walks through the rest.`,
 };
 
 const USAGE = `difftc ${difftc.VERSION} — a compiler for differential-attention models
@@ -93,6 +110,7 @@ Commands:
   inputs    write seeded random inputs as safetensors
   compile   compile a model to an artifact (${difftc.targetNames().join(", ")})
   run       evaluate a model or run an artifact
+  new-pass  start a new pass from the template (its file and its tests)
 
 Run 'difftc <command> --help' for a command's options, 'difftc --version' for the version.`;
 
@@ -113,6 +131,12 @@ const OPTIONS = {
   locations: { type: "boolean" },
   passes: { type: "string" },
   "print-after": { type: "string", multiple: true },
+  "print-before": { type: "string", multiple: true },
+  stats: { type: "boolean" },
+  dot: { type: "boolean" },
+  svg: { type: "boolean" },
+  profile: { type: "boolean" },
+  runs: { type: "string" },
   "print-after-all": { type: "boolean" },
   "time-passes": { type: "boolean" },
   "list-passes": { type: "boolean" },
@@ -122,17 +146,18 @@ type OptionName = keyof typeof OPTIONS;
 type Options = { [K in OptionName]?: (typeof OPTIONS)[K] extends { multiple: true } ? string[] : (typeof OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
 
 const COMMON_NAMES: OptionName[] = ["model", "set", "help", "time"];
-const PASS_NAMES: OptionName[] = ["passes", "print-after", "print-after-all", "time-passes", "list-passes"];
+const PASS_NAMES: OptionName[] = ["passes", "print-after", "print-before", "print-after-all", "time-passes", "stats", "list-passes"];
 const WEIGHTS_NAMES: OptionName[] = ["weights", "weights-prefix", "rename", "allow-unused"];
 
 /** The options each command takes; any other is an error, not silently ignored. */
 const APPLIES: Record<string, OptionName[]> = {
   check: COMMON_NAMES,
-  ir: [...COMMON_NAMES, ...PASS_NAMES, "locations"],
+  ir: [...COMMON_NAMES, ...PASS_NAMES, "locations", "dot", "svg", "output"],
   init: [...COMMON_NAMES, "seed", "output"],
   inputs: [...COMMON_NAMES, "seed", "output"],
   compile: [...COMMON_NAMES, ...PASS_NAMES, "target", "output"],
-  run: [...COMMON_NAMES, ...PASS_NAMES, ...WEIGHTS_NAMES, "backend", "inputs", "seed", "output"],
+  run: [...COMMON_NAMES, ...PASS_NAMES, ...WEIGHTS_NAMES, "backend", "inputs", "seed", "output", "profile", "runs"],
+  "new-pass": ["help"],
 };
 
 /** Options that mean nothing for a compiled artifact: it was elaborated and optimised already. */
@@ -289,6 +314,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(difftc.listPasses());
     return 0;
   }
+  if (command === "new-pass") return newPass(positionals);
   if (positionals.length !== 1) throw new Diagnostic(`difftc ${command} takes one model file${command === "run" || command === "inputs" ? " or artifact directory" : ""}, got ${positionals.length}; see difftc ${command} --help`);
   const path = positionals[0];
   const isArtifact = difftc.isArtifactDir(path);
@@ -297,22 +323,24 @@ export async function main(argv: string[]): Promise<number> {
   const progress = Progress.forProcess(!!opts.time);
   const m = await progress.step(isArtifact ? "read artifact" : "elaborate", () => (isArtifact ? loadArtifact(path, opts) : loadModel(path, opts)));
   const passes = opts.passes ?? "default";
-  const printAfter = new Set((opts["print-after"] ?? []).flatMap((p) => p.split(",")).map((p) => p.trim()));
+  if (!isArtifact) for (const w of difftc.orderWarnings(difftc.parsePipeline(passes))) process.stderr.write(`warning: ${w}\n`);
+  const passSet = (values: string[] = []) => new Set(values.flatMap((p) => p.split(",")).map((p) => p.trim()));
+  const printAfter = passSet(opts["print-after"]);
   if (opts["print-after-all"]) printAfter.add("*");
-  const pipelineOptions = { printAfter, timePasses: opts["time-passes"] };
-  const status = await runCommand(command, m, opts, passes, pipelineOptions, progress);
+  const views = irViews(opts.svg ? "svg" : opts.dot ? "dot" : "text", command === "ir" ? opts.output : undefined, !!opts.locations);
+  const pipelineOptions = { printAfter, printBefore: passSet(opts["print-before"]), timePasses: opts["time-passes"], statistics: opts.stats, show: views.stage };
+  const status = await runCommand(command, m, opts, passes, pipelineOptions, progress, views);
   progress.finish();
   return status;
 }
 
-async function runCommand(command: string, m: Loaded, opts: Options, passes: string, pipelineOptions: difftc.PipelineOptions, progress: Progress): Promise<number> {
+async function runCommand(command: string, m: Loaded, opts: Options, passes: string, pipelineOptions: difftc.PipelineOptions, progress: Progress, views: ReturnType<typeof irViews>): Promise<number> {
   switch (command) {
     case "check":
       console.log(check(m.model!));
       return 0;
     case "ir": {
-      const graph = await progress.step("passes", () => difftc.optimize(m.graph, passes, pipelineOptions));
-      process.stdout.write(difftc.printGraph(graph, { locations: !!opts.locations }));
+      views.final(await progress.step("passes", () => difftc.optimize(m.graph, passes, pipelineOptions)));
       return 0;
     }
     case "init": {
@@ -341,6 +369,8 @@ async function runCommand(command: string, m: Loaded, opts: Options, passes: str
       // A backend that does not exist, or runs other artifacts, is said before any work.
       const target = backend === "interp" ? undefined : difftc.findAdapterTarget(backend);
       if (m.artifact && target && target !== m.artifact.target) throw new Diagnostic(`${m.artifact.dir} is a ${m.artifact.target} artifact; --backend ${backend} runs ${target} artifacts`);
+      if (opts.profile && !target) throw new Diagnostic("--profile times the kernels of a compiled artifact: give --backend js");
+      if (opts.runs !== undefined && !opts.profile) throw new Diagnostic("--runs is the number of forwards --profile averages: give --profile");
       const weights = await weightsFor(m, opts, progress);
       const inputs = inputsFor(m, opts);
       // The interpreter's checks of the inputs, with their clear messages, before any backend's.
@@ -354,6 +384,12 @@ async function runCommand(command: string, m: Loaded, opts: Options, passes: str
         // The weights were bound strictly to the model already; its compiled graph may have dropped a param nothing uses.
         const session = await progress.step("load", () => difftc.loadSession(artifact, weights, { backend, allowUnused: true }));
         outputs = await progress.step("run", () => session.run(inputs));
+        if (opts.profile) {
+          if (!session.profile) throw new Diagnostic(`--profile: the ${backend} backend's kernels run asynchronously and cannot be timed one by one here; use --backend js`);
+          const runs = Number(opts.runs ?? 10);
+          if (!Number.isInteger(runs) || runs < 1) throw new Diagnostic(`--runs expects a positive integer, got '${opts.runs}'`);
+          console.log(difftc.formatProfile(await progress.step("profile", () => session.profile!(inputs, runs)), runs));
+        }
       }
       if (opts.output) {
         difftc.writeSafetensors(opts.output, outputs);

@@ -47,14 +47,25 @@ class Session {
     return result;
   }
 
-  /** Runs the model to the end before returning: the caller's event loop waits. */
-  runSync(inputs) {
-    const steps = this.steps(inputs);
+  /**
+   * Runs the model `runs` times (after one untimed warm-up run) and returns each kernel's mean
+   * time in launch order: where one forward's time goes.
+   */
+  async profile(inputs, runs = 1) {
+    this.runSync(inputs);
+    const times = new Float64Array(KERNELS.length);
+    for (let r = 0; r < runs; r++) this.runSync(inputs, times);
+    return MANIFEST.kernels.map((k, i) => ({ kernel: k.name, op: k.op, ms: times[i] / runs }));
+  }
+
+  /** Runs the model to the end before returning: the caller's event loop waits. With `times`, each kernel's milliseconds are added to its entry. */
+  runSync(inputs, times) {
+    const steps = this.steps(inputs, times);
     for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value;
   }
 
   /** The run, one kernel per step; returns the outputs. */
-  *steps(inputs) {
+  *steps(inputs, times) {
     const dims = Object.create(null);
     const views = new Array(MANIFEST.buffers.length);
     bindInputs(inputs, views, dims);
@@ -74,7 +85,9 @@ class Session {
         ERRORS.fill(0);
         args.push(ERRORS);
       }
+      const start = times ? performance.now() : 0;
       KERNELS[i](...args);
+      if (times) times[i] += performance.now() - start;
       if (spec.errors.length > 0 && ERRORS[0] !== 0) throw kernelError(spec, ERRORS);
       yield;
     }
