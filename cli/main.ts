@@ -255,7 +255,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command ? 0 : 1;
   }
-  if (!(command in HELP)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run); see difftc --help`);
+  if (!Object.hasOwn(HELP, command)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run); see difftc --help`);
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true });

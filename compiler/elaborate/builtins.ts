@@ -24,14 +24,14 @@ const SUGAR = new Set(["split", "permute"]);
 const INTEGER_CLOSED = new Set(["add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu", "pow"]);
 
 export function isBuiltin(name: string): boolean {
-  return name in ROUNDING || SUGAR.has(name) || (!!getOp(name) && !HIDDEN_OPS.has(name));
+  return Object.hasOwn(ROUNDING, name) || SUGAR.has(name) || (!!getOp(name) && !HIDDEN_OPS.has(name));
 }
 export function builtinNames(): string[] {
   return [...Object.keys(ROUNDING), ...SUGAR, ...allOps().map((d) => d.name).filter((n) => !HIDDEN_OPS.has(n))];
 }
 
 export function callBuiltin(el: Elaborator, name: string, args: CallArg[], span: SourceSpan): Value {
-  if (name in ROUNDING) {
+  if (Object.hasOwn(ROUNDING, name)) {
     if (args.length !== 1 || args[0].name) throw new Diagnostic(`${name} takes one number`, span);
     return { kind: "number", value: ROUNDING[name](el.number(args[0].value, args[0].span)), integer: true };
   }
@@ -52,18 +52,18 @@ function callOp(el: Elaborator, name: string, args: CallArg[], span: SourceSpan)
   const operands: CallArg[] = [];
   const attrs: Attrs = {};
   const setAttr = (key: string, a: CallArg) => {
-    if (key in attrs) throw new Diagnostic(`${name}: ${key} is given twice`, a.span);
+    if (Object.hasOwn(attrs, key)) throw new Diagnostic(`${name}: ${key} is given twice`, a.span);
     attrs[key] = attrValue(el, def, key, def.attrs[key], a);
   };
   let positionalAttr = 0;
   for (const a of args) {
     if (a.name !== undefined) {
-      const key = a.name === "axis" && "axes" in def.attrs ? "axes" : a.name;
+      const key = a.name === "axis" && Object.hasOwn(def.attrs, "axes") ? "axes" : a.name;
       const operandIndex = operandNames.indexOf(key);
       if (operandIndex >= 0) {
         if (operands[operandIndex]) throw new Diagnostic(`${name}: ${key} is given twice`, a.span);
         operands[operandIndex] = a;
-      } else if (key in def.attrs) setAttr(key, a);
+      } else if (Object.hasOwn(def.attrs, key)) setAttr(key, a);
       else {
         const hint = closest(key, [...operandNames, ...attrNames]);
         throw new Diagnostic(`${name} has no argument ${a.name} (it takes ${[...operandNames, ...attrNames].join(", ") || "nothing"})`, a.span, hint ? [`did you mean ${hint}?`] : []);

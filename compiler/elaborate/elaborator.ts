@@ -216,7 +216,7 @@ export class Elaborator {
   private initializer(expr: Expr, frame: Frame): Attrs {
     const kinds: Record<string, [string, number]> = { normal: ["normal", 2], uniform: ["uniform", 2], constant: ["constant", 1], ones: ["constant", 0], zeros: ["constant", 0] };
     const fail = () => new Diagnostic("an initializer must be normal(mean, std), uniform(lo, hi), constant(value), ones() or zeros()", expr.span);
-    if (expr.kind !== "call" || expr.callee.kind !== "name" || !(expr.callee.name in kinds)) throw fail();
+    if (expr.kind !== "call" || expr.callee.kind !== "name" || !Object.hasOwn(kinds, expr.callee.name)) throw fail();
     const [init, arity] = kinds[expr.callee.name];
     if (expr.args.length !== arity || expr.args.some((a) => a.name)) throw fail();
     const args = expr.args.map((a) => this.number(this.evaluate(a.value, frame), a.value.span));
@@ -304,7 +304,7 @@ export class Elaborator {
             throw new Diagnostic(`dim ${expr.name} is not bound yet: an input shape must use it first`, expr.span);
           return b.value;
         }
-        if (expr.name in CONSTANTS) return CONSTANTS[expr.name];
+        if (Object.hasOwn(CONSTANTS, expr.name)) return CONSTANTS[expr.name];
         if (isDType(expr.name)) return { kind: "string", value: expr.name };
         if (isBuiltin(expr.name) || this.models.has(expr.name)) throw new Diagnostic(`${expr.name} is a function: call it with (...)`, expr.span);
         const hint = closest(expr.name, frame.scope.names());

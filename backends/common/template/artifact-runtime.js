@@ -17,6 +17,11 @@ function kernelError(spec, record) {
   return new RangeError(error.message.replace(/\{(\d)\}/g, (_, i) => String(record[Number(i) + 1])));
 }
 
+/** Sets an own property, even one named __proto__ (an assignment would set the prototype). */
+function setOwn(object, key, value) {
+  Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function formatShape(shape) {
   return "[" + shape.join(", ") + "]";
 }
@@ -39,7 +44,7 @@ function parseSafetensors(bytes) {
   const tensors = new Map();
   for (const [name, entry] of Object.entries(header)) {
     if (name === "__metadata__") continue;
-    const dtype = SAFETENSORS_DTYPES[entry && entry.dtype];
+    const dtype = entry && Object.hasOwn(SAFETENSORS_DTYPES, entry.dtype) ? SAFETENSORS_DTYPES[entry.dtype] : undefined;
     if (!dtype) throw fail(name + " has unsupported dtype " + JSON.stringify(entry && entry.dtype));
     const shape = entry.shape;
     const [begin, end] = entry.data_offsets || [];
@@ -60,12 +65,14 @@ function parseSafetensors(bytes) {
 function bindInputs(inputs, views, dims) {
   if (inputs === null || typeof inputs !== "object") throw new TypeError("run() takes an object of inputs");
   for (const input of MANIFEST.inputs) {
-    const value = inputs[input.name];
+    const value = Object.hasOwn(inputs, input.name) ? inputs[input.name] : undefined;
     if (value === undefined) throw new TypeError("missing input " + JSON.stringify(input.name) + ": " + input.dtype + formatShape(input.shape));
     const data = ArrayBuffer.isView(value) ? value : value && value.data;
     const Array_ = ARRAYS[input.dtype];
     if (!(data instanceof Array_)) throw new TypeError("input " + JSON.stringify(input.name) + " must be a " + Array_.name + " (" + input.dtype + ")");
     const shape = ArrayBuffer.isView(value) ? null : value.shape;
+    if (shape !== undefined && shape !== null && !(Array.isArray(shape) && shape.every((d) => Number.isSafeInteger(d) && d >= 0)))
+      throw new TypeError("input " + JSON.stringify(input.name) + ": shape must be an array of non-negative integers, got " + JSON.stringify(shape));
     if (shape) {
       if (shape.length !== input.shape.length) throw new RangeError("input " + JSON.stringify(input.name) + " must have shape " + formatShape(input.shape) + ", got " + formatShape(shape));
       input.shape.forEach((d, i) => {
