@@ -7,6 +7,7 @@ import { Diagnostic } from "../common/diagnostic.ts";
 import { parseProgram } from "../dsl/parse.ts";
 import { elaborate, type Elaborated, rootModel, standardLibrary } from "../compiler/elaborate/index.ts";
 import { inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";
+import { checkGraphSizes } from "../compiler/ir/limits.ts";
 import { printGraph } from "../compiler/ir/print.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { formatShape, formatType, numel } from "../compiler/ir/types.ts";
@@ -177,6 +178,7 @@ function load(file: string, opts: Options): Loaded {
   for (const [k, v] of dims) if (!Number.isInteger(v) || v < 0) throw new Diagnostic(`dim ${k} must be a non-negative integer, got ${v}`);
   const params = new Map([...set].filter(([k]) => !dimNames.includes(k)));
   const elaborated = elaborate(program, { model: opts.model, set: params });
+  checkGraphSizes(elaborated.graph, dims);
   return { graph: elaborated.graph, elaborated, dims };
 }
 

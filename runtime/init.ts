@@ -3,6 +3,7 @@
 // removing or reordering one parameter leaves every other parameter's values unchanged.
 import { Diagnostic } from "../common/diagnostic.ts";
 import { type Graph, type Node, inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";
+import { checkNodeSize } from "../compiler/ir/limits.ts";
 import { roundScalar } from "../compiler/ir/numeric.ts";
 import { type HostTensor, tensor } from "../compiler/ir/tensor.ts";
 import { formatShape, isFloat, isStatic, resolveShape } from "../compiler/ir/types.ts";
@@ -23,6 +24,7 @@ export function initWeights(graph: Graph, seed: number): Map<string, HostTensor>
     if (!isStatic(shape)) {
       throw new Diagnostic(`parameter ${name} has shape ${formatShape(shape)}; parameters need static sizes`, node.span);
     }
+    checkNodeSize(node);
     const sample = sampler(node, name, Rng.forKey(seed, `param:${name}`));
     const t = tensor(node.type.dtype, shape);
     for (let i = 0; i < t.data.length; i++) t.data[i] = roundScalar(t.dtype, sample());
@@ -65,6 +67,7 @@ export function randomInputs(graph: Graph, dims: ReadonlyMap<string, number>, se
   const inputs = new Map<string, HostTensor>();
   for (const node of inputNodes(graph)) {
     const name = nodeName(node);
+    checkNodeSize(node, dims);
     const t = tensor(node.type.dtype, bound(node.type.shape, dims, node, `input ${name}`));
     const rng = Rng.forKey(seed, `input:${name}`);
     if (isFloat(t.dtype)) {
