@@ -4,7 +4,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { ModelDecl } from "../dsl/ast.ts";
 import { Diagnostic } from "../common/diagnostic.ts";
-import { parseProgram } from "../dsl/parse.ts";
+import { parseProgram, readSource } from "../dsl/parse.ts";
 import { elaborate, type Elaborated, rootModel, standardLibrary } from "../compiler/elaborate/index.ts";
 import { inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";
 import { checkGraphSizes } from "../compiler/ir/limits.ts";
@@ -163,13 +163,7 @@ function parseSet(values: string[] = []): Map<string, number> {
 }
 
 function load(file: string, opts: Options): Loaded {
-  let source: string;
-  try {
-    source = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new Diagnostic(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
-  }
-  const program = parseProgram(source, file);
+  const program = parseProgram(readSource(file), file);
   const set = parseSet(opts.set);
   // Keys naming a dim of the chosen model bind run-time sizes; the rest are model parameters.
   const probe = opts.model ? [...program.models, ...standardLibrary().models].find((d) => d.name.name === opts.model) : rootModel(program);

@@ -4,7 +4,9 @@
 // nothing in the file: every bad byte sequence becomes a Diagnostic naming the file.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { constants as bufferConstants } from "node:buffer";
 import { Diagnostic, InternalError } from "../common/diagnostic.ts";
+import { readRegularFile } from "../common/files.ts";
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits, saturate } from "../compiler/ir/numeric.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { type DType, formatShape, numel } from "../compiler/ir/types.ts";
@@ -13,6 +15,9 @@ export interface SafetensorsFile {
   tensors: Map<string, HostTensor>;
   metadata: Record<string, string>;
 }
+
+/** The largest file read: the longest buffer Node allocates. */
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 
 /** The reference implementation's limit, so a corrupt length cannot make us parse 4 GB. */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -69,13 +74,17 @@ export function parseSafetensors(bytes: Uint8Array, fileName = "<buffer>"): Safe
   }
 
   let header: unknown;
+  let text: string;
   try {
-    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + headerLength));
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + headerLength));
     header = JSON.parse(text);
   } catch (e) {
     fail(`header is not valid UTF-8 JSON (${(e as Error).message})`);
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) fail("header is not a JSON object");
+  // JSON.parse keeps the last of two equal keys; a second tensor of the same name is an error.
+  const duplicate = firstDuplicateKey(text!);
+  if (duplicate !== undefined) fail(`the header names ${JSON.stringify(duplicate)} twice`);
 
   const dataStart = 8 + headerLength;
   const dataLength = bytes.length - dataStart;
@@ -87,14 +96,53 @@ export function parseSafetensors(bytes: Uint8Array, fileName = "<buffer>"): Safe
   }
   checkOverlaps(entries, fail);
 
+  // Each tensor is decoded to float64 when its data is first read: a checkpoint's unused
+  // tensors (a 200 MB u8 table would take 1.6 GB as float64) cost nothing.
   const tensors = new Map<string, HostTensor>();
   for (const e of entries) {
-    const data = new Float64Array(numel(e.shape));
-    const base = dataStart + e.begin;
-    for (let i = 0; i < data.length; i++) data[i] = e.format.read(view, base + i * e.format.bytes);
-    tensors.set(e.name, { dtype: e.format.dtype, shape: e.shape, data });
+    let data: Float64Array | undefined;
+    const decode = (): Float64Array => {
+      data = new Float64Array(numel(e.shape));
+      const base = dataStart + e.begin;
+      for (let i = 0; i < data.length; i++) data[i] = e.format.read(view, base + i * e.format.bytes);
+      return data;
+    };
+    tensors.set(e.name, {
+      dtype: e.format.dtype,
+      shape: e.shape,
+      get data() {
+        return data ?? decode();
+      },
+    });
   }
   return { tensors, metadata };
+}
+
+/** The first key that some object in a valid JSON text holds twice (compared as decoded strings). */
+export function firstDuplicateKey(json: string): string | undefined {
+  // One set of keys per open object; undefined for an open array.
+  const open: (Set<string> | undefined)[] = [];
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (json[j] !== '"') j += json[j] === "\\" ? 2 : 1;
+      const keys = open.at(-1);
+      if (keys) {
+        let k = j + 1;
+        while (json[k] === " " || json[k] === "\t" || json[k] === "\n" || json[k] === "\r") k++;
+        if (json[k] === ":") {
+          const key = JSON.parse(json.slice(i, j + 1)) as string;
+          if (keys.has(key)) return key;
+          keys.add(key);
+        }
+      }
+      i = j;
+    } else if (c === "{") open.push(new Set());
+    else if (c === "[") open.push(undefined);
+    else if (c === "}" || c === "]") open.pop();
+  }
+  return undefined;
 }
 
 function parseMetadata(value: unknown, fail: (m: string) => never): Record<string, string> {
@@ -156,13 +204,7 @@ function checkOverlaps(entries: Entry[], fail: (m: string) => never): void {
 }
 
 export function readSafetensors(file: string): SafetensorsFile {
-  let bytes: Uint8Array;
-  try {
-    bytes = fs.readFileSync(file);
-  } catch (e) {
-    throw new Diagnostic(`${file}: cannot read (${(e as Error).message})`);
-  }
-  return parseSafetensors(bytes, file);
+  return parseSafetensors(readRegularFile(file, MAX_LENGTH, "safetensors file"), file);
 }
 
 type TensorSet = Map<string, HostTensor> | Record<string, HostTensor>;

@@ -148,7 +148,11 @@ function split(el: Elaborator, args: CallArg[], span: SourceSpan): Value {
   if (typeof size !== "number") throw new Diagnostic(`split: axis ${axisValue} of ${formatType(type)} has symbolic size ${size}`, span);
   const spec = positional[1].value;
   let sizes: number[];
-  if (spec.kind === "list") sizes = spec.items.map((i) => el.integer(i, positional[1].span));
+  if (spec.kind === "list") {
+    sizes = spec.items.map((i) => el.integer(i, positional[1].span));
+    const negative = sizes.find((n) => n < 0);
+    if (negative !== undefined) throw new Diagnostic(`split: sizes [${sizes.join(", ")}] include ${negative}; a size must not be negative`, positional[1].span);
+  }
   else {
     const parts = el.integer(spec, positional[1].span);
     if (parts <= 0 || size % parts !== 0) throw new Diagnostic(`split: ${formatType(type)} does not split into ${parts} equal parts along axis ${axisValue}`, positional[1].span);

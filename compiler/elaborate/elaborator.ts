@@ -175,7 +175,7 @@ export class Elaborator {
         const name = frame.prefix + stmt.name.name;
         let id = this.paramIds.get(name);
         if (id === undefined) {
-          const init = stmt.init ? this.initializer(stmt.init, frame) : { init: "normal", init_args: [0, 0.02] };
+          const init = stmt.init ? this.initializer(stmt.init, frame, shape.includes(0)) : { init: "normal", init_args: [0, 0.02] };
           id = this.add("param", [], { name, dtype, shape, ...init }, stmt.span);
           this.paramIds.set(name, id);
         }
@@ -248,15 +248,23 @@ export class Elaborator {
     return Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i);
   }
 
-  private initializer(expr: Expr, frame: Frame): Attrs {
+  /** A param's initialiser; one of an empty param is never drawn from, so any arguments do (Linear's 1/sqrt(IN) at IN = 0). */
+  private initializer(expr: Expr, frame: Frame, empty: boolean): Attrs {
     const kinds: Record<string, [string, number]> = { normal: ["normal", 2], uniform: ["uniform", 2], constant: ["constant", 1], ones: ["constant", 0], zeros: ["constant", 0] };
     const fail = () => new Diagnostic("an initializer must be normal(mean, std), uniform(lo, hi), constant(value), ones() or zeros()", expr.span);
     if (expr.kind !== "call" || expr.callee.kind !== "name" || !Object.hasOwn(kinds, expr.callee.name)) throw fail();
     const [init, arity] = kinds[expr.callee.name];
     if (expr.args.length !== arity || expr.args.some((a) => a.name)) throw fail();
-    const args = expr.args.map((a) => this.number(this.evaluate(a.value, frame), a.value.span));
-    if (expr.callee.name === "ones") args.push(1);
-    if (expr.callee.name === "zeros") args.push(0);
+    const name = expr.callee.name;
+    const args = expr.args.map((a) => {
+      const v = this.number(this.evaluate(a.value, frame), a.value.span);
+      if (!empty && !Number.isFinite(v)) throw new Diagnostic(`${name}: its arguments must be finite numbers, got ${v}`, a.value.span);
+      return v;
+    });
+    if (!empty && init === "normal" && args[1] < 0) throw new Diagnostic(`normal: the standard deviation must not be negative, got ${args[1]}`, expr.args[1].value.span);
+    if (!empty && init === "uniform" && args[0] > args[1]) throw new Diagnostic(`uniform: the low end ${args[0]} is above the high end ${args[1]}`, expr.span);
+    if (name === "ones") args.push(1);
+    if (name === "zeros") args.push(0);
     return { init, init_args: args };
   }
 

@@ -1,0 +1,51 @@
+// Reading a file a user names: only a regular file, and only up to a stated size, so that a
+// device (/dev/zero), a FIFO or an oversized file is refused before anything is read into
+// memory. Neutral: the DSL reads sources, the runtime weights, the CLI artifacts.
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import { Diagnostic } from "./diagnostic.ts";
+
+export function formatBytes(n: number): string {
+  return `${n.toLocaleString("en-US")} bytes`;
+}
+
+function reason(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === "ENOENT") return "no such file";
+  if (code === "EACCES" || code === "EPERM") return "permission denied";
+  if (code === "EISDIR") return "it is a directory";
+  return (e as Error).message;
+}
+
+/**
+ * The bytes of the regular file at `path`, at most `maxBytes` of them; `what` names the file's
+ * role in diagnostics ("model source", "safetensors file").
+ */
+export function readRegularFile(path: string, maxBytes: number, what: string): Buffer {
+  let fd: number;
+  try {
+    // Non-blocking, so that opening a FIFO with no writer returns at once (and is then refused).
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    throw new Diagnostic(`cannot read ${what} ${path}: ${reason(e)}`);
+  }
+  try {
+    const stat = fstatSync(fd);
+    if (stat.isDirectory()) throw new Diagnostic(`${path} is a directory, not a ${what}`);
+    if (!stat.isFile()) throw new Diagnostic(`${path} is not a regular file (a device, FIFO or socket); a ${what} is read only from a regular file`);
+    if (stat.size > maxBytes) throw new Diagnostic(`${path} is ${formatBytes(stat.size)}, more than the ${formatBytes(maxBytes)} a ${what} may be`);
+    // Read what the file holds now, but never more than the limit, even if it grows meanwhile.
+    const bytes = Buffer.alloc(stat.size);
+    let filled = 0;
+    while (filled < bytes.length) {
+      const n = readSync(fd, bytes, filled, bytes.length - filled, null);
+      if (n === 0) break;
+      filled += n;
+    }
+    return filled === bytes.length ? bytes : bytes.subarray(0, filled);
+  } catch (e) {
+    if (e instanceof Diagnostic) throw e;
+    throw new Diagnostic(`cannot read ${what} ${path}: ${reason(e)}`);
+  } finally {
+    closeSync(fd);
+  }
+}
