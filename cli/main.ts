@@ -1,6 +1,5 @@
 // The difftc command line: check, ir, init and run.
 import { parseArgs } from "node:util";
-import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { ModelDecl } from "../dsl/ast.ts";
 import { Diagnostic } from "../common/diagnostic.ts";
@@ -15,7 +14,7 @@ import { initWeights, randomInputs } from "../runtime/init.ts";
 import { bindDims, evaluate } from "../runtime/interpreter/index.ts";
 import { ADAPTERS, backendNames, findAdapter } from "../runtime/adapters/index.ts";
 import { findTarget, TARGETS, targetNames } from "../backends/registry.ts";
-import { writeArtifact } from "../backends/common/artifact.ts";
+import { type Artifact, isArtifactDir, readArtifact, writeArtifact } from "../backends/common/artifact.ts";
 import { parseGraph } from "../compiler/ir/parse.ts";
 import { findPass, listPasses, parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
 import type { Graph } from "../compiler/ir/graph.ts";
@@ -121,6 +120,7 @@ interface Loaded {
   elaborated?: Elaborated;
   /** The artifact directory, when loaded from one, and the target its manifest names. */
   artifact?: string;
+  artifactFiles?: Artifact;
   artifactTarget?: string;
 }
 
@@ -130,25 +130,19 @@ function defaultBackend(target: string): string {
   return (adapters.find((a) => !a.unavailable()) ?? adapters[0]).name;
 }
 
-function isArtifactDir(path: string): boolean {
-  return existsSync(join(path, "manifest.json")) && statSync(path).isDirectory();
-}
-
 /** A compiled artifact: its graph (graph.ir) for inputs and weights, the directory to run. */
 function loadArtifactDir(dir: string, opts: Options): Loaded {
-  for (const f of ["graph.ir", "manifest.json"]) if (!existsSync(join(dir, f))) throw new Diagnostic(`${dir} is not a complete artifact: ${f} is missing (recompile with difftc compile)`);
-  let artifactTarget: unknown;
-  try {
-    artifactTarget = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")).target;
-  } catch {
-    throw new Diagnostic(`${dir}/manifest.json is not valid JSON (recompile with difftc compile)`);
-  }
+  // Checked against the hashes in its manifest: what runs below is what difftc wrote.
+  const files = readArtifact(dir);
+  const artifactTarget: unknown = files.target;
   if (typeof artifactTarget !== "string" || !targetNames().includes(artifactTarget))
     throw new Diagnostic(`${dir}/manifest.json names target ${JSON.stringify(artifactTarget)}, which this difftc does not have (targets: ${targetNames().join(", ")})`);
-  const graph = parseGraph(readFileSync(join(dir, "graph.ir"), "utf8"), join(dir, "graph.ir"));
+  const graphText = files.files.get("graph.ir");
+  if (graphText === undefined) throw new Diagnostic(`${dir} is not a complete artifact: graph.ir is missing (recompile with difftc compile)`);
+  const graph = parseGraph(String(graphText), join(dir, "graph.ir"));
   const set = parseSet(opts.set);
   for (const k of set.keys()) if (!graph.dims.includes(k)) throw new Diagnostic(`${dir} is compiled: only its dims (${graph.dims.join(", ") || "none"}) can be set, not ${k}`);
-  return { graph, dims: set, artifact: dir, artifactTarget };
+  return { graph, dims: set, artifact: dir, artifactFiles: files, artifactTarget };
 }
 
 function parseSet(values: string[] = []): Map<string, number> {
@@ -311,7 +305,7 @@ export async function main(argv: string[]): Promise<number> {
       else {
         // The interpreter checks inputs against the graph with clear messages; so does this.
         bindDims(graph, inputs, m.dims);
-        const session = await adapter.load(m.artifact ?? findTarget(adapter.target).compile(graph, { passes }), weights);
+        const session = await adapter.load(m.artifactFiles ?? findTarget(adapter.target).compile(graph, { passes }), weights);
         outputs = await session.run(inputs);
       }
       if (opts.output) {

@@ -26,7 +26,7 @@ export function readRegularFile(path: string, maxBytes: number, what: string): B
     // Non-blocking, so that opening a FIFO with no writer returns at once (and is then refused).
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
-    throw new Diagnostic(`cannot read ${what} ${path}: ${reason(e)}`);
+    throw new Diagnostic(`cannot read ${path}: ${reason(e)}`);
   }
   try {
     const stat = fstatSync(fd);
@@ -44,7 +44,7 @@ export function readRegularFile(path: string, maxBytes: number, what: string): B
     return filled === bytes.length ? bytes : bytes.subarray(0, filled);
   } catch (e) {
     if (e instanceof Diagnostic) throw e;
-    throw new Diagnostic(`cannot read ${what} ${path}: ${reason(e)}`);
+    throw new Diagnostic(`cannot read ${path}: ${reason(e)}`);
   } finally {
     closeSync(fd);
   }
