@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import type { ModelDecl } from "../dsl/ast.ts";
 import { Diagnostic } from "../common/diagnostic.ts";
+import { refuseToOverwrite } from "../common/files.ts";
 import { parseProgram, readSource } from "../dsl/parse.ts";
 import { elaborate, type Elaborated, rootModel, standardLibrary } from "../compiler/elaborate/index.ts";
 import { inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";
@@ -73,7 +74,12 @@ ${PASS_OPTIONS}
   --weights FILE    weights as safetensors (default: seeded weights as 'init' draws them)
   --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set)
   --seed N          seed for default weights and inputs (default 0)
-  -o, --output FILE write the outputs as safetensors (default: print a summary of each)`,
+  -o, --output FILE write the outputs as safetensors (default: print a summary of each)
+
+An artifact is code: running one executes its model.js (or builds and runs its CUDA sources)
+with your rights. Run only artifacts you compiled or trust. Before anything runs, every file is
+checked against the SHA-256 that its manifest.json records, and a directory holding anything
+else is refused.`,
 };
 
 const USAGE = `difftc — a compiler for differential-attention models
@@ -280,6 +286,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case "init": {
       if (!opts.output) throw new Diagnostic("difftc init needs -o FILE");
+      refuseToOverwrite(opts.output, [{ path, what: "the model source" }]);
       const weights = initWeights(m.graph, seedOf(opts));
       writeSafetensors(opts.output, weights, { model: m.graph.name, seed: String(seedOf(opts)) });
       console.log(`wrote ${weights.size} params to ${opts.output}`);
@@ -309,6 +316,7 @@ export async function main(argv: string[]): Promise<number> {
         outputs = await session.run(inputs);
       }
       if (opts.output) {
+        refuseToOverwrite(opts.output, [{ path, what: "the model being run" }, { path: opts.weights, what: "the weights" }, { path: opts.inputs, what: "the inputs" }]);
         writeSafetensors(opts.output, outputs);
         console.log(`wrote ${outputs.size} output${outputs.size === 1 ? "" : "s"} to ${opts.output}`);
       } else {

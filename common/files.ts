@@ -1,7 +1,7 @@
 // Reading a file a user names: only a regular file, and only up to a stated size, so that a
 // device (/dev/zero), a FIFO or an oversized file is refused before anything is read into
 // memory. Neutral: the DSL reads sources, the runtime weights, the CLI artifacts.
-import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from "node:fs";
 import { Diagnostic } from "./diagnostic.ts";
 
 export function formatBytes(n: number): string {
@@ -48,4 +48,19 @@ export function readRegularFile(path: string, maxBytes: number, what: string): B
   } finally {
     closeSync(fd);
   }
+}
+
+/** Refuses an output path that is one of `inputs` (the same file, through any link or spelling). */
+export function refuseToOverwrite(output: string, inputs: { path: string | undefined; what: string }[]): void {
+  const identity = (p: string) => {
+    try {
+      const s = statSync(p);
+      return `${s.dev}:${s.ino}`;
+    } catch {
+      return undefined;
+    }
+  };
+  const out = identity(output);
+  if (out === undefined) return;
+  for (const input of inputs) if (input.path !== undefined && identity(input.path) === out) throw new Diagnostic(`-o ${output} is ${input.what}; refusing to overwrite it`);
 }
