@@ -64,3 +64,29 @@ export function refuseToOverwrite(output: string, inputs: { path: string | undef
   if (out === undefined) return;
   for (const input of inputs) if (input.path !== undefined && identity(input.path) === out) throw new Diagnostic(`-o ${output} is ${input.what}; refusing to overwrite it`);
 }
+
+/**
+ * Runs `write` (synchronous) with SIGINT, SIGTERM and SIGHUP held back, so that an interrupt
+ * lets it finish instead of leaving half of it; a signal that arrived is then acted on as usual.
+ */
+export function withSignalsDeferred(write: () => void): void {
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  const release = () => {
+    for (const s of signals) process.off(s, deliver);
+  };
+  // A signal caught during write() reaches this listener on the event loop's next poll, after
+  // write() returned: stop holding signals and raise it again, now with its usual effect.
+  const deliver = (s: NodeJS.Signals) => {
+    release();
+    process.kill(process.pid, s);
+  };
+  for (const s of signals) process.on(s, deliver);
+  try {
+    write();
+  } finally {
+    // Released only after the event loop has polled once more, not now: removing the listeners
+    // drops a signal that is caught but not yet delivered. An immediate queued from an
+    // immediate runs in the next loop iteration, after that iteration's poll has read it.
+    setImmediate(() => setImmediate(release));
+  }
+}

@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { constants as bufferConstants } from "node:buffer";
 import { Diagnostic, InternalError } from "../common/diagnostic.ts";
-import { readRegularFile } from "../common/files.ts";
+import { readRegularFile, withSignalsDeferred } from "../common/files.ts";
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits, saturate } from "../compiler/ir/numeric.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { type DType, formatShape, numel } from "../compiler/ir/types.ts";
@@ -281,7 +281,8 @@ function writeData(view: DataView, at: number, t: HostTensor): number {
 
 /**
  * Writes to a temporary file next to `file`, then renames it over `file`: a crash or error
- * midway leaves either the old file or the new one, never half of one.
+ * midway leaves either the old file or the new one, never half of one, and an interrupt
+ * (SIGINT, SIGTERM) waits for the rename, so no temporary file is left behind.
  */
 export function writeSafetensors(file: string, tensors: TensorSet, metadata?: Record<string, string>): void {
   const bytes = serializeSafetensors(tensors, metadata);
@@ -289,11 +290,13 @@ export function writeSafetensors(file: string, tensors: TensorSet, metadata?: Re
     path.dirname(file),
     `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`,
   );
-  try {
-    fs.writeFileSync(temp, bytes, { flag: "wx" });
-    fs.renameSync(temp, file);
-  } catch (e) {
-    fs.rmSync(temp, { force: true });
-    throw new Diagnostic(`${file}: cannot write (${(e as Error).message})`);
-  }
+  withSignalsDeferred(() => {
+    try {
+      fs.writeFileSync(temp, bytes, { flag: "wx" });
+      fs.renameSync(temp, file);
+    } catch (e) {
+      fs.rmSync(temp, { force: true });
+      throw new Diagnostic(`${file}: cannot write (${(e as Error).message})`);
+    }
+  });
 }

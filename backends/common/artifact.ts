@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { Diagnostic } from "../../common/diagnostic.ts";
-import { readRegularFile } from "../../common/files.ts";
+import { readRegularFile, withSignalsDeferred } from "../../common/files.ts";
 import { type Manifest, MANIFEST_FORMAT } from "../../common/manifest.ts";
 
 export interface Artifact {
@@ -64,23 +64,6 @@ function leftovers(target: string): string[] {
   return readdirSync(dirname(target))
     .filter((e) => e.startsWith(prefix) && /^(tmp|old)-[0-9a-f]{16}$/.test(e.slice(prefix.length)))
     .map((e) => join(dirname(target), e));
-}
-
-/**
- * Runs `write` with SIGINT, SIGTERM and SIGHUP held back, then delivers any that arrived: the
- * write is synchronous and short, so an interrupt lets it finish instead of leaving half of it.
- */
-function withSignalsDeferred(write: () => void): void {
-  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-  const received: NodeJS.Signals[] = [];
-  const hold = (s: NodeJS.Signals) => received.push(s);
-  for (const s of signals) process.on(s, hold);
-  try {
-    write();
-  } finally {
-    for (const s of signals) process.off(s, hold);
-    for (const s of new Set(received)) process.kill(process.pid, s);
-  }
 }
 
 /**

@@ -80,6 +80,14 @@ describe("compile -o", () => {
     expect(readdirSync(dir).sort()).toEqual([".out.mine", "m.dt", "out"]);
   });
 
+  it("a SIGTERM during a write lets the write finish, then terminates the process", () => {
+    const marker = join(scratch(), "marker");
+    const fixture = new URL("./fixtures/interrupted-write.ts", import.meta.url).pathname;
+    const r = spawnSync(process.execPath, ["--import", "tsx", fixture, marker], { encoding: "utf8" });
+    expect(r.signal).toBe("SIGTERM");
+    expect(readFileSync(marker, "utf8")).toBe("complete");
+  });
+
   it("into a directory it cannot write is a diagnostic", () => {
     let parent = "/sys";
     if (process.getuid?.() !== 0) {
