@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { constants as bufferConstants } from "node:buffer";
 import { Diagnostic, InternalError } from "../common/diagnostic.ts";
 import { readRegularFile, withSignalsDeferred } from "../common/files.ts";
+import { firstDuplicateKey } from "../common/json-keys.js";
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits, saturate } from "../compiler/ir/numeric.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { type DType, formatShape, numel } from "../compiler/ir/types.ts";
@@ -116,33 +117,6 @@ export function parseSafetensors(bytes: Uint8Array, fileName = "<buffer>"): Safe
     });
   }
   return { tensors, metadata };
-}
-
-/** The first key that some object in a valid JSON text holds twice (compared as decoded strings). */
-export function firstDuplicateKey(json: string): string | undefined {
-  // One set of keys per open object; undefined for an open array.
-  const open: (Set<string> | undefined)[] = [];
-  for (let i = 0; i < json.length; i++) {
-    const c = json[i];
-    if (c === '"') {
-      let j = i + 1;
-      while (json[j] !== '"') j += json[j] === "\\" ? 2 : 1;
-      const keys = open.at(-1);
-      if (keys) {
-        let k = j + 1;
-        while (json[k] === " " || json[k] === "\t" || json[k] === "\n" || json[k] === "\r") k++;
-        if (json[k] === ":") {
-          const key = JSON.parse(json.slice(i, j + 1)) as string;
-          if (keys.has(key)) return key;
-          keys.add(key);
-        }
-      }
-      i = j;
-    } else if (c === "{") open.push(new Set());
-    else if (c === "[") open.push(undefined);
-    else if (c === "}" || c === "]") open.pop();
-  }
-  return undefined;
 }
 
 function parseMetadata(value: unknown, fail: (m: string) => never): Record<string, string> {

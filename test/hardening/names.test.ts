@@ -64,3 +64,15 @@ describe("prototype names", () => {
     await expect(model.load(bytes)).rejects.toThrow(/unsupported dtype "constructor"/);
   });
 });
+
+describe("an artifact's own weights reader", () => {
+  it("refuses a header that names a tensor twice, as difftc's reader does", async () => {
+    const graph = compileSource("model M { input x: f32[1] param w: f32[1] output y = x * w }");
+    const model = await importJsModule(String(compileJs(graph).files.get("model.js")));
+    const header = new TextEncoder().encode('{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}');
+    const bytes = new Uint8Array(8 + header.length + 8);
+    new DataView(bytes.buffer).setUint32(0, header.length, true);
+    bytes.set(header, 8);
+    await expect(model.load(bytes)).rejects.toThrow('weights: not a valid safetensors file: the header names "w" twice');
+  });
+});

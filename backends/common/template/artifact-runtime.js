@@ -1,6 +1,7 @@
 // ---- the host side every JS-facing artifact shares (JS, WebGPU): typed arrays per dtype,
 // safetensors parsing, binding dims from the inputs, kernel error messages. Copied into each
-// artifact; expects MANIFEST above. Self-contained: imports nothing.
+// artifact; expects MANIFEST and firstDuplicateKey (common/json-keys.js) above. Self-contained:
+// imports nothing.
 
 const ARRAYS = { f32: Float32Array, f16: Uint16Array, bf16: Uint16Array, i32: Int32Array, i8: Int8Array, u8: Uint8Array, bool: Uint8Array };
 const SAFETENSORS_DTYPES = { F32: "f32", F16: "f16", BF16: "bf16", I32: "i32", I8: "i8", U8: "u8", BOOL: "bool" };
@@ -33,13 +34,16 @@ function parseSafetensors(bytes) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = Number(view.getBigUint64(0, true));
   if (headerLength > bytes.length - 8) throw fail("header length " + headerLength + " runs past the end of the file");
-  let header;
+  let header, text;
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLength)));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLength));
+    header = JSON.parse(text);
   } catch {
     throw fail("the header is not valid JSON");
   }
   if (header === null || typeof header !== "object" || Array.isArray(header)) throw fail("the header is not a JSON object");
+  const duplicate = firstDuplicateKey(text);
+  if (duplicate !== undefined) throw fail("the header names " + JSON.stringify(duplicate) + " twice");
   const dataStart = 8 + headerLength;
   const tensors = new Map();
   for (const [name, entry] of Object.entries(header)) {
