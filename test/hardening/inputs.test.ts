@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { Diagnostic } from "../../common/diagnostic.ts";
 import { closest } from "../../compiler/elaborate/values.ts";
 import { parseProgram, readSource } from "../../dsl/parse.ts";
-import { parseSafetensors, readSafetensors } from "../../runtime/safetensors.ts";
+import { parseSafetensors, readSafetensors, serializeSafetensors } from "../../runtime/safetensors.ts";
 import { compileSource, diagnose } from "../support/dsl.ts";
 
 const BIN = new URL("../../bin/difftc.mjs", import.meta.url).pathname;
@@ -112,5 +112,16 @@ describe("values that would compute nonsense", () => {
     const used = tensors.get("used")!;
     expect([...used.data]).toEqual([7, 9]);
     expect(used.data).toBe(used.data);
+  });
+
+  it("a tensor passed on undecoded is written as its file's bytes; a decoded one from its values", () => {
+    const header = '{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"I8","shape":[3],"data_offsets":[4,7]}}';
+    const bytes = safetensorsWithHeader(header, 7);
+    bytes.set([0x00, 0x3c, 0x00, 0xc0, 1, 0xff, 7], bytes.length - 7);
+    const { tensors } = parseSafetensors(bytes);
+    expect(serializeSafetensors(tensors).subarray(-7)).toEqual(bytes.subarray(-7));
+    tensors.get("b")!.data[0] = 5;
+    expect([...serializeSafetensors(tensors).subarray(-3)]).toEqual([5, 0xff, 7]);
+    expect([...tensors.get("a")!.data]).toEqual([1, -2]);
   });
 });
