@@ -3,7 +3,7 @@
 // removing or reordering one parameter leaves every other parameter's values unchanged.
 import { Diagnostic } from "../common/diagnostic.ts";
 import { type Graph, type Node, inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";
-import { checkNodeSize } from "../compiler/ir/limits.ts";
+import { checkGraphSizes, checkNodeSize } from "../compiler/ir/limits.ts";
 import { roundScalar } from "../compiler/ir/numeric.ts";
 import { type HostTensor, tensor } from "../compiler/ir/tensor.ts";
 import { formatShape, isFloat, isStatic, resolveShape } from "../compiler/ir/types.ts";
@@ -65,9 +65,10 @@ const INDEX_DTYPE_BOUND: Record<string, number> = { i8: 128, u8: 256, i32: 2 ** 
  */
 export function randomInputs(graph: Graph, dims: ReadonlyMap<string, number>, seed: number): Map<string, HostTensor> {
   const inputs = new Map<string, HostTensor>();
+  // Every tensor the run will make, not only the inputs: refused before anything is allocated.
+  checkGraphSizes(graph, dims);
   for (const node of inputNodes(graph)) {
     const name = nodeName(node);
-    checkNodeSize(node, dims);
     const t = tensor(node.type.dtype, bound(node.type.shape, dims, node, `input ${name}`));
     const rng = Rng.forKey(seed, `input:${name}`);
     if (isFloat(t.dtype)) {
