@@ -48,6 +48,9 @@ describe("tensor sizes", () => {
     const graph = compileSource("model M { dim N input x: f32[N, 8] output y = x + 1 }");
     const dims = new Map([["N", 1_000_000_000]]);
     expect(() => randomInputs(graph, dims, 0)).toThrow(/input x: f32\[N, 8\] \(\[1000000000, 8\]\) with N = 1000000000 has 8,000,000,000 elements/);
+    // An input small enough whose run makes a tensor too large: refused before the input is drawn.
+    const lm = compileSource("model M { dim N input tokens: i32[N] param embed: f32[256, 64] output y = embed[tokens] }");
+    expect(() => randomInputs(lm, dims, 0)).toThrow(/^this gather: f32\[N, 64\] \(\[1000000000, 64\]\) with N = 1000000000 has 64,000,000,000 elements/);
     expect(() => bindDims(graph, new Map([["x", { dtype: "f32", shape: [1_000_000_000, 8], data: new Float64Array(0) }]]))).toThrow(Diagnostic);
   });
 });
