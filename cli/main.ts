@@ -8,7 +8,6 @@ import { parseProgram, readSource } from "../dsl/parse.ts";
 import { elaborate, type Elaborated, rootModel, standardLibrary } from "../compiler/elaborate/index.ts";
 import { inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";
 import { checkGraphSizes } from "../compiler/ir/limits.ts";
-import { printGraph } from "../compiler/ir/print.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { formatShape, formatType, numel } from "../compiler/ir/types.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
@@ -17,7 +16,10 @@ import { ADAPTERS, backendNames, findAdapter } from "../runtime/adapters/index.t
 import { findTarget, TARGETS, targetNames } from "../backends/registry.ts";
 import { type Artifact, isArtifactDir, readArtifact, writeArtifact } from "../backends/common/artifact.ts";
 import { parseGraph } from "../compiler/ir/parse.ts";
-import { findPass, listPasses, parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
+import { findPass, listPasses, orderWarnings, parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
+import type { GraphFormat } from "../compiler/ir/dot.ts";
+import { formatProfile } from "../runtime/profile.ts";
+import { irViews, newPass } from "./workbench.ts";
 import type { Graph } from "../compiler/ir/graph.ts";
 import { readSafetensors, writeSafetensors } from "../runtime/safetensors.ts";
 
@@ -28,12 +30,17 @@ const COMMON = `Common options:
   -h, --help        this help`;
 
 const PASS_OPTIONS = `Pass options (ir, compile, run):
-  --passes LIST     the pipeline: comma-separated pass names, 'default' (the optimising
-                    pipeline) or 'none' (the unfused baseline)
+  --passes LIST     the pipeline, read left to right (docs/passes.md): pass names, 'default'
+                    (the optimising pipeline), '+P@before:Q' or '+P@after:Q' (insert P next
+                    to the first Q so far; Q#2 the second), '-P' (remove P), or 'none' alone
+                    (the unfused baseline). e.g. default,-cse or
+                    default,+fold-matmul-transposes@before:fuse-elementwise
   --print-after P   print the IR after pass P (repeatable, or a comma list) to stderr
+  --print-before P  print the IR before pass P
   --print-after-all print the IR after every pass
   --time-passes     print how long each pass took
-  --list-passes     list every pass with what it does, and exit`;
+  --stats           print each pass's statistics: how often each rule fired, what it fused
+  --list-passes     list every pass with what it does and the order it needs, and exit`;
 
 const HELP: Record<string, string> = {
   check: `difftc check FILE [options]
@@ -46,7 +53,12 @@ Prints the model's graph IR as text.
 
 ${COMMON}
 ${PASS_OPTIONS}
-  --locations       annotate each node with the source location it came from`,
+  --locations       annotate each node with the source location it came from
+  --dot             print Graphviz DOT instead of text (the final graph, and with
+                    --print-after/--print-before each of those): fused kernels as clusters
+  --svg             the same rendered to SVG by Graphviz's dot (apt-get install graphviz)
+  -o, --output DIR  write final.{ir,dot,svg} and each printed stage (NN-after-PASS.dot ...)
+                    to DIR instead of stdout and stderr`,
   init: `difftc init FILE --seed N -o WEIGHTS.safetensors [options]
 Writes seeded weights, drawn as each param's initialiser says (the paper's code: lambda
 vectors N(0, 0.1), norm weights 1, linear layers U(+-1/sqrt(fan_in))).
@@ -74,12 +86,18 @@ ${PASS_OPTIONS}
   --weights FILE    weights as safetensors (default: seeded weights as 'init' draws them)
   --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set)
   --seed N          seed for default weights and inputs (default 0)
+  --profile         time each kernel of one forward (JS backend): mean of --runs runs
+  --runs N          forwards the profile averages (default 10)
   -o, --output FILE write the outputs as safetensors (default: print a summary of each)
 
 An artifact is code: running one executes its model.js (or builds and runs its CUDA sources)
 with your rights. Run only artifacts you compiled or trust. Before anything runs, every file is
 checked against the SHA-256 that its manifest.json records, and a directory holding anything
 else is refused.`,
+  "new-pass": `difftc new-pass NAME
+Writes compiler/passes/NAME.ts (a pass with one working example rule) and
+test/passes/NAME.test.ts (its IR-text test and its equivalence property), and prints the line
+that registers it. docs/passes.md walks through the rest.`,
 };
 
 const USAGE = `difftc — a compiler for differential-attention models
@@ -92,6 +110,7 @@ Commands:
   init      write seeded weights as safetensors
   compile   compile a model to an artifact (${targetNames().join(", ")})
   run       evaluate a model or run an artifact
+  new-pass  start a new pass from the template (its file and its tests)
 
 Run 'difftc <command> --help' for a command's options.`;
 
@@ -108,6 +127,12 @@ const OPTIONS = {
   locations: { type: "boolean" },
   passes: { type: "string" },
   "print-after": { type: "string", multiple: true },
+  "print-before": { type: "string", multiple: true },
+  stats: { type: "boolean" },
+  dot: { type: "boolean" },
+  svg: { type: "boolean" },
+  profile: { type: "boolean" },
+  runs: { type: "string" },
   "print-after-all": { type: "boolean" },
   "time-passes": { type: "boolean" },
   "list-passes": { type: "boolean" },
@@ -251,7 +276,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command ? 0 : 1;
   }
-  if (!Object.hasOwn(HELP, command)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run); see difftc --help`);
+  if (!Object.hasOwn(HELP, command)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run, new-pass); see difftc --help`);
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true });
@@ -267,22 +292,30 @@ export async function main(argv: string[]): Promise<number> {
     console.log(listPasses());
     return 0;
   }
+  if (command === "new-pass") return newPass(parsed.positionals);
   if (parsed.positionals.length !== 1) throw new Diagnostic(`difftc ${command} takes one model file; see difftc ${command} --help`);
   const path = parsed.positionals[0];
   if (isArtifactDir(path) && command !== "run") throw new Diagnostic(`${path} is a compiled artifact; 'difftc ${command}' takes a .dt file (an artifact runs with 'difftc run ${path}')`);
   const m = isArtifactDir(path) ? loadArtifactDir(path, opts) : load(path, opts);
   // The pass pipeline applies to what is compiled or printed; an artifact was compiled already.
   const passes = parsePipeline(opts.passes);
-  const printAfter = new Set((opts["print-after"] ?? []).flatMap((p) => p.split(",")).map((p) => p.trim()));
-  for (const p of printAfter) findPass(p);
+  if (!m.artifact) for (const w of orderWarnings(passes)) process.stderr.write(`warning: ${w}\n`);
+  const passSet = (values: string[] = []) => new Set(values.flatMap((p) => p.split(",")).map((p) => p.trim()));
+  const printAfter = passSet(opts["print-after"]);
+  const printBefore = passSet(opts["print-before"]);
+  for (const p of [...printAfter, ...printBefore]) findPass(p);
   if (opts["print-after-all"]) printAfter.add("*");
-  const optimized = () => (m.artifact ? m.graph : runPipeline(m.graph, passes, { printAfter, timePasses: opts["time-passes"] }));
+  const format: GraphFormat = opts.svg ? "svg" : opts.dot ? "dot" : "text";
+  if (format !== "text" && command !== "ir") throw new Diagnostic(`--${format} draws the IR: it goes with 'difftc ir'`);
+  const views = irViews(format, command === "ir" ? opts.output : undefined, !!opts.locations);
+  const optimized = () =>
+    m.artifact ? m.graph : runPipeline(m.graph, passes, { printAfter, printBefore, timePasses: opts["time-passes"], statistics: opts.stats, show: views.stage });
   switch (command) {
     case "check":
       console.log(check(m.elaborated!));
       return 0;
     case "ir":
-      process.stdout.write(printGraph(optimized(), { locations: !!opts.locations }));
+      views.final(optimized());
       return 0;
     case "init": {
       if (!opts.output) throw new Diagnostic("difftc init needs -o FILE");
@@ -308,12 +341,19 @@ export async function main(argv: string[]): Promise<number> {
       const inputs = loadInputs(m, opts);
       let outputs: Map<string, HostTensor>;
       const graph = optimized();
+      if (opts.profile && !adapter) throw new Diagnostic("--profile times the kernels of a compiled artifact: give --backend js");
       if (!adapter) outputs = evaluate(graph, inputs, weights, { dims: m.dims });
       else {
         // The interpreter checks inputs against the graph with clear messages; so does this.
         bindDims(graph, inputs, m.dims);
         const session = await adapter.load(m.artifactFiles ?? findTarget(adapter.target).compile(graph, { passes }), weights);
         outputs = await session.run(inputs);
+        if (opts.profile) {
+          if (!session.profile) throw new Diagnostic(`--profile: the ${backend} backend's kernels run asynchronously and cannot be timed one by one here; use --backend js`);
+          const runs = Number(opts.runs ?? 10);
+          if (!Number.isInteger(runs) || runs < 1) throw new Diagnostic(`--runs expects a positive integer, got '${opts.runs}'`);
+          console.log(formatProfile(await session.profile(inputs, runs), runs));
+        }
       }
       if (opts.output) {
         refuseToOverwrite(opts.output, [{ path, what: "the model being run" }, { path: opts.weights, what: "the weights" }, { path: opts.inputs, what: "the inputs" }]);

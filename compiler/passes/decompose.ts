@@ -6,6 +6,7 @@
 import type { Graph } from "../ir/graph.ts";
 import { getOp } from "../ir/registry.ts";
 import { type Pass, rebuild } from "./pass.ts";
+import { count } from "./statistics.ts";
 
 export function decompose(graph: Graph, keep: ReadonlySet<string> = new Set()): Graph {
   const pending = (g: Graph) => g.nodes.some((n) => getOp(n.op)!.decompose && !keep.has(n.op));
@@ -15,6 +16,7 @@ export function decompose(graph: Graph, keep: ReadonlySet<string> = new Set()): 
     g = rebuild(g, (node, r) => {
       const def = getOp(node.op)!;
       if (!def.decompose || keep.has(node.op)) return r.copy(node);
+      count(`${node.op} decomposed`);
       return def.decompose(r, node.operands.map((o) => r.value(o)), node.attrs);
     });
   }
