@@ -13,11 +13,12 @@ import { loweredOps, lowerGpuKernel } from "../common/lower/index.ts";
 import { buildManifest } from "../common/manifest.ts";
 import { type CompileOptions, naturalStorage, storageBytes, type Target } from "../common/target.ts";
 import { emitTypings } from "../common/typings.ts";
+import { ARTIFACT_RUNTIME } from "../common/template/index.ts";
 import { flashAttentionKernel } from "./attention.ts";
 import { WGSL_PRELUDE, WGSL_WORKGROUP_SIZE, wgslLanguage, wgslLanguageFor } from "./language.ts";
 
 const LOADER = [
-  readFileSync(new URL("../common/template/artifact-runtime.js", import.meta.url), "utf8"),
+  ARTIFACT_RUNTIME,
   readFileSync(new URL("./template/loader.js", import.meta.url), "utf8"),
 ].join("\n");
 
