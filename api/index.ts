@@ -2,9 +2,8 @@
 // step the CLI takes, as functions over values. The CLI (cli/) is a thin layer over it.
 // Tensors are HostTensor values: a dtype, a shape and float64 data (16-bit floats as values).
 // Every user mistake is thrown as a Diagnostic: `format()` gives file:line:col and a caret.
-import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { type Artifact, writeArtifact } from "../backends/common/artifact.ts";
+import { type Artifact, readArtifact as readArtifactFiles } from "../backends/common/artifact.ts";
 import { COMPILER_VERSION } from "../backends/common/manifest.ts";
 import { findTarget, targetNames } from "../backends/registry.ts";
 import { Diagnostic } from "../common/diagnostic.ts";
@@ -15,7 +14,8 @@ import { parseGraph } from "../compiler/ir/parse.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { findPass, parsePipeline, type PipelineOptions, runPipeline } from "../compiler/passes/pipeline.ts";
 import type { Program } from "../dsl/ast.ts";
-import { parseProgram } from "../dsl/parse.ts";
+import { parseProgram, readSource } from "../dsl/parse.ts";
+import { checkGraphSizes } from "../compiler/ir/limits.ts";
 import type { Session, TensorMap } from "../runtime/adapters/adapter.ts";
 import { ADAPTERS, findAdapter } from "../runtime/adapters/index.ts";
 import { bindDims, evaluate } from "../runtime/interpreter/index.ts";
@@ -34,7 +34,7 @@ export { verifyGraph } from "../compiler/ir/verify.ts";
 export { listPasses, orderWarnings, parsePipeline, type PassReport, type PipelineOptions } from "../compiler/passes/pipeline.ts";
 export { formatProfile } from "../runtime/profile.ts";
 export { DEFAULT_PIPELINE, PASSES } from "../compiler/passes/registry.ts";
-export { type Artifact, writeArtifact } from "../backends/common/artifact.ts";
+export { type Artifact, isArtifactDir, writeArtifact } from "../backends/common/artifact.ts";
 export { type CompileOptions, TARGETS, type Target, targetNames } from "../backends/registry.ts";
 export { backendNames } from "../runtime/adapters/index.ts";
 export type { KernelTime, Session, TensorMap } from "../runtime/adapters/adapter.ts";
@@ -70,15 +70,9 @@ export function parseModel(source: string, file = "<input>"): Program {
   return parseProgram(source, file);
 }
 
-/** Reads and parses a `.dt` file. */
+/** Reads and parses a `.dt` file (a regular file, within the size limit for sources). */
 export function readModel(file: string): Program {
-  let source: string;
-  try {
-    source = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new Diagnostic(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
-  }
-  return parseProgram(source, file);
+  return parseProgram(readSource(file), file);
 }
 
 /** Elaborates a parsed program (or a `.dt` file, by path) into a model's graph. */
@@ -86,6 +80,8 @@ export function elaborateModel(program: Program | string, options: ModelOptions 
   const parsed = typeof program === "string" ? readModel(program) : program;
   const set = options.set instanceof Map ? options.set : new Map(Object.entries(options.set ?? {}));
   const { graph, model, params, dims } = elaborate(parsed, { model: options.model, set });
+  // Every tensor within what a typed array holds, for the dims given (the rest when bound).
+  checkGraphSizes(graph, dims);
   const parameters: Record<string, ParamValue> = {};
   for (const [k, v] of params) if (v.kind === "number" || v.kind === "bool" || v.kind === "string") parameters[k] = v.value;
   return { graph, name: model.name.name, parameters, dims };
@@ -119,33 +115,25 @@ export function compile(graph: Graph, options: CompileModelOptions = {}): Artifa
   return target.compile(runPipeline(graph, passes, options), { passes });
 }
 
-/** A compiled artifact directory: the graph it was compiled from (graph.ir) and its target. */
+/** A compiled artifact directory, checked against the hashes its manifest records: its files, the graph it was compiled from (graph.ir) and its target. */
 export interface ArtifactDir {
   dir: string;
   graph: Graph;
   target: string;
   manifest: Manifest;
+  /** The files as checked: what runs is exactly what was verified. */
+  artifact: Artifact;
 }
 
-/** Whether `path` is an artifact directory (it holds a manifest.json). */
-export function isArtifactDir(path: string): boolean {
-  return existsSync(join(path, "manifest.json")) && statSync(path).isDirectory();
-}
-
-/** Reads a compiled artifact directory's manifest and graph, checking that this difftc can run it. */
+/** Reads a compiled artifact directory, verifying every file's hash, and checks that this difftc can run it. */
 export function readArtifact(dir: string): ArtifactDir {
-  for (const f of ["graph.ir", "manifest.json"]) if (!existsSync(join(dir, f))) throw new Diagnostic(`${dir} is not a complete artifact: ${f} is missing (recompile with difftc compile)`);
-  let manifest: Manifest;
-  try {
-    manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
-  } catch {
-    throw new Diagnostic(`${dir}/manifest.json is not valid JSON (recompile with difftc compile)`);
-  }
-  const target: unknown = manifest?.target;
+  const artifact = readArtifactFiles(dir);
+  const target: unknown = artifact.target;
   if (typeof target !== "string" || !targetNames().includes(target))
     throw new Diagnostic(`${dir}/manifest.json names target ${JSON.stringify(target)}, which this difftc does not have (targets: ${targetNames().join(", ")})`);
-  const graph = parseGraph(readFileSync(join(dir, "graph.ir"), "utf8"), join(dir, "graph.ir"));
-  return { dir, graph, target, manifest };
+  const graphText = artifact.files.get("graph.ir");
+  if (graphText === undefined) throw new Diagnostic(`${dir} is not a complete artifact: graph.ir is missing (recompile with difftc compile)`);
+  return { dir, graph: parseGraph(String(graphText), join(dir, "graph.ir")), target, manifest: artifact.manifest, artifact };
 }
 
 /** The backend that runs a target's artifacts by default: the first adapter of that target that can run here. */
@@ -170,10 +158,12 @@ export interface LoadOptions extends BindOptions {
  * readWeights (strict; prefix, rename and allowUnused as options; float dtypes converted).
  */
 export async function loadSession(artifact: Artifact | string, weights: TensorMap, options: LoadOptions = {}): Promise<Session> {
-  const { target, manifest } = typeof artifact === "string" ? readArtifact(artifact) : artifact;
+  // A directory is verified and its checked bytes are what runs.
+  const files = typeof artifact === "string" ? readArtifact(artifact).artifact : artifact;
+  const { target, manifest } = files;
   const adapter = findAdapter(options.backend ?? defaultBackend(target));
   if (adapter.target !== target) throw new Diagnostic(`${typeof artifact === "string" ? artifact : "the artifact"} is a ${target} artifact; backend ${adapter.name} runs ${adapter.target} artifacts`);
-  return adapter.load(artifact, bindParams({ name: manifest.model, params: manifest.params }, weights, options));
+  return adapter.load(files, bindParams({ name: manifest.model, params: manifest.params }, weights, options));
 }
 
 export interface RunOptions extends CompileModelOptions {

@@ -3,6 +3,7 @@
 import { parseArgs } from "node:util";
 import * as difftc from "../api/index.ts";
 import { Diagnostic, type Graph, type HostTensor, type Model } from "../api/index.ts";
+import { refuseToOverwrite } from "../common/files.ts";
 import { Progress } from "./progress.ts";
 import { irViews, newPass } from "./workbench.ts";
 
@@ -92,7 +93,12 @@ ${WEIGHTS_OPTIONS}
   --seed N          seed for default weights and inputs (default 0)
   --profile         time each kernel of one forward (JS backend): mean of --runs runs
   --runs N          forwards the profile averages (default 10)
-  -o, --output FILE write the outputs as safetensors (default: print a summary of each)`,
+  -o, --output FILE write the outputs as safetensors (default: print a summary of each)
+
+An artifact is code: running one executes its model.js (or builds and runs its CUDA sources)
+with your rights. Run only artifacts you compiled or trust. Before anything runs, every file is
+checked against the SHA-256 that its manifest.json records, and a directory holding anything
+else is refused.`,
   "new-pass": `difftc new-pass NAME
 Writes compiler/passes/NAME.ts (a pass with one working example rule) and
 test/passes/NAME.test.ts (its IR-text test and its equivalence property), and prints the line
@@ -304,7 +310,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command ? 0 : 1;
   }
-  if (!(command in HELP)) throw new Diagnostic(`unknown command '${command}' (${Object.keys(HELP).join(", ")}); see difftc --help`);
+  if (!Object.hasOwn(HELP, command)) throw new Diagnostic(`unknown command '${command}' (${Object.keys(HELP).join(", ")}); see difftc --help`);
   const { opts, positionals } = parse(command, rest);
   if (opts.help) {
     console.log(HELP[command]);
@@ -329,12 +335,12 @@ export async function main(argv: string[]): Promise<number> {
   if (opts["print-after-all"]) printAfter.add("*");
   const views = irViews(opts.svg ? "svg" : opts.dot ? "dot" : "text", command === "ir" ? opts.output : undefined, !!opts.locations);
   const pipelineOptions = { printAfter, printBefore: passSet(opts["print-before"]), timePasses: opts["time-passes"], statistics: opts.stats, show: views.stage };
-  const status = await runCommand(command, m, opts, passes, pipelineOptions, progress, views);
+  const status = await runCommand(command, path, m, opts, passes, pipelineOptions, progress, views);
   progress.finish();
   return status;
 }
 
-async function runCommand(command: string, m: Loaded, opts: Options, passes: string, pipelineOptions: difftc.PipelineOptions, progress: Progress, views: ReturnType<typeof irViews>): Promise<number> {
+async function runCommand(command: string, path: string, m: Loaded, opts: Options, passes: string, pipelineOptions: difftc.PipelineOptions, progress: Progress, views: ReturnType<typeof irViews>): Promise<number> {
   switch (command) {
     case "check":
       console.log(check(m.model!));
@@ -345,6 +351,7 @@ async function runCommand(command: string, m: Loaded, opts: Options, passes: str
     }
     case "init": {
       if (!opts.output) throw new Diagnostic("difftc init needs -o FILE");
+      refuseToOverwrite(opts.output, [{ path, what: "the model source" }]);
       const weights = await progress.step("init weights", (tick) => difftc.initWeights(m.graph, seedOf(opts), tick));
       difftc.writeSafetensors(opts.output, weights, { model: m.graph.name, seed: String(seedOf(opts)) });
       console.log(`wrote ${weights.size} params to ${opts.output}`);
@@ -352,6 +359,7 @@ async function runCommand(command: string, m: Loaded, opts: Options, passes: str
     }
     case "inputs": {
       if (!opts.output) throw new Diagnostic("difftc inputs needs -o FILE");
+      refuseToOverwrite(opts.output, [{ path, what: "the model source" }]);
       const inputs = inputsFor(m, opts);
       difftc.writeSafetensors(opts.output, inputs, { model: m.graph.name, seed: String(seedOf(opts)) });
       console.log(`wrote ${[...inputs].map(([name, t]) => `${name} ${t.dtype}[${t.shape.join(", ")}]`).join(", ")} to ${opts.output}`);
@@ -380,7 +388,7 @@ async function runCommand(command: string, m: Loaded, opts: Options, passes: str
         const graph = m.artifact ? m.graph : await progress.step("passes", () => difftc.optimize(m.graph, passes, pipelineOptions));
         outputs = await progress.step("run", (tick) => difftc.evaluate(graph, inputs, weights, { dims: m.dims, onValue: (id) => tick(id + 1, graph.nodes.length) }));
       } else {
-        const artifact = m.artifact?.dir ?? (await progress.step("compile", () => difftc.compile(m.graph, { ...pipelineOptions, target, passes })));
+        const artifact = m.artifact?.artifact ?? (await progress.step("compile", () => difftc.compile(m.graph, { ...pipelineOptions, target, passes })));
         // The weights were bound strictly to the model already; its compiled graph may have dropped a param nothing uses.
         const session = await progress.step("load", () => difftc.loadSession(artifact, weights, { backend, allowUnused: true }));
         outputs = await progress.step("run", () => session.run(inputs));
@@ -392,6 +400,7 @@ async function runCommand(command: string, m: Loaded, opts: Options, passes: str
         }
       }
       if (opts.output) {
+        refuseToOverwrite(opts.output, [{ path, what: "the model being run" }, { path: opts.weights, what: "the weights" }, { path: opts.inputs, what: "the inputs" }]);
         difftc.writeSafetensors(opts.output, outputs);
         console.log(`wrote ${outputs.size} output${outputs.size === 1 ? "" : "s"} to ${opts.output}`);
       } else {

@@ -10,7 +10,7 @@ import type { TensorType } from "../../compiler/ir/types.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
 import { type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
 import { type CompileOptions, naturalStorage, storageBytes, type Target } from "../common/target.ts";
-import { type Artifact, HOST_RUNTIME } from "../common/artifact.ts";
+import type { Artifact } from "../common/artifact.ts";
 import { helperFunction } from "../common/kernel/helpers.ts";
 import { renderHelpers, renderKernel } from "../common/kernel/render.ts";
 import { fusedEpilogue } from "../common/lower/fused.ts";
@@ -21,8 +21,12 @@ import { JS_PRELUDE, jsLanguage } from "./language.ts";
 import { packedMatmul } from "./matmul.ts";
 import { ARRAY_TYPE, emitTypings } from "../common/typings.ts";
 import { KernelWriter } from "./writer.ts";
+import { ARTIFACT_RUNTIME } from "../common/template/index.ts";
 
-const RUNTIME = [HOST_RUNTIME, readFileSync(new URL("./template/runtime.js", import.meta.url), "utf8")].join("\n");
+const RUNTIME = [
+  ARTIFACT_RUNTIME,
+  readFileSync(new URL("./template/runtime.js", import.meta.url), "utf8"),
+].join("\n");
 
 type Template = (w: KernelWriter, node: Node, types: TensorType[]) => void;
 
