@@ -82,6 +82,9 @@ export function writeArtifact(artifact: Artifact, dir: string): void {
     let staging: string | undefined;
     let old: string | undefined;
     try {
+      // A write killed between its two renames left the old artifact only set aside: put it back first.
+      const setAside = existsSync(dirname(target)) && !existsSync(target) ? leftovers(target).find((e) => /-old-[0-9a-f]{16}$/.test(e)) : undefined;
+      if (setAside) renameSync(setAside, target);
       if (existsSync(target)) {
         if (!statSync(target).isDirectory()) throw new Diagnostic(`${dir} is a file; -o takes a directory for the artifact`);
         const why = foreignContent(target);

@@ -80,6 +80,18 @@ describe("compile -o", () => {
     expect(readdirSync(dir).sort()).toEqual([".out.mine", "m.dt", "out"]);
   });
 
+  it("a write killed between its two renames loses nothing: the next write puts the old artifact back first", () => {
+    const dir = scratch();
+    // What SIGKILL leaves after `out` was set aside and before the new one was renamed in.
+    writeArtifact(artifact(), join(dir, ".out.difftc-old-0123456789abcdef"));
+    const kept = readFileSync(join(dir, ".out.difftc-old-0123456789abcdef", "model.js"), "utf8");
+    const broken = artifact("model M { input x: f32[4] output y = x + 1 }");
+    broken.files.set("no-such-dir/file", "x");
+    expect(() => writeArtifact(broken, join(dir, "out"))).toThrow(/ENOENT/);
+    expect(readFileSync(join(dir, "out", "model.js"), "utf8")).toBe(kept);
+    expect(readdirSync(dir).sort()).toEqual(["m.dt", "out"]);
+  });
+
   it("a SIGTERM during a write lets the write finish, then terminates the process", () => {
     const marker = join(scratch(), "marker");
     const fixture = new URL("./fixtures/interrupted-write.ts", import.meta.url).pathname;
