@@ -18,6 +18,7 @@ import { writeArtifact } from "../backends/common/artifact.ts";
 import { parseGraph } from "../compiler/ir/parse.ts";
 import { findPass, listPasses, parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
 import type { Graph } from "../compiler/ir/graph.ts";
+import { parseQuantFlag, quantizeAttentionPass } from "../compiler/passes/quantize-attention.ts";
 import { readSafetensors, writeSafetensors } from "../runtime/safetensors.ts";
 
 const COMMON = `Common options:
@@ -32,7 +33,10 @@ const PASS_OPTIONS = `Pass options (ir, compile, run):
   --print-after P   print the IR after pass P (repeatable, or a comma list) to stderr
   --print-after-all print the IR after every pass
   --time-passes     print how long each pass took
-  --list-passes     list every pass with what it does, and exit`;
+  --list-passes     list every pass with what it does, and exit
+  --quant SPEC      quantize-attention's setting, e.g. target=logits,bits=4 (keys: target
+                    logits|probs|none, bits 2-8, granularity row|block, threshold T,
+                    v 0|2-8; default target=logits,bits=8,granularity=row)`;
 
 const HELP: Record<string, string> = {
   check: `difftc check FILE [options]
@@ -105,6 +109,7 @@ const OPTIONS = {
   "print-after-all": { type: "boolean" },
   "time-passes": { type: "boolean" },
   "list-passes": { type: "boolean" },
+  quant: { type: "string" },
 } as const;
 
 type Options = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { multiple: true } ? string[] : (typeof OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
@@ -280,7 +285,9 @@ export async function main(argv: string[]): Promise<number> {
   const printAfter = new Set((opts["print-after"] ?? []).flatMap((p) => p.split(",")).map((p) => p.trim()));
   for (const p of printAfter) findPass(p);
   if (opts["print-after-all"]) printAfter.add("*");
-  const optimized = () => (m.artifact ? m.graph : runPipeline(m.graph, passes, { printAfter, timePasses: opts["time-passes"] }));
+  if (opts.quant !== undefined && !passes.includes(quantizeAttentionPass.name)) throw new Diagnostic("--quant sets the quantize-attention pass, which the pipeline lacks: add it, e.g. --passes default,quantize-attention");
+  const passOptions = { quant: opts.quant === undefined ? undefined : parseQuantFlag(opts.quant) };
+  const optimized = () => (m.artifact ? m.graph : runPipeline(m.graph, passes, { printAfter, timePasses: opts["time-passes"], passOptions }));
   switch (command) {
     case "check":
       console.log(check(m.elaborated!));

@@ -22,7 +22,7 @@ export function decompose(graph: Graph, keep: ReadonlySet<string> = new Set()): 
 }
 
 /** The ops fusion passes produce. */
-export const FUSED_OPS: ReadonlySet<string> = new Set(["flash_attention", "flash_diffattn", "fused"]);
+export const FUSED_OPS: ReadonlySet<string> = new Set(["flash_attention", "flash_diffattn", "qflash_attention", "qflash_diffattn", "fused"]);
 
 export const decomposePass: Pass = {
   name: "decompose",

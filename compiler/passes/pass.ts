@@ -10,7 +10,13 @@ export interface Pass {
   name: string;
   /** One line on what the pass does, for `--list-passes`. */
   description: string;
-  run(graph: Graph): Graph;
+  run(graph: Graph, options?: PassOptions): Graph;
+}
+
+/** Settings of the passes that take any, from the command line; a pass reads only its own. */
+export interface PassOptions {
+  /** quantize-attention's attributes of the qflash ops (parseQuantFlag). */
+  quant?: Attrs;
 }
 
 /** What a rewrite sees of the graph being rebuilt. */

@@ -4,7 +4,7 @@ import { Diagnostic } from "../../common/diagnostic.ts";
 import type { Graph } from "../ir/graph.ts";
 import { printGraph } from "../ir/print.ts";
 import { verifyGraph } from "../ir/verify.ts";
-import type { Pass } from "./pass.ts";
+import type { Pass, PassOptions } from "./pass.ts";
 import { DEFAULT_PIPELINE, PASSES } from "./registry.ts";
 
 export interface PipelineOptions {
@@ -13,6 +13,8 @@ export interface PipelineOptions {
   timePasses?: boolean;
   /** Where printed IR and timings go (stderr by default, so stdout stays the command's output). */
   log?: (text: string) => void;
+  /** Settings of the passes that take any. */
+  passOptions?: PassOptions;
 }
 
 export function findPass(name: string): Pass {
@@ -21,11 +23,12 @@ export function findPass(name: string): Pass {
   return pass;
 }
 
-/** `none` is the empty pipeline, `default` the optimising one; otherwise a comma-separated list. */
+/** `none` is the empty pipeline, `default` the optimising one; otherwise a comma-separated list of names, where `default` stands for its passes. */
 export function parsePipeline(spec: string | undefined): string[] {
   if (spec === undefined || spec === "default") return [...DEFAULT_PIPELINE];
   if (spec === "none" || spec === "") return [];
-  const names = spec.split(",").map((s) => s.trim());
+  // 'default' and 'none' may start a list: `default,quantize-attention`.
+  const names = spec.split(",").map((s) => s.trim()).flatMap((n) => (n === "default" ? DEFAULT_PIPELINE : n === "none" ? [] : [n]));
   for (const n of names) findPass(n);
   return names;
 }
@@ -36,7 +39,7 @@ export function runPipeline(graph: Graph, names: readonly string[], options: Pip
   for (const name of names) {
     const pass = findPass(name);
     const start = performance.now();
-    g = pass.run(g);
+    g = pass.run(g, options.passOptions);
     const ms = performance.now() - start;
     verifyGraph(g);
     if (options.timePasses) log(`pass ${name}: ${ms.toFixed(2)} ms, ${g.nodes.length} nodes\n`);
