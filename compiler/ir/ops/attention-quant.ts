@@ -122,7 +122,7 @@ export function quantizeGroup(x: Float64Array, start: number, count: number, str
   let amax = 0;
   for (let j = 0, at = start; j < count; j++, at += stride) {
     const v = signed ? Math.abs(x[at]) : x[at];
-    if (!(v <= amax)) amax = v; // NaN is kept: the group is then left as it is
+    if (v > amax || Number.isNaN(v)) amax = v; // a NaN max stays (v > NaN is false): the group is then left as it is
   }
   const step = quantStep(amax, levels);
   if (step === 0) return 0;
