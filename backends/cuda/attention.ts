@@ -116,14 +116,17 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   L(`  for (long long tile = blockIdx.x; tile < entries * ${heads} * rowTiles; tile += gridDim.x) {`);
   L(`    const int rowTile = (int)(tile % rowTiles), h = (int)((tile / rowTiles) % ${heads});`);
   if (batch.length > 0) L(`    const long long entry = tile / rowTiles / ${heads};`);
-  L(`    const int g = h / ${geo.group};`);
+  // One kv group: every column is a constant and g would go unused (nvcc -Werror warns).
+  if (geo.kvHeads > 1) L(`    const int g = h / ${geo.group};`);
   L(`    long long ${offsets.map((o) => `${o} = 0`).join(", ")};`);
   entryLines.forEach((l) => L(`    ${l}`));
   L(`    const int i = rowTile * ${WARPS} + warp;`);
   L("    const bool live = i < rows;");
-  if (geo.causal) L(`    const int lastRow = ${C.min(`rowTile * ${WARPS} + ${WARPS - 1}`, "rows - 1")};`);
-  // Keys past what the tile's last row sees are never loaded (the causal rule only grows with i).
-  L(`    const int end = ${visible("lastRow")};`);
+  if (!quant) {
+    if (geo.causal) L(`    const int lastRow = ${C.min(`rowTile * ${WARPS} + ${WARPS - 1}`, "rows - 1")};`);
+    // Keys past what the tile's last row sees are never loaded (the causal rule only grows with i).
+    L(`    const int end = ${visible("lastRow")};`);
+  }
   L(`    const int seen = live ? ${visible("i")} : 0;`);
   // The quantised kernels keep their state in double, as the interpreter does (see D).
   const real = quant ? "double" : "float";
@@ -144,7 +147,7 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
       k: (p, j, col) => load("in1", k, `oK + (long long)(${j}) * ${width(k)} + ${kColumnOf(p)} + ${col}`),
       v: (j, col) => load("in2", v, `oV + (long long)(${j}) * ${width(v)} + ${vColumnOf(col)}`),
     });
-    use("roundHalfEven");
+    if (quant.target !== "none" || quant.vBits > 0) use("roundHalfEven");
   } else {
     L(`    for (int j0 = 0; j0 < end; j0 += ${bc}) {`);
     L("      __syncthreads();");
@@ -239,6 +242,12 @@ interface QuantRow {
  * one accumulates the probabilities' levels times V. Leaves acc, mx and sum as the plain kernel
  * does (acc already divided by l where sparse).
  */
+/** A loop over maps or a lane's columns, fully unrolled: its arrays then stay in registers (indexed by constants). */
+function unrolled(L: (s: string) => void, loop: string): void {
+  L("#pragma unroll");
+  L(loop);
+}
+
 function quantizedRow(L: (s: string) => void, quant: AttentionQuant, r: QuantRow): void {
   const maps = Array.from({ length: r.maps }, (_, p) => p);
   const sparse = quant.target === "probs" || quant.threshold > 0;
@@ -252,22 +261,24 @@ function quantizedRow(L: (s: string) => void, quant: AttentionQuant, r: QuantRow
   L("      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);");
   L(`      return s * ${r.scale};`);
   L("    };");
-  // A group's largest |logit| / L, or 0 (left as it is); NaN sticks as in the interpreter.
-  L("    auto logitStep = [&](int p, int j0, int j1) -> double {");
-  L("      double amax = 0.0;");
-  L("      for (int j = j0; j < j1; j++) { const double a = fabs(score(p, j)); if (a > amax || a != a) amax = a; }");
-  L(`      return ${stepOf("amax", logitLevels)};`);
-  L("    };");
   const logits = quant.target === "logits";
+  if (logits) {
+    // A group's largest |logit| / L, or 0 (left as it is); NaN sticks as in the interpreter.
+    L("    auto logitStep = [&](int p, int j0, int j1) -> double {");
+    L("      double amax = 0.0;");
+    L("      for (int j = j0; j < j1; j++) { const double a = fabs(score(p, j)); if (a > amax || a != a) amax = a; }");
+    L(`      return ${stepOf("amax", logitLevels)};`);
+    L("    };");
+  }
   L(`    auto logit = [&](int p, int j, double st) -> double { const double s = score(p, j); return ${logits ? level("s", "st", logitLevels, true) : "s"}; };`);
   L(`    double step[${r.maps}] = {${maps.map(() => "0.0").join(", ")}};`);
-  if (logits && quant.granularity === "row") L(`    for (int p = 0; p < ${r.maps}; p++) step[p] = logitStep(p, 0, seen);`);
-  const blockSteps = logits && quant.granularity === "block" ? `for (int p = 0; p < ${r.maps}; p++) step[p] = logitStep(p, j0, j1);` : "";
+  if (logits && quant.granularity === "row") unrolled(L, `    for (int p = 0; p < ${r.maps}; p++) step[p] = logitStep(p, 0, seen);`);
+  const blockSteps = logits && quant.granularity === "block" ? `      for (int p = 0; p < ${r.maps}; p++) step[p] = logitStep(p, j0, j1);` : "";
   // V's levels per column over all keys; each lane holds its columns' steps.
   if (quant.vBits > 0) {
     const vLevels = quantLevels(quant.vBits, true);
     L(`    double vStep[${r.vpl}];`);
-    L(`    for (int c = 0; c < ${r.vpl}; c++) {`);
+    unrolled(L, `    for (int c = 0; c < ${r.vpl}; c++) {`);
     L("      const int col = lane + 32 * c;");
     L("      double amax = 0.0;");
     L(`      if (col < ${r.dv}) for (int j = 0; j < keys; j++) { const double a = fabs((double)${r.v("j", "col")}); if (a > amax || a != a) amax = a; }`);
@@ -278,16 +289,18 @@ function quantizedRow(L: (s: string) => void, quant: AttentionQuant, r: QuantRow
   const blocks = (body: () => void) => {
     L("    for (int j0 = 0; j0 < seen; j0 += qblock) {");
     L("      const int j1 = j0 + qblock < seen ? j0 + qblock : seen;");
-    if (blockSteps) L(`      ${blockSteps}`);
+    if (blockSteps) unrolled(L, blockSteps);
     body();
     L("    }");
   };
   const onlineStep = (withValues: boolean) => {
-    L(`      for (int j = j0; j < j1; j++) for (int p = 0; p < ${r.maps}; p++) {`);
+    L("      for (int j = j0; j < j1; j++) {");
+    unrolled(L, `      for (int p = 0; p < ${r.maps}; p++) {`);
     L("        const double s = logit(p, j, step[p]), next = fmax(mx[p], s), correction = exp(mx[p] - next), e = exp(s - next);");
     L("        sum[p] = sum[p] * correction + e;");
-    if (withValues) L(`        for (int c = 0; c < ${r.vpl}; c++) acc[p][c] = acc[p][c] * correction + (lane + 32 * c < ${r.dv} ? e * value(j, c) : 0.0);`);
+    if (withValues) unrolled(L, `        for (int c = 0; c < ${r.vpl}; c++) acc[p][c] = acc[p][c] * correction + (lane + 32 * c < ${r.dv} ? e * value(j, c) : 0.0);`);
     L("        mx[p] = next;");
+    L("      }");
     L("      }");
   };
   if (!sparse) {
@@ -296,23 +309,25 @@ function quantizedRow(L: (s: string) => void, quant: AttentionQuant, r: QuantRow
   }
   blocks(() => onlineStep(false));
   // The row's probabilities: exp(s - m) · (1 / l), the interpreter's order; the row's largest is 1 / l.
-  L(`    double inv[${r.maps}], pStep[${r.maps}];`);
-  L(`    for (int p = 0; p < ${r.maps}; p++) { inv[p] = sum[p] > 0 ? 1.0 / sum[p] : 0.0; pStep[p] = 0.0; }`);
   const probLevels = quantLevels(quant.bits, false);
   const probs = quant.target === "probs";
-  if (probs && quant.granularity === "row") L(`    for (int p = 0; p < ${r.maps}; p++) pStep[p] = ${stepOf("inv[p]", probLevels)};`);
+  L(`    double inv[${r.maps}]${probs ? `, pStep[${r.maps}]` : ""};`);
+  unrolled(L, `    for (int p = 0; p < ${r.maps}; p++) { inv[p] = sum[p] > 0 ? 1.0 / sum[p] : 0.0;${probs ? " pStep[p] = 0.0;" : ""} }`);
+  if (probs && quant.granularity === "row") unrolled(L, `    for (int p = 0; p < ${r.maps}; p++) pStep[p] = ${stepOf("inv[p]", probLevels)};`);
   L("    auto prob = [&](int p, int j) -> double { return exp(logit(p, j, step[p]) - mx[p]) * inv[p]; };");
   blocks(() => {
     if (quant.threshold > 0 || (probs && quant.granularity === "block")) {
       L(`      double pmax[${r.maps}];`);
-      L(`      for (int p = 0; p < ${r.maps}; p++) { pmax[p] = 0.0; for (int j = j0; j < j1; j++) { const double x = prob(p, j); if (x > pmax[p] || x != x) pmax[p] = x; } }`);
+      unrolled(L, `      for (int p = 0; p < ${r.maps}; p++) { pmax[p] = 0.0; for (int j = j0; j < j1; j++) { const double x = prob(p, j); if (x > pmax[p] || x != x) pmax[p] = x; } }`);
     }
     // Skipped: every map's probabilities in the block are under the threshold (NaN is not).
     if (quant.threshold > 0) L(`      if (${maps.map((p) => `pmax[${p}] < ${quant.threshold}`).join(" && ")}) continue;`);
-    if (probs && quant.granularity === "block") L(`      for (int p = 0; p < ${r.maps}; p++) pStep[p] = ${stepOf("pmax[p]", probLevels)};`);
-    L(`      for (int j = j0; j < j1; j++) for (int p = 0; p < ${r.maps}; p++) {`);
+    if (probs && quant.granularity === "block") unrolled(L, `      for (int p = 0; p < ${r.maps}; p++) pStep[p] = ${stepOf("pmax[p]", probLevels)};`);
+    L("      for (int j = j0; j < j1; j++) {");
+    unrolled(L, `      for (int p = 0; p < ${r.maps}; p++) {`);
     L(`        const double x = prob(p, j), w = ${probs ? level("x", "pStep[p]", probLevels, false) : "x"};`);
-    L(`        for (int c = 0; c < ${r.vpl}; c++) if (lane + 32 * c < ${r.dv}) acc[p][c] += w * value(j, c);`);
+    unrolled(L, `        for (int c = 0; c < ${r.vpl}; c++) if (lane + 32 * c < ${r.dv}) acc[p][c] += w * value(j, c);`);
+    L("      }");
     L("      }");
   });
 }
