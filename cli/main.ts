@@ -20,6 +20,7 @@ import { findPass, listPasses, parsePipeline, runPipeline } from "../compiler/pa
 import type { Graph } from "../compiler/ir/graph.ts";
 import { parseQuantFlag, quantizeAttentionPass } from "../compiler/passes/quantize-attention.ts";
 import { readSafetensors, writeSafetensors } from "../runtime/safetensors.ts";
+import { formatQuantReport, peakedInputs, quantReport } from "../runtime/quant-report.ts";
 
 const COMMON = `Common options:
   --model NAME      the model to compile (default: the last model in the file that no other
@@ -78,6 +79,22 @@ ${PASS_OPTIONS}
   --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set)
   --seed N          seed for default weights and inputs (default 0)
   -o, --output FILE write the outputs as safetensors (default: print a summary of each)`,
+  "quant-report": `difftc quant-report FILE [options]
+Measures low-bit attention (the quantize-attention pass) on a model with one differential
+attention layer: for the unquantised kernel (16 bits) and for 8, 6 and 4 bits of each target
+(logits, probs) and granularity (row, block), the output error against the unquantised graph
+(max abs, relative L2, cosine), the fraction of key blocks skipped, and the bytes of the
+quantised maps and of V read; for the layer's diff attention and, side by side on the same q,
+k and v, for standard attention. Runs on the reference interpreter.
+
+${COMMON}
+  --weights FILE    weights as safetensors (default: seeded weights as 'init' draws them)
+  --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set)
+  --seed N          seed for default weights and inputs (default 0)
+  --peak F          scale every 16th row of each input by F: a few keys with large logits in
+                    every row (peaked attention, activation outliers)
+  --quant SPEC      threshold=T,v=B: the skip threshold and V's bits of every quantised row
+                    (the report sweeps target, granularity and bits itself)`,
 };
 
 const USAGE = `difftc — a compiler for differential-attention models
@@ -90,6 +107,7 @@ Commands:
   init      write seeded weights as safetensors
   compile   compile a model to an artifact (${targetNames().join(", ")})
   run       evaluate a model or run an artifact
+  quant-report  measure low-bit attention: error and bytes, diff vs standard attention
 
 Run 'difftc <command> --help' for a command's options.`;
 
@@ -110,6 +128,7 @@ const OPTIONS = {
   "time-passes": { type: "boolean" },
   "list-passes": { type: "boolean" },
   quant: { type: "string" },
+  peak: { type: "string" },
 } as const;
 
 type Options = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { multiple: true } ? string[] : (typeof OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
@@ -260,7 +279,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command ? 0 : 1;
   }
-  if (!(command in HELP)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run); see difftc --help`);
+  if (!(command in HELP)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run, quant-report); see difftc --help`);
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true });
@@ -285,7 +304,7 @@ export async function main(argv: string[]): Promise<number> {
   const printAfter = new Set((opts["print-after"] ?? []).flatMap((p) => p.split(",")).map((p) => p.trim()));
   for (const p of printAfter) findPass(p);
   if (opts["print-after-all"]) printAfter.add("*");
-  if (opts.quant !== undefined && !passes.includes(quantizeAttentionPass.name)) throw new Diagnostic("--quant sets the quantize-attention pass, which the pipeline lacks: add it, e.g. --passes default,quantize-attention");
+  if (opts.quant !== undefined && command !== "quant-report" && !passes.includes(quantizeAttentionPass.name)) throw new Diagnostic("--quant sets the quantize-attention pass, which the pipeline lacks: add it, e.g. --passes default,quantize-attention");
   const passOptions = { quant: opts.quant === undefined ? undefined : parseQuantFlag(opts.quant) };
   const optimized = () => (m.artifact ? m.graph : runPipeline(m.graph, passes, { printAfter, timePasses: opts["time-passes"], passOptions }));
   switch (command) {
@@ -308,6 +327,22 @@ export async function main(argv: string[]): Promise<number> {
       const artifact = target.compile(optimized(), { passes });
       writeArtifact(artifact, opts.output);
       console.log(`wrote ${[...artifact.files.keys()].join(", ")} to ${opts.output} (${artifact.manifest.kernels.length} kernels)`);
+      return 0;
+    }
+    case "quant-report": {
+      const peak = opts.peak === undefined ? 1 : Number(opts.peak);
+      if (!(peak > 0)) throw new Diagnostic(`--peak expects a positive factor, got '${opts.peak}'`);
+      const inputs = loadInputs(m, opts);
+      const rows = quantReport(m.graph, loadWeights(m, opts), peak === 1 ? inputs : peakedInputs(inputs, peak), {
+        bits: [8, 6, 4],
+        targets: ["logits", "probs"],
+        granularities: ["row", "block"],
+        threshold: passOptions.quant?.threshold as number ?? 0,
+        vBits: passOptions.quant?.v_bits as number ?? 0,
+        dims: m.dims,
+      });
+      const source = `${opts.weights ?? `seeded weights (seed ${seedOf(opts)})`}, ${opts.inputs ?? `random inputs (seed ${seedOf(opts)})`}${peak === 1 ? "" : `, every 16th row x ${peak}`}`;
+      process.stdout.write(formatQuantReport(rows, `quant report: ${m.graph.name}, ${[...m.dims].map(([k, v]) => `${k} = ${v}`).join(", ")}; ${source}`));
       return 0;
     }
     case "run": {
