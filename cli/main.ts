@@ -37,7 +37,8 @@ const PASS_OPTIONS = `Pass options (ir, compile, run):
   --list-passes     list every pass with what it does, and exit
   --quant SPEC      quantize-attention's setting, e.g. target=logits,bits=4 (keys: target
                     logits|probs|none, bits 2-8, granularity row|block, threshold T,
-                    v 0|2-8; default target=logits,bits=8,granularity=row)`;
+                    v 0|2-8, block B: keys per block; default target=logits,bits=8,
+                    granularity=row and the fused op's block)`;
 
 const HELP: Record<string, string> = {
   check: `difftc check FILE [options]
@@ -93,8 +94,8 @@ ${COMMON}
   --seed N          seed for default weights and inputs (default 0)
   --peak F          scale every 16th row of each input by F: a few keys with large logits in
                     every row (peaked attention, activation outliers)
-  --quant SPEC      threshold=T,v=B: the skip threshold and V's bits of every quantised row
-                    (the report sweeps target, granularity and bits itself)`,
+  --quant SPEC      threshold=T,v=B,block=K: the skip threshold, V's bits and the keys per
+                    block of every row (the report sweeps target, granularity and bits)`,
 };
 
 const USAGE = `difftc — a compiler for differential-attention models
@@ -339,6 +340,7 @@ export async function main(argv: string[]): Promise<number> {
         granularities: ["row", "block"],
         threshold: passOptions.quant?.threshold as number ?? 0,
         vBits: passOptions.quant?.v_bits as number ?? 0,
+        block: passOptions.quant?.block as number | undefined,
         dims: m.dims,
       });
       const source = `${opts.weights ?? `seeded weights (seed ${seedOf(opts)})`}, ${opts.inputs ?? `random inputs (seed ${seedOf(opts)})`}${peak === 1 ? "" : `, every 16th row x ${peak}`}`;

@@ -24,6 +24,8 @@ export interface QuantReportOptions {
   threshold: number;
   /** V's bits in every quantised row (0: V as it is). */
   vBits: number;
+  /** Keys per block of every row; undefined keeps the fused op's. */
+  block?: number;
   dims?: ReadonlyMap<string, number>;
 }
 
@@ -97,7 +99,7 @@ function standardAttrs(diff: Node): Attrs {
 
 /** The settings the report rows run, the unquantised one first. */
 function settings(o: QuantReportOptions): { label: string; attrs: Attrs }[] {
-  const base: Attrs = { ...DEFAULT_QUANT, threshold: 0, v_bits: 0 };
+  const base: Attrs = { ...DEFAULT_QUANT, threshold: 0, v_bits: 0, ...(o.block === undefined ? {} : { block: o.block }) };
   const rows: { label: string; attrs: Attrs }[] = [{ label: "none      -     16", attrs: { ...base, quant: "none" } }];
   if (o.threshold > 0 || o.vBits > 0) rows.push({ label: "none+t/v  -     16", attrs: { ...base, quant: "none", threshold: o.threshold, v_bits: o.vBits } });
   for (const target of o.targets)
@@ -109,6 +111,8 @@ function settings(o: QuantReportOptions): { label: string; attrs: Attrs }[] {
 /** The report's rows: each setting's errors and savings, diff and standard attention side by side. */
 export function quantReport(graph: Graph, weights: TensorMap, inputs: TensorMap, o: QuantReportOptions): ReportRow[] {
   const fused = runPipeline(graph, DEFAULT_PIPELINE, { log: () => {} });
+  // The unquantised reference with the rows' block (no result depends on it there).
+  if (o.block !== undefined) for (const n of fused.nodes) if (n.op === "flash_diffattn") n.attrs.block = o.block;
   const node = diffNode(fused);
   // The reference run, keeping the diff node's operands and output.
   let operands: HostTensor[] = [];
@@ -153,13 +157,13 @@ export function quantReport(graph: Graph, weights: TensorMap, inputs: TensorMap,
 }
 
 const sci = (x: number) => (x === 0 ? "0" : x.toExponential(2));
-const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)}`;
+const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)}`;
 
 /** The report as text: one table per attention kind, then relative L2 errors side by side per bit width. */
 export function formatQuantReport(rows: ReportRow[], heading: string): string {
-  const head = "target    gran  bits   max|err|   rel L2     cosine      skipped  maps MiB  V MiB";
+  const head = "target    gran  bits   max|err|   rel L2     cosine      skipped  maps KiB     V KiB";
   const cell = (r: ReportRow, c: ReportCell) =>
-    `${r.label}   ${sci(c.error.maxAbs).padStart(9)}  ${sci(c.error.relL2).padStart(9)}  ${c.error.cosine.toFixed(7)}  ${(100 * c.skipped).toFixed(1).padStart(6)}%  ${mib(c.mapBytes).padStart(8)}  ${mib(c.vBytes).padStart(6)}`;
+    `${r.label}   ${sci(c.error.maxAbs).padStart(9)}  ${sci(c.error.relL2).padStart(9)}  ${c.error.cosine.toFixed(7)}  ${(100 * c.skipped).toFixed(1).padStart(6)}%  ${kib(c.mapBytes).padStart(8)}  ${kib(c.vBytes).padStart(8)}`;
   const lines = [heading, ""];
   lines.push("differential attention (the layer's flash_diffattn output, epilogue included; model rel L2 = the layer's output):", `${head}   model rel L2`);
   for (const r of rows) lines.push(`${cell(r, r.diff)}   ${sci(r.model.relL2).padStart(9)}`);

@@ -6,21 +6,25 @@
 import { Diagnostic } from "../../common/diagnostic.ts";
 import type { Attrs } from "../ir/graph.ts";
 import { checkQuant, QUANT_ATTRS } from "../ir/ops/attention-quant.ts";
-import { OpError } from "../ir/registry.ts";
+import { type AttrSpec, OpError } from "../ir/registry.ts";
 import { type Pass, type PassOptions, rebuild } from "./pass.ts";
 
 /** The quantised op of each fused attention op. */
 const QUANTISED_OP: Record<string, string> = { flash_attention: "qflash_attention", flash_diffattn: "qflash_diffattn", qflash_attention: "qflash_attention", qflash_diffattn: "qflash_diffattn" };
 
-/** The flag's keys and the attribute each sets (v: V's bits). */
-const KEYS: Record<string, string> = { target: "quant", bits: "bits", granularity: "granularity", threshold: "threshold", v: "v_bits" };
+/** The flag's keys and the attribute each sets (v: V's bits; block: the kernel's keys per block, which the block granularity and the skip rule read). */
+const KEYS: Record<string, string> = { target: "quant", bits: "bits", granularity: "granularity", threshold: "threshold", v: "v_bits", block: "block" };
+
+/** What each attribute takes: the qflash ops' own, and the flash ops' block. */
+const SPECS: Record<string, AttrSpec> = { ...QUANT_ATTRS, block: { type: "int" } };
 
 /** The attributes the pass sets without --quant: the paper's experiment at 8 bits, one scale per row. */
 export const DEFAULT_QUANT: Attrs = Object.fromEntries(Object.entries(QUANT_ATTRS).map(([k, spec]) => [k, spec.default!]));
 
 /**
- * --quant's text, `target=logits|probs|none,bits=8|6|4,granularity=row|block,threshold=T,v=0|8`
- * (any subset, in any order; the rest as DEFAULT_QUANT), as the qflash ops' attributes.
+ * --quant's text, `target=logits|probs|none,bits=8|6|4,granularity=row|block,threshold=T,v=0|8,block=B`
+ * (any subset, in any order; the rest as DEFAULT_QUANT, block as the fused op has it), as the
+ * qflash ops' attributes.
  */
 export function parseQuantFlag(text: string): Attrs {
   const attrs: Attrs = { ...DEFAULT_QUANT };
@@ -28,7 +32,7 @@ export function parseQuantFlag(text: string): Attrs {
     const m = item.match(/^([a-z_]+)=(.+)$/);
     if (!m || !(m[1] in KEYS)) throw new Diagnostic(`--quant: expected KEY=VALUE with KEY one of ${Object.keys(KEYS).join(", ")}, got '${item}'`);
     const attr = KEYS[m[1]];
-    const spec = QUANT_ATTRS[attr];
+    const spec = SPECS[attr];
     if (spec.oneOf) {
       if (!spec.oneOf.includes(m[2])) throw new Diagnostic(`--quant: ${m[1]} must be one of ${spec.oneOf.join(", ")}, got '${m[2]}'`);
       attrs[attr] = m[2];
@@ -38,8 +42,9 @@ export function parseQuantFlag(text: string): Attrs {
       attrs[attr] = value;
     }
   }
+  if (attrs.block !== undefined && !((attrs.block as number) >= 1)) throw new Diagnostic(`--quant: block must be a positive number of keys, got ${attrs.block}`);
   try {
-    checkQuant("--quant", { ...attrs, block: 1 });
+    checkQuant("--quant", { block: 1, ...attrs });
   } catch (e) {
     if (e instanceof OpError) throw new Diagnostic(e.message.replace("v_bits", "v"));
     throw e;

@@ -64,7 +64,8 @@ describe("quantize-attention", () => {
     ["v=1", "--quant: v must be 0 (V as it is) or 2 to 8, got 1"],
     ["threshold=2", "--quant: threshold must be in [0, 1), got 2"],
     ["granularity=col", "--quant: granularity must be one of row, block, got 'col'"],
-    ["scale=3", "--quant: expected KEY=VALUE with KEY one of target, bits, granularity, threshold, v, got 'scale=3'"],
+    ["block=0", "--quant: block must be a positive number of keys, got 0"],
+    ["scale=3", "--quant: expected KEY=VALUE with KEY one of target, bits, granularity, threshold, v, block, got 'scale=3'"],
   ])("rejects --quant %s with a diagnostic", (flag, message) => {
     let error: unknown;
     try {
