@@ -5,6 +5,7 @@
 //   npm run bench                 # everything
 //   npm run bench -- --quick      # fewer repetitions, smaller sizes
 //   npm run bench -- --case N=1024 --impl wasm --impl default   # only matching cases and implementations
+//   npm run bench -- --case N=1024 --impl "difftc js"            # the quantised JS kernels against the plain fused one
 import { readFileSync } from "node:fs";
 import { compileJs } from "../backends/js/index.ts";
 import { elaborate } from "../compiler/elaborate/index.ts";
@@ -14,6 +15,7 @@ import { parseProgram } from "../dsl/parse.ts";
 import type { TensorMap } from "../runtime/adapters/adapter.ts";
 import { loadJs } from "../runtime/adapters/js/index.ts";
 import { parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
+import { parseQuantFlag } from "../compiler/passes/quantize-attention.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
 import { evaluate } from "../runtime/interpreter/index.ts";
 import { createOnnxRunner } from "./peers/onnx.ts";
@@ -37,7 +39,12 @@ interface Implementation {
   maxWork?: number;
   /** Run only when asked for by --impl (it needs something not every machine has). */
   optIn?: boolean;
+  /** The largest relative difference from the reference it may show: quantised attention differs on purpose. */
+  tolerance?: number;
 }
+
+/** The quantised kernels timed against the plain fused one (--impl quant): 8 and 4 bits, each target, skipping. */
+const QUANT_SETTINGS = ["target=logits,bits=8", "target=logits,bits=4,granularity=block", "target=probs,bits=8", "target=probs,bits=4,granularity=block,threshold=1e-3"];
 
 const IMPLEMENTATIONS: Implementation[] = [
   { name: "difftc interp (float64)", maxWork: 2e9, prepare: async (g, w, dims) => async (inputs) => evaluate(g, inputs, w, { dims }) },
@@ -46,6 +53,16 @@ const IMPLEMENTATIONS: Implementation[] = [
     prepare: async (g: Graph, w: TensorMap) => {
       const passes = parsePipeline(pipeline);
       const session = await loadJs(compileJs(runPipeline(g, passes), passes), w);
+      return (inputs: TensorMap) => session.run(inputs);
+    },
+  })),
+  ...QUANT_SETTINGS.map((spec) => ({
+    name: `difftc js quant ${spec}`,
+    optIn: true,
+    tolerance: 0.5,
+    prepare: async (g: Graph, w: TensorMap) => {
+      const passes = [...parsePipeline("default"), "quantize-attention"];
+      const session = await loadJs(compileJs(runPipeline(g, passes, { passOptions: { quant: parseQuantFlag(spec) } }), passes), w);
       return (inputs: TensorMap) => session.run(inputs);
     },
   })),
@@ -153,7 +170,7 @@ async function main(): Promise<void> {
       // The first implementation to run is the reference the others are checked against.
       reference ??= outputs;
       const err = maxRelativeError(outputs, reference);
-      if (!(err < 1e-3)) throw new Error(`${impl.name} disagrees on ${c.name}: max relative error ${err}`);
+      if (!(err < (impl.tolerance ?? 1e-3))) throw new Error(`${impl.name} disagrees on ${c.name}: max relative error ${err}`);
       const ms = await time(() => run(inputs));
       const gflops = c.flops ? ` ${(c.flops / ms / 1e6).toFixed(2)} GFLOP/s` : "";
       rows.push({ case: c.name, impl: impl.name, ms, note: `err ${err.toExponential(1)}${gflops}` });
