@@ -97,7 +97,7 @@ function quantizeKeys(w: Writer, start: string, stop: string, at: (j: string) =>
 
 /**
  * Offsets into F. Fixed regions: per map, the tile's q rows transposed (qt[t * 16 + r]) and m and
- * l per row; the tile's outputs (acc[r * dv + c]). After them, at offsets that depend on the
+ * l per row; the tile's outputs (acc[r * dv + c]); the quantised kernels' group sizes and maxima. After them, at offsets that depend on the
  * number of keys: K per map, row-major; V in column pairs (v[c - c % 2][j][c % 2]), so that the
  * inner loop of W · V reads both values of a pair side by side; per map the tile's
  * probabilities, key-major (pr[j * 16 + r]), and the running max each key block was
@@ -108,13 +108,16 @@ interface Scratch {
   acc: number;
   rowMax: number;
   rowSum: number;
+  /** The quantised kernels': each row's number of keys in the group being quantised, and per map each row's largest value in it. */
+  stops: number;
+  maxes: number;
   fixed: number;
 }
 
 function scratch(maps: number, d: number, dvp: number): Scratch {
   let next = 0;
   const take = (n: number) => (next += n) - n;
-  const s = { qt: Array.from({ length: maps }, () => take(ROWS * d)), acc: take(ROWS * dvp), rowMax: take(ROWS * maps), rowSum: take(ROWS * maps) };
+  const s = { qt: Array.from({ length: maps }, () => take(ROWS * d)), acc: take(ROWS * dvp), rowMax: take(ROWS * maps), rowSum: take(ROWS * maps), stops: take(ROWS), maxes: take(ROWS * maps) };
   return { ...s, fixed: next };
 }
 
@@ -194,7 +197,10 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
       for (const p of mapIndices) {
         w.line(`simd.scores(${f.qt[p] * 8}, (kBase${p} + j0 * ${d}) * 8, (${pr(p)}) * 8, j1 - j0, ${geo.scale});`);
         if (geo.causal) w.line(`for (let r = 0; r < ${ROWS}; r++) for (let j = visible[r] > j0 ? visible[r] : j0; j < j1; j++) F[${pr(p)} + (j - j0) * ${ROWS} + r] = -Infinity;`);
-        if (logits?.granularity === "block") quantizeRows(w, `j0`, `(visible[r] < j1 ? visible[r] : j1)`, (j) => `prBase${p} + ${j} * ${ROWS} + r`, logits.bits, true);
+        if (logits?.granularity === "block") {
+          if (p === 0) blockStops(w, f);
+          quantizeGroup(w, f, p, `prBase${p} + j0 * ${ROWS}`, "j1 - j0", logits.bits, true);
+        }
       }
     };
     const softmax = () => {
@@ -202,7 +208,8 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
     };
     if (logits?.granularity === "row") {
       blockLoop(scores);
-      for (const p of mapIndices) quantizeRows(w, "0", "visible[r]", (j) => `prBase${p} + ${j} * ${ROWS} + r`, logits.bits, true);
+      rowStops(w, f);
+      for (const p of mapIndices) quantizeGroup(w, f, p, `prBase${p}`, "end", logits.bits, true);
       blockLoop(softmax);
     } else
       blockLoop(() => {
@@ -297,39 +304,65 @@ const blockWeight = (p: number) => `inv${p} === 0 ? 0 : Math.exp(F[blockMax${p} 
 
 /**
  * combine for the quantised ops whose probabilities are needed (target "probs", a threshold):
- * per row, each map's exponentials become its final probabilities in place, key blocks where
- * every map's fall under the threshold become 0, the probabilities of the rest their levels
- * (attention-quant.ts); then the one W · V weighs them by 1 and λ.
+ * each map's exponentials become its final probabilities in place (combine with the map's
+ * block weights and 0 for the other), key blocks where every map's fall under the threshold
+ * become 0 for that row, the probabilities their levels (attention-quant.ts); then the one W · V
+ * weighs the maps by 1 and λ.
  */
 function sparsify(w: Writer, x: CombineArgs, quant: AttentionQuant): void {
+  const { f } = x;
   const maps = x.diff ? 2 : 1;
   const mapIndices = Array.from({ length: maps }, (_, p) => p);
-  const at = (p: number) => (j: string) => `prBase${p} + ${j} * ${ROWS} + r`;
-  w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
-  rowWeights(w, x, false);
-  w.open(`for (let j0 = 0, b = 0, y = weights + r; j0 < end; j0 += ${x.block}, b++, y += ${maps * ROWS}) {`);
-  w.line(`const j1 = j0 + ${x.block} < end ? j0 + ${x.block} : end;`);
-  for (const p of mapIndices) w.line(`{ const wp = ${blockWeight(p)}; for (let j = j0; j < j1; j++) F[${at(p)("j")}] *= wp; }`);
-  if (quant.threshold > 0) {
-    w.line("let kept = false;");
-    for (const p of mapIndices) w.line(`for (let j = j0; j < j1 && !kept; j++) kept = !(F[${at(p)("j")}] < ${quant.threshold});`);
-    w.line(`if (!kept) for (let j = j0; j < j1; j++) { ${mapIndices.map((p) => `F[${at(p)("j")}] = 0;`).join(" ")} }`);
+  const blockWeights = (weight: (p: number) => string) => {
+    w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
+    rowWeights(w, x, false);
+    w.line(`for (let j0 = 0, b = 0, y = weights + r; j0 < end; j0 += ${x.block}, b++, y += ${maps * ROWS}) { ${mapIndices.map((p) => `F[y${p ? ` + ${ROWS}` : ""}] = ${weight(p)};`).join(" ")} }`);
+    w.close();
+  };
+  for (const p of mapIndices) {
+    blockWeights((other) => (other === 0 ? blockWeight(p) : "0"));
+    w.line(`simd.combine(prBase${p} * 8, prBase${p} * 8, end, weights * 8, ${x.block});`);
   }
-  if (quant.target === "probs" && quant.granularity === "block")
-    for (const p of mapIndices) quantizeKeys(w, "j0", "(visible[r] < j1 ? visible[r] : j1)", at(p), quant.bits, false);
-  w.line("F[y] = 1;");
-  if (x.diff) w.line(`F[y + ${ROWS}] = lam;`);
-  w.close();
-  if (quant.target === "probs" && quant.granularity === "row") for (const p of mapIndices) quantizeKeys(w, "0", "visible[r]", at(p), quant.bits, false);
-  w.close();
+  const probs = quant.target === "probs" ? quant : undefined;
+  const levels = quant.bits;
+  if (quant.threshold > 0 || probs?.granularity === "block") {
+    w.open(`for (let j0 = 0; j0 < end; j0 += ${x.block}) {`);
+    w.line(`const j1 = j0 + ${x.block} < end ? j0 + ${x.block} : end;`);
+    blockStops(w, f);
+    // Each row's largest probability per map in the block (before its levels: the skip rule reads those).
+    for (const p of mapIndices) quantizeGroup(w, f, p, `prBase${p} + j0 * ${ROWS}`, "j1 - j0", levels, false, probs?.granularity === "block");
+    if (quant.threshold > 0) {
+      const under = mapIndices.map((p) => `F[${f.maxes + p * ROWS} + r] < ${quant.threshold}`).join(" && ");
+      w.line(`for (let r = 0; r < ${ROWS}; r++) if (${under}) for (let j = j0; j < j1; j++) { ${mapIndices.map((p) => `F[prBase${p} + j * ${ROWS} + r] = 0;`).join(" ")} }`);
+    }
+    w.close();
+  }
+  if (probs?.granularity === "row") {
+    rowStops(w, f);
+    for (const p of mapIndices) quantizeGroup(w, f, p, `prBase${p}`, "end", levels, false);
+  }
+  blockWeights((p) => (p === 0 ? "1" : "lam"));
   w.line(`simd.combine(prBase0 * 8, ${x.diff ? "prBase1" : "prBase0"} * 8, end, weights * 8, ${x.block});`);
 }
 
-/** quantizeKeys for each row r of the tile, in a loop over the rows. */
-function quantizeRows(w: Writer, start: string, stop: string, at: (j: string) => string, bits: number, signed: boolean): void {
-  w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
-  quantizeKeys(w, start, stop, at, bits, signed);
-  w.close();
+/** Each row's group is its visible keys: stops[r] = visible[r]. */
+function rowStops(w: Writer, f: Scratch): void {
+  w.line(`for (let r = 0; r < ${ROWS}; r++) F[${f.stops} + r] = visible[r];`);
+}
+
+/** Each row's group is its visible keys in the block [j0, j1). */
+function blockStops(w: Writer, f: Scratch): void {
+  w.line(`for (let r = 0; r < ${ROWS}; r++) F[${f.stops} + r] = visible[r] >= j1 ? j1 - j0 : visible[r] > j0 ? visible[r] - j0 : 0;`);
+}
+
+/**
+ * The level rule on map p's group starting at key offset `at` (F index), `count` keys, each
+ * row's first stops[r] of them, in wasm (quantize): signed with levels ±(2^(bits-1) - 1) or
+ * unsigned 0..2^bits - 1; with `apply` false it only finds each row's maximum (maxes).
+ */
+function quantizeGroup(w: Writer, f: Scratch, p: number, at: string, count: string, bits: number, signed: boolean, apply = true): void {
+  const levels = quantLevels(bits, signed);
+  w.line(`simd.quantize((${at}) * 8, ${count}, ${f.stops * 8}, ${(f.maxes + p * ROWS) * 8}, ${levels}, ${signed ? -levels : 0}, ${apply ? 1 : 0});`);
 }
 
 interface EpilogueArgs {
