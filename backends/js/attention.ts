@@ -78,8 +78,9 @@ function quantSource(helpers: Set<string>): QuantArith<string> {
 
 /**
  * Quantises F[at(j)] for keys j in [start, stop) in place, the quantised ops' level rule
- * (attention-quant.ts): step = max|x| (signed) or max x (unsigned) / levels, nothing where that
- * max is 0 or not finite. `at` maps the source name of a key to its offset.
+ * (attention-quant.ts): step = max|x| / levels, nothing where that max is 0 or not finite. `at`
+ * maps the source name of a key to its offset. (V's levels, once per kv group; the maps' are
+ * quantizeGroup's, in wasm.)
  */
 function quantizeKeys(w: Writer, start: string, stop: string, at: (j: string) => string, bits: number, signed: boolean): void {
   const levels = quantLevels(bits, signed);
@@ -87,7 +88,7 @@ function quantizeKeys(w: Writer, start: string, stop: string, at: (j: string) =>
   w.open("{");
   w.line(`let amax = 0;`);
   // A NaN max stays NaN (a later x > NaN is false): the group is then left as it is.
-  w.line(`for (let j = ${start}; j < ${stop}; j++) { const a = ${signed ? `Math.abs(${x})` : x}; if (a > amax || a !== a) amax = a; }`);
+  w.line(`for (let j = ${start}; j < ${stop}; j++) { const a = Math.abs(${x}); if (a > amax || a !== a) amax = a; }`);
   w.open("if (amax > 0 && amax < Infinity) {");
   w.line(`const step = amax / ${levels};`);
   w.line(`for (let j = ${start}; j < ${stop}; j++) ${x} = ${quantizeValue(quantSource(w.helpers), x, "step", levels, signed)};`);

@@ -115,13 +115,14 @@ export function quantGroups(seen: number, granularity: QuantGranularity, block: 
 
 /**
  * Quantises x[start + j·stride] for j < count in place (float64) and returns its step (0: left
- * as it is). Signed groups scale by the largest |x|, unsigned ones by the largest x.
+ * as it is). Every group scales by its largest |x|: for the probabilities (>= 0) of an unsigned
+ * group, its largest value.
  */
 export function quantizeGroup(x: Float64Array, start: number, count: number, stride: number, bits: number, signed: boolean): number {
   const levels = quantLevels(bits, signed);
   let amax = 0;
   for (let j = 0, at = start; j < count; j++, at += stride) {
-    const v = signed ? Math.abs(x[at]) : x[at];
+    const v = Math.abs(x[at]);
     if (v > amax || Number.isNaN(v)) amax = v; // a NaN max stays (v > NaN is false): the group is then left as it is
   }
   const step = quantStep(amax, levels);
