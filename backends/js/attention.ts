@@ -144,6 +144,7 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
   w.line(`const ${mapIndices.map((p) => `blockMax${p} = prBase0 + ${maps * ROWS} * keys + ${p * ROWS} * blocks`).join(", ")};`);
   w.line(`const weights = blockMax0 + ${maps * ROWS} * blocks, floats = weights + ${maps * ROWS} * blocks;`);
   w.line(`const simd = ${simdHelper(d, dv, maps)}(floats), visible = new Int32Array(${ROWS});`);
+  if (quant && (quant.target === "probs" || quant.threshold > 0)) w.line("const keptBlocks = new Uint8Array(blocks);");
   w.line("const F = new Float64Array(simd.memory.buffer, 0, floats).fill(0);");
   geo.qColumns.forEach((c, p) => w.line(`const qCol${p} = [${c.join(", ")}];`));
   geo.kColumns.forEach((c, p) => w.line(`const kCol${p} = [${c.join(", ")}];`));
@@ -219,9 +220,22 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
       });
     w.open("if (end > 0) {");
     const combineArgs = { f, diff, lambda, lambdaStrides, batchRank: batch.length, lBatch, heads, block };
-    if (quant && (quant.target === "probs" || quant.threshold > 0)) sparsify(w, combineArgs, quant);
-    else combine(w, combineArgs);
-    w.line(`simd.weighted(prBase0 * 8, vBase * 8, ${f.acc * 8}, end, keys);`);
+    w.line(`F.fill(0, ${f.acc}, ${f.acc + ROWS * dvp});`);
+    if (quant && (quant.target === "probs" || quant.threshold > 0)) {
+      sparsify(w, combineArgs, quant);
+      // W · V over the runs of key blocks that some row of the tile kept: a block every row
+      // skipped is never read.
+      w.open(`for (let b0 = 0; b0 < blocks && b0 * ${block} < end; ) {`);
+      w.line("if (!keptBlocks[b0]) { b0++; continue; }");
+      w.line(`let b1 = b0 + 1; while (b1 < blocks && b1 * ${block} < end && keptBlocks[b1]) b1++;`);
+      w.line(`const j0 = b0 * ${block}, j1 = b1 * ${block} < end ? b1 * ${block} : end;`);
+      w.line(`simd.weighted((prBase0 + j0 * ${ROWS}) * 8, (vBase + 2 * j0) * 8, ${f.acc * 8}, j1 - j0, keys);`);
+      w.line("b0 = b1;");
+      w.close();
+    } else {
+      combine(w, combineArgs);
+      w.line(`simd.weighted(prBase0 * 8, vBase * 8, ${f.acc * 8}, end, keys);`);
+    }
     w.close();
     epilogue(w, { f, maps, dv, dvp, heads, oBatch, normWeight: types[4], epilogue: flashEpilogue(node.op, types, node.attrs), out: node.type });
     w.close();
@@ -334,10 +348,13 @@ function sparsify(w: Writer, x: CombineArgs, quant: AttentionQuant): void {
     for (const p of mapIndices) quantizeGroup(w, f, p, `prBase${p} + j0 * ${ROWS}`, "j1 - j0", levels, false, probs?.granularity === "block");
     if (quant.threshold > 0) {
       const under = mapIndices.map((p) => `F[${f.maxes + p * ROWS} + r] < ${quant.threshold}`).join(" && ");
-      w.line(`for (let r = 0; r < ${ROWS}; r++) if (${under}) for (let j = j0; j < j1; j++) { ${mapIndices.map((p) => `F[prBase${p} + j * ${ROWS} + r] = 0;`).join(" ")} }`);
+      w.line("let kept = 0;");
+      w.line(`for (let r = 0; r < ${ROWS}; r++) if (${under}) for (let j = j0; j < j1; j++) { ${mapIndices.map((p) => `F[prBase${p} + j * ${ROWS} + r] = 0;`).join(" ")} } else kept = 1;`);
+      w.line(`keptBlocks[j0 / ${x.block}] = kept;`);
     }
     w.close();
   }
+  if (quant.threshold === 0) w.line("keptBlocks.fill(1);");
   if (probs?.granularity === "row") {
     rowStops(w, f);
     for (const p of mapIndices) quantizeGroup(w, f, p, `prBase${p}`, "end", levels, false);

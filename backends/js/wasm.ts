@@ -364,7 +364,7 @@ function scoresFunction(d: number, rows: number): Body {
 }
 
 /**
- * weighted(w, v, acc, n, keys): acc[r * dvp + c] = sum_{j < n} w[j * rows + r] v[c][j] for rows
+ * weighted(w, v, acc, n, keys): acc[r * dvp + c] += sum_{j < n} w[j * rows + r] v[c][j] for rows
  * r < rows, with v in column pairs (the pair of column c at c * keys, key j at 2j in it); dvp is
  * dv rounded up to even (byte offsets). Two column pairs per step, then one; within a step the
  * groups of four rows take turns over the same values.
@@ -378,7 +378,7 @@ function weightedFunction(dv: number, rows: number): Body {
     const pairIndices = Array.from({ length: pairs }, (_, c) => c);
     for (let g = 0; g < rows / 4; g++) {
       const groupRows = [0, 1, 2, 3];
-      for (const r of groupRows) for (const c of pairIndices) f.op(...f64x2(0)).set(acc(r, c), V128);
+      for (const r of groupRows) for (const c of pairIndices) f.get("acc").simd(V128_LOAD, ...mem(8 * ((4 * g + r) * dvp + 2 * c))).set(acc(r, c), V128);
       f.get("w").i32(32 * g).op(I32_ADD).set("x");
       f.get("v").set("y0");
       if (pairs === 2) f.get("v").get("pairBytes").op(I32_ADD).set("y1");

@@ -62,7 +62,8 @@ describe("attention SIMD module", () => {
         untouched(acc, acc + rows * dvp, before);
         for (let r = 0; r < rows; r++)
           for (let c = 0; c < dv; c++) {
-            let s = 0;
+            // Added to what acc held, in key order.
+            let s = before[acc + r * dvp + c];
             for (let j = 0; j < n; j++) s += F[out + j * rows + r] * F[v + (c - (c % 2)) * keys + 2 * j + (c % 2)];
             // With no keys the call leaves acc alone; the kernel never reads it then.
             if (n > 0) expect(F[acc + r * dvp + c]).toBe(s);

@@ -10,8 +10,9 @@
 //   max|s_j| / L with L = 2^(bits-1) - 1, and each s_j becomes clamp(rhe(s_j / step), -L, L) · step
 //   (rhe: round half to even), symmetric and signed. The softmax then runs on these values.
 // - threshold t > 0: a key block is skipped for a row when every map's probability of every key
-//   in it is below t; a skipped block contributes nothing (no renormalisation: the kernel never
-//   reads its V).
+//   in it is below t; a skipped block contributes nothing (no renormalisation: the kernels skip
+//   reading its V where every row of their tile skips it; this rule weighs it 0, so only an
+//   infinite or NaN value in V, where 0·v is NaN, would tell the two apart).
 // - target "probs": each map's probabilities p_j (in [0, 1]; p1 and p2 separately, as their
 //   difference is signed) in the kept groups become clamp(rhe(p_j / step), 0, U) · step with
 //   step = max p_j / U over the group (the whole row, or the block), U = 2^bits - 1, unsigned.
