@@ -90,7 +90,7 @@ export function quantizeValue<T>(A: QuantArith<T>, x: T, step: T, levels: number
 }
 
 /** The step of a group whose largest magnitude is `amax`; 0 for a group left as it is. */
-export function quantStep(amax: number, levels: number): number {
+function quantStep(amax: number, levels: number): number {
   return amax > 0 && Number.isFinite(amax) ? amax / levels : 0;
 }
 

@@ -109,7 +109,7 @@ const QUANTISED: Record<string, { base: OpDef; flash: string }> = {
 };
 
 /** The flash op a fused attention op computes with (itself, or the one a qflash op quantises). */
-export function flashOpOf(op: string): string {
+function flashOpOf(op: string): string {
   return QUANTISED[op]?.flash ?? op;
 }
 
