@@ -6,6 +6,17 @@
 //   npm run bench -- --quick      # fewer repetitions, smaller sizes
 //   npm run bench -- --case N=1024 --impl wasm --impl default   # only matching cases and implementations
 //   npm run bench -- --case N=1024 --impl "difftc js"            # the quantised JS kernels against the plain fused one
+//
+// Pass research: any pipelines side by side (on the JS backend), on any models and sizes, and
+// where each forward's time goes:
+//
+//   npm run bench -- --pipelines 'none;default;default,-fold-matmul-transposes' \
+//     --models examples/diff_lm.dt --set N=1,16,128 --impl 'difftc js' --profile
+//
+// --pipelines takes pipelines separated by ';' (each in --passes syntax); without ';', commas
+// separate pipelines and an item starting with + or - continues the one before it, so
+// `none,default,default,+my-pass` is three pipelines. --set K=V1,V2 sets a model parameter or
+// dim, one case per value; --profile prints a per-kernel profile of each JS pipeline.
 import { readFileSync } from "node:fs";
 import { compileJs } from "../backends/js/index.ts";
 import { elaborate } from "../compiler/elaborate/index.ts";
@@ -23,18 +34,43 @@ import { createTfjsRunner } from "./peers/tfjs.ts";
 import { compileWgsl } from "../backends/wgsl/index.ts";
 import { gpuDevice } from "../runtime/adapters/webgpu/device.ts";
 import { loadWebgpu } from "../runtime/adapters/webgpu/index.ts";
+import type { KernelTime } from "../runtime/adapters/adapter.ts";
+import { formatProfile } from "../runtime/profile.ts";
 
 const quick = process.argv.includes("--quick");
 /** The values of a repeatable `--flag VALUE`. */
 const values = (flag: string) => process.argv.flatMap((a, i) => (a === flag && i + 1 < process.argv.length ? [process.argv[i + 1]] : []));
 const onlyCases = values("--case");
 const onlyImpls = values("--impl");
+const profile = process.argv.includes("--profile");
+const pipelines = values("--pipelines").flatMap(splitPipelines);
+const models = values("--models").flatMap((m) => m.split(","));
+const settings = values("--set");
+
+/** `a;b` is two pipelines; without `;`, commas separate them and +/- items continue the one before. */
+function splitPipelines(spec: string): string[] {
+  if (spec.includes(";")) return spec.split(";").map((p) => p.trim());
+  const out: string[] = [];
+  for (const item of spec.split(",").map((i) => i.trim())) {
+    if ((item.startsWith("+") || item.startsWith("-")) && out.length) out[out.length - 1] += `,${item}`;
+    else out.push(item);
+  }
+  return out;
+}
+/** The pipelines compared: --pipelines, else the unfused baseline and the default. */
+const PIPELINES = pipelines.length ? pipelines : ["none", "default"];
+for (const p of PIPELINES) parsePipeline(p); // a bad spec fails before anything runs
+/** What the ratio column divides by: the default pipeline if compared, else the first. */
+const REFERENCE = `difftc js (--passes ${PIPELINES.includes("default") ? "default" : PIPELINES[0]})`;
 const wanted = (name: string, filters: string[]) => filters.length === 0 || filters.some((f) => name.includes(f));
+
+/** One forward on these inputs; with `profile`, each kernel's time (where the backend can say). */
+type Runner = ((inputs: TensorMap) => Promise<Map<string, HostTensor>>) & { profile?: (inputs: TensorMap, runs?: number) => Promise<KernelTime[]> };
 
 interface Implementation {
   name: string;
   /** Prepares a runner for these sizes (compiling, uploading weights); not timed. */
-  prepare(graph: Graph, weights: TensorMap, dims: ReadonlyMap<string, number>): Promise<(inputs: TensorMap) => Promise<Map<string, HostTensor>>>;
+  prepare(graph: Graph, weights: TensorMap, dims: ReadonlyMap<string, number>): Promise<Runner>;
   /** Skip sizes where one run would take minutes. */
   maxWork?: number;
   /** Run only when asked for by --impl (it needs something not every machine has). */
@@ -48,12 +84,12 @@ const QUANT_SETTINGS = ["target=logits,bits=8", "target=logits,bits=4,granularit
 
 const IMPLEMENTATIONS: Implementation[] = [
   { name: "difftc interp (float64)", maxWork: 2e9, prepare: async (g, w, dims) => async (inputs) => evaluate(g, inputs, w, { dims }) },
-  ...(["none", "default"] as const).map((pipeline) => ({
+  ...PIPELINES.map((pipeline) => ({
     name: `difftc js (--passes ${pipeline})`,
     prepare: async (g: Graph, w: TensorMap) => {
       const passes = parsePipeline(pipeline);
-      const session = await loadJs(compileJs(runPipeline(g, passes), passes), w);
-      return (inputs: TensorMap) => session.run(inputs);
+      const session = await loadJs(compileJs(runPipeline(g, passes, { log: () => {} }), passes), w);
+      return Object.assign((inputs: TensorMap) => session.run(inputs), { profile: session.profile });
     },
   })),
   ...QUANT_SETTINGS.map((spec) => ({
@@ -62,12 +98,12 @@ const IMPLEMENTATIONS: Implementation[] = [
     tolerance: 0.5,
     prepare: async (g: Graph, w: TensorMap) => {
       const passes = [...parsePipeline("default"), "quantize-attention"];
-      const session = await loadJs(compileJs(runPipeline(g, passes, { passOptions: { quant: parseQuantFlag(spec) } }), passes), w);
+      const session = await loadJs(compileJs(runPipeline(g, passes, { log: () => {}, passOptions: { quant: parseQuantFlag(spec) } }), passes), w);
       return (inputs: TensorMap) => session.run(inputs);
     },
   })),
   // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.
-  ...(["none", "default"] as const).map((pipeline) => ({
+  ...PIPELINES.map((pipeline) => ({
     name: `difftc webgpu (--passes ${pipeline})`,
     optIn: true,
     prepare: async (g: Graph, w: TensorMap) => {
@@ -113,7 +149,33 @@ const H = 8;
 const d = 64;
 const DIFFATTN = readFileSync(new URL("./diffattn.dt", import.meta.url), "utf8");
 
+/** --set K=V1,V2,...: every combination, as [key, value] lists. */
+function combinations(): [string, number][][] {
+  let out: [string, number][][] = [[]];
+  for (const s of settings) {
+    const [key, list] = s.split("=");
+    const vs = (list ?? "").split(",").map(Number);
+    if (!key || vs.some((v) => !Number.isFinite(v))) throw new Error(`--set expects KEY=V1,V2,..., got '${s}'`);
+    out = out.flatMap((c) => vs.map((v) => [...c, [key, v] as [string, number]]));
+  }
+  return out;
+}
+
+/** The --models files at each --set combination: a dim binds a size, anything else is a model parameter. */
+function modelCases(): Case[] {
+  return models.flatMap((file) => {
+    const source = readFileSync(file, "utf8");
+    return combinations().map((set) => {
+      const dimNames = compile(source, file, []).dims;
+      const graph = compile(source, file, set.filter(([k]) => !dimNames.includes(k)));
+      const dims = new Map(graph.dims.map((d) => [d, set.find(([k]) => k === d)?.[1] ?? 128]));
+      return { name: `${file} ${set.map(([k, v]) => `${k}=${v}`).join(" ") || "(defaults)"}`, graph, dims };
+    });
+  });
+}
+
 function cases(): Case[] {
+  if (models.length) return modelCases();
   const core = compile(DIFFATTN, "bench/diffattn.dt");
   const lm = compile(readFileSync(new URL("../examples/diff_lm.dt", import.meta.url), "utf8"), "examples/diff_lm.dt");
   const sizes = quick ? [256] : [256, 1024, 2048];
@@ -175,16 +237,18 @@ async function main(): Promise<void> {
       const gflops = c.flops ? ` ${(c.flops / ms / 1e6).toFixed(2)} GFLOP/s` : "";
       rows.push({ case: c.name, impl: impl.name, ms, note: `err ${err.toExponential(1)}${gflops}` });
       process.stderr.write(`  ${c.name}: ${impl.name} ${ms.toFixed(1)} ms\n`);
+      if (profile && run.profile) console.log(`\n${c.name}, ${impl.name}:\n${formatProfile(await run.profile(inputs, quick ? 5 : 20), quick ? 5 : 20)}`);
     }
   }
   printTable(rows);
 }
 
 function printTable(rows: { case: string; impl: string; ms?: number; note: string }[]): void {
-  const ours = new Map(rows.filter((r) => r.impl === "difftc js (--passes default)").map((r) => [r.case, r.ms!]));
-  console.log(`\ndifftc benchmarks (${quick ? "quick" : "full"}), median ms per forward pass; ratio = time / difftc js (default passes) time (>1: difftc is faster)\n`);
+  const ours = new Map(rows.filter((r) => r.impl === REFERENCE && r.ms !== undefined).map((r) => [r.case, r.ms!]));
+  console.log(`\ndifftc benchmarks (${quick ? "quick" : "full"}), median ms per forward pass; ratio = time / ${REFERENCE} time (>1: slower than it)\n`);
   const header = ["case", "implementation", "median ms", "ratio", "notes"];
-  const table = rows.map((r) => [r.case, r.impl, r.ms === undefined ? "-" : r.ms.toFixed(1), r.ms === undefined ? "-" : `${(r.ms / ours.get(r.case)!).toFixed(2)}x`, r.note]);
+  const ratio = (r: { case: string; ms?: number }) => (r.ms === undefined || !ours.has(r.case) ? "-" : `${(r.ms / ours.get(r.case)!).toFixed(2)}x`);
+  const table = rows.map((r) => [r.case, r.impl, r.ms === undefined ? "-" : r.ms.toFixed(1), ratio(r), r.note]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((t) => t[i].length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
   console.log(line(header));

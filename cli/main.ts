@@ -7,7 +7,6 @@ import { Diagnostic } from "../common/diagnostic.ts";
 import { parseProgram } from "../dsl/parse.ts";
 import { elaborate, type Elaborated, rootModel, standardLibrary } from "../compiler/elaborate/index.ts";
 import { inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";
-import { printGraph } from "../compiler/ir/print.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { formatShape, formatType, numel } from "../compiler/ir/types.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
@@ -16,7 +15,10 @@ import { ADAPTERS, backendNames, findAdapter } from "../runtime/adapters/index.t
 import { findTarget, TARGETS, targetNames } from "../backends/registry.ts";
 import { writeArtifact } from "../backends/common/artifact.ts";
 import { parseGraph } from "../compiler/ir/parse.ts";
-import { findPass, listPasses, parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
+import { findPass, listPasses, orderWarnings, parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
+import type { GraphFormat } from "../compiler/ir/dot.ts";
+import { formatProfile } from "../runtime/profile.ts";
+import { irViews, newPass } from "./workbench.ts";
 import type { Graph } from "../compiler/ir/graph.ts";
 import { parseQuantFlag, quantizeAttentionPass } from "../compiler/passes/quantize-attention.ts";
 import { readSafetensors, writeSafetensors } from "../runtime/safetensors.ts";
@@ -29,12 +31,17 @@ const COMMON = `Common options:
   -h, --help        this help`;
 
 const PASS_OPTIONS = `Pass options (ir, compile, run):
-  --passes LIST     the pipeline: comma-separated pass names, 'default' (the optimising
-                    pipeline) or 'none' (the unfused baseline)
+  --passes LIST     the pipeline, read left to right (docs/passes.md): pass names, 'default'
+                    (the optimising pipeline), '+P@before:Q' or '+P@after:Q' (insert P next
+                    to the first Q so far; Q#2 the second), '-P' (remove P), or 'none' alone
+                    (the unfused baseline). e.g. default,-cse or
+                    default,+fold-matmul-transposes@before:fuse-elementwise
   --print-after P   print the IR after pass P (repeatable, or a comma list) to stderr
+  --print-before P  print the IR before pass P
   --print-after-all print the IR after every pass
   --time-passes     print how long each pass took
-  --list-passes     list every pass with what it does, and exit
+  --stats           print each pass's statistics: how often each rule fired, what it fused
+  --list-passes     list every pass with what it does and the order it needs, and exit
   --quant SPEC      quantize-attention's setting, e.g. target=logits,bits=4 (keys: target
                     logits|probs|none, bits 2-8, granularity row|block, threshold T,
                     v 0|2-8, block B: keys per block; default target=logits,bits=8,
@@ -51,7 +58,12 @@ Prints the model's graph IR as text.
 
 ${COMMON}
 ${PASS_OPTIONS}
-  --locations       annotate each node with the source location it came from`,
+  --locations       annotate each node with the source location it came from
+  --dot             print Graphviz DOT instead of text (the final graph, and with
+                    --print-after/--print-before each of those): fused kernels as clusters
+  --svg             the same rendered to SVG by Graphviz's dot (apt-get install graphviz)
+  -o, --output DIR  write final.{ir,dot,svg} and each printed stage (NN-after-PASS.dot ...)
+                    to DIR instead of stdout and stderr`,
   init: `difftc init FILE --seed N -o WEIGHTS.safetensors [options]
 Writes seeded weights, drawn as each param's initialiser says (the paper's code: lambda
 vectors N(0, 0.1), norm weights 1, linear layers U(+-1/sqrt(fan_in))).
@@ -79,6 +91,8 @@ ${PASS_OPTIONS}
   --weights FILE    weights as safetensors (default: seeded weights as 'init' draws them)
   --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set)
   --seed N          seed for default weights and inputs (default 0)
+  --profile         time each kernel of one forward (JS backend): mean of --runs runs
+  --runs N          forwards the profile averages (default 10)
   -o, --output FILE write the outputs as safetensors (default: print a summary of each)`,
   "quant-report": `difftc quant-report FILE [options]
 Measures low-bit attention (the quantize-attention pass) on a model with one differential
@@ -96,6 +110,10 @@ ${COMMON}
                     every row (peaked attention, activation outliers)
   --quant SPEC      threshold=T,v=B,block=K: the skip threshold, V's bits and the keys per
                     block of every row (the report sweeps target, granularity and bits)`,
+  "new-pass": `difftc new-pass NAME
+Writes compiler/passes/NAME.ts (a pass with one working example rule) and
+test/passes/NAME.test.ts (its IR-text test and its equivalence property), and prints the line
+that registers it. docs/passes.md walks through the rest.`,
 };
 
 const USAGE = `difftc — a compiler for differential-attention models
@@ -108,6 +126,7 @@ Commands:
   init      write seeded weights as safetensors
   compile   compile a model to an artifact (${targetNames().join(", ")})
   run       evaluate a model or run an artifact
+  new-pass  start a new pass from the template (its file and its tests)
   quant-report  measure low-bit attention: error and bytes, diff vs standard attention
 
 Run 'difftc <command> --help' for a command's options.`;
@@ -125,6 +144,12 @@ const OPTIONS = {
   locations: { type: "boolean" },
   passes: { type: "string" },
   "print-after": { type: "string", multiple: true },
+  "print-before": { type: "string", multiple: true },
+  stats: { type: "boolean" },
+  dot: { type: "boolean" },
+  svg: { type: "boolean" },
+  profile: { type: "boolean" },
+  runs: { type: "string" },
   "print-after-all": { type: "boolean" },
   "time-passes": { type: "boolean" },
   "list-passes": { type: "boolean" },
@@ -280,7 +305,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command ? 0 : 1;
   }
-  if (!(command in HELP)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run, quant-report); see difftc --help`);
+  if (!(command in HELP)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run, new-pass, quant-report); see difftc --help`);
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true });
@@ -296,24 +321,32 @@ export async function main(argv: string[]): Promise<number> {
     console.log(listPasses());
     return 0;
   }
+  if (command === "new-pass") return newPass(parsed.positionals);
   if (parsed.positionals.length !== 1) throw new Diagnostic(`difftc ${command} takes one model file; see difftc ${command} --help`);
   const path = parsed.positionals[0];
   if (isArtifactDir(path) && command !== "run") throw new Diagnostic(`${path} is a compiled artifact; 'difftc ${command}' takes a .dt file (an artifact runs with 'difftc run ${path}')`);
   const m = isArtifactDir(path) ? loadArtifactDir(path, opts) : load(path, opts);
   // The pass pipeline applies to what is compiled or printed; an artifact was compiled already.
   const passes = parsePipeline(opts.passes);
-  const printAfter = new Set((opts["print-after"] ?? []).flatMap((p) => p.split(",")).map((p) => p.trim()));
-  for (const p of printAfter) findPass(p);
+  if (!m.artifact) for (const w of orderWarnings(passes)) process.stderr.write(`warning: ${w}\n`);
+  const passSet = (values: string[] = []) => new Set(values.flatMap((p) => p.split(",")).map((p) => p.trim()));
+  const printAfter = passSet(opts["print-after"]);
+  const printBefore = passSet(opts["print-before"]);
+  for (const p of [...printAfter, ...printBefore]) findPass(p);
   if (opts["print-after-all"]) printAfter.add("*");
   if (opts.quant !== undefined && command !== "quant-report" && !passes.includes(quantizeAttentionPass.name)) throw new Diagnostic("--quant sets the quantize-attention pass, which the pipeline lacks: add it, e.g. --passes default,quantize-attention");
   const passOptions = { quant: opts.quant === undefined ? undefined : parseQuantFlag(opts.quant) };
-  const optimized = () => (m.artifact ? m.graph : runPipeline(m.graph, passes, { printAfter, timePasses: opts["time-passes"], passOptions }));
+  const format: GraphFormat = opts.svg ? "svg" : opts.dot ? "dot" : "text";
+  if (format !== "text" && command !== "ir") throw new Diagnostic(`--${format} draws the IR: it goes with 'difftc ir'`);
+  const views = irViews(format, command === "ir" ? opts.output : undefined, !!opts.locations);
+  const optimized = () =>
+    m.artifact ? m.graph : runPipeline(m.graph, passes, { printAfter, printBefore, timePasses: opts["time-passes"], statistics: opts.stats, show: views.stage, passOptions });
   switch (command) {
     case "check":
       console.log(check(m.elaborated!));
       return 0;
     case "ir":
-      process.stdout.write(printGraph(optimized(), { locations: !!opts.locations }));
+      views.final(optimized());
       return 0;
     case "init": {
       if (!opts.output) throw new Diagnostic("difftc init needs -o FILE");
@@ -355,12 +388,19 @@ export async function main(argv: string[]): Promise<number> {
       const inputs = loadInputs(m, opts);
       let outputs: Map<string, HostTensor>;
       const graph = optimized();
+      if (opts.profile && !adapter) throw new Diagnostic("--profile times the kernels of a compiled artifact: give --backend js");
       if (!adapter) outputs = evaluate(graph, inputs, weights, { dims: m.dims });
       else {
         // The interpreter checks inputs against the graph with clear messages; so does this.
         bindDims(graph, inputs, m.dims);
         const session = await adapter.load(m.artifact ?? findTarget(adapter.target).compile(graph, { passes }), weights);
         outputs = await session.run(inputs);
+        if (opts.profile) {
+          if (!session.profile) throw new Diagnostic(`--profile: the ${backend} backend's kernels run asynchronously and cannot be timed one by one here; use --backend js`);
+          const runs = Number(opts.runs ?? 10);
+          if (!Number.isInteger(runs) || runs < 1) throw new Diagnostic(`--runs expects a positive integer, got '${opts.runs}'`);
+          console.log(formatProfile(await session.profile(inputs, runs), runs));
+        }
       }
       if (opts.output) {
         writeSafetensors(opts.output, outputs);

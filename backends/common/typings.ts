@@ -67,7 +67,17 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       properties: [{ name: "dims", isReadonly: true, type: `Readonly<Record<${dimsType}, number>>`, docs: ["The dims bound by the last run."] }],
       methods: [
         { name: "run", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Promise<Outputs>", docs: ["Runs the model."] },
-        ...(api.sync ? [{ name: "runSync", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Outputs" }] : []),
+        ...(api.sync
+          ? [
+              { name: "runSync", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Outputs" },
+              {
+                name: "profile",
+                parameters: [{ name: "inputs", type: "Inputs" }, { name: "runs", type: "number", hasQuestionToken: true }],
+                returnType: "Promise<{ kernel: string; op: string; ms: number }[]>",
+                docs: ["Each kernel's mean time over `runs` forwards (default 1) after a warm-up, in launch order."],
+              },
+            ]
+          : []),
         { name: "outputShape", parameters: [{ name: "name", type: "keyof Outputs" }], returnType: "number[]", docs: ["An output's shape for the dims of the last run."] },
       ],
     },

@@ -7,9 +7,10 @@
 //     output "y" = %1
 //   }
 //
-// Attributes appear in the op schema's order, every one of them. A source op whose result
-// type *is* its `dtype` and `shape` attributes (input, param, iota) states them once, as the
-// type after the colon. A graph-valued attribute (a fused node's body) follows the node, one
+// Attributes appear in the op schema's order, except those equal to their default: the parser
+// fills those in, so adding an attribute with a default to an op changes no printed graph. A
+// source op whose result type *is* its `dtype` and `shape` attributes (input, param, iota)
+// states them once, as the type after the colon. A graph-valued attribute (a fused node's body) follows the node, one
 // level deeper, as `name = ` and the graph in this same syntax:
 //
 //     %2 = fused(%0, %1) {kind = "elementwise"} : f32[N, 4]
@@ -20,7 +21,7 @@
 //         output "out" = %2
 //       }
 import { lineColOf } from "../../common/diagnostic.ts";
-import { type AttrValue, type Graph, isGraph, type Node } from "./graph.ts";
+import { type AttrValue, type Graph, isGraph, type Node, sameAttr } from "./graph.ts";
 import { type AttrType, getOp, type OpDef } from "./registry.ts";
 import type { Dim, TensorType } from "./types.ts";
 import "./ops/index.ts";
@@ -75,11 +76,15 @@ export function formatAttr(value: AttrValue, type?: AttrType): string {
   return type === "dtype" ? value : JSON.stringify(value);
 }
 
+function isDefault(value: AttrValue, fallback: AttrValue | undefined): boolean {
+  return fallback !== undefined && sameAttr(value, fallback);
+}
+
 /** The keys of the node's attributes in print order, split into those written inline and graphs. */
 function attrKeys(node: Node, def: OpDef | undefined): { inline: string[]; graphs: string[] } {
   // An unknown op prints what it has, so a broken graph can still be looked at.
   const keys = def ? Object.keys(def.attrs).filter((k) => !(typeCarriesAttrs(def) && (k === "dtype" || k === "shape"))) : Object.keys(node.attrs);
-  const present = keys.filter((k) => node.attrs[k] !== undefined);
+  const present = keys.filter((k) => node.attrs[k] !== undefined && !isDefault(node.attrs[k], def?.attrs[k]?.default));
   const isGraphAttr = (k: string) => (def ? def.attrs[k]?.type === "graph" : isGraph(node.attrs[k]));
   return { inline: present.filter((k) => !isGraphAttr(k)), graphs: present.filter(isGraphAttr) };
 }

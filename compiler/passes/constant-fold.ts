@@ -11,6 +11,7 @@ import { roundTo } from "../ir/numeric.ts";
 import { getOp } from "../ir/registry.ts";
 import { dce } from "./dce.ts";
 import { type Pass, rebuild } from "./pass.ts";
+import { count } from "./statistics.ts";
 
 /** Whether an attribute holds a symbolic size, known only at run time (numel of [N]). */
 const symbolic = (v: AttrValue) => Array.isArray(v) && v.some((d) => typeof d === "string");
@@ -34,7 +35,10 @@ export function constantFold(graph: Graph): Graph {
       }
     }
     if (value === undefined) return r.copy(node);
-    if (node.op !== "const") folded = true;
+    if (node.op !== "const") {
+      folded = true;
+      count(`${node.op} of constants folded`);
+    }
     const id = node.op === "const" ? r.copy(node) : r.add("const", [], { value, dtype });
     constants.set(id, { dtype, shape: [], data: Float64Array.of(value) });
     return id;

@@ -4,6 +4,7 @@
 // signature. Two fused nodes whose bodies are equal graphs, made apart, are the same node.
 import { attrKey, type Graph } from "../ir/graph.ts";
 import { type Pass, rebuild } from "./pass.ts";
+import { count } from "./statistics.ts";
 
 export function cse(graph: Graph): Graph {
   const seen = new Map<string, number>();
@@ -15,7 +16,10 @@ export function cse(graph: Graph): Graph {
       .map((k) => `${k}=${attrKey(node.attrs[k])}`);
     const key = `${node.op}(${operands.join(",")}){${attrs.join(",")}}`;
     const prior = seen.get(key);
-    if (prior !== undefined) return prior;
+    if (prior !== undefined) {
+      count(`${node.op} merged with an equal one`);
+      return prior;
+    }
     const id = r.copy(node);
     seen.set(key, id);
     return id;

@@ -2,6 +2,7 @@
 // graph's signature (a caller binds them by name), so they stay even when nothing reads them.
 import type { Graph } from "../ir/graph.ts";
 import { type Pass, rebuild } from "./pass.ts";
+import { count } from "./statistics.ts";
 
 export function dce(graph: Graph): Graph {
   const live = new Uint8Array(graph.nodes.length);
@@ -19,5 +20,9 @@ export function dce(graph: Graph): Graph {
 export const dcePass: Pass = {
   name: "dce",
   description: "remove nodes no output depends on (inputs and params stay: they are the signature)",
-  run: dce,
+  run: (graph) => {
+    const live = dce(graph);
+    count("dead nodes removed", graph.nodes.length - live.nodes.length);
+    return live;
+  },
 };

@@ -7,6 +7,7 @@ import { Diagnostic } from "../../common/diagnostic.ts";
 import type { Graph } from "../ir/graph.ts";
 import { getOp } from "../ir/registry.ts";
 import { type Pass, rebuild } from "./pass.ts";
+import { count } from "./statistics.ts";
 
 export function decompose(graph: Graph, keep: ReadonlySet<string> = new Set()): Graph {
   // A fused op with no decomposition (the quantised attention) runs only where a target keeps it.
@@ -20,6 +21,7 @@ export function decompose(graph: Graph, keep: ReadonlySet<string> = new Set()): 
     g = rebuild(g, (node, r) => {
       const def = getOp(node.op)!;
       if (!def.decompose || keep.has(node.op)) return r.copy(node);
+      count(`${node.op} decomposed`);
       return def.decompose(r, node.operands.map((o) => r.value(o)), node.attrs);
     });
   }

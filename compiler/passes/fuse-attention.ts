@@ -4,6 +4,7 @@
 import type { Pass } from "./pass.ts";
 import { rebuild } from "./pass.ts";
 import { recognizeAttention } from "./recognize-attention.ts";
+import { count } from "./statistics.ts";
 
 export const fuseAttentionPass: Pass = {
   name: "fuse-attention",
@@ -11,6 +12,7 @@ export const fuseAttentionPass: Pass = {
   run: (graph) =>
     rebuild(recognizeAttention(graph), (node, r) => {
       if (node.op !== "attention") return r.copy(node);
+      count("attention -> flash_attention");
       return r.add("flash_attention", node.operands.map((o) => r.value(o)), { ...node.attrs });
     }),
 };

@@ -10,6 +10,7 @@ import { roundScalar } from "../ir/numeric.ts";
 import { sameShape } from "../ir/types.ts";
 import { type Pass, rebuild } from "./pass.ts";
 import { recognizeDiffattn } from "./recognize-attention.ts";
+import { count } from "./statistics.ts";
 import { uses } from "./uses.ts";
 
 interface Fusion {
@@ -65,6 +66,9 @@ export function fuseDualSoftmax(input: Graph): Graph {
     const f = fusions.get(node.id);
     if (!f) return r.copy(node);
     const operands = f.attn.operands.map((o) => r.value(o));
+    count("diffattn -> flash_diffattn");
+    if (f.norm) count("rmsnorm fused as its epilogue");
+    if (f.scale) count("scale fused as its epilogue");
     const attrs = { ...f.attn.attrs, out_scale: f.scale?.value ?? 1 };
     if (!f.norm) return r.add("flash_diffattn", operands, attrs);
     const fused = r.add("flash_diffattn", [...operands, r.value(f.norm.operands[1])], { ...attrs, norm_eps: f.norm.attrs.eps });
@@ -76,4 +80,7 @@ export const fuseDualSoftmaxPass: Pass = {
   name: "fuse-dual-softmax",
   description: "diffattn, or the same written by hand (+ per-head rmsnorm and scale) -> flash_diffattn: two online softmaxes, no N×N map",
   run: fuseDualSoftmax,
+  runsBefore: {
+    decompose: "decompose expands diffattn and the rmsnorm its kernel takes as an epilogue; recognised again by hand, the kernel has its heads as batch dims and no fused norm",
+  },
 };

@@ -12,9 +12,11 @@
 // stays as it is (there is nothing to fuse), unless it becomes an epilogue or a prologue.
 import type { Graph, Node } from "../ir/graph.ts";
 import { GraphBuilder } from "../ir/builder.ts";
+import { getOp } from "../ir/registry.ts";
 import { type FusedKind, isChainOp, PROLOGUE_REDUCTIONS } from "../ir/ops/fused.ts";
 import { type Dim, sameShape } from "../ir/types.ts";
 import { type Pass, rebuild } from "./pass.ts";
+import { count } from "./statistics.ts";
 import { uses } from "./uses.ts";
 
 interface Group {
@@ -63,7 +65,7 @@ function planGroups(graph: Graph): Map<number, Group> {
   // qualify (SwiGLU's silu(gate) * up), the last one hosts the chain; the others stay.
   const hostOf = new Map<number, Node>();
   for (const n of nodes) {
-    if (n.op !== "matmul") continue;
+    if (getOp(n.op)?.pattern !== "matmul") continue;
     const root = soleGroup(n.id);
     if (root >= 0 && !prologueOf.has(root) && sameShape(nodes[root].type.shape, n.type.shape)) hostOf.set(root, n);
   }
@@ -121,6 +123,8 @@ export function fuseElementwise(graph: Graph): Graph {
     const g = groups.get(node.id);
     if (g) {
       const operands = externalOperands(graph, g.members);
+      count(`${g.kind} kernels`);
+      count(`nodes fused into ${g.kind} kernels`, g.members.length);
       return r.add("fused", operands.map((o) => r.value(o)), { body: bodyOf(graph, g.members, operands), kind: g.kind });
     }
     if (absorbed.has(node.id)) return -1;

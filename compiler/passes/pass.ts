@@ -1,5 +1,6 @@
 // A pass takes a graph and returns a graph. Passes are small files with one job each,
-// registered by name in index.ts and run as a pipeline.
+// registered by name in registry.ts and run as a pipeline (pipeline.ts). docs/passes.md says
+// how to write, test and measure one.
 import type { SourceSpan } from "../../common/diagnostic.ts";
 import { GraphBuilder } from "../ir/builder.ts";
 import type { Attrs, Graph, Node } from "../ir/graph.ts";
@@ -11,6 +12,13 @@ export interface Pass {
   /** One line on what the pass does, for `--list-passes`. */
   description: string;
   run(graph: Graph, options?: PassOptions): Graph;
+  /**
+   * Passes this one must run after, each with why: it rewrites what they look for. A pipeline
+   * that runs it first gets a warning (pipeline.ts, orderWarnings).
+   */
+  runsAfter?: Readonly<Record<string, string>>;
+  /** Passes this one must run before, each with why: they hide or consume what it looks for. */
+  runsBefore?: Readonly<Record<string, string>>;
 }
 
 /** Settings of the passes that take any, from the command line; a pass reads only its own. */

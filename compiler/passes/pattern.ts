@@ -13,12 +13,13 @@
 // builder maps a capture to the graph being built with `r.value(capture.id)`. A name bound
 // twice must bind the same node, so `P.op("sub", P.any("x"), P.any("x"))` finds x - x only.
 import { InternalError } from "../../common/diagnostic.ts";
-import { type Attrs, type Graph, type Node, sameAttr } from "../ir/graph.ts";
+import { type Attrs, type Graph, isGraph, type Node, sameAttr } from "../ir/graph.ts";
 import { roundScalar } from "../ir/numeric.ts";
-import { formatIrType } from "../ir/print.ts";
+import { formatIrType, formatNumber } from "../ir/print.ts";
 import { sameType } from "../ir/types.ts";
 import { dce } from "./dce.ts";
 import { type Rewriter, rebuild } from "./pass.ts";
+import { count } from "./statistics.ts";
 import { type Uses, uses } from "./uses.ts";
 
 /** Ops whose two operands may be swapped without changing a bit of the result. */
@@ -39,15 +40,17 @@ export class Pattern {
     readonly capture: string | undefined = undefined,
     readonly predicates: readonly Predicate[] = [],
     readonly singleUse = false,
+    /** How the pattern prints where its ops say too little (a const's value). */
+    readonly label: string | undefined = undefined,
   ) {}
 
   /** Binds the matched node to `name`; a name bound twice must be the same node. */
   named(name: string): Pattern {
-    return new Pattern(this.ops, this.operands, name, this.predicates, this.singleUse);
+    return new Pattern(this.ops, this.operands, name, this.predicates, this.singleUse, this.label);
   }
   /** Only nodes for which `test` holds (checked after the operands matched). */
   where(test: Predicate): Pattern {
-    return new Pattern(this.ops, this.operands, this.capture, [...this.predicates, test], this.singleUse);
+    return new Pattern(this.ops, this.operands, this.capture, [...this.predicates, test], this.singleUse, this.label);
   }
   /** Only nodes whose attributes equal these (lists elementwise, -0 apart from 0, graphs by structure). */
   attrs(expected: Attrs): Pattern {
@@ -55,7 +58,14 @@ export class Pattern {
   }
   /** Only a node read by exactly one operand slot and no graph output: absorbing it into its reader duplicates no work. */
   once(): Pattern {
-    return new Pattern(this.ops, this.operands, this.capture, this.predicates, true);
+    return new Pattern(this.ops, this.operands, this.capture, this.predicates, true, this.label);
+  }
+  /** The pattern as math, `mul(x, 1)`: what a rule without a name is counted as in the statistics. */
+  toString(): string {
+    if (this.label !== undefined) return this.label;
+    if (!this.ops) return this.capture ?? "_";
+    const operands = this.operands ? `(${this.operands.map(String).join(", ")})` : "";
+    return `${this.ops.join("|")}${operands}`;
   }
 }
 
@@ -68,7 +78,7 @@ export const P = {
   /** A scalar `const`; with `value`, one whose value rounded to its dtype is that number (Object.is: -0 is not 0). */
   const: (value?: number): Pattern => {
     const p = new Pattern(["const"], undefined);
-    return value === undefined ? p : p.where((node) => Object.is(constValue(node), value));
+    return value === undefined ? p : new Pattern(["const"], undefined, undefined, [(node) => Object.is(constValue(node), value)], false, formatNumber(value));
   },
 };
 
@@ -120,6 +130,8 @@ export function match(pattern: Pattern, node: Node, graph: Graph, u: Uses = uses
 }
 
 export interface Rule {
+  /** What `--stats` counts the rule's firings as; the pattern's text (`mul(x, 1)`) by default. */
+  name?: string;
   pattern: Pattern;
   /**
    * The value that replaces the matched `node`, added through `r`; it must have the node's
@@ -132,16 +144,46 @@ export interface Rule {
 /** A graph that still changes after this many sweeps has rules that undo each other. */
 const MAX_SWEEPS = 100;
 
+export function ruleName(rule: Rule): string {
+  return rule.name ?? String(rule.pattern);
+}
+
+export interface RewriteOptions {
+  /**
+   * Also rewrite inside graph-valued attributes (a fused node's body), as MLIR's
+   * canonicalizer walks into regions: a rule matches there as anywhere, and the node gets
+   * the rewritten body. What a rule leaves in a body must still be a valid body of its op.
+   */
+  bodies?: boolean;
+}
+
+/** The node's graph-valued attributes rewritten by the rules, or undefined when none changed. */
+function rewrittenBodies(node: Node, rules: readonly Rule[], options: RewriteOptions): Attrs | undefined {
+  let attrs: Attrs | undefined;
+  for (const [k, v] of Object.entries(node.attrs)) {
+    if (!isGraph(v)) continue;
+    const body = rewrite(v, rules, options);
+    if (!sameAttr(body, v)) (attrs ??= { ...node.attrs })[k] = body;
+  }
+  return attrs;
+}
+
 /**
  * Applies the rules bottom-up, the first that fires at each node, sweep after sweep until
  * none fires; nodes left dead are removed after each sweep, so `once()` counts live readers.
+ * Each firing is counted under the rule's name (statistics.ts); a DCE that follows is not.
  */
-export function rewrite(graph: Graph, rules: readonly Rule[]): Graph {
+export function rewrite(graph: Graph, rules: readonly Rule[], options: RewriteOptions = {}): Graph {
   let g = graph;
   for (let sweep = 0; sweep < MAX_SWEEPS; sweep++) {
     const cx: Context = { graph: g, uses: uses(g) };
     let fired = false;
     const next = rebuild(g, (node, r) => {
+      const bodies = options.bodies ? rewrittenBodies(node, rules, options) : undefined;
+      if (bodies) {
+        fired = true;
+        return r.add(node.op, node.operands.map((o) => r.value(o)), bodies);
+      }
       for (const rule of rules) {
         for (const captures of matchNode(rule.pattern, node, cx, {})) {
           const id = rule.build(captures, r, node, cx);
@@ -149,6 +191,7 @@ export function rewrite(graph: Graph, rules: readonly Rule[]): Graph {
           if (!sameType(r.type(id), node.type))
             throw new InternalError(`a rewrite of %${node.id} = ${node.op} gave ${formatIrType(r.type(id))}, not its type ${formatIrType(node.type)}`);
           fired = true;
+          count(ruleName(rule));
           return id;
         }
       }

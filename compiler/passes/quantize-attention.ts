@@ -19,7 +19,7 @@ const KEYS: Record<string, string> = { target: "quant", bits: "bits", granularit
 const SPECS: Record<string, AttrSpec> = { ...QUANT_ATTRS, block: { type: "int" } };
 
 /** The attributes the pass sets without --quant: the paper's experiment at 8 bits, one scale per row. */
-export const DEFAULT_QUANT: Attrs = Object.fromEntries(Object.entries(QUANT_ATTRS).map(([k, spec]) => [k, spec.default!]));
+export const DEFAULT_QUANT: Attrs = { ...Object.fromEntries(Object.entries(QUANT_ATTRS).map(([k, spec]) => [k, spec.default])), quant: "logits" };
 
 /**
  * --quant's text, `target=logits|probs|none,bits=8|6|4,granularity=row|block,threshold=T,v=0|8,block=B`
@@ -55,6 +55,10 @@ export function parseQuantFlag(text: string): Attrs {
 export const quantizeAttentionPass: Pass = {
   name: "quantize-attention",
   description: "flash_attention/flash_diffattn -> qflash_*: logits or probability maps (and V) to low-bit integers inside the kernel, key blocks under a threshold skipped (--quant)",
+  runsAfter: {
+    "fuse-dual-softmax": "it quantises the flash_diffattn kernels that fuse-dual-softmax makes",
+    "fuse-attention": "it quantises the flash_attention kernels that fuse-attention makes",
+  },
   run: (graph, options: PassOptions = {}) => {
     const quant = options.quant ?? DEFAULT_QUANT;
     return rebuild(graph, (node, r) => {

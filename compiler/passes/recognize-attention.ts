@@ -18,7 +18,7 @@ import { roundScalar } from "../ir/numeric.ts";
 import { transposePerm } from "../ir/ops/shape.ts";
 import { type Dim, isFloat, normalizeAxis, sameShape, sameType } from "../ir/types.ts";
 import type { Pass, Rewriter } from "./pass.ts";
-import { type Context, constValue, match, P, type Rule, rewrite } from "./pattern.ts";
+import { type Context, constValue, match, P, type Pattern, type Rule, rewrite } from "./pattern.ts";
 
 /** What one hand-written map's scores are: q @ keys (keys = k^T, [..., d, M]) * scale, masked or not. */
 interface Scores {
@@ -28,11 +28,13 @@ interface Scores {
   causal: boolean;
 }
 
-const product = P.op("matmul", P.any("q"), P.any("keys")).once();
+/** a @ b with b as stored: a product reading b transposed in place (transpose_b) is another computation. */
+const matmul = (a: Pattern, b: Pattern) => P.op("matmul", a, b).attrs({ transpose_b: false });
+const product = matmul(P.any("q"), P.any("keys")).once();
 const SCALED = [
   { pattern: P.op("mul", product, P.const().named("s")), scale: (s: Node) => constValue(s) },
   // The scale on q, as the official Diff Transformer code writes it (q *= scaling; q @ k^T).
-  { pattern: P.op("matmul", P.op("mul", P.any("q"), P.const().named("s")).once(), P.any("keys")).once(), scale: (s: Node) => constValue(s) },
+  { pattern: matmul(P.op("mul", P.any("q"), P.const().named("s")).once(), P.any("keys")).once(), scale: (s: Node) => constValue(s) },
   // 1 / c must be a number of the scores' dtype: else q k^T / c overflows (or vanishes) where the op would not.
   { pattern: P.op("div", product, P.const().named("s")), scale: (s: Node) => (Number.isFinite(roundScalar(s.type.dtype, 1 / constValue(s))) ? 1 / constValue(s) : 0) },
   { pattern: product, scale: () => 1 },
@@ -137,7 +139,8 @@ function attrsOf(s: Scores) {
 }
 
 const ATTENTION: Rule = {
-  pattern: P.op("matmul", lastAxisSoftmax("s"), P.any("v")),
+  name: "softmax(q k^T * s) @ v -> attention",
+  pattern: matmul(lastAxisSoftmax("s"), P.any("v")),
   build: (c, r, node, cx) => {
     const s = scoresOf(c.s, cx);
     if (!s || !fits(s, c.v)) return undefined;
@@ -146,7 +149,8 @@ const ATTENTION: Rule = {
   },
 };
 const DIFFATTN: Rule = {
-  pattern: P.op("matmul", P.op("sub", lastAxisSoftmax("s1").named("p1"), P.op("mul", P.any("lam"), lastAxisSoftmax("s2").named("p2")).once().named("scaled")).once().named("diff"), P.any("v")),
+  name: "(softmax(q1 k1^T * s) - λ softmax(q2 k2^T * s)) @ v -> diffattn",
+  pattern: matmul(P.op("sub", lastAxisSoftmax("s1").named("p1"), P.op("mul", P.any("lam"), lastAxisSoftmax("s2").named("p2")).once().named("scaled")).once().named("diff"), P.any("v")),
   build: (c, r, node, cx) => {
     const [s1, s2] = [c.s1, c.s2].map((s) => scoresOf(s, cx));
     if (!s1 || !s2 || !fits(s1, c.v) || !fits(s2, c.v)) return undefined;

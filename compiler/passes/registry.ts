@@ -4,6 +4,7 @@ import { constantFoldPass } from "./constant-fold.ts";
 import { csePass } from "./cse.ts";
 import { dcePass } from "./dce.ts";
 import { decomposePass } from "./decompose.ts";
+import { foldMatmulTransposesPass } from "./fold-matmul-transposes.ts";
 import { foldReshapesPass } from "./fold-reshapes.ts";
 import { fuseAttentionPass } from "./fuse-attention.ts";
 import { fuseDualSoftmaxPass } from "./fuse-dual-softmax.ts";
@@ -23,6 +24,7 @@ export const PASSES: Pass[] = [
   recognizeAttentionPass,
   fuseDualSoftmaxPass,
   fuseAttentionPass,
+  foldMatmulTransposesPass,
   quantizeAttentionPass,
 ];
 
@@ -31,7 +33,8 @@ const CLEANUPS = ["canonicalize", "constant-fold", "fold-reshapes", "cse", "dce"
 /**
  * The optimising pipeline `compile` and `run` use unless told otherwise (`--passes none`):
  * cleanups; the attention fusions, while attention is still one op; the rest into primitives
- * and cleaned again (RMSNorm, SwiGLU and residual chains are elementwise only then); then
- * elementwise fusion into chains, prologues and epilogues.
+ * and cleaned again (RMSNorm, SwiGLU and residual chains are elementwise only then); weight
+ * transposes read in place, once attention no longer needs to find q k^T; then elementwise
+ * fusion into chains, prologues and epilogues.
  */
-export const DEFAULT_PIPELINE: string[] = [...CLEANUPS, "fuse-dual-softmax", "fuse-attention", "decompose", ...CLEANUPS, "fuse-elementwise"];
+export const DEFAULT_PIPELINE: string[] = [...CLEANUPS, "fuse-dual-softmax", "fuse-attention", "decompose", ...CLEANUPS, "fold-matmul-transposes", "fuse-elementwise"];

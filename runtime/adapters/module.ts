@@ -8,7 +8,7 @@ import { bf16Bits, bf16FromBits, f16Bits, f16FromBits } from "../../compiler/ir/
 import type { HostTensor } from "../../compiler/ir/tensor.ts";
 import type { DType } from "../../compiler/ir/types.ts";
 import { Diagnostic } from "../../common/diagnostic.ts";
-import type { Session, TensorMap } from "./adapter.ts";
+import type { KernelTime, Session, TensorMap } from "./adapter.ts";
 
 export type TypedArray = Float32Array | Uint16Array | Int32Array | Int8Array | Uint8Array;
 
@@ -58,20 +58,26 @@ export function moduleSource(artifact: Artifact | string): string {
 export interface ArtifactSession {
   run(inputs: Record<string, unknown>): Promise<Record<string, TypedArray>>;
   outputShape(name: string): number[];
+  /** Per-kernel times, where the artifact's runtime measures them (the JS one). */
+  profile?(inputs: Record<string, unknown>, runs: number): Promise<KernelTime[]>;
 }
 
 /** An artifact's session behind the adapter interface: host tensors in and out, its errors as diagnostics. */
 export function hostSession(manifest: Manifest, session: ArtifactSession, artifactName: string): Session {
+  /** The artifact's own errors (bad inputs, an index out of range) are the user's to read. */
+  const reported = async <T>(work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work();
+    } catch (e) {
+      throw new Diagnostic(`${artifactName}: ${(e as Error).message}`);
+    }
+  };
+  const profile = session.profile?.bind(session);
   return {
     async run(inputs) {
-      let out: Record<string, TypedArray>;
-      try {
-        out = await session.run(givenInputs(manifest, inputs));
-      } catch (e) {
-        // The artifact's own errors (bad inputs, an index out of range) are the user's to read.
-        throw new Diagnostic(`${artifactName}: ${(e as Error).message}`);
-      }
+      const out = await reported(() => session.run(givenInputs(manifest, inputs)));
       return new Map(manifest.outputs.map((o) => [o.name, fromTyped(o.dtype, session.outputShape(o.name), out[o.name])]));
     },
+    ...(profile && { profile: (inputs: TensorMap, runs = 1) => reported(() => profile(givenInputs(manifest, inputs), runs)) }),
   };
 }

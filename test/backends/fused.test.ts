@@ -10,6 +10,7 @@ import { parseGraph } from "../../compiler/ir/parse.ts";
 import type { HostTensor } from "../../compiler/ir/tensor.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
 import { fuseElementwise } from "../../compiler/passes/fuse-elementwise.ts";
+import { foldMatmulTransposesPass } from "../../compiler/passes/fold-matmul-transposes.ts";
 import type { TensorMap } from "../../runtime/adapters/adapter.ts";
 import { randomInputs } from "../../runtime/init.ts";
 import { compileSource } from "../support/dsl.ts";
@@ -71,6 +72,25 @@ const EPILOGUES = `model M(A, B, C) { dim N
   output vv = exp(v @ v) * 0.25
 }`;
 
+/** Products of a transposed b, for fold-matmul-transposes' transpose_b: plain, batched, with an epilogue, 1-D a, i32, f16. */
+const TRANSPOSED = `model M(A, B, C) { dim N
+  input a: f32[N, A, B]
+  input w: f32[C, B]
+  input wb: f32[N, C, B]
+  input v: f32[B]
+  input bias: f32[C]
+  input ai: i32[A, B]
+  input wi: i32[C, B]
+  input ah: f16[A, B]
+  input wh: f16[C, B]
+  output p = a @ transpose(w)
+  output e = silu(a @ transpose(w)) * 0.5 + bias
+  output q = a @ transpose(wb)
+  output vp = v @ transpose(w)
+  output i = ai @ transpose(wi)
+  output h = ah @ transpose(wh)
+}`;
+
 for (const backend of BACKENDS) {
   describe(`${backend.name}: fused kernels`, () => {
     it("agree with the interpreter and the unfused kernels on random graphs after fusion", async () => {
@@ -90,6 +110,21 @@ for (const backend of BACKENDS) {
         expect(compileJs(fused).manifest.kernels.length).toBeLessThan(compileJs(graph).manifest.kernels.length);
       });
     }
+
+    it("read b transposed in place (transpose_b), plain and under an epilogue, bit for bit what the copied transpose gives", async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 3 }), fc.nat(1000), async (A, B, C, N, seed) => {
+          const graph = compileSource(TRANSPOSED, { set: new Map([["A", A], ["B", B], ["C", C]]) });
+          const folded = foldMatmulTransposesPass.run(graph);
+          expect(folded.nodes.filter((n) => n.attrs.transpose_b === true)).toHaveLength(6);
+          const dims = new Map([["N", N]]);
+          const inputs = seededInputs(graph, dims, seed);
+          const fused = await checkFused(backend, folded, inputs, new Map(), dims);
+          expectSameBits(await (await backend.load(fused, new Map())).run(inputs), await (await backend.load(graph, new Map())).run(inputs));
+        }),
+        { numRuns: 15 },
+      );
+    });
 
     it("round every intermediate to its dtype: f16, bf16, i32, i8, u8 and bool chains, prologues and epilogues", async () => {
       await fc.assert(
@@ -125,7 +160,7 @@ describe("the JS kernel of a fused node", () => {
         %1 = input {name = "w"} : f32[4]
         %2 = mul(%0, %1) : f32[N, 4]
         %3 = exp(%2) : f32[N, 4]
-        %4 = const {value = 0.5, dtype = f32} : f32[]
+        %4 = const {value = 0.5} : f32[]
         %5 = maximum(%3, %4) : f32[N, 4]
         %6 = silu(%5) : f32[N, 4]
         output "y" = %6

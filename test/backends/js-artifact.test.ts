@@ -112,7 +112,7 @@ export const x = s.runSync({ tokens: new Int32Array(4) });
     const evil = 'x"]; globalThis.pwned = 1; //*/ ${globalThis.pwned = 2} `';
     const graph = parseGraph(`graph ${JSON.stringify(evil)} [${JSON.stringify(evil)}] {
   %0 = input {name = ${JSON.stringify(evil)}} : f32[${JSON.stringify(evil)}, 3]
-  %1 = param {name = ${JSON.stringify(`${evil}.w`)}, init = "normal", init_args = [0, 1]} : f32[3]
+  %1 = param {name = ${JSON.stringify(`${evil}.w`)}, init_args = [0, 1]} : f32[3]
   %2 = mul(%0, %1) : f32[${JSON.stringify(evil)}, 3]
   output ${JSON.stringify(`*/ ${evil}`)} = %2
 }

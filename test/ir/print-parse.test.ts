@@ -13,11 +13,11 @@ const DIFF_ATTENTION = `graph DiffAttention [N, M] {
   %1 = param {name = "q_proj.weight", init = "uniform", init_args = [-0.044, 0.044]} : f32[512, 512]
   %2 = transpose(%1) {perm = [1, 0]} : f32[512, 512]
   %3 = matmul(%0, %2) : f32[N, 512]
-  %4 = const {value = 0.5, dtype = f32} : f32[]
+  %4 = const {value = 0.5} : f32[]
   %5 = mul(%3, %4) : f32[N, 512]
   %6 = sum(%5) {axes = [-1], keepdims = true} : f32[N, 1]
   %7 = reshape(%6) {shape = [1, N]} : f32[1, N]
-  %8 = slice(%0) {axis = 1, start = 0, end = 8, step = 2} : f32[N, 4]
+  %8 = slice(%0) {axis = 1, end = 8, step = 2} : f32[N, 4]
   %9 = concat(%8, %8, %8) {axis = 1} : f32[N, 12]
   %10 = gt(%9, %4) : bool[N, 12]
   %11 = where(%10, %9, %4) : f32[N, 12]
@@ -59,6 +59,13 @@ describe("IR text", () => {
     ]);
   });
 
+  it("attributes at their defaults are left out of the text, and the parser fills them in", () => {
+    const g = parseGraph(`graph g [N] {\n  %0 = input {name = "x"} : f32[N, 4]\n  %1 = sum(%0) {axes = [-1]} : f32[N]\n  %2 = const {value = 1} : f32[]\n  output "y" = %1\n}\n`);
+    expect(g.nodes[1].attrs).toEqual({ axes: [-1], keepdims: false });
+    expect(g.nodes[2].attrs).toEqual({ value: 1, dtype: "f32" });
+    expect(printGraph(g)).toBe(`graph g [N] {\n  %0 = input {name = "x"} : f32[N, 4]\n  %1 = sum(%0) {axes = [-1]} : f32[N]\n  %2 = const {value = 1} : f32[]\n  output "y" = %1\n}\n`);
+  });
+
   it("value ids may be any numbers or names and are renumbered in order; comments are ignored", () => {
     const g = parseGraph(`# before the graph
       graph "two words" {
@@ -69,7 +76,7 @@ describe("IR text", () => {
       }`);
     expect(printGraph(g)).toBe(`graph "two words" {
   %0 = input {name = "x"} : f32[2, 3]
-  %1 = transpose(%0) {perm = []} : f32[3, 2]
+  %1 = transpose(%0) : f32[3, 2]
   %2 = matmul(%0, %1) : f32[2, 2]
   output "a\\"b" = %2
 }
@@ -78,7 +85,7 @@ describe("IR text", () => {
 
   it("numbers print so that every double round-trips, -0, infinities and NaN included", () => {
     const values: [string, number][] = [["-0", -0], ["0", 0], ["inf", Infinity], ["-inf", -Infinity], ["nan", NaN], ["0.30000000000000004", 0.1 + 0.2], ["1e-7", 1e-7], ["-1.5e+300", -1.5e300], ["5e-324", 5e-324], ["9007199254740994", 2 ** 53 + 2]];
-    const text = `graph g {\n${values.map(([t], i) => `  %${i} = const {value = ${t}, dtype = f32} : f32[]\n`).join("")}}\n`;
+    const text = `graph g {\n${values.map(([t], i) => `  %${i} = const {value = ${t}} : f32[]\n`).join("")}}\n`;
     const g = parseGraph(text);
     expect(g.nodes.map((n) => n.attrs.value)).toEqual(values.map(([, v]) => v));
     expect(printGraph(g)).toBe(text);
@@ -114,7 +121,7 @@ describe("IR text", () => {
       %0 = input {name = "0"} : f32[N, 4]
       %1 = input {name = "1"} : f32[4]
       %2 = mul(%0, %1) : f32[N, 4]
-      %3 = const {value = 0.5, dtype = f32} : f32[]
+      %3 = const {value = 0.5} : f32[]
       %4 = add(%2, %3) : f32[N, 4]
       output "out" = %4
     }

@@ -11,8 +11,8 @@ const GOOD = parseGraph(`graph g [N] {
   %0 = input {name = "x"} : f32[N, 4]
   %1 = input {name = "w"} : f32[4, 3]
   %2 = matmul(%0, %1) : f32[N, 3]
-  %3 = sum(%2) {axes = [1], keepdims = false} : f32[N]
-  %4 = const {value = 2, dtype = f32} : f32[]
+  %3 = sum(%2) {axes = [1]} : f32[N]
+  %4 = const {value = 2} : f32[]
   %5 = mul(%3, %4) : f32[N]
   output "y" = %5
 }

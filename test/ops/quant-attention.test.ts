@@ -59,10 +59,11 @@ describe("the level rule", () => {
 
   it("rejects bits, v_bits and threshold out of range", () => {
     const t = { dtype: "f32" as const, shape: [4, 8] };
-    expect(inferError("qflash_attention", [t, t, t], { heads: 2, bits: 1 })).toBe("qflash_attention: bits must be 2 to 8, got 1");
-    expect(inferError("qflash_diffattn", [t, t, t, { dtype: "f32", shape: [] }], { heads: 2, v_bits: 9 })).toBe("qflash_diffattn: v_bits must be 0 (V as it is) or 2 to 8, got 9");
-    expect(inferError("qflash_attention", [t, t, t], { heads: 2, threshold: -1 })).toBe("qflash_attention: threshold must be in [0, 1), got -1");
-    expect(inferError("qflash_attention", [t, t, { dtype: "f32", shape: [5, 8] }], { heads: 2 })).toMatch(/^qflash_attention: k f32\[4, 8\] and v f32\[5, 8\] have different numbers of keys/);
+    const logits = { heads: 2, quant: "logits" };
+    expect(inferError("qflash_attention", [t, t, t], { ...logits, bits: 1 })).toBe("qflash_attention: bits must be 2 to 8, got 1");
+    expect(inferError("qflash_diffattn", [t, t, t, { dtype: "f32", shape: [] }], { ...logits, v_bits: 9 })).toBe("qflash_diffattn: v_bits must be 0 (V as it is) or 2 to 8, got 9");
+    expect(inferError("qflash_attention", [t, t, t], { ...logits, threshold: -1 })).toBe("qflash_attention: threshold must be in [0, 1), got -1");
+    expect(inferError("qflash_attention", [t, t, { dtype: "f32", shape: [5, 8] }], logits)).toMatch(/^qflash_attention: k f32\[4, 8\] and v f32\[5, 8\] have different numbers of keys/);
   });
 });
 

@@ -11,10 +11,10 @@ describe("constant-fold", () => {
       constantFoldPass,
       `graph g [N] {
         %0 = input {name = "x"} : f32[N, 4]
-        %1 = const {value = 0.8, dtype = f32} : f32[]
-        %2 = const {value = 0.6, dtype = f32} : f32[]
-        %3 = const {value = -0.3, dtype = f32} : f32[]
-        %4 = const {value = 2, dtype = f32} : f32[]
+        %1 = const {value = 0.8} : f32[]
+        %2 = const {value = 0.6} : f32[]
+        %3 = const {value = -0.3} : f32[]
+        %4 = const {value = 2} : f32[]
         %5 = mul(%3, %4) : f32[]
         %6 = exp(%5) : f32[]
         %7 = mul(%2, %6) : f32[]
@@ -24,7 +24,7 @@ describe("constant-fold", () => {
       }`,
       `graph g [N] {
         %0 = input {name = "x"} : f32[N, 4]
-        %1 = const {value = ${lambdaInit}, dtype = f32} : f32[]
+        %1 = const {value = ${lambdaInit}} : f32[]
         %2 = mul(%0, %1) : f32[N, 4]
         output "y" = %2
       }`,
@@ -37,7 +37,7 @@ describe("constant-fold", () => {
       `graph g {
         %0 = const {value = 65536, dtype = i32} : i32[]
         %1 = mul(%0, %0) : i32[]
-        %2 = const {value = 3e10, dtype = f32} : f32[]
+        %2 = const {value = 3e10} : f32[]
         %3 = cast(%2) {dtype = i32} : i32[]
         %4 = const {value = 0, dtype = i32} : i32[]
         %5 = div(%0, %4) : i32[]
@@ -81,8 +81,8 @@ describe("constant-fold", () => {
       constantFoldPass,
       `graph g [N] {
         %0 = input {name = "s"} : f32[]
-        %1 = const {value = 2, dtype = f32} : f32[]
-        %2 = sum(%1) {axes = [], keepdims = false} : f32[]
+        %1 = const {value = 2} : f32[]
+        %2 = sum(%1) : f32[]
         %3 = broadcast(%2) {shape = [3]} : f32[3]
         %4 = add(%0, %2) : f32[]
         %5 = numel {shape = [2, 3]} : i32[]
@@ -94,7 +94,7 @@ describe("constant-fold", () => {
       }`,
       `graph g [N] {
         %0 = input {name = "s"} : f32[]
-        %1 = const {value = 2, dtype = f32} : f32[]
+        %1 = const {value = 2} : f32[]
         %2 = broadcast(%1) {shape = [3]} : f32[3]
         %3 = add(%0, %1) : f32[]
         %4 = const {value = 6, dtype = i32} : i32[]

@@ -8,10 +8,10 @@ describe("cse", () => {
       csePass,
       `graph g [N] {
         %0 = input {name = "x"} : f32[N, 4]
-        %1 = const {value = 2, dtype = f32} : f32[]
+        %1 = const {value = 2} : f32[]
         %2 = mul(%0, %1) : f32[N, 4]
         %3 = exp(%2) : f32[N, 4]
-        %4 = const {value = 2, dtype = f32} : f32[]
+        %4 = const {value = 2} : f32[]
         %5 = mul(%0, %4) : f32[N, 4]
         %6 = exp(%5) : f32[N, 4]
         %7 = sub(%3, %6) : f32[N, 4]
@@ -20,7 +20,7 @@ describe("cse", () => {
       }`,
       `graph g [N] {
         %0 = input {name = "x"} : f32[N, 4]
-        %1 = const {value = 2, dtype = f32} : f32[]
+        %1 = const {value = 2} : f32[]
         %2 = mul(%0, %1) : f32[N, 4]
         %3 = exp(%2) : f32[N, 4]
         %4 = sub(%3, %3) : f32[N, 4]
@@ -36,12 +36,12 @@ describe("cse", () => {
       %1 = input {name = "y"} : f32[2, 3]
       %2 = param {name = "w"} : f32[2, 3]
       %3 = param {name = "v"} : f32[2, 3]
-      %4 = const {value = 0, dtype = f32} : f32[]
-      %5 = const {value = -0, dtype = f32} : f32[]
+      %4 = const {value = 0} : f32[]
+      %5 = const {value = -0} : f32[]
       %6 = const {value = 0, dtype = f16} : f16[]
-      %7 = sum(%0) {axes = [0], keepdims = false} : f32[3]
+      %7 = sum(%0) {axes = [0]} : f32[3]
       %8 = sum(%0) {axes = [0], keepdims = true} : f32[1, 3]
-      %9 = sum(%0) {axes = [-2], keepdims = false} : f32[3]
+      %9 = sum(%0) {axes = [-2]} : f32[3]
       %10 = add(%0, %4) : f32[2, 3]
       %11 = add(%0, %5) : f32[2, 3]
       %12 = add(%1, %2) : f32[2, 3]
@@ -62,18 +62,18 @@ describe("cse", () => {
     expectRewrite(
       csePass,
       `graph g {
-        %0 = const {value = nan, dtype = f32} : f32[]
-        %1 = const {value = nan, dtype = f32} : f32[]
-        %2 = const {value = -inf, dtype = f32} : f32[]
-        %3 = const {value = -inf, dtype = f32} : f32[]
+        %0 = const {value = nan} : f32[]
+        %1 = const {value = nan} : f32[]
+        %2 = const {value = -inf} : f32[]
+        %3 = const {value = -inf} : f32[]
         %4 = add(%0, %2) : f32[]
         %5 = add(%1, %3) : f32[]
         output "a" = %4
         output "b" = %5
       }`,
       `graph g {
-        %0 = const {value = nan, dtype = f32} : f32[]
-        %1 = const {value = -inf, dtype = f32} : f32[]
+        %0 = const {value = nan} : f32[]
+        %1 = const {value = -inf} : f32[]
         %2 = add(%0, %1) : f32[]
         output "a" = %2
         output "b" = %2
@@ -85,7 +85,7 @@ describe("cse", () => {
     const node = (id: number, value: string) => `%${id} = fused(%0) {kind = "elementwise"} : f32[N, 4]
         body = graph fused [N] {
           %0 = input {name = "0"} : f32[N, 4]
-          %1 = const {value = ${value}, dtype = f32} : f32[]
+          %1 = const {value = ${value}} : f32[]
           %2 = mul(%0, %1) : f32[N, 4]
           output "out" = %2
         }`;

@@ -10,7 +10,7 @@ describe("dce", () => {
       `graph g [N] {
         %0 = input {name = "x"} : f32[N, 4]
         %1 = exp(%0) : f32[N, 4]
-        %2 = const {value = 3, dtype = f32} : f32[]
+        %2 = const {value = 3} : f32[]
         %3 = mul(%1, %2) : f32[N, 4]
         %4 = neg(%0) : f32[N, 4]
         output "y" = %4

@@ -19,7 +19,7 @@ describe("decompose", () => {
   %1 = input {name = "w"} : f32[4]
   %2 = mul(%0, %0) : f32[N, 4]
   %3 = mean(%2) {axes = [-1], keepdims = true} : f32[N, 1]
-  %4 = const {value = 0.001, dtype = f32} : f32[]
+  %4 = const {value = 0.001} : f32[]
   %5 = add(%3, %4) : f32[N, 1]
   %6 = sqrt(%5) : f32[N, 1]
   %7 = div(%0, %6) : f32[N, 4]
@@ -35,7 +35,7 @@ describe("decompose", () => {
   it("keeps the fused kernels the fusion passes made, and decomposes what they were made of otherwise", () => {
     const g = parseGraph(`graph G [N] {
   %0 = input {name = "q"} : f32[N, 8]
-  %1 = const {value = 0.5, dtype = f32} : f32[]
+  %1 = const {value = 0.5} : f32[]
   %2 = flash_diffattn(%0, %0, %0, %1) {heads = 2, causal = true} : f32[N, 2, 4]
   %3 = diffattn(%0, %0, %0, %1) {heads = 2, causal = true} : f32[N, 2, 4]
   %4 = add(%2, %3) : f32[N, 2, 4]

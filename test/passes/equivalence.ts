@@ -14,6 +14,7 @@ import { verifyGraph } from "../../compiler/ir/verify.ts";
 import { type Rewriter, rebuild, type Pass } from "../../compiler/passes/pass.ts";
 import { evaluate, type TensorMap } from "../../runtime/interpreter/index.ts";
 import { initWeights } from "../../runtime/init.ts";
+import { collectStatistics } from "../../compiler/passes/statistics.ts";
 import { arbitraryGraphCase, seededInputs } from "../support/random-graph.ts";
 import { expectClose } from "../harness/harness.ts";
 
@@ -157,10 +158,33 @@ export function salted(graph: Graph, salts: readonly Salt[]): Graph {
   });
 }
 
-/** arbitraryGraphCase({ dims: true }), salted (no salts at all is one of the cases). */
+/** arbitraryGraphCase({ dims: true, layers: true }), salted (no salts at all is one of the cases). */
 export function arbitrarySaltedCase() {
   const salts = fc.array(fc.record({ at: fc.nat(), kind: fc.constantFrom(...SALTS), value: fc.double({ min: -2, max: 2, noNaN: true }), seed: fc.nat() }), { maxLength: 8 });
-  return fc.tuple(arbitraryGraphCase({ dims: true }), salts).map(([c, s]) => ({ ...c, graph: salted(c.graph, s) }));
+  return fc.tuple(arbitraryGraphCase({ dims: true, layers: true }), salts).map(([c, s]) => ({ ...c, graph: salted(c.graph, s) }));
+}
+
+/**
+ * How often a property's pass must do something: on at least `atLeast` of the random graphs,
+ * the rule named `rule` (its name in --stats), or with no rule any counter, moved. A property
+ * whose pass never fires checks nothing.
+ */
+export interface Fires {
+  rule?: string;
+  atLeast: number;
+}
+
+/** Runs the pass, tallying in `tally` whether it fired as `fires` asks. */
+function runCounted(pass: Pass, graph: Graph, fires: Fires | undefined, tally: { runs: number; fired: number }): Graph {
+  const { result, statistics } = collectStatistics(() => pass.run(graph));
+  tally.runs++;
+  if (fires?.rule === undefined ? statistics.size > 0 : (statistics.get(fires.rule) ?? 0) > 0) tally.fired++;
+  return result;
+}
+
+function expectFired(pass: Pass, fires: Fires | undefined, { runs, fired }: { runs: number; fired: number }): void {
+  if (!fires) return;
+  expect(fired / runs, `${pass.name}${fires.rule ? `'s rule ${fires.rule}` : ""} fired on ${fired} of ${runs} random graphs, fewer than ${fires.atLeast * 100}%`).toBeGreaterThanOrEqual(fires.atLeast);
 }
 
 /** Where identities of the reals fail in floats: x * 0 is NaN for x = NaN or ±inf, -0 for x < 0; x - x is NaN for ±inf; -0 + 0 is +0. */
@@ -189,20 +213,22 @@ export function withSpecialValues(inputs: TensorMap): TensorMap {
  * ±inf and zeros of both signs (withSpecialValues), and (unless told otherwise) is a fixpoint
  * of the pass.
  */
-export function checkCleanup(pass: Pass, { numRuns = 200, fixpoint = true } = {}): void {
+export function checkCleanup(pass: Pass, { numRuns = 200, fixpoint = true, fires }: { numRuns?: number; fixpoint?: boolean; fires?: Fires } = {}): void {
+  const tally = { runs: 0, fired: 0 };
   fc.assert(
-    fc.property(arbitrarySaltedCase(), ({ graph, dims, inputs }) => {
-      const after = pass.run(graph);
+    fc.property(arbitrarySaltedCase(), ({ graph, dims, inputs, params }) => {
+      const after = runCounted(pass, graph, fires, tally);
       verifyGraph(after);
       expect(after.nodes.length).toBeLessThanOrEqual(graph.nodes.length);
       for (const salted of [inputs, withSpecialValues(inputs)]) {
-        const difference = outputDifference(evaluate(graph, salted, new Map(), { dims }), evaluate(after, salted, new Map(), { dims }));
+        const difference = outputDifference(evaluate(graph, salted, params, { dims }), evaluate(after, salted, params, { dims }));
         expect(difference, salted === inputs ? "on the drawn inputs" : "on the inputs salted with NaN, ±inf and ±0").toBeUndefined();
       }
       if (fixpoint) expect(printGraph(pass.run(after))).toBe(printGraph(after));
     }),
     { numRuns },
   );
+  expectFired(pass, fires, tally);
 }
 
 /** Both graphs compute the same outputs up to rounding: for passes that change where values are rounded (fusions, decompositions). */
@@ -216,13 +242,15 @@ export function expectCloseOutputs(before: Graph, after: Graph, inputs: TensorMa
  * The equivalence property of a pass that changes rounding: on random graphs, with attention
  * among their steps, the output verifies and computes the same outputs within tolerance.
  */
-export function checkWithinTolerance(pass: Pass, { numRuns = 300 } = {}): void {
+export function checkWithinTolerance(pass: Pass, { numRuns = 300, fires }: { numRuns?: number; fires?: Fires } = {}): void {
+  const tally = { runs: 0, fired: 0 };
   fc.assert(
-    fc.property(arbitraryGraphCase({ dims: true, attention: true, continuous: true }), ({ graph, dims, inputs }) => {
-      const after = pass.run(graph);
+    fc.property(arbitraryGraphCase({ dims: true, attention: true, layers: true, continuous: true }), ({ graph, dims, inputs, params }) => {
+      const after = runCounted(pass, graph, fires, tally);
       verifyGraph(after);
-      expectCloseOutputs(graph, after, inputs, dims);
+      expectCloseOutputs(graph, after, inputs, dims, params);
     }),
     { numRuns },
   );
+  expectFired(pass, fires, tally);
 }

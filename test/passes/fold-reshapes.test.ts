@@ -66,8 +66,8 @@ describe("fold-reshapes", () => {
         %0 = input {name = "x"} : f32[2, N, 4]
         %1 = transpose(%0) {perm = [1, 2, 0]} : f32[N, 4, 2]
         %2 = transpose(%1) {perm = [2, 0, 1]} : f32[2, N, 4]
-        %3 = transpose(%2) {perm = []} : f32[2, 4, N]
-        %4 = transpose(%3) {perm = []} : f32[2, N, 4]
+        %3 = transpose(%2) : f32[2, 4, N]
+        %4 = transpose(%3) : f32[2, N, 4]
         output "y" = %4
       }`,
       `graph g [N] {
@@ -81,7 +81,7 @@ describe("fold-reshapes", () => {
     const body = `graph g {
       %0 = input {name = "x"} : f32[2, 6]
       %1 = reshape(%0) {shape = [4, 3]} : f32[4, 3]
-      %2 = transpose(%1) {perm = []} : f32[3, 4]
+      %2 = transpose(%1) : f32[3, 4]
       %3 = reshape(%2) {shape = [12]} : f32[12]
       output "y" = %3
     }`;

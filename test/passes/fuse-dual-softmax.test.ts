@@ -19,11 +19,11 @@ describe("fuse-dual-softmax", () => {
   %0 = input {name = "q"} : f32[N, 8]
   %1 = input {name = "k"} : f32[N, 8]
   %2 = input {name = "v"} : f32[N, 8]
-  %3 = const {value = 0.5, dtype = f32} : f32[]
-  %4 = diffattn(%0, %1, %2, %3) {heads = 2, kv_heads = 2, causal = true, scale = 0, pairing = "stripe"} : f32[N, 2, 4]
+  %3 = const {value = 0.5} : f32[]
+  %4 = diffattn(%0, %1, %2, %3) {heads = 2, kv_heads = 2, causal = true} : f32[N, 2, 4]
   %5 = param {name = "w", init = "constant", init_args = [1]} : f32[4]
-  %6 = rmsnorm(%4, %5) {eps = 0.00001} : f32[N, 2, 4]
-  %7 = const {value = 0.25, dtype = f32} : f32[]
+  %6 = rmsnorm(%4, %5) : f32[N, 2, 4]
+  %7 = const {value = 0.25} : f32[]
   %8 = mul(%6, %7) : f32[N, 2, 4]
   output "y" = %8
 }`;
@@ -31,10 +31,10 @@ describe("fuse-dual-softmax", () => {
   %0 = input {name = "q"} : f32[N, 8]
   %1 = input {name = "k"} : f32[N, 8]
   %2 = input {name = "v"} : f32[N, 8]
-  %3 = const {value = 0.5, dtype = f32} : f32[]
+  %3 = const {value = 0.5} : f32[]
   %4 = param {name = "w", init = "constant", init_args = [1]} : f32[4]
-  %5 = const {value = 0.25, dtype = f32} : f32[]
-  %6 = flash_diffattn(%0, %1, %2, %3, %4) {heads = 2, kv_heads = 2, causal = true, scale = 0, pairing = "stripe", norm_eps = 0.00001, out_scale = 0.25, block = 64} : f32[N, 2, 4]
+  %5 = const {value = 0.25} : f32[]
+  %6 = flash_diffattn(%0, %1, %2, %3, %4) {heads = 2, kv_heads = 2, causal = true, out_scale = 0.25} : f32[N, 2, 4]
   output "y" = %6
 }`;
     expect(printGraph(fuseDualSoftmax(parseGraph(before)))).toBe(canonical(after));

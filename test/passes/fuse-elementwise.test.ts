@@ -21,7 +21,7 @@ describe("fuse-elementwise", () => {
         %1 = input {name = "w"} : f32[4]
         %2 = mul(%0, %1) : f32[N, 4]
         %3 = exp(%2) : f32[N, 4]
-        %4 = const {value = 0.5, dtype = f32} : f32[]
+        %4 = const {value = 0.5} : f32[]
         %5 = add(%3, %4) : f32[N, 4]
         output "y" = %5
       }`,
@@ -33,7 +33,7 @@ describe("fuse-elementwise", () => {
           %1 = input {name = "1"} : f32[4]
           %2 = mul(%0, %1) : f32[N, 4]
           %3 = exp(%2) : f32[N, 4]
-          %4 = const {value = 0.5, dtype = f32} : f32[]
+          %4 = const {value = 0.5} : f32[]
           %5 = add(%3, %4) : f32[N, 4]
           output "out" = %5
         }
@@ -78,9 +78,9 @@ describe("fuse-elementwise", () => {
         %3 = exp(%2) : f32[N, 4]
         %4 = neg(%3) : f32[N, 4]
         %5 = sigmoid(%3) : f32[N, 4]
-        %6 = const {value = 2, dtype = f32} : f32[]
+        %6 = const {value = 2} : f32[]
         %7 = mul(%5, %6) : f32[N, 4]
-        %8 = sum(%3) {axes = [], keepdims = false} : f32[]
+        %8 = sum(%3) : f32[]
         output "h" = %3
         output "y" = %4
         output "z" = %7
@@ -100,11 +100,11 @@ describe("fuse-elementwise", () => {
         %4 = fused(%2) {kind = "elementwise"} : f32[N, 4] body = graph fused [N] {
           %0 = input {name = "0"} : f32[N, 4]
           %1 = sigmoid(%0) : f32[N, 4]
-          %2 = const {value = 2, dtype = f32} : f32[]
+          %2 = const {value = 2} : f32[]
           %3 = mul(%1, %2) : f32[N, 4]
           output "out" = %3
         }
-        %5 = sum(%2) {axes = [], keepdims = false} : f32[]
+        %5 = sum(%2) : f32[]
         output "h" = %2
         output "y" = %3
         output "z" = %4
@@ -121,7 +121,7 @@ describe("fuse-elementwise", () => {
         %1 = input {name = "r"} : f32[N, 6]
         %2 = param {name = "w"} : f32[4, 6]
         %3 = matmul(%0, %2) : f32[N, 6]
-        %4 = const {value = 0.8, dtype = f32} : f32[]
+        %4 = const {value = 0.8} : f32[]
         %5 = mul(%3, %4) : f32[N, 6]
         %6 = add(%1, %5) : f32[N, 6]
         output "y" = %6
@@ -135,7 +135,7 @@ describe("fuse-elementwise", () => {
           %1 = input {name = "1"} : f32[4, 6]
           %2 = input {name = "2"} : f32[N, 6]
           %3 = matmul(%0, %1) : f32[N, 6]
-          %4 = const {value = 0.8, dtype = f32} : f32[]
+          %4 = const {value = 0.8} : f32[]
           %5 = mul(%3, %4) : f32[N, 6]
           %6 = add(%2, %5) : f32[N, 6]
           output "out" = %6
@@ -188,11 +188,11 @@ describe("fuse-elementwise", () => {
         %0 = param {name = "lambda_q1"} : f32[8]
         %1 = param {name = "lambda_k1"} : f32[8]
         %2 = mul(%0, %1) : f32[8]
-        %3 = sum(%2) {axes = [], keepdims = false} : f32[]
+        %3 = sum(%2) : f32[]
         %4 = input {name = "x"} : f32[N, 8]
         %5 = mul(%4, %4) : f32[N, 8]
         %6 = mean(%5) {axes = [-1], keepdims = true} : f32[N, 1]
-        %7 = const {value = 0.00001, dtype = f32} : f32[]
+        %7 = const {value = 0.00001} : f32[]
         %8 = add(%6, %7) : f32[N, 1]
         %9 = sqrt(%8) : f32[N, 1]
         %10 = div(%4, %9) : f32[N, 8]
@@ -206,7 +206,7 @@ describe("fuse-elementwise", () => {
           %0 = input {name = "0"} : f32[8]
           %1 = input {name = "1"} : f32[8]
           %2 = mul(%0, %1) : f32[8]
-          %3 = sum(%2) {axes = [], keepdims = false} : f32[]
+          %3 = sum(%2) : f32[]
           output "out" = %3
         }
         %3 = input {name = "x"} : f32[N, 8]
@@ -220,7 +220,7 @@ describe("fuse-elementwise", () => {
           %0 = input {name = "0"} : f32[N, 1]
           %1 = input {name = "1"} : f32[N, 8]
           %2 = input {name = "2"} : f32[]
-          %3 = const {value = 0.00001, dtype = f32} : f32[]
+          %3 = const {value = 0.00001} : f32[]
           %4 = add(%0, %3) : f32[N, 1]
           %5 = sqrt(%4) : f32[N, 1]
           %6 = div(%1, %5) : f32[N, 8]
@@ -237,7 +237,7 @@ describe("fuse-elementwise", () => {
       %0 = input {name = "a"} : f32[8]
       %1 = input {name = "b"} : f32[8]
       %2 = mul(%0, %1) : f32[8]
-      %3 = sum(%2) {axes = [], keepdims = false} : f32[]
+      %3 = sum(%2) : f32[]
       %4 = neg(%2) : f32[8]
       output "s" = %3
       output "n" = %4
@@ -277,7 +277,7 @@ describe("fuse-elementwise", () => {
         %1 = input {name = "n"} : f32[N]
         %2 = broadcast(%0) {shape = [N, 4]} : f32[N, 4]
         %3 = exp(%2) : f32[N, 4]
-        %4 = sum(%3) {axes = [], keepdims = false} : f32[]
+        %4 = sum(%3) : f32[]
         output "s" = %4
         output "n" = %1
       }`,
@@ -290,7 +290,7 @@ describe("fuse-elementwise", () => {
           %2 = exp(%1) : f32[N, 4]
           output "out" = %2
         }
-        %3 = sum(%2) {axes = [], keepdims = false} : f32[]
+        %3 = sum(%2) : f32[]
         output "s" = %3
         output "n" = %1
       }`,
@@ -300,7 +300,7 @@ describe("fuse-elementwise", () => {
   it("leaves a lone elementwise op as it is", () => {
     same(`graph g {
       %0 = input {name = "x"} : f32[3]
-      %1 = const {value = 2, dtype = f32} : f32[]
+      %1 = const {value = 2} : f32[]
       %2 = mul(%0, %1) : f32[3]
       output "y" = %2
     }`);
@@ -315,7 +315,7 @@ describe("fuse-elementwise", () => {
     }`;
     const body = `graph fused [N] {
       %0 = input {name = "0"} : f32[N, 4]
-      %1 = sum(%0) {axes = [], keepdims = false} : f32[]
+      %1 = sum(%0) : f32[]
       output "out" = %1
     }`;
     expect(() => parseGraph(graphWith(`%2 = fused(%0) {kind = "prologue"} : f32[] body = ${body}`))).not.toThrow();

@@ -42,7 +42,7 @@ describe("pattern matching", () => {
   it("add and mul match their operands in either order; sub does not", () => {
     const g = graph(`
       %0 = input {name = "x"} : f32[N]
-      %1 = const {value = 2, dtype = f32} : f32[]
+      %1 = const {value = 2} : f32[]
       %2 = mul(%1, %0) : f32[N]
       %3 = sub(%1, %0) : f32[N]
       output "a" = %2
@@ -98,7 +98,7 @@ describe("pattern matching", () => {
   it("near misses: another op, another arity, a const of another value, 0 for -0", () => {
     const g = graph(`
       %0 = input {name = "x"} : f32[N]
-      %1 = const {value = 0, dtype = f32} : f32[]
+      %1 = const {value = 0} : f32[]
       %2 = add(%0, %1) : f32[N]
       output "y" = %2`);
     expect(matchLast(P.op("sub", P.any(), P.any()), g)).toBeUndefined();
@@ -109,7 +109,7 @@ describe("pattern matching", () => {
     expect(matchLast(P.op("add", P.any("x"), P.const(0)), g)).toEqual({ x: 0 });
     // A const's value is its attribute rounded to its dtype: 1 + 2^-30 is 1 in f32.
     const h = graph(`
-      %0 = const {value = 1.0000000009313226, dtype = f32} : f32[]
+      %0 = const {value = 1.0000000009313226} : f32[]
       output "y" = %0`);
     expect(matchLast(P.const(1), h)).toEqual({});
   });
@@ -122,16 +122,16 @@ describe("pattern matching", () => {
       %k2 = input {name = "k2"} : f32[N, 8]
       %v = input {name = "v"} : f32[N, 16]
       %lam = input {name = "lam"} : f32[]
-      %s = const {value = 0.35355339059327373, dtype = f32} : f32[]
-      %t = const {value = 0.5, dtype = f32} : f32[]
-      %kt1 = transpose(%k1) {perm = []} : f32[8, N]
+      %s = const {value = 0.35355339059327373} : f32[]
+      %t = const {value = 0.5} : f32[]
+      %kt1 = transpose(%k1) : f32[8, N]
       %a1 = matmul(%q1, %kt1) : f32[N, N]
       %s1 = mul(%a1, %s) : f32[N, N]
-      %p1 = softmax(%s1) {axis = -1} : f32[N, N]
-      %kt2 = transpose(%k2) {perm = []} : f32[8, N]
+      %p1 = softmax(%s1) : f32[N, N]
+      %kt2 = transpose(%k2) : f32[8, N]
       %a2 = matmul(%q2, %kt2) : f32[N, N]
       %s2 = mul(${scale2}, %a2) : f32[N, N]
-      %p2 = softmax(%s2) {axis = -1} : f32[N, N]
+      %p2 = softmax(%s2) : f32[N, N]
       %l2 = mul(%lam, %p2) : f32[N, N]
       %d = sub(%p1, %l2) : f32[N, N]
       %o = matmul(%d, %v) : f32[N, 16]

@@ -40,8 +40,9 @@ describe("quantize-attention", () => {
 
   it("without --quant quantises the logits to 8 bits per row, the paper's experiment; run again it takes the new setting", () => {
     const once = quantizeAttentionPass.run(parseGraph(FUSED));
-    expect(printGraph(once)).toContain('quant = "logits", bits = 8, granularity = "row", threshold = 0, v_bits = 0');
-    expect(printGraph(quantizeAttentionPass.run(once, { quant: parseQuantFlag("bits=6") }))).toContain('quant = "logits", bits = 6, granularity = "row"');
+    // The printer leaves attributes at their defaults out: bits 8, granularity row, no threshold, V as it is.
+    expect(printGraph(once)).toContain('block = 32, quant = "logits"} : f32[N, 2, 4]');
+    expect(printGraph(quantizeAttentionPass.run(once, { quant: parseQuantFlag("bits=6") }))).toContain('block = 32, quant = "logits", bits = 6} : f32[N, 2, 4]');
   });
 
   it("runs after the default pipeline as `default,quantize-attention`", () => {

@@ -52,11 +52,11 @@ describe("recognize-attention", () => {
   %k2 = input {name = "k2"} : f32[2, N, 4]
   %v = input {name = "v"} : f32[2, N, 8]
   %lam = input {name = "lam"} : f32[N, 1]
-  %s = const {value = 0.5, dtype = f32} : f32[]
-  %kt1 = transpose(%k1) {perm = []} : f32[2, 4, N]
+  %s = const {value = 0.5} : f32[]
+  %kt1 = transpose(%k1) : f32[2, 4, N]
   %a1 = matmul(%q1, %kt1) : f32[2, N, N]
   %s1 = mul(%a1, %s) : f32[2, N, N]
-  %p1 = softmax(%s1) {axis = -1} : f32[2, N, N]
+  %p1 = softmax(%s1) : f32[2, N, N]
   %kt2 = transpose(%k2) {perm = [0, 2, 1]} : f32[2, 4, N]
   %a2 = matmul(%q2, %kt2) : f32[2, N, N]
   %s2 = div(%a2, %s) : f32[2, N, N]
@@ -78,7 +78,7 @@ describe("recognize-attention", () => {
   %5 = input {name = "lam"} : f32[N, 1]
   %6 = concat(%0, %1) {axis = -1} : f32[2, N, 8]
   %7 = concat(%2, %3) {axis = -1} : f32[2, N, 8]
-  %8 = diffattn(%6, %7, %4, %5) {heads = 1, kv_heads = 0, causal = false, scale = 0.5, pairing = "stripe"} : f32[2, N, 1, 8]
+  %8 = diffattn(%6, %7, %4, %5) {heads = 1, scale = 0.5} : f32[2, N, 1, 8]
   %9 = reshape(%8) {shape = [2, N, 8]} : f32[2, N, 8]
   output "o" = %9
 }`;
@@ -91,7 +91,7 @@ describe("recognize-attention", () => {
     // scale 0.5 against 1 / 0.5 = 2: two scales, a near miss.
     expect(printGraph(recognizeAttentionPass.run(parseGraph(before)))).toBe(printGraph(parseGraph(before)));
     // A division by 2 is the scale 0.5.
-    const divided = same.replace("%s1 = mul(%a1, %s)", "%s1 = div(%a1, %two)").replace('%s = const {value = 0.5, dtype = f32} : f32[]', '%s = const {value = 0.5, dtype = f32} : f32[]\n  %two = const {value = 2, dtype = f32} : f32[]');
+    const divided = same.replace("%s1 = mul(%a1, %s)", "%s1 = div(%a1, %two)").replace('%s = const {value = 0.5} : f32[]', '%s = const {value = 0.5} : f32[]\n  %two = const {value = 2} : f32[]');
     expect(ops(recognizeAttentionPass.run(parseGraph(divided)))).toContain("diffattn");
   });
 
@@ -100,18 +100,18 @@ describe("recognize-attention", () => {
   %q = input {name = "q"} : f32[N, 4]
   %k = input {name = "k"} : f32[M, 4]
   %v = input {name = "v"} : f32[M, 3]
-  %kt = transpose(%k) {perm = []} : f32[4, M]
+  %kt = transpose(%k) : f32[4, M]
   %a = matmul(%q, %kt) : f32[N, M]
-  %rows = iota {shape = [N, M], axis = 0, dtype = i32} : i32[N, M]
-  %cols = iota {shape = [N, M], axis = 1, dtype = i32} : i32[N, M]
+  %rows = iota {shape = [N, M]} : i32[N, M]
+  %cols = iota {shape = [N, M], axis = 1} : i32[N, M]
   %nm = numel {shape = [M]} : i32[]
   %nn = numel {shape = [N]} : i32[]
   %off = sub(%nm, %nn) : i32[]
   %last = add(%rows, %off) : i32[N, M]
   %mask = le(%cols, %last) : bool[N, M]
-  %ninf = const {value = -inf, dtype = f32} : f32[]
+  %ninf = const {value = -inf} : f32[]
   %m = where(%mask, %a, %ninf) : f32[N, M]
-  %p = softmax(%m) {axis = -1} : f32[N, M]
+  %p = softmax(%m) : f32[N, M]
   %o = matmul(%p, %v) : f32[N, 3]
   output "o" = %o
 }`);
@@ -130,12 +130,12 @@ describe("recognize-attention", () => {
   %q = input {name = "q"} : f32[N, 4]
   %k = input {name = "k"} : f32[${m}, 4]
   %v = input {name = "v"} : f32[${m}, 3]
-  %kt = transpose(%k) {perm = []} : f32[4, ${m}]
+  %kt = transpose(%k) : f32[4, ${m}]
   %a = matmul(%q, %kt) : f32[N, ${m}]
 ${lines}
-  %ninf = const {value = -inf, dtype = f32} : f32[]
+  %ninf = const {value = -inf} : f32[]
   %s = where(%mask, %a, %ninf) : f32[N, ${m}]
-  %p = softmax(%s) {axis = -1} : f32[N, ${m}]
+  %p = softmax(%s) : f32[N, ${m}]
   %o = matmul(%p, %v) : f32[N, 3]
   output "o" = %o
 }`;

@@ -13,6 +13,7 @@ import { roundScalar } from "../../compiler/ir/numeric.ts";
 import { getOp, normalizeAttrs, OpError } from "../../compiler/ir/registry.ts";
 import { type HostTensor, tensor } from "../../compiler/ir/tensor.ts";
 import { type Dim, resolveShape, sameType, type TensorType } from "../../compiler/ir/types.ts";
+import { initWeights } from "../../runtime/init.ts";
 import { Rng } from "../../runtime/random.ts";
 
 export interface RandomGraphOptions {
@@ -25,6 +26,12 @@ export interface RandomGraphOptions {
    * by hand with primitives, sometimes with a flaw that makes it something else (default false).
    */
   attention?: boolean;
+  /**
+   * Whether steps may build the standard library's layers on weights (params): Linear
+   * (x @ transpose(W), with or without a bias), RMSNorm, SwiGLU and a one-head attention
+   * block with its q, k, v projections (default false). The params are part of the case.
+   */
+  layers?: boolean;
   /** Leave out `where` on data comparisons, whose result jumps when rounding moves a value across the threshold (default false). */
   continuous?: boolean;
 }
@@ -41,7 +48,10 @@ const OF_POSITIVE = ["log", "sqrt", "rsqrt"] as const;
 const BINARY = ["add", "sub", "mul", "maximum", "minimum"] as const;
 const REDUCTIONS = ["sum", "mean", "max", "min"] as const;
 const COMPARISONS = ["eq", "ne", "lt", "le", "gt", "ge"] as const;
-const STEPS = ["unary", "binary", "const", "reduce", "softmax", "transpose", "reshape", "matmul", "slice", "concat", "where", "ofPositive", "div", "pow", "broadcast", "attention"] as const;
+const STEPS = ["unary", "binary", "const", "reduce", "softmax", "transpose", "reshape", "matmul", "slice", "concat", "where", "ofPositive", "div", "pow", "broadcast", "attention", "layer"] as const;
+const LAYERS = ["linear", "linearBias", "rmsnorm", "swiglu", "attentionBlock"] as const;
+/** Weights are uniform in [-WEIGHT, WEIGHT]. */
+const WEIGHT = 0.5;
 /**
  * The forms the attention step builds: the ops, hand-written attention and diff attention, and
  * hand-written diff attention with one flaw each (the softmax over queries, λ inside the
@@ -70,6 +80,7 @@ class RandomGraph {
   readonly b = new GraphBuilder("random");
   readonly values: Value[] = [];
   private rng = new Rng(0);
+  private params = 0;
 
   constructor(readonly maxNodes: number) {}
 
@@ -260,6 +271,9 @@ class RandomGraph {
       case "attention":
         this.attention(a, value);
         return;
+      case "layer":
+        this.layer(a);
+        return;
       case "broadcast": {
         const shape = [1 + this.rng.int(3), ...t.shape.map((d) => (d === 1 ? 1 + this.rng.int(4) : d))];
         this.keep(this.add("broadcast", [a.id], { shape }), a.bound);
@@ -345,6 +359,58 @@ class RandomGraph {
     if (diff !== undefined) this.keep(this.add("matmul", [diff, v]), rows * bound(Math.max(Math.abs(value), k.bound), ...sameKeys));
   }
 
+  /** A weight of `shape`, uniform in [-WEIGHT, WEIGHT], named as a submodule's param. */
+  private param(shape: number[], init: "uniform" | "constant" = "uniform"): number {
+    const name = `layers.${this.params++}.weight`;
+    return this.b.add("param", [], { name, dtype: "f32", shape, init, init_args: init === "uniform" ? [-WEIGHT, WEIGHT] : [1] });
+  }
+
+  /** Linear(in, out) on x, as the standard library writes it: x @ transpose(weight) (+ bias). */
+  private linear(x: Value, out: number, bias = false): Value | undefined {
+    const inner = this.type(x).shape.at(-1);
+    if (typeof inner !== "number" || this.type(x).shape.length < 2) return undefined;
+    const w = this.add("transpose", [this.param([out, inner])]);
+    const y = w === undefined ? undefined : this.add("matmul", [x.id, w]);
+    if (y === undefined) return undefined;
+    const bound = x.bound * WEIGHT * inner;
+    if (!bias) return { id: y, bound };
+    const sum = this.add("add", [y, this.param([out])]);
+    return sum === undefined ? undefined : { id: sum, bound: bound + WEIGHT };
+  }
+
+  /** One of the standard library's layers on a, its weights drawn as params. */
+  private layer(a: Value): void {
+    const width = this.type(a).shape.at(-1);
+    if (typeof width !== "number") return;
+    const out = 1 + this.rng.int(4);
+    const kind = this.choose(LAYERS);
+    const keep = (v: Value | undefined) => v && this.keep(v.id, v.bound);
+    switch (kind) {
+      case "linear":
+      case "linearBias":
+        return keep(this.linear(a, out, kind === "linearBias"));
+      case "rmsnorm":
+        // |x / rms(x)| <= sqrt(width), times a weight of 1.
+        return this.keep(this.add("rmsnorm", [a.id, this.param([width], "constant")]), Math.sqrt(width));
+      case "swiglu": {
+        const gate = this.linear(a, out);
+        const up = this.linear(a, out);
+        const g = gate && this.add("silu", [gate.id]);
+        const h = g === undefined || !up ? undefined : this.add("mul", [g, up.id]);
+        if (h === undefined || gate!.bound * up!.bound > BOUND) return;
+        return keep(this.linear({ id: h, bound: gate!.bound * up!.bound }, width));
+      }
+      case "attentionBlock": {
+        const [q, k, v] = [this.linear(a, out), this.linear(a, out), this.linear(a, out)];
+        if (!q || !k || !v) return;
+        const y = this.add("attention", [q.id, k.id, v.id], { heads: 1, causal: this.rng.int(2) === 1 });
+        const flat = y === undefined ? undefined : this.add("reshape", [y], { shape: this.type(q).shape });
+        if (flat !== undefined) keep(this.linear({ id: flat, bound: v.bound }, width));
+        return;
+      }
+    }
+  }
+
   /** The same size as `shape` under a random shape: static sizes re-factored, symbols kept. */
   private factorization(shape: readonly Dim[]): Dim[] {
     let rest = shape.reduce<number>((n, d) => (typeof d === "number" ? n * d : n), 1);
@@ -377,7 +443,7 @@ export function arbitraryGraph(options: RandomGraphOptions = {}): fc.Arbitrary<G
     : fc.integer({ min: 1, max: MAX_DIM });
   const shape = fc.array<Dim>(size, { maxLength: 3 });
   const step = fc.record({
-    kind: fc.constantFrom(...STEPS.filter((kind) => (kind !== "attention" || options.attention) && (kind !== "where" || !options.continuous))),
+    kind: fc.constantFrom(...STEPS.filter((kind) => (kind !== "attention" || options.attention) && (kind !== "layer" || options.layers) && (kind !== "where" || !options.continuous))),
     seed: fc.nat(),
     value: fc.double({ min: -2, max: 2, noNaN: true }),
   });
@@ -418,9 +484,19 @@ export function arbitraryInputs(graph: Graph, dims: ReadonlyMap<string, number>)
   return fc.nat().map((seed) => seededInputs(graph, dims, seed));
 }
 
-/** A random graph with sizes for its dims and inputs: what an equivalence test needs. */
-export function arbitraryGraphCase(options: RandomGraphOptions = {}): fc.Arbitrary<{ graph: Graph; dims: Map<string, number>; inputs: Map<string, HostTensor> }> {
+export interface GraphCase {
+  graph: Graph;
+  dims: Map<string, number>;
+  inputs: Map<string, HostTensor>;
+  /** The weights of its params, drawn as each param's initialiser says (empty without `layers`). */
+  params: Map<string, HostTensor>;
+}
+
+/** A random graph with sizes for its dims, inputs and weights: what an equivalence test needs. */
+export function arbitraryGraphCase(options: RandomGraphOptions = {}): fc.Arbitrary<GraphCase> {
   return arbitraryGraph(options).chain((graph) =>
-    arbitraryDims(graph).chain((dims) => arbitraryInputs(graph, dims).map((inputs) => ({ graph, dims, inputs }))),
+    arbitraryDims(graph).chain((dims) =>
+      fc.tuple(arbitraryInputs(graph, dims), fc.nat()).map(([inputs, seed]) => ({ graph, dims, inputs, params: initWeights(graph, seed) })),
+    ),
   );
 }

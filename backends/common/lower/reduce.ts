@@ -4,6 +4,7 @@
 // max and min is spelled out (a NaN anywhere makes the result NaN).
 import type { Node } from "../../../compiler/ir/graph.ts";
 import { reducedAxes } from "../../../compiler/ir/ops/reduce.ts";
+import { logicalB } from "../../../compiler/ir/ops/matmul.ts";
 import { bin, call, lit, round, type ScalarExpr, select } from "../../../compiler/ir/scalar.ts";
 import { type Dim, type DType, isInteger, normalizeAxis, type TensorType } from "../../../compiler/ir/types.ts";
 import { monomialOf } from "../../../common/size.ts";
@@ -95,12 +96,16 @@ export interface Epilogue {
   value(b: StmtBuilder, product: ScalarExpr, loaded: ScalarExpr[]): ScalarExpr;
 }
 
-/** The operand shapes of a matmul with 1-D operands made 2-D, and its batch shape. */
-export function matmulShapes(node: Node, a: TensorType, b: TensorType): { as: Dim[]; bs: Dim[]; batch: Dim[] } {
+/**
+ * The operand shapes of a matmul with 1-D operands made 2-D, b's as the product reads it
+ * ([..., k, m], whether or not it is stored transposed), its batch shape, and whether b is
+ * stored transposed ([..., m, k]: column j of the product is row j of b).
+ */
+export function matmulShapes(node: Node, a: TensorType, b: TensorType): { as: Dim[]; bs: Dim[]; batch: Dim[]; transposedB: boolean } {
   const as: Dim[] = a.shape.length === 1 ? [1, a.shape[0]] : a.shape;
-  const bs: Dim[] = b.shape.length === 1 ? [b.shape[0], 1] : b.shape;
+  const bs = logicalB(b.shape, node.attrs);
   const batch = node.type.shape.slice(0, node.type.shape.length - (a.shape.length > 1 ? 1 : 0) - (b.shape.length > 1 ? 1 : 0));
-  return { as, bs, batch };
+  return { as, bs, batch, transposedB: node.attrs.transpose_b === true };
 }
 
 /**
@@ -108,14 +113,14 @@ export function matmulShapes(node: Node, a: TensorType, b: TensorType): { as: Di
  * order (float64 where the language has it; i32 wraps modulo 2^32).
  */
 export function lowerMatmul(k: KernelBuilder, node: Node, [a, bt]: TensorType[], inputs: [string, string] = ["in0", "in1"], epilogue?: Epilogue): void {
-  const { as, bs, batch } = matmulShapes(node, a, bt);
+  const { as, bs, batch, transposedB } = matmulShapes(node, a, bt);
   const n = monomialOf([as[as.length - 2]]);
   const depth = monomialOf([as[as.length - 1]]);
   const m = monomialOf([bs[bs.length - 1]]);
   const out = node.type;
   // Walks over (batch..., row, col): out, a, b and each epilogue read.
   const aStrides = [...broadcastStrides(as.slice(0, -2), batch).map((s) => times(times(s, n), depth)), depth, ZERO];
-  const bStrides = [...broadcastStrides(bs.slice(0, -2), batch).map((s) => times(times(s, depth), m)), ZERO, monomialOf([])];
+  const bStrides = [...broadcastStrides(bs.slice(0, -2), batch).map((s) => times(times(s, depth), m)), ZERO, transposedB ? depth : monomialOf([])];
   const epilogueStrides = (epilogue?.reads ?? []).map((r) => {
     const s = broadcastStrides(r.type.shape, out.shape);
     return [...s.slice(0, batch.length), a.shape.length > 1 ? s[batch.length] : ZERO, bt.shape.length > 1 ? s[s.length - 1] : ZERO];
@@ -128,7 +133,7 @@ export function lowerMatmul(k: KernelBuilder, node: Node, [a, bt]: TensorType[],
     const acc = k.b.var("acc", integer ? "i32" : "f64", integer ? int(0) : f64(0));
     k.b.loop("p", k.size(depth), "serial", (p) => {
       const x: ScalarExpr = { kind: "load", buffer: inputs[0], dtype: a.dtype, index: sum([aRow, p]) };
-      const y: ScalarExpr = { kind: "load", buffer: inputs[1], dtype: bt.dtype, index: sum([bCol, product(p, k.size(m))]) };
+      const y: ScalarExpr = { kind: "load", buffer: inputs[1], dtype: bt.dtype, index: transposedB ? sum([bCol, p]) : sum([bCol, product(p, k.size(m))]) };
       k.b.assign("acc", integer ? round("i32", bin("+", acc, call("imul", x, y))) : bin("+", acc, bin("*", x, y)));
     });
     if (!epilogue) return k.b.store("out", out.dtype, o, acc);

@@ -123,7 +123,12 @@ export const primitiveRules: Record<string, OnnxRule> = {
   concat: (cx, args) => cx.b.node("Concat", args, { axis: { i: normalizeAxis(cx.attrs.axis as number, cx.out.shape.length) } }),
   gather: (cx, args) => cx.b.node("Gather", args, { axis: { i: normalizeAxis(cx.attrs.axis as number, cx.operands[0].shape.length) } }),
   broadcast: (cx, [x]) => cx.b.node("Expand", [x, cx.b.int64s(cx.out.shape)]),
-  matmul: boolSafe(({ b }, args) => b.node("MatMul", args)),
+  // transpose_b (b stored [..., m, k]) swaps b's last two axes first: MatMul has no such flag.
+  matmul: boolSafe((cx, [x, y]) => {
+    const rank = cx.operands[1].shape.length;
+    const perm = [...Array(rank).keys()].map((i) => (i < rank - 2 ? i : 2 * rank - 3 - i));
+    return cx.b.node("MatMul", [x, cx.attrs.transpose_b ? cx.b.node("Transpose", [y], { perm: { ints: perm } }) : y]);
+  }),
 
   const: (cx) => cx.b.initializer(onnxType(cx.out.dtype), [], [cx.attrs.value as number]),
   iota,

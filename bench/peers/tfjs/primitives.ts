@@ -81,13 +81,13 @@ const slice: TfjsRule = (cx) => {
   return ([x]) => tf.gather(x, indices, axis);
 };
 
-/** (a @ b) with NumPy's 1-D rules: a 1-D a is a row, a 1-D b a column, and that axis drops. */
+/** (a @ b) with NumPy's 1-D rules: a 1-D a is a row, a 1-D b a column, and that axis drops; b stored transposed with transpose_b. */
 const matmul: TfjsRule = boolSafe((cx) => {
   const [a, b] = cx.operands;
   return ([x, y]) => {
     const lhs = a.shape.length === 1 ? tf.reshape(x, [1, a.shape[0]]) : x;
     const rhs = b.shape.length === 1 ? tf.reshape(y, [b.shape[0], 1]) : y;
-    const product = tf.matMul(lhs, rhs);
+    const product = tf.matMul(lhs, rhs, false, cx.attrs.transpose_b === true);
     return a.shape.length === 1 || b.shape.length === 1 ? tf.reshape(product, cx.out.shape) : product;
   };
 });

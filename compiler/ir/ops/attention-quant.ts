@@ -46,7 +46,8 @@ export interface AttentionQuant {
 
 /** The attributes the quantised ops add to their flash op's. */
 export const QUANT_ATTRS: Record<string, AttrSpec> = {
-  quant: { type: "string", default: "logits", oneOf: ["none", "logits", "probs"], doc: "what is quantised: the scaled logits, the probability maps, or neither (threshold and v_bits only)" },
+  // Required, so that the printed IR always says what is quantised.
+  quant: { type: "string", oneOf: ["none", "logits", "probs"], doc: "what is quantised: the scaled logits, the probability maps, or neither (threshold and v_bits only)" },
   bits: { type: "int", default: 8, doc: "bits of the logits' (signed, levels ±(2^(bits-1)-1)) or the maps' (unsigned, levels 0..2^bits-1) integers, 2 to 8" },
   granularity: { type: "string", default: "row", oneOf: ["row", "block"], doc: "one scale per query row and map, or per row, map and key block" },
   threshold: { type: "float", default: 0, doc: "skip a row's key block when every map's probabilities in it fall under this; 0 skips none" },

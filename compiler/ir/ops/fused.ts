@@ -75,7 +75,7 @@ function analyze(graph: Graph, kind: FusedKind): FusedBody {
       inputs[k] = n;
     } else if (n.op === "const" || isChainOp(n.op)) {
       continue;
-    } else if (kind === "epilogue" && n.op === "matmul" && !anchor) {
+    } else if (kind === "epilogue" && getOp(n.op)?.pattern === "matmul" && !anchor) {
       anchor = n;
       if (n.operands.some((o) => graph.nodes[o].op !== "input")) fail("the matmul must read body inputs");
     } else if (kind === "prologue" && PROLOGUE_REDUCTIONS.has(n.op) && !anchor) {
