@@ -114,8 +114,9 @@ const IMPLEMENTATIONS: Implementation[] = [
       return (inputs: TensorMap) => session.run(inputs);
     },
   })),
-  ...(["cpu", "wasm"] as const).map((backend) => ({
+  ...(["cpu", "wasm", "webgpu"] as const).map((backend) => ({
     name: `tfjs ${backend}`,
+    optIn: backend === "webgpu",
     // tfjs's pure-JS backend needs about half a minute per forward at N = 1024.
     maxWork: backend === "cpu" ? 5e9 : undefined,
     prepare: async (g: Graph, w: TensorMap, dims: ReadonlyMap<string, number>) => {
@@ -123,6 +124,15 @@ const IMPLEMENTATIONS: Implementation[] = [
       return (inputs: TensorMap) => runner.run(inputs);
     },
   })),
+  // onnxruntime-web's WebGPU execution provider on the same adapter as difftc webgpu (opt-in, as that is).
+  {
+    name: "onnxruntime-web webgpu",
+    optIn: true,
+    prepare: async (g, w, dims) => {
+      const runner = await createOnnxRunner(g, w, dims, { provider: "webgpu" });
+      return (inputs) => runner.run(inputs);
+    },
+  },
   {
     name: "onnxruntime-node (1 thread)",
     prepare: async (g, w, dims) => {
@@ -244,8 +254,11 @@ async function main(): Promise<void> {
 }
 
 function printTable(rows: { case: string; impl: string; ms?: number; note: string }[]): void {
-  const ours = new Map(rows.filter((r) => r.impl === REFERENCE && r.ms !== undefined).map((r) => [r.case, r.ms!]));
-  console.log(`\ndifftc benchmarks (${quick ? "quick" : "full"}), median ms per forward pass; ratio = time / ${REFERENCE} time (>1: slower than it)\n`);
+  // Per case, difftc js's time; where only WebGPU implementations ran, difftc webgpu's with the same passes.
+  const references = [REFERENCE, REFERENCE.replace("difftc js", "difftc webgpu")];
+  const ours = new Map<string, number>();
+  for (const reference of [...references].reverse()) for (const r of rows) if (r.impl === reference && r.ms !== undefined) ours.set(r.case, r.ms);
+  console.log(`\ndifftc benchmarks (${quick ? "quick" : "full"}), median ms per forward pass; ratio = time / ${REFERENCE} time, or ${references[1]} where only WebGPU ran (>1: slower than it)\n`);
   const header = ["case", "implementation", "median ms", "ratio", "notes"];
   const ratio = (r: { case: string; ms?: number }) => (r.ms === undefined || !ours.has(r.case) ? "-" : `${(r.ms / ours.get(r.case)!).toFixed(2)}x`);
   const table = rows.map((r) => [r.case, r.impl, r.ms === undefined ? "-" : r.ms.toFixed(1), ratio(r), r.note]);

@@ -1,10 +1,17 @@
-// The WGSL streaming attention kernels, flash_attention and flash_diffattn: one invocation per
-// query row and head walks the keys it sees with an online softmax per map (running max m,
-// sum l and a private accumulator of dv values, FlashAttention's recurrence), then the
-// epilogue: p1 - λ p2 weights (a map that saw no key weighs 0), the per-head RMSNorm and the
-// scale. Memory is O(N·d): no N×M map exists. Layouts, the causal rule and the epilogue come
-// from the IR (attention-geometry.ts, flash.ts). Not yet tiled: K and V are read from storage
-// by every row (workgroup tiles in workgroup memory are the next step for speed).
+// The WGSL streaming attention kernels, flash_attention and flash_diffattn. A workgroup of 64
+// invocations owns 64 query rows of one head (an invocation per row) and walks the keys in
+// tiles held in workgroup memory, twice: the first walk finds each map's row max m and sum l
+// (online, scalars only), the second weighs every key once with its final weight
+// w = exp(s1 - m1) / l1 - λ exp(s2 - m2) / l2 and accumulates w·v: one dv-wide accumulator and
+// no rescaling, where FlashAttention's one walk keeps one accumulator per map and rescales it
+// as the max moves (on a SIMD machine every lane pays that rescale on every key). The q·k dots
+// are done twice instead, which costs less than the second accumulator and its rescales.
+// Then the epilogue: the per-head RMSNorm and the scale. Memory is O(N·d): no N×M map exists.
+// Layouts, the causal rule and the epilogue come from the IR (attention-geometry.ts, flash.ts).
+//
+// Two variants: with the `subgroups` feature each lane of a quad reads a quarter of a tile row
+// and the quad shares it (quadBroadcast), a quarter of the workgroup-memory reads (what a
+// software rasteriser such as lavapipe pays most for); without it every lane reads the whole row.
 import type { Node } from "../../compiler/ir/graph.ts";
 import { type Arith, attentionGeometry, causalRule } from "../../compiler/ir/ops/attention-geometry.ts";
 import { epilogueOutput, flashEpilogue, normDenominator } from "../../compiler/ir/ops/flash.ts";
@@ -28,8 +35,11 @@ const integers: Arith<string> = {
 };
 const floats: Arith<string> = { ...integers, num: (c) => wgslLanguage.literal(c, "f32") };
 
-/** The kernel of a flash_attention or flash_diffattn node: its WGSL, and the Kernel the loader and manifest read. */
-export function flashAttentionKernel(name: string, node: Node, types: TensorType[], use: (helper: string) => void): { kernel: Kernel; source: string } {
+/**
+ * The kernel of a flash_attention or flash_diffattn node: its WGSL, and the Kernel the loader
+ * and manifest read. `quads`: the variant for devices with the `subgroups` feature.
+ */
+export function flashAttentionKernel(name: string, node: Node, types: TensorType[], use: (helper: string) => void, quads: boolean): { kernel: Kernel; source: string } {
   const [q, k, v, lambda, normWeight] = types;
   const geo = attentionGeometry(node.op, types, node.attrs);
   const epilogue = flashEpilogue(node.op, node.operands, node.attrs);
@@ -50,14 +60,37 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   const L: string[] = [];
   const line = (s: string) => L.push(`  ${s}`);
   const rowsPerGroup = WGSL_WORKGROUP_SIZE;
-  // Keys per tile: K of both maps and V in workgroup memory, within 16 KiB (SwiftShader offers 32).
-  const bc = Math.max(1, Math.min(32, Math.floor(4096 / (maps * d + dv))));
+  // q, k and v rows as vec4s, zero-padded: the loops over them below are unrolled with constant
+  // indices, so q and the accumulator stay in registers (an array indexed at run time lives in
+  // local memory, one copy per invocation).
+  const d4 = Math.ceil(d / 4);
+  const dv4 = Math.ceil(dv / 4);
+  // Keys per tile: K of every map and V in workgroup memory, within the 16 KiB every adapter offers.
+  const bc = Math.max(1, Math.min(32, Math.floor(1024 / (maps * d4 + dv4))));
+  const NEG_INF = "-bitcast<f32>(F32_INF)";
+  const scale = wgslLanguage.literal(geo.scale, "f32");
+  /** A vec4 of four loads, each 0 where `within` (code, or known here) says it is past the row. */
+  const vec4 = (scalar: (e: number) => string, within: (e: number) => string | boolean) =>
+    `vec4<f32>(${[0, 1, 2, 3].map((e) => { const w = within(e); return w === true ? scalar(e) : w === false ? "0.0" : `select(0.0, ${scalar(e)}, ${w})`; }).join(", ")})`;
+  /** Statements that visit vec4 `x` of `count` in the tile row starting at `base`, as `use(x, value)`. */
+  const tileRow = (tile: string, base: string, count: number, use: (x: number, value: string) => string): string[] => {
+    if (!quads) return Array.from({ length: count }, (_, x) => use(x, `${tile}[${base} + ${x}i]`));
+    const out: string[] = [];
+    for (let x0 = 0; x0 < count; x0 += 4) {
+      // The quad's lanes read vec4s x0..x0+3 of the row, one each; every lane then has all four.
+      out.push(`{ let mine = ${tile}[${base} + ${x0}i + min(quad, ${Math.min(4, count - x0) - 1}i)];`);
+      for (let x = x0; x < Math.min(x0 + 4, count); x++) out.push(`  ${use(x, `quadBroadcast(mine, ${x - x0}u)`)}`);
+      out.push("}");
+    }
+    return out;
+  };
   line(`let rows = ${size(monomialOf([n as Dim]))};`);
   line(`let keys = ${size(monomialOf([m as Dim]))};`);
   line(`let rowTiles = (rows + ${rowsPerGroup - 1}i) / ${rowsPerGroup}i;`);
   line(`let tiles = ${size(monomialOf(batch))} * ${heads}i * rowTiles;`);
   line("let lane = i32(local.x);");
-  // The tile loop and the key-tile loop are uniform over the workgroup: every invocation reaches every barrier.
+  if (quads) line("let quad = lane % 4i;");
+  // Every loop with a barrier or a quad operation in it is uniform over the workgroup.
   line("for (var tile = i32(group.x); tile < tiles; tile += i32(workgroups.x)) {");
   line("  let rowTile = tile % rowTiles;");
   line(`  let h = (tile / rowTiles) % ${heads}i;`);
@@ -75,53 +108,74 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   line(`  let lastRow = min(rowTile * ${rowsPerGroup}i + ${rowsPerGroup - 1}i, rows - 1i);`);
   line(`  let end = ${visible("lastRow")};`);
   line(`  let seen = select(0i, ${visible("i")}, live);`);
-  line(`  var mx = array<f32, ${maps}>(${mapRange.map(() => "-bitcast<f32>(F32_INF)").join(", ")});`);
+  line(`  var qv = array<vec4<f32>, ${maps * d4}>();`);
+  mapRange.forEach((p) => {
+    for (let t = 0; t < d4; t++) line(`  qv[${p * d4 + t}] = ${vec4((e) => load("in0", q, `oQ + min(i, rows - 1i) * ${width(q)}i + ${column(geo.qColumns[p], "h")} + ${Math.min(4 * t + e, d - 1)}i`), (e) => 4 * t + e < d)};`);
+  });
+  const loadK = () =>
+    mapRange.forEach((p) =>
+      line(`    for (var t = lane; t < ${bc * d4}i; t += ${rowsPerGroup}i) { let j = min(j0 + t / ${d4}i, keys - 1i); let c = (t % ${d4}i) * 4i; kTile[${p * bc * d4}i + t] = ${vec4((e) => load("in1", k, `oK + j * ${width(k)}i + ${column(geo.kColumns[p], "g")} + min(c + ${e}i, ${d - 1}i)`), (e) => `c + ${e}i < ${d}i`)}; }`),
+    );
+  const vColumn = (c: string) => (geo.vColumns.length === 1 ? `${column(geo.vColumns[0], "g")} + ${c}` : `select(${column(geo.vColumns[1], "g")} + ${c} - ${geo.vSegment}i, ${column(geo.vColumns[0], "g")} + ${c}, ${c} < ${geo.vSegment}i)`);
+  const loadV = () =>
+    line(`    for (var t = lane; t < ${bc * dv4}i; t += ${rowsPerGroup}i) { let j = min(j0 + t / ${dv4}i, keys - 1i); let c = (t % ${dv4}i) * 4i; vTile[t] = ${vec4((e) => load("in2", v, `oV + j * ${width(v)}i + ${vColumn(`min(c + ${e}i, ${dv - 1}i)`)}`), (e) => `c + ${e}i < ${dv}i`)}; }`);
+  /** The walk over the key tiles; a key its row does not see scores -inf. */
+  const walk = (loads: () => void, perKey: () => void) => {
+    line(`  for (var j0 = 0i; j0 < end; j0 += ${bc}i) {`);
+    line("    workgroupBarrier();");
+    loads();
+    line("    workgroupBarrier();");
+    line(`    for (var jj = 0i; jj < min(end - j0, ${bc}i); jj++) {`);
+    line("      let sees = j0 + jj < seen;");
+    mapRange.forEach((p) => {
+      line(`      var dots${p} = vec4<f32>(0.0);`);
+      tileRow("kTile", `${p * bc * d4}i + jj * ${d4}i`, d4, (t, kv) => `dots${p} = fma(qv[${p * d4 + t}], ${kv}, dots${p});`).forEach((s) => line(`      ${s}`));
+      line(`      let s${p} = select(${NEG_INF}, ((dots${p}.x + dots${p}.y) + (dots${p}.z + dots${p}.w)) * ${scale}, sees);`);
+    });
+    perKey();
+    line("    }");
+    line("  }");
+  };
+  // First walk: each map's max and sum, online (a rescale of one scalar when the max moves).
+  line(`  var mx = array<f32, ${maps}>(${mapRange.map(() => NEG_INF).join(", ")});`);
   line(`  var sum = array<f32, ${maps}>();`);
-  line(`  var acc = array<f32, ${maps * dv}>();`);
-  line(`  var qv = array<f32, ${maps * d}>();`);
-  mapRange.forEach((p) => line(`  if (live) { for (var t = 0i; t < ${d}i; t++) { qv[${p * d}i + t] = ${load("in0", q, `oQ + i * ${width(q)}i + ${column(geo.qColumns[p], "h")} + t`)}; } }`));
-  line(`  for (var j0 = 0i; j0 < end; j0 += ${bc}i) {`);
-  line("    workgroupBarrier();");
-  mapRange.forEach((p) =>
-    line(`    for (var t = lane; t < ${bc * d}i; t += ${rowsPerGroup}i) { let j = j0 + t / ${d}i; kTile[${p * bc * d}i + t] = select(0.0, ${load("in1", k, `oK + min(j, keys - 1i) * ${width(k)}i + ${column(geo.kColumns[p], "g")} + t % ${d}i`)}, j < keys); }`),
+  walk(loadK, () =>
+    mapRange.forEach((p) => {
+      line(`      let next${p} = max(mx[${p}], s${p});`);
+      // Before the first key the row sees, both are -inf: nothing to rescale.
+      line(`      sum[${p}] = select(sum[${p}] * exp(mx[${p}] - next${p}) + exp(s${p} - next${p}), 0.0, next${p} == ${NEG_INF});`);
+      line(`      mx[${p}] = next${p};`);
+    }),
   );
-  const vColumn = geo.vColumns.length === 1 ? `${column(geo.vColumns[0], "g")} + c` : `select(${column(geo.vColumns[1], "g")} + c - ${geo.vSegment}i, ${column(geo.vColumns[0], "g")} + c, c < ${geo.vSegment}i)`;
-  line(`    for (var t = lane; t < ${bc * dv}i; t += ${rowsPerGroup}i) { let j = j0 + t / ${dv}i; let c = t % ${dv}i; vTile[t] = select(0.0, ${load("in2", v, `oV + min(j, keys - 1i) * ${width(v)}i + ${vColumn}`)}, j < keys); }`);
-  line("    workgroupBarrier();");
-  line(`    for (var jj = 0i; jj < ${bc}i && j0 + jj < seen; jj++) {`);
-  for (const p of mapRange) {
-    line("      {");
-    line("        var s = 0.0;");
-    line(`        for (var t = 0i; t < ${d}i; t++) { s += qv[${p * d}i + t] * kTile[${p * bc * d}i + jj * ${d}i + t]; }`);
-    line(`        s *= ${wgslLanguage.literal(geo.scale, "f32")};`);
-    line(`        let next = max(mx[${p}], s);`);
-    line(`        let correction = exp(mx[${p}] - next);`);
-    line("        let e = exp(s - next);");
-    line(`        sum[${p}] = sum[${p}] * correction + e;`);
-    line(`        for (var c = 0i; c < ${dv}i; c++) { acc[${p * dv}i + c] = acc[${p * dv}i + c] * correction + e * vTile[jj * ${dv}i + c]; }`);
-    line(`        mx[${p}] = next;`);
-    line("      }");
+  // Second walk: every key's final weight (a map that saw no key weighs 0), times v.
+  line(`  let w0 = select(0.0, 1.0 / sum[0], sum[0] > 0.0);`);
+  if (maps === 2) {
+    line(`  let lam = ${load("in3", lambda, `oLam + min(i, rows - 1i) * (${size(lambdaStrides[batch.length])}) + h * (${size(lambdaStrides[batch.length + 1])})`)};`);
+    line(`  let w1 = select(0.0, 1.0 / sum[1], sum[1] > 0.0) * lam;`);
   }
-  line("    }");
-  line("  }");
+  line(`  var acc = array<vec4<f32>, ${dv4}>();`);
+  walk(
+    () => {
+      loadK();
+      loadV();
+    },
+    () => {
+      const weight = mapRange.map((p) => `select(0.0, exp(s${p} - mx[${p}]), sees) * w${p}`);
+      line(`      let w = vec4<f32>(${weight.join(" - ")});`);
+      tileRow("vTile", `jj * ${dv4}i`, dv4, (c, vv) => `acc[${c}] = fma(w, ${vv}, acc[${c}]);`).forEach((s) => line(`      ${s}`));
+    },
+  );
   // Only live rows store; a `continue` here would make the next tile's barriers non-uniform.
   line("  if (live) {");
-  const weight = (p: number) => `select(0.0, 1.0 / sum[${p}], sum[${p}] > 0.0)`;
-  line(`  let w0 = ${weight(0)};`);
-  if (maps === 2) {
-    line(`  let lam = ${load("in3", lambda, `oLam + i * (${size(lambdaStrides[batch.length])}) + h * (${size(lambdaStrides[batch.length + 1])})`)};`);
-    line(`  let w1 = ${weight(1)} * lam;`);
-  }
-  const y = (c: string) => `(acc[${c}] * w0${maps === 2 ? ` - acc[${dv}i + ${c}] * w1` : ""})`;
   if (epilogue.normWeight) {
-    line("  var squares = 0.0;");
-    line(`  for (var c = 0i; c < ${dv}i; c++) { squares += ${y("c")} * ${y("c")}; }`);
+    // Padding columns are zeros: they add nothing to the squares.
+    line(`  let squares = ${Array.from({ length: dv4 }, (_, c) => `dot(acc[${c}], acc[${c}])`).join(" + ")};`);
     line(`  let denom = ${normDenominator(floats, epilogue, "squares", dv)};`);
   }
   line(`  let none = ${mapRange.map((p) => `sum[${p}] == 0.0`).join(" && ")};`);
   line(`  let o = oOut + (i * ${heads}i + h) * ${dv}i;`);
-  const value = epilogueOutput(floats, epilogue, y("c"), epilogue.normWeight ? { denom: "denom", weight: load("in4", normWeight, "c") } : undefined);
-  line(`  for (var c = 0i; c < ${dv}i; c++) { ${wgslLanguage.store("out", node.type.dtype, "o + c", `select(${value}, 0.0, none)`, use)} }`);
+  const value = epilogueOutput(floats, epilogue, "y", epilogue.normWeight ? { denom: "denom", weight: load("in4", normWeight, "c") } : undefined);
+  for (let c = 0; c < dv; c++) line(`  { let c = ${c}i; let y = acc[${c >> 2}].${"xyzw"[c & 3]}; ${wgslLanguage.store("out", node.type.dtype, "o + c", `select(${value}, 0.0, none)`, use)} }`);
   line("  }");
   line("}");
   const grid = [monomialOf([...batch, n as Dim, heads])];
@@ -131,6 +185,6 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   const wrapped = wgslLanguage
     .kernel(kernel, L)
     .replace("@builtin(num_workgroups) workgroups: vec3<u32>)", "@builtin(num_workgroups) workgroups: vec3<u32>, @builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>)")
-    .replace("@compute", `var<workgroup> kTile: array<f32, ${maps * bc * d}>;\nvar<workgroup> vTile: array<f32, ${bc * dv}>;\n@compute`);
-  return { kernel, source: wrapped };
+    .replace("@compute", `var<workgroup> kTile: array<vec4<f32>, ${maps * bc * d4}>;\nvar<workgroup> vTile: array<vec4<f32>, ${bc * dv4}>;\n@compute`);
+  return { kernel, source: quads ? `enable subgroups;\n${wrapped}` : wrapped };
 }

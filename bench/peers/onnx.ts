@@ -7,12 +7,15 @@ import type { DType } from "../../compiler/ir/types.ts";
 import { checkInputs, type PeerRunner } from "./graph.ts";
 import { exportOnnx } from "./onnx/export.ts";
 import { encodeModel } from "./onnx/model.ts";
+import { provideNavigatorGpu, withLiveTimer } from "./webgpu.ts";
 
 export type { PeerRunner };
 
 export interface OnnxRunnerOptions {
   /** ONNX Runtime's intra-op thread pool size (default 1, for per-core comparisons). */
   threads?: number;
+  /** onnxruntime-node's CPU provider (default), or onnxruntime-web's WebGPU provider. */
+  provider?: "cpu" | "webgpu";
 }
 
 const ORT_TYPE: Partial<Record<DType, ort.Tensor.Type>> = { f32: "float32", i32: "int32", bool: "bool" };
@@ -43,6 +46,7 @@ export async function createOnnxRunner(
   options: OnnxRunnerOptions = {},
 ): Promise<PeerRunner> {
   const model = encodeModel(exportOnnx(graph, params, dims));
+  if (options.provider === "webgpu") return createOnnxWebgpuRunner(graph, model, dims);
   const session = await ort.InferenceSession.create(model, {
     intraOpNumThreads: options.threads ?? 1,
     interOpNumThreads: 1,
@@ -58,6 +62,28 @@ export async function createOnnxRunner(
       const feeds: Record<string, ort.Tensor> = {};
       for (const name of session.inputNames) feeds[name] = toOrt(inputs.get(name)!);
       const results = await session.run(feeds);
+      return new Map(graph.outputs.map((o) => [o.name, fromOrt(results[o.name] as ort.Tensor, outputTypes.get(o.name)!)]));
+    },
+    release: () => session.release(),
+  };
+}
+
+/** The same model on onnxruntime-web's WebGPU execution provider (its `onnxruntime-web/webgpu` entry), in Node on Dawn. */
+async function createOnnxWebgpuRunner(graph: Graph, model: Uint8Array, dims: ReadonlyMap<string, number>): Promise<PeerRunner> {
+  await provideNavigatorGpu();
+  const web = (await import("onnxruntime-web/webgpu")) as unknown as typeof ort;
+  (web.env as unknown as { logLevel: string }).logLevel = "error";
+  const session = await web.InferenceSession.create(model, { executionProviders: ["webgpu"], graphOptimizationLevel: "all" });
+  const outputTypes = new Map(graph.outputs.map((o) => [o.name, graph.nodes[o.node].type.dtype]));
+  return {
+    async run(inputs) {
+      checkInputs(graph, inputs, dims, "onnx webgpu");
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const name of session.inputNames) {
+        const t = inputs.get(name)!;
+        feeds[name] = new web.Tensor(ORT_TYPE[t.dtype]!, toOrt(t).data as Float32Array, t.shape) as ort.Tensor;
+      }
+      const results = await withLiveTimer(() => session.run(feeds));
       return new Map(graph.outputs.map((o) => [o.name, fromOrt(results[o.name] as ort.Tensor, outputTypes.get(o.name)!)]));
     },
     release: () => session.release(),

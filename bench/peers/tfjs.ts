@@ -11,12 +11,13 @@ import { resolveAttrs } from "../../compiler/ir/graph.ts";
 import { attentionRules } from "./tfjs/attention.ts";
 import { tfDType, type TfjsKernel, type TfjsRule } from "./tfjs/kernel.ts";
 import { primitiveRules } from "./tfjs/primitives.ts";
+import { provideNavigatorGpu } from "./webgpu.ts";
 
 // Production mode, as a deployed tfjs app runs (it also drops the "install tfjs-node" banner).
 tf.enableProdMode();
 
 export type { PeerRunner };
-export type TfjsBackend = "cpu" | "wasm";
+export type TfjsBackend = "cpu" | "wasm" | "webgpu";
 
 const rules: Record<string, TfjsRule> = { ...primitiveRules, ...attentionRules };
 const IMPLEMENTED = new Set(["input", "param", ...Object.keys(rules)]);
@@ -28,6 +29,11 @@ const IMPLEMENTED = new Set(["input", "param", ...Object.keys(rules)]);
 async function useBackend(backend: TfjsBackend): Promise<void> {
   if (tf.getBackend() === backend) return;
   if (backend === "wasm") await import("@tensorflow/tfjs-backend-wasm");
+  // tfjs-backend-webgpu on navigator.gpu: in Node, the Dawn instance difftc's own device runs on.
+  if (backend === "webgpu") {
+    await provideNavigatorGpu();
+    await import("@tensorflow/tfjs-backend-webgpu");
+  }
   if (!(await tf.setBackend(backend))) throw new Error(`tfjs peer: backend ${backend} failed to initialise`);
   await tf.ready();
 }

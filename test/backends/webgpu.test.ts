@@ -10,6 +10,9 @@ import { serializeSafetensors } from "../../runtime/safetensors.ts";
 import { backendUnderTest, runAndCompare } from "../harness/harness.ts";
 import { compileSource } from "../support/dsl.ts";
 import { agreementTests } from "../support/slow-backend.ts";
+import { runPipeline } from "../../compiler/passes/pipeline.ts";
+import { inputNodes, nodeName } from "../../compiler/ir/graph.ts";
+import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
 
 const missing = await webgpuUnavailable();
 if (missing && process.env.CI === "true") throw new Error(`WebGPU cannot run in CI: ${missing}`);
@@ -87,5 +90,51 @@ describe.skipIf(missing !== undefined)("a WebGPU session", () => {
     await expect(big.load(serializeSafetensors(new Map([["w", { dtype: "f32" as const, shape: [64], data: new Float64Array(64) }]])), { device: small })).rejects.toThrow(/maxStorageBufferBindingSize/);
     expect(await device.popErrorScope()).toBeNull();
     await expect(device.popErrorScope()).rejects.toThrow();
+  });
+});
+
+describe.skipIf(missing !== undefined)("the attention kernels' variants", () => {
+  /** The device as it is, with `features` narrowed to `keep`: the loader then picks the variant those allow. */
+  const withFeatures = (device: GPUDevice, keep: string[]) =>
+    new Proxy(device, {
+      get: (target, key) => {
+        if (key === "features") return new Set([...target.features].filter((f) => keep.includes(f)));
+        const value = Reflect.get(target, key, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  type Model = { load(w: Uint8Array, o: object): Promise<{ run(i: object): Promise<Record<string, Float32Array>> }> };
+  const cases: [string, string][] = [
+    ["diffattn, causal, grouped kv heads, odd head width", `model M { dim N
+      input q: f32[N, 20]
+      input k: f32[N, 10]
+      input v: f32[N, 10]
+      output y = diffattn(q, k, v, 0.3, heads = 2, kv_heads = 1, causal = true) }`],
+    ["attention over more keys than queries", `model M { dim N
+      dim M
+      input q: f32[N, 24]
+      input k: f32[M, 24]
+      input v: f32[M, 24]
+      output y = attention(q, k, v, heads = 3) }`],
+  ];
+  it.each(cases)("%s: the subgroups variant and the one without give the same bits", async (_, source) => {
+    const { device, features } = await gpuDevice();
+    if (!features.includes("subgroups")) throw new Error("the device has no subgroups: only one variant can run here");
+    const graph = runPipeline(compileSource(source), DEFAULT_PIPELINE, { log: () => {} });
+    const artifact = compileWgsl(graph, { passes: DEFAULT_PIPELINE });
+    const kernel = source.includes("diffattn") ? "k0_flash_diffattn" : "k0_flash_attention";
+    expect([...artifact.files.keys()].filter((f) => f.endsWith(".wgsl"))).toEqual([`${kernel}.subgroups.wgsl`, `${kernel}.wgsl`]);
+    const model = await importModule<Model>(String(artifact.files.get("model.js")));
+    const random = (length: number) => Float32Array.from({ length }, (_, i) => Math.sin(i * 12.9898) * 3);
+    // 77 queries (past one workgroup's 64 rows); with two dims, 150 keys (past several key tiles).
+    const inputs = Object.fromEntries(inputNodes(graph).map((node) => {
+      const rows = node.type.shape[0] === "M" ? 150 : 77;
+      return [nodeName(node), random(rows * (node.type.shape[1] as number))];
+    }));
+    const run = async (keep: string[]) => (await (await model.load(serializeSafetensors(new Map()), { device: withFeatures(device, keep) })).run(inputs)).y;
+    const quads = await run(features);
+    const plain = await run([]);
+    expect(quads.length).toBeGreaterThan(0);
+    expect(Buffer.from(plain.buffer).equals(Buffer.from(quads.buffer))).toBe(true);
   });
 });

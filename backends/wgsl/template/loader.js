@@ -1,5 +1,6 @@
 // ---- the WebGPU loader: the part of every WGSL artifact that is not generated ----------
-// Expects MANIFEST, SHADERS (the WGSL of each kernel, in launch order), WORKGROUP_SIZE and the
+// Expects MANIFEST, SHADERS (per kernel in launch order, its variants: { requires: [features], code },
+// the most demanding first, the last requiring nothing), WORKGROUP_SIZE and the
 // shared artifact runtime above. Runs wherever navigator.gpu exists (a browser, Node with the
 // `webgpu` package), or on a GPUDevice the caller passes. Self-contained: imports nothing.
 
@@ -18,7 +19,9 @@ async function requestDevice() {
   if (!adapter) throw new Error("WebGPU: navigator.gpu.requestAdapter() found no adapter");
   const requiredLimits = {};
   for (const name of ["maxStorageBufferBindingSize", "maxBufferSize", "maxStorageBuffersPerShaderStage", "maxComputeWorkgroupsPerDimension"]) requiredLimits[name] = adapter.limits[name];
-  return adapter.requestDevice({ requiredLimits });
+  // The features some kernels have faster variants for, where the adapter has them.
+  const requiredFeatures = ["subgroups", "shader-f16"].filter((f) => adapter.features.has(f));
+  return adapter.requestDevice({ requiredFeatures, requiredLimits });
 }
 
 function gpuBuffer(device, bytes, usage, data) {
@@ -182,7 +185,7 @@ export async function load(weights, options = {}) {
   } catch (e) {
     failure = e.message;
   }
-  const modules = failure ? [] : SHADERS.map((code) => device.createShaderModule({ code }));
+  const modules = failure ? [] : SHADERS.map((variants) => device.createShaderModule({ code: variants.find((v) => v.requires.every((f) => device.features.has(f))).code }));
   // A shader the device does not accept is named with its kernel, line and column.
   for (let k = 0; k < modules.length && !failure; k++) {
     const messages = (await modules[k].getCompilationInfo()).messages.filter((m) => m.type === "error");

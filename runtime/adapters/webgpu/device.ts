@@ -68,6 +68,12 @@ let settled: { ok: true } | { ok: false; why: string } | undefined;
  * WebGPUUnavailableError saying what to install when there is no adapter. If the device is
  * lost, the next call makes a new one.
  */
+/** The GPU (navigator.gpu, or Dawn's) the process's device came from: other WebGPU libraries, such as the benchmark peers, get theirs from it. */
+export async function gpuInstance(): Promise<GPU> {
+  await gpuDevice();
+  return browserGpu() ?? dawnInstances[dawnInstances.length - 1];
+}
+
 export function gpuDevice(): Promise<GpuDevice> {
   if (cached) return cached;
   const p = createDevice();
