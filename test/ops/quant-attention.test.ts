@@ -135,7 +135,7 @@ describe("quantised attention on random inputs", () => {
     );
   });
 
-  it("at 8 bits with no threshold stays within 1% relative L2 of the unquantised output", () => {
+  it("at 8 bits with no threshold and V as it is stays within 1% relative L2 of the unquantised output", () => {
     // Inputs as a layer sees them: q, k, v of unit variance, the default scale d^-0.5, heads
     // of 8 to 32, 16 to 48 keys; relative L2 over the whole output. (On a handful of keys or
     // with logits many times larger, single outputs that nearly cancel can exceed 1%: the
@@ -143,7 +143,8 @@ describe("quantised attention on random inputs", () => {
     const layerCase = fc.record({ ...attentionCaseFields, d: fc.constantFrom(8, 16, 32), n: fc.integer({ min: 4, max: 16 }), m: fc.integer({ min: 16, max: 48 }), logitScale: fc.constant(Math.sqrt(3)) });
     fc.assert(
       fc.property(layerCase, (c) => {
-        const { op, args, attrs, out } = operands({ ...c, bits: 8, threshold: 0, quant: c.quant === "none" ? "logits" : c.quant }, Math.sqrt(3));
+        // V's own 8-bit levels add up to 0.4% of max|v| per value, which outputs averaging ±v over a few dozen keys can turn into 1% on their own.
+        const { op, args, attrs, out } = operands({ ...c, bits: 8, threshold: 0, vBits: 0, quant: c.quant === "none" ? "logits" : c.quant }, Math.sqrt(3));
         const exact = attend(op, args, attrs, out);
         const quantised = attend(op, args, attrs, out, attentionQuant(attrs));
         expect(measureError(quantised, exact).relL2).toBeLessThan(0.01);

@@ -12,6 +12,7 @@ import { randomInputs } from "../../runtime/init.ts";
 import { type BackendUnderTest, runAndCompareStages } from "../harness/harness.ts";
 import { compileSource } from "./dsl.ts";
 import { getOp } from "../../compiler/ir/registry.ts";
+import { FUSED_OPS } from "../../compiler/passes/decompose.ts";
 import { CASES, opCaseInstance } from "./op-cases.ts";
 import { arbitraryGraphCase } from "./random-graph.ts";
 import { testWeights } from "./weights.ts";
@@ -35,8 +36,8 @@ const EXAMPLES: [string, [string, number][]][] = [
 /** Registers the agreement tests (call inside a describe). */
 export function agreementTests({ backend, compare, errorsFrom }: SlowBackend): void {
   for (const c of CASES) {
-    // An op with no decomposition that the backend has no kernel for is refused, with a diagnostic.
-    const refused = c.ops.filter((op) => !backend.ops.has(op) && !getOp(op)?.decompose);
+    // A fused op with no decomposition (the quantised attention) that the backend has no kernel for is refused, with a diagnostic.
+    const refused = c.ops.filter((op) => FUSED_OPS.has(op) && !backend.ops.has(op) && !getOp(op)?.decompose);
     if (refused.length > 0) {
       it(`refuses ${refused.join(" and ")} (no kernel here, no decomposition) with a diagnostic`, async () => {
         const { graph, weights } = opCaseInstance(c, { A: 3, B: 2, C: 4, N: 5, extra: 2, K: 7, seed: 11 });
