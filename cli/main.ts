@@ -1,19 +1,20 @@
 // The difftc command line: check, ir, init and run.
 import { parseArgs } from "node:util";
-import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { ModelDecl } from "../dsl/ast.ts";
 import { Diagnostic } from "../common/diagnostic.ts";
-import { parseProgram } from "../dsl/parse.ts";
+import { refuseToOverwrite } from "../common/files.ts";
+import { parseProgram, readSource } from "../dsl/parse.ts";
 import { elaborate, type Elaborated, rootModel, standardLibrary } from "../compiler/elaborate/index.ts";
 import { inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";
+import { checkGraphSizes } from "../compiler/ir/limits.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { formatShape, formatType, numel } from "../compiler/ir/types.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
 import { bindDims, evaluate } from "../runtime/interpreter/index.ts";
 import { ADAPTERS, backendNames, findAdapter } from "../runtime/adapters/index.ts";
 import { findTarget, TARGETS, targetNames } from "../backends/registry.ts";
-import { writeArtifact } from "../backends/common/artifact.ts";
+import { type Artifact, isArtifactDir, readArtifact, writeArtifact } from "../backends/common/artifact.ts";
 import { parseGraph } from "../compiler/ir/parse.ts";
 import { findPass, listPasses, orderWarnings, parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
 import type { GraphFormat } from "../compiler/ir/dot.ts";
@@ -93,7 +94,12 @@ ${PASS_OPTIONS}
   --seed N          seed for default weights and inputs (default 0)
   --profile         time each kernel of one forward (JS backend): mean of --runs runs
   --runs N          forwards the profile averages (default 10)
-  -o, --output FILE write the outputs as safetensors (default: print a summary of each)`,
+  -o, --output FILE write the outputs as safetensors (default: print a summary of each)
+
+An artifact is code: running one executes its model.js (or builds and runs its CUDA sources)
+with your rights. Run only artifacts you compiled or trust. Before anything runs, every file is
+checked against the SHA-256 that its manifest.json records, and a directory holding anything
+else is refused.`,
   "quant-report": `difftc quant-report FILE [options]
 Measures low-bit attention (the quantize-attention pass) on a model with one differential
 attention layer: for the unquantised kernel (16 bits) and for 8, 6 and 4 bits of each target
@@ -170,6 +176,7 @@ interface Loaded {
   elaborated?: Elaborated;
   /** The artifact directory, when loaded from one, and the target its manifest names. */
   artifact?: string;
+  artifactFiles?: Artifact;
   artifactTarget?: string;
 }
 
@@ -179,25 +186,19 @@ function defaultBackend(target: string): string {
   return (adapters.find((a) => !a.unavailable()) ?? adapters[0]).name;
 }
 
-function isArtifactDir(path: string): boolean {
-  return existsSync(join(path, "manifest.json")) && statSync(path).isDirectory();
-}
-
 /** A compiled artifact: its graph (graph.ir) for inputs and weights, the directory to run. */
 function loadArtifactDir(dir: string, opts: Options): Loaded {
-  for (const f of ["graph.ir", "manifest.json"]) if (!existsSync(join(dir, f))) throw new Diagnostic(`${dir} is not a complete artifact: ${f} is missing (recompile with difftc compile)`);
-  let artifactTarget: unknown;
-  try {
-    artifactTarget = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")).target;
-  } catch {
-    throw new Diagnostic(`${dir}/manifest.json is not valid JSON (recompile with difftc compile)`);
-  }
+  // Checked against the hashes in its manifest: what runs below is what difftc wrote.
+  const files = readArtifact(dir);
+  const artifactTarget: unknown = files.target;
   if (typeof artifactTarget !== "string" || !targetNames().includes(artifactTarget))
     throw new Diagnostic(`${dir}/manifest.json names target ${JSON.stringify(artifactTarget)}, which this difftc does not have (targets: ${targetNames().join(", ")})`);
-  const graph = parseGraph(readFileSync(join(dir, "graph.ir"), "utf8"), join(dir, "graph.ir"));
+  const graphText = files.files.get("graph.ir");
+  if (graphText === undefined) throw new Diagnostic(`${dir} is not a complete artifact: graph.ir is missing (recompile with difftc compile)`);
+  const graph = parseGraph(String(graphText), join(dir, "graph.ir"));
   const set = parseSet(opts.set);
   for (const k of set.keys()) if (!graph.dims.includes(k)) throw new Diagnostic(`${dir} is compiled: only its dims (${graph.dims.join(", ") || "none"}) can be set, not ${k}`);
-  return { graph, dims: set, artifact: dir, artifactTarget };
+  return { graph, dims: set, artifact: dir, artifactFiles: files, artifactTarget };
 }
 
 function parseSet(values: string[] = []): Map<string, number> {
@@ -212,13 +213,7 @@ function parseSet(values: string[] = []): Map<string, number> {
 }
 
 function load(file: string, opts: Options): Loaded {
-  let source: string;
-  try {
-    source = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new Diagnostic(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
-  }
-  const program = parseProgram(source, file);
+  const program = parseProgram(readSource(file), file);
   const set = parseSet(opts.set);
   // Keys naming a dim of the chosen model bind run-time sizes; the rest are model parameters.
   const probe = opts.model ? [...program.models, ...standardLibrary().models].find((d) => d.name.name === opts.model) : rootModel(program);
@@ -227,6 +222,7 @@ function load(file: string, opts: Options): Loaded {
   for (const [k, v] of dims) if (!Number.isInteger(v) || v < 0) throw new Diagnostic(`dim ${k} must be a non-negative integer, got ${v}`);
   const params = new Map([...set].filter(([k]) => !dimNames.includes(k)));
   const elaborated = elaborate(program, { model: opts.model, set: params });
+  checkGraphSizes(elaborated.graph, dims);
   return { graph: elaborated.graph, elaborated, dims };
 }
 
@@ -305,7 +301,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command ? 0 : 1;
   }
-  if (!(command in HELP)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run, new-pass, quant-report); see difftc --help`);
+  if (!Object.hasOwn(HELP, command)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run, new-pass, quant-report); see difftc --help`);
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true });
@@ -350,6 +346,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case "init": {
       if (!opts.output) throw new Diagnostic("difftc init needs -o FILE");
+      refuseToOverwrite(opts.output, [{ path, what: "the model source" }]);
       const weights = initWeights(m.graph, seedOf(opts));
       writeSafetensors(opts.output, weights, { model: m.graph.name, seed: String(seedOf(opts)) });
       console.log(`wrote ${weights.size} params to ${opts.output}`);
@@ -393,7 +390,7 @@ export async function main(argv: string[]): Promise<number> {
       else {
         // The interpreter checks inputs against the graph with clear messages; so does this.
         bindDims(graph, inputs, m.dims);
-        const session = await adapter.load(m.artifact ?? findTarget(adapter.target).compile(graph, { passes }), weights);
+        const session = await adapter.load(m.artifactFiles ?? findTarget(adapter.target).compile(graph, { passes }), weights);
         outputs = await session.run(inputs);
         if (opts.profile) {
           if (!session.profile) throw new Diagnostic(`--profile: the ${backend} backend's kernels run asynchronously and cannot be timed one by one here; use --backend js`);
@@ -403,6 +400,7 @@ export async function main(argv: string[]): Promise<number> {
         }
       }
       if (opts.output) {
+        refuseToOverwrite(opts.output, [{ path, what: "the model being run" }, { path: opts.weights, what: "the weights" }, { path: opts.inputs, what: "the inputs" }]);
         writeSafetensors(opts.output, outputs);
         console.log(`wrote ${outputs.size} output${outputs.size === 1 ? "" : "s"} to ${opts.output}`);
       } else {

@@ -1,6 +1,6 @@
 // Process-level wrapper: a Diagnostic is printed with its caret and exits 1; anything else
 // is a bug in difftc and says so.
-import { Diagnostic } from "../common/diagnostic.ts";
+import { Diagnostic, printable } from "../common/diagnostic.ts";
 import { main } from "./main.ts";
 
 export async function runCli(argv: string[]): Promise<number> {
@@ -11,7 +11,7 @@ export async function runCli(argv: string[]): Promise<number> {
       console.error(e.format());
       return 1;
     }
-    console.error(`difftc: internal error (a bug in difftc, please report it): ${e instanceof Error ? e.message : String(e)}`);
+    console.error(`difftc: internal error (a bug in difftc, please report it): ${printable(e instanceof Error ? e.message : String(e))}`);
     if (process.env.DIFFTC_DEBUG && e instanceof Error) console.error(e.stack);
     return 2;
   }

@@ -26,6 +26,18 @@ export function lineColOf(source: string, offset: number): LineCol {
   return { line, col: offset - lineStart + 1 };
 }
 
+/**
+ * Characters a terminal would act on rather than print: C0 and C1 controls (ESC starts a
+ * sequence that can rewrite the screen or the window title), DEL, and the Unicode line
+ * separators and bidirectional overrides (which reorder what a reader sees).
+ */
+const UNPRINTABLE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** Text safe to print: each unprintable character as its escape (`\u001b`). */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 export class Diagnostic extends Error {
   constructor(
     message: string,
@@ -45,20 +57,22 @@ export class Diagnostic extends Error {
   /** `file:line:col: message`, the source line, and a caret under the span. */
   format(): string {
     const span = this.span;
-    if (!span) return [`error: ${this.message}`, ...this.notes.map((n) => `  note: ${n}`)].join("\n");
+    if (!span) return [`error: ${printable(this.message)}`, ...this.notes.map((n) => `  note: ${printable(n)}`)].join("\n");
     const { line, col } = lineColOf(span.source, span.start);
     const lineStart = span.source.lastIndexOf("\n", span.start - 1) + 1;
     let lineEnd = span.source.indexOf("\n", lineStart);
     if (lineEnd < 0) lineEnd = span.source.length;
-    const text = span.source.slice(lineStart, lineEnd).replace(/\t/g, " ");
+    // One column per character, so the caret stays under the span: a tab as a space, anything
+    // unprintable as U+FFFD.
+    const text = span.source.slice(lineStart, lineEnd).replace(/\t/g, " ").replace(UNPRINTABLE, "\ufffd");
     const width = Math.max(1, Math.min(span.end, lineEnd) - span.start);
     const gutter = String(line).length;
     return [
-      `${span.file}:${line}:${col}: error: ${this.message}`,
+      `${printable(span.file)}:${line}:${col}: error: ${printable(this.message)}`,
       `${" ".repeat(gutter)} |`,
       `${line} | ${text}`,
       `${" ".repeat(gutter)} | ${" ".repeat(col - 1)}^${"~".repeat(width - 1)}`,
-      ...this.notes.map((n) => `${" ".repeat(gutter)} = note: ${n}`),
+      ...this.notes.map((n) => `${" ".repeat(gutter)} = note: ${printable(n)}`),
     ].join("\n");
   }
 }

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import * as ohm from "ohm-js";
 import type { Arg, DimEntry, Expr, Ident, ModelDecl, ModelParam, Program, Range, Stmt, TypeExpr } from "./ast.ts";
 import { Diagnostic, type SourceSpan } from "../common/diagnostic.ts";
+import { formatBytes, readRegularFile } from "../common/files.ts";
 
 const grammar = ohm.grammar(readFileSync(new URL("./difftc.ohm", import.meta.url), "utf8"));
 
@@ -102,8 +103,21 @@ function buildSemantics(file: string, source: string) {
   return semantics;
 }
 
+/**
+ * The largest model source parsed. ohm's memo tables hold about 2 KB per source byte (a 1 MiB
+ * program took 1.8 GB and a minute), so a larger file is refused instead of exhausting memory;
+ * the standard library is 4 KB, a model file a few.
+ */
+export const MAX_SOURCE_BYTES = 256 * 1024;
+
+/** A model source file's text, refused when it is not a regular file or past MAX_SOURCE_BYTES. */
+export function readSource(path: string): string {
+  return readRegularFile(path, MAX_SOURCE_BYTES, "model source").toString("utf8");
+}
+
 export function parseProgram(source: string, file = "<input>"): Program {
   const whole: SourceSpan = { file, source, start: 0, end: 1 };
+  if (source.length > MAX_SOURCE_BYTES) throw new Diagnostic(`${file} is ${formatBytes(source.length)}, more than the ${formatBytes(MAX_SOURCE_BYTES)} a model source may be`);
   try {
     return parseOrThrow(source, file);
   } catch (e) {
@@ -128,5 +142,5 @@ function parseOrThrow(source: string, file: string): Program {
 }
 
 export function parseFile(path: string): Program {
-  return parseProgram(readFileSync(path, "utf8"), path);
+  return parseProgram(readSource(path), path);
 }

@@ -3,6 +3,7 @@
 // removing or reordering one parameter leaves every other parameter's values unchanged.
 import { Diagnostic } from "../common/diagnostic.ts";
 import { type Graph, type Node, inputNodes, nodeName, paramNodes } from "../compiler/ir/graph.ts";
+import { checkGraphSizes, checkNodeSize } from "../compiler/ir/limits.ts";
 import { roundScalar } from "../compiler/ir/numeric.ts";
 import { type HostTensor, tensor } from "../compiler/ir/tensor.ts";
 import { formatShape, isFloat, isStatic, resolveShape } from "../compiler/ir/types.ts";
@@ -23,6 +24,7 @@ export function initWeights(graph: Graph, seed: number): Map<string, HostTensor>
     if (!isStatic(shape)) {
       throw new Diagnostic(`parameter ${name} has shape ${formatShape(shape)}; parameters need static sizes`, node.span);
     }
+    checkNodeSize(node);
     const sample = sampler(node, name, Rng.forKey(seed, `param:${name}`));
     const t = tensor(node.type.dtype, shape);
     for (let i = 0; i < t.data.length; i++) t.data[i] = roundScalar(t.dtype, sample());
@@ -63,6 +65,8 @@ const INDEX_DTYPE_BOUND: Record<string, number> = { i8: 128, u8: 256, i32: 2 ** 
  */
 export function randomInputs(graph: Graph, dims: ReadonlyMap<string, number>, seed: number): Map<string, HostTensor> {
   const inputs = new Map<string, HostTensor>();
+  // Every tensor the run will make, not only the inputs: refused before anything is allocated.
+  checkGraphSizes(graph, dims);
   for (const node of inputNodes(graph)) {
     const name = nodeName(node);
     const t = tensor(node.type.dtype, bound(node.type.shape, dims, node, `input ${name}`));

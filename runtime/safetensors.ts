@@ -4,7 +4,10 @@
 // nothing in the file: every bad byte sequence becomes a Diagnostic naming the file.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { constants as bufferConstants } from "node:buffer";
 import { Diagnostic, InternalError } from "../common/diagnostic.ts";
+import { readRegularFile, withSignalsDeferred } from "../common/files.ts";
+import { firstDuplicateKey } from "../common/json-keys.js";
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits, saturate } from "../compiler/ir/numeric.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { type DType, formatShape, numel } from "../compiler/ir/types.ts";
@@ -14,26 +17,36 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
+/** The largest file read: the longest buffer Node allocates. */
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
+
 /** The reference implementation's limit, so a corrupt length cannot make us parse 4 GB. */
 export const MAX_HEADER_BYTES = 100_000_000;
 
 interface FileDType {
+  name: string;
   dtype: DType;
   bytes: number;
   read(view: DataView, offset: number): number;
 }
 
 const FILE_DTYPES: Record<string, FileDType> = {
-  F32: { dtype: "f32", bytes: 4, read: (v, o) => v.getFloat32(o, true) },
-  F16: { dtype: "f16", bytes: 2, read: (v, o) => f16FromBits(v.getUint16(o, true)) },
-  BF16: { dtype: "bf16", bytes: 2, read: (v, o) => bf16FromBits(v.getUint16(o, true)) },
-  I32: { dtype: "i32", bytes: 4, read: (v, o) => v.getInt32(o, true) },
-  I8: { dtype: "i8", bytes: 1, read: (v, o) => v.getInt8(o) },
-  U8: { dtype: "u8", bytes: 1, read: (v, o) => v.getUint8(o) },
-  BOOL: { dtype: "bool", bytes: 1, read: (v, o) => (v.getUint8(o) ? 1 : 0) },
+  F32: { name: "F32", dtype: "f32", bytes: 4, read: (v, o) => v.getFloat32(o, true) },
+  F16: { name: "F16", dtype: "f16", bytes: 2, read: (v, o) => f16FromBits(v.getUint16(o, true)) },
+  BF16: { name: "BF16", dtype: "bf16", bytes: 2, read: (v, o) => bf16FromBits(v.getUint16(o, true)) },
+  I32: { name: "I32", dtype: "i32", bytes: 4, read: (v, o) => v.getInt32(o, true) },
+  I8: { name: "I8", dtype: "i8", bytes: 1, read: (v, o) => v.getInt8(o) },
+  U8: { name: "U8", dtype: "u8", bytes: 1, read: (v, o) => v.getUint8(o) },
+  BOOL: { name: "BOOL", dtype: "bool", bytes: 1, read: (v, o) => (v.getUint8(o) ? 1 : 0) },
   // NumPy saves float64 by default; we have no f64, so such weights load as f32.
-  F64: { dtype: "f32", bytes: 8, read: (v, o) => Math.fround(v.getFloat64(o, true)) },
+  F64: { name: "F64", dtype: "f32", bytes: 8, read: (v, o) => Math.fround(v.getFloat64(o, true)) },
 };
+
+/**
+ * The file bytes of tensors read from a safetensors file whose data was never decoded (and so
+ * never changed), in the encoding that serializeSafetensors writes for their dtype.
+ */
+const ENCODED = new WeakMap<HostTensor, Uint8Array>();
 
 const FILE_DTYPE_OF: Record<DType, string> = {
   f32: "F32",
@@ -53,6 +66,7 @@ interface Entry {
   end: number;
 }
 
+/** Parses a safetensors file's bytes. The tensors read `bytes` when first used: leave it unchanged. */
 export function parseSafetensors(bytes: Uint8Array, fileName = "<buffer>"): SafetensorsFile {
   const fail = (message: string): never => {
     throw new Diagnostic(`${fileName}: ${message}`);
@@ -69,13 +83,17 @@ export function parseSafetensors(bytes: Uint8Array, fileName = "<buffer>"): Safe
   }
 
   let header: unknown;
+  let text: string;
   try {
-    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + headerLength));
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + headerLength));
     header = JSON.parse(text);
   } catch (e) {
     fail(`header is not valid UTF-8 JSON (${(e as Error).message})`);
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) fail("header is not a JSON object");
+  // JSON.parse keeps the last of two equal keys; a second tensor of the same name is an error.
+  const duplicate = firstDuplicateKey(text!);
+  if (duplicate !== undefined) fail(`the header names ${JSON.stringify(duplicate)} twice`);
 
   const dataStart = 8 + headerLength;
   const dataLength = bytes.length - dataStart;
@@ -87,12 +105,29 @@ export function parseSafetensors(bytes: Uint8Array, fileName = "<buffer>"): Safe
   }
   checkOverlaps(entries, fail);
 
+  // Each tensor is decoded to float64 only when its data is first read: a checkpoint's unused
+  // tensors (a 200 MB u8 table would take 1.6 GB as float64) cost nothing, and one passed on to
+  // an artifact (serializeSafetensors) goes as its file's bytes, in its own dtype.
   const tensors = new Map<string, HostTensor>();
   for (const e of entries) {
-    const data = new Float64Array(numel(e.shape));
-    const base = dataStart + e.begin;
-    for (let i = 0; i < data.length; i++) data[i] = e.format.read(view, base + i * e.format.bytes);
-    tensors.set(e.name, { dtype: e.format.dtype, shape: e.shape, data });
+    let data: Float64Array | undefined;
+    const decode = (): Float64Array => {
+      ENCODED.delete(tensor);
+      data = new Float64Array(numel(e.shape));
+      const base = dataStart + e.begin;
+      for (let i = 0; i < data.length; i++) data[i] = e.format.read(view, base + i * e.format.bytes);
+      return data;
+    };
+    const tensor: HostTensor = {
+      dtype: e.format.dtype,
+      shape: e.shape,
+      get data() {
+        return data ?? decode();
+      },
+    };
+    // Not BOOL: a file may store any nonzero byte for true, and we write 1.
+    if (FILE_DTYPE_OF[e.format.dtype] === e.format.name && e.format.name !== "BOOL") ENCODED.set(tensor, bytes.subarray(dataStart + e.begin, dataStart + e.end));
+    tensors.set(e.name, tensor);
   }
   return { tensors, metadata };
 }
@@ -156,13 +191,7 @@ function checkOverlaps(entries: Entry[], fail: (m: string) => never): void {
 }
 
 export function readSafetensors(file: string): SafetensorsFile {
-  let bytes: Uint8Array;
-  try {
-    bytes = fs.readFileSync(file);
-  } catch (e) {
-    throw new Diagnostic(`${file}: cannot read (${(e as Error).message})`);
-  }
-  return parseSafetensors(bytes, file);
+  return parseSafetensors(readRegularFile(file, MAX_LENGTH, "safetensors file"), file);
 }
 
 type TensorSet = Map<string, HostTensor> | Record<string, HostTensor>;
@@ -179,7 +208,7 @@ export function serializeSafetensors(tensors: TensorSet, metadata?: Record<strin
   for (const [name, t] of named) {
     if (name === "__metadata__") throw new Diagnostic(`a tensor cannot be named "__metadata__"`);
     const n = numel(t.shape);
-    if (t.data.length !== n) {
+    if (!ENCODED.has(t) && t.data.length !== n) {
       throw new InternalError(`tensor ${name} of shape ${formatShape(t.shape)} holds ${t.data.length} values`);
     }
     const size = n * FILE_DTYPES[FILE_DTYPE_OF[t.dtype]].bytes;
@@ -196,7 +225,13 @@ export function serializeSafetensors(tensors: TensorSet, metadata?: Record<strin
   out.set(json, 8);
   out.fill(0x20, 8 + json.length, 8 + headerLength);
   let at = 8 + headerLength;
-  for (const [, t] of named) at = writeData(view, at, t);
+  for (const [, t] of named) {
+    const encoded = ENCODED.get(t);
+    if (encoded) {
+      out.set(encoded, at);
+      at += encoded.length;
+    } else at = writeData(view, at, t);
+  }
   return out;
 }
 
@@ -239,7 +274,8 @@ function writeData(view: DataView, at: number, t: HostTensor): number {
 
 /**
  * Writes to a temporary file next to `file`, then renames it over `file`: a crash or error
- * midway leaves either the old file or the new one, never half of one.
+ * midway leaves either the old file or the new one, never half of one, and an interrupt
+ * (SIGINT, SIGTERM) waits for the rename, so no temporary file is left behind.
  */
 export function writeSafetensors(file: string, tensors: TensorSet, metadata?: Record<string, string>): void {
   const bytes = serializeSafetensors(tensors, metadata);
@@ -247,11 +283,13 @@ export function writeSafetensors(file: string, tensors: TensorSet, metadata?: Re
     path.dirname(file),
     `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`,
   );
-  try {
-    fs.writeFileSync(temp, bytes, { flag: "wx" });
-    fs.renameSync(temp, file);
-  } catch (e) {
-    fs.rmSync(temp, { force: true });
-    throw new Diagnostic(`${file}: cannot write (${(e as Error).message})`);
-  }
+  withSignalsDeferred(() => {
+    try {
+      fs.writeFileSync(temp, bytes, { flag: "wx" });
+      fs.renameSync(temp, file);
+    } catch (e) {
+      fs.rmSync(temp, { force: true });
+      throw new Diagnostic(`${file}: cannot write (${(e as Error).message})`);
+    }
+  });
 }

@@ -21,9 +21,10 @@ import { JS_PRELUDE, jsLanguage } from "./language.ts";
 import { packedMatmul } from "./matmul.ts";
 import { ARRAY_TYPE, emitTypings } from "../common/typings.ts";
 import { KernelWriter } from "./writer.ts";
+import { ARTIFACT_RUNTIME } from "../common/template/index.ts";
 
 const RUNTIME = [
-  readFileSync(new URL("../common/template/artifact-runtime.js", import.meta.url), "utf8"),
+  ARTIFACT_RUNTIME,
   readFileSync(new URL("./template/runtime.js", import.meta.url), "utf8"),
 ].join("\n");
 

@@ -21,6 +21,7 @@ import { type BufferParam, dimParam, int, type Kernel } from "../common/kernel/i
 import { columnExpr, entryLayout } from "../common/attention.ts";
 import { sizesOf } from "../common/layout.ts";
 import { WGSL_WORKGROUP_SIZE, wgslLanguage } from "./language.ts";
+import type { Language } from "../common/kernel/render.ts";
 
 /** Arith over WGSL source: integers for the causal rule, f32 for the epilogue. */
 const integers: Arith<string> = {
@@ -37,9 +38,10 @@ const floats: Arith<string> = { ...integers, num: (c) => wgslLanguage.literal(c,
 
 /**
  * The kernel of a flash_attention or flash_diffattn node: its WGSL, and the Kernel the loader
- * and manifest read. `quads`: the variant for devices with the `subgroups` feature.
+ * and manifest read. `quads`: the variant for devices with the `subgroups` feature; `language`:
+ * the spelling of loads and stores (f16 buffers native or packed).
  */
-export function flashAttentionKernel(name: string, node: Node, types: TensorType[], use: (helper: string) => void, quads: boolean): { kernel: Kernel; source: string } {
+export function flashAttentionKernel(name: string, node: Node, types: TensorType[], use: (helper: string) => void, { quads, language }: { quads: boolean; language: Language }): { kernel: Kernel; source: string } {
   const [q, k, v, lambda, normWeight] = types;
   const geo = attentionGeometry(node.op, types, node.attrs);
   const epilogue = flashEpilogue(node.op, node.operands, node.attrs);
@@ -51,7 +53,7 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
       return dimParam(dims.indexOf(s));
     })].join(" * ");
   const width = (t: TensorType) => t.shape[t.shape.length - 1] as number;
-  const load = (buffer: string, t: TensorType, index: string) => wgslLanguage.load(buffer, t.dtype, index, use);
+  const load = (buffer: string, t: TensorType, index: string) => language.load(buffer, t.dtype, index, use);
   const buffers: BufferParam[] = [{ name: "out", dtype: node.type.dtype, access: "write" }, ...types.map((t, i) => ({ name: `in${i}`, dtype: t.dtype, access: "read" as const }))];
   const column = (xs: number[], index: string) => columnExpr(xs, index, (x) => `${x}i`, (c, a, b) => `select(${b}, ${a}, ${c})`);
   const { entryStrides, lambdaStrides, offsets } = entryLayout(geo, types);
@@ -175,14 +177,14 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   line(`  let none = ${mapRange.map((p) => `sum[${p}] == 0.0`).join(" && ")};`);
   line(`  let o = oOut + (i * ${heads}i + h) * ${dv}i;`);
   const value = epilogueOutput(floats, epilogue, "y", epilogue.normWeight ? { denom: "denom", weight: load("in4", normWeight, "c") } : undefined);
-  for (let c = 0; c < dv; c++) line(`  { let c = ${c}i; let y = acc[${c >> 2}].${"xyzw"[c & 3]}; ${wgslLanguage.store("out", node.type.dtype, "o + c", `select(${value}, 0.0, none)`, use)} }`);
+  for (let c = 0; c < dv; c++) line(`  { let c = ${c}i; let y = acc[${c >> 2}].${"xyzw"[c & 3]}; ${language.store("out", node.type.dtype, "o + c", `select(${value}, 0.0, none)`, use)} }`);
   line("  }");
   line("}");
   const grid = [monomialOf([...batch, n as Dim, heads])];
   // The language table's kernel wrapper declares the bindings and dims; its one grid loop is the
   // tile loop above, which also needs the workgroup's id (uniform, for the barriers) and the lane.
   const kernel: Kernel = { name, buffers, dims, grid, errors: [], body: [{ kind: "loop", index: "tile", start: int(0), end: int(0), step: 1, scope: "grid", body: [] }] };
-  const wrapped = wgslLanguage
+  const wrapped = language
     .kernel(kernel, L)
     .replace("@builtin(num_workgroups) workgroups: vec3<u32>)", "@builtin(num_workgroups) workgroups: vec3<u32>, @builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>)")
     .replace("@compute", `var<workgroup> kTile: array<vec4<f32>, ${maps * bc * d4}>;\nvar<workgroup> vTile: array<vec4<f32>, ${bc * dv4}>;\n@compute`);

@@ -13,11 +13,12 @@ import { loweredOps, lowerGpuKernel } from "../common/lower/index.ts";
 import { buildManifest } from "../common/manifest.ts";
 import { type CompileOptions, naturalStorage, storageBytes, type Target } from "../common/target.ts";
 import { emitTypings } from "../common/typings.ts";
+import { ARTIFACT_RUNTIME } from "../common/template/index.ts";
 import { flashAttentionKernel } from "./attention.ts";
-import { WGSL_PRELUDE, WGSL_WORKGROUP_SIZE, wgslLanguage } from "./language.ts";
+import { WGSL_PRELUDE, WGSL_WORKGROUP_SIZE, wgslLanguage, wgslLanguageFor } from "./language.ts";
 
 const LOADER = [
-  readFileSync(new URL("../common/template/artifact-runtime.js", import.meta.url), "utf8"),
+  ARTIFACT_RUNTIME,
   readFileSync(new URL("./template/loader.js", import.meta.url), "utf8"),
 ].join("\n");
 
@@ -40,20 +41,28 @@ export function compileWgsl(graph: Graph, options: CompileOptions = {}): Artifac
   // Each .wgsl file is a whole module: its directives, the prelude, the helpers its kernel calls,
   // the kernel. A kernel may come in variants for device features, the most demanding first; the
   // loader runs the first one the device has every feature of (the last needs none).
+  const native = wgslLanguageFor({ f16: true });
   const emitted = plan.kernels.map((pk) => {
     const node = pk.nodes[pk.nodes.length - 1];
-    if (TEMPLATES.includes(node.op)) {
-      const types = node.operands.map((o) => plan.graph.nodes[o].type);
-      const variants = [true, false].map((quads) => {
+    const kernel = TEMPLATES.includes(node.op) ? undefined : lowerGpuKernel(plan, pk);
+    const f16Buffers = kernel ? kernel.buffers.some((b) => b.dtype === "f16") : [node, ...node.operands.map((o) => plan.graph.nodes[o])].some((n) => n.type.dtype === "f16");
+    const variants = (f16Buffers ? [true, false] : [false]).flatMap((f16) => {
+      const language = f16 ? native : wgslLanguage;
+      const requires = f16 ? ["shader-f16"] : [];
+      if (kernel) {
+        const { source, helpers } = renderKernel(kernel, language);
+        return [{ kernel, requires, code: shader(source, helpers) }];
+      }
+      return [true, false].map((quads) => {
         const helpers = new Set<string>();
-        const { kernel, source } = flashAttentionKernel(pk.name, node, types, (h) => helpers.add(h), quads);
-        return { kernel, requires: quads ? ["subgroups"] : [], code: shader(source, helpers) };
+        const types = node.operands.map((o) => plan.graph.nodes[o].type);
+        const made = flashAttentionKernel(pk.name, node, types, (h) => helpers.add(h), { quads, language });
+        return { kernel: made.kernel, requires: quads ? ["subgroups", ...requires] : requires, code: shader(made.source, helpers) };
       });
-      return { kernel: variants[0].kernel, variants: variants.map(({ requires, code }) => ({ requires, code })) };
-    }
-    const kernel = lowerGpuKernel(plan, pk);
-    const { source, helpers } = renderKernel(kernel, wgslLanguage);
-    return { kernel, variants: [{ requires: [] as string[], code: shader(source, helpers) }] };
+    });
+    // The most demanding variant first: the loader takes the first one the device can run.
+    variants.sort((a, b) => b.requires.length - a.requires.length);
+    return { kernel: variants[0].kernel, variants: variants.map(({ requires, code }) => ({ requires, code })) };
   });
   const kernels = emitted.map((e) => e.kernel);
   const shaders = emitted.map((e) => e.variants);

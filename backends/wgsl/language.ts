@@ -61,84 +61,104 @@ function packed(buffer: string, dtype: DType, index: string): { word: string; sh
   return { word: `${buffer}[u32(${index}) / ${lanes}u]`, shift: `(u32(${index}) % ${lanes}u) * ${bits}u`, bits };
 }
 const encode = (dtype: DType, v: string) => (dtype === "f16" || dtype === "bf16" ? `${dtype}Bits(${v})` : dtype === "bool" ? `select(0u, 1u, ${v})` : `(u32(${v}) & 0xffu)`);
+/** Whether an f16 buffer is an array of f16 (the device has shader-f16) or of packed u32 words. */
+const nativeStorage = (dtype: DType, f16: boolean) => WGSL_STORAGE_BITS[dtype] === 32 || (f16 && dtype === "f16");
 /** Written packed buffers are atomic words: two threads may write the two halves of one word. */
-const element = (b: BufferParam) => (WGSL_STORAGE_BITS[b.dtype] === 32 ? b.dtype : b.access === "write" ? "atomic<u32>" : "u32");
+const element = (b: BufferParam, f16: boolean) => (nativeStorage(b.dtype, f16) ? b.dtype : b.access === "write" ? "atomic<u32>" : "u32");
 const isShared = (line: string) => line.trimStart().startsWith("var<workgroup>");
 
-export const wgslLanguage: Language = {
-  name: "wgsl",
-  literal,
-  unary: (op, a) => (op === "neg" ? `(-${a})` : `(!${a})`),
-  binary: (op, a, b) => (op === "<<" || op === ">>" ? `(${a} ${op} ${/^\d+u$/.test(b) ? b : `u32(${b})`})` : `(${a} ${op} ${b})`),
-  math: (fn, args, types, use) => {
-    // WGSL promises sin and cos only to 2^-11 absolute error in [-π, π]: the library's are f32-accurate.
-    if (fn === "sin" || fn === "cos") {
-      use(`${fn}Accurate`);
-      return `${fn}Accurate(${args[0]})`;
-    }
-    return NATIVE[fn]?.(args, isFloat(types[0]));
-  },
-  select: (c, a, b) => `select(${b}, ${a}, ${c})`,
-  cast: (to, from, a) => {
-    if (to === "f16" || to === "bf16") throw new Error(`WGSL: a cast to ${to} is a rounding; the IR writes it as round`);
-    if (to === "i8" || to === "u8") return wgslLanguage.round(to, a, () => undefined);
-    return TYPE[to] === TYPE[from] ? a : `${TYPE[to]}(${a})`;
-  },
-  round: (dtype, a, use) => {
-    if (dtype === "f16" || dtype === "bf16") {
-      use(`${dtype}Bits`);
-      use(`${dtype}FromBits`);
-      return `${dtype}FromBits(${dtype}Bits(${a}))`;
-    }
-    return { f32: a, i32: `i32(${a})`, i8: `((i32(${a}) << 24u) >> 24u)`, u8: `(i32(${a}) & 255i)`, bool: `bool(${a})` }[dtype];
-  },
-  bitcast: (to, a) => `bitcast<${to}>(${a})`,
-  load: (buffer, dtype, index, use) => {
-    if (WGSL_STORAGE_BITS[dtype] === 32) return `${buffer}[${index}]`;
-    const { word, shift } = packed(buffer, dtype, index);
-    if (dtype === "f16") return `unpack2x16float(${word})[u32(${index}) % 2u]`;
-    if (dtype === "bf16") use("bf16FromBits");
-    return { bf16: `bf16FromBits(${word} >> (${shift}))`, i8: `extractBits(i32(${word}), ${shift}, 8u)`, u8: `i32(extractBits(${word}, ${shift}, 8u))`, bool: `(extractBits(${word}, ${shift}, 8u) != 0u)` }[dtype as "i8"];
-  },
-  // Packed stores clear then set their bits atomically, so neighbours in one word may be written
-  // by different threads (a lowering that gives each thread whole words could store plainly).
-  store: (buffer, dtype, index, value, use) => {
-    if (WGSL_STORAGE_BITS[dtype] === 32) return `${buffer}[${index}] = ${value};`;
-    if (dtype === "f16" || dtype === "bf16") use(`${dtype}Bits`);
-    const { word, shift, bits } = packed(buffer, dtype, index);
-    const mask = bits === 16 ? "0xffffu" : "0xffu";
-    return `{ let packed_bits = ${encode(dtype, value)}; let packed_shift = ${shift}; atomicAnd(&${word}, ~(${mask} << packed_shift)); atomicOr(&${word}, packed_bits << packed_shift); }`;
-  },
-  declare: (name, type, mutable, value) => `${mutable ? "var" : "let"} ${name}: ${TYPE[type]}${value === undefined ? "" : ` = ${value}`};`,
-  loop: (index, start, end, step, scope) => {
-    if (scope === "workgroup") throw new Error("WGSL: workgroup loops need the workgroup-per-grid-iteration mapping, which no lowering makes yet (issue 9)");
-    const by = (s: string) => (step === 1 ? s : `${s} * ${step}i`);
-    // A grid-stride loop: correct for any launch, so the loader may cap the workgroup count at the device's limit (65535 per dimension).
-    if (scope === "grid") return `for (var ${index}: i32 = ${start === "0i" ? "" : `${start} + `}${by("i32(invocation.x)")}; ${index} < ${end}; ${index} += ${by(`i32(workgroups.x) * ${WGSL_WORKGROUP_SIZE}i`)}) {`;
-    return `for (var ${index}: i32 = ${start}; ${index} < ${end}; ${index}${step === 1 ? "++" : ` += ${step}i`}) {`;
-  },
-  // Hoisted to module scope by `kernel`: WGSL declares workgroup memory there.
-  shared: (name, type, size) => `var<workgroup> ${name}: array<${TYPE[type]}, ${size}>;`,
-  barrier: "workgroupBarrier();",
-  // The first error wins: a compare-exchange from 0 (retried, since the weak one may fail spuriously), then the values.
-  fail: (code, values) => [
-    `loop { let error_slot = atomicCompareExchangeWeak(&${ERRORS_PARAM}[0], 0i, ${code}i); if (error_slot.exchanged) { ${values.map((v, i) => `atomicStore(&${ERRORS_PARAM}[${i + 1}], ${v});`).join(" ")} } if (error_slot.exchanged || error_slot.old_value != 0i) { break; } }`,
-  ],
-  kernel: (k, body) => {
-    assertFlatGrid(k, "WGSL");
-    const bind = (i: number, decl: string) => `@group(0) @binding(${i}) ${decl};`;
-    const dims = k.dims.map((_, i) => dimParam(i));
-    return [
-      ...k.buffers.map((b, i) => bind(i, `var<storage, ${b.access === "read" ? "read" : "read_write"}> ${b.name}: array<${element(b)}>`)),
-      ...(dims.length ? [`struct Dims { ${dims.map((d) => `${d}: i32`).join(", ")} }`, bind(k.buffers.length, "var<uniform> dims: Dims")] : []),
-      ...(k.errors.length ? [bind(k.buffers.length + (dims.length ? 1 : 0), `var<storage, read_write> ${ERRORS_PARAM}: array<atomic<i32>>`)] : []),
-      ...body.filter(isShared).map((l) => l.trim()),
-      `@compute @workgroup_size(${WGSL_WORKGROUP_SIZE})`,
-      `fn ${k.name}(@builtin(global_invocation_id) invocation: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>) {`,
-      ...dims.map((d) => `  let ${d} = dims.${d};`),
-      ...body.filter((l) => !isShared(l)),
-      "}",
-    ].join("\n");
-  },
-  helper: (fn, body) => [`fn ${fn.name}(${fn.params.map((p) => `${p.name}: ${TYPE[p.type]}`).join(", ")}) -> ${TYPE[fn.returns]} {`, ...body, "}"].join("\n"),
-};
+/**
+ * The WGSL spelling of the kernel IR. `f16`: for devices with the shader-f16 feature, f16 buffers
+ * are arrays of f16 (`enable f16;`): a load converts exactly, and a store writes the bits the
+ * IR's rounding gives (WGSL's own f32-to-f16 conversion may round either way), without the
+ * atomics a packed word needs. Arithmetic stays in f32 either way.
+ */
+export function wgslLanguageFor({ f16 }: { f16: boolean }): Language {
+  const language: Language = {
+    name: "wgsl",
+    literal,
+    unary: (op, a) => (op === "neg" ? `(-${a})` : `(!${a})`),
+    binary: (op, a, b) => (op === "<<" || op === ">>" ? `(${a} ${op} ${/^\d+u$/.test(b) ? b : `u32(${b})`})` : `(${a} ${op} ${b})`),
+    math: (fn, args, types, use) => {
+      // WGSL promises sin and cos only to 2^-11 absolute error in [-π, π]: the library's are f32-accurate.
+      if (fn === "sin" || fn === "cos") {
+        use(`${fn}Accurate`);
+        return `${fn}Accurate(${args[0]})`;
+      }
+      return NATIVE[fn]?.(args, isFloat(types[0]));
+    },
+    select: (c, a, b) => `select(${b}, ${a}, ${c})`,
+    cast: (to, from, a) => {
+      if (to === "f16" || to === "bf16") throw new Error(`WGSL: a cast to ${to} is a rounding; the IR writes it as round`);
+      if (to === "i8" || to === "u8") return language.round(to, a, () => undefined);
+      return TYPE[to] === TYPE[from] ? a : `${TYPE[to]}(${a})`;
+    },
+    round: (dtype, a, use) => {
+      if (dtype === "f16" || dtype === "bf16") {
+        use(`${dtype}Bits`);
+        use(`${dtype}FromBits`);
+        return `${dtype}FromBits(${dtype}Bits(${a}))`;
+      }
+      return { f32: a, i32: `i32(${a})`, i8: `((i32(${a}) << 24u) >> 24u)`, u8: `(i32(${a}) & 255i)`, bool: `bool(${a})` }[dtype];
+    },
+    bitcast: (to, a) => `bitcast<${to}>(${a})`,
+    load: (buffer, dtype, index, use) => {
+      if (WGSL_STORAGE_BITS[dtype] === 32) return `${buffer}[${index}]`;
+      if (f16 && dtype === "f16") return `f32(${buffer}[${index}])`;
+      const { word, shift } = packed(buffer, dtype, index);
+      if (dtype === "f16") return `unpack2x16float(${word})[u32(${index}) % 2u]`;
+      if (dtype === "bf16") use("bf16FromBits");
+      return { bf16: `bf16FromBits(${word} >> (${shift}))`, i8: `extractBits(i32(${word}), ${shift}, 8u)`, u8: `i32(extractBits(${word}, ${shift}, 8u))`, bool: `(extractBits(${word}, ${shift}, 8u) != 0u)` }[dtype as "i8"];
+    },
+    // Packed stores clear then set their bits atomically, so neighbours in one word may be written
+    // by different threads (a lowering that gives each thread whole words could store plainly).
+    store: (buffer, dtype, index, value, use) => {
+      if (WGSL_STORAGE_BITS[dtype] === 32) return `${buffer}[${index}] = ${value};`;
+      if (f16 && dtype === "f16") {
+        use("f16Bits");
+        return `${buffer}[${index}] = bitcast<vec2<f16>>(f16Bits(${value}))[0];`;
+      }
+      if (dtype === "f16" || dtype === "bf16") use(`${dtype}Bits`);
+      const { word, shift, bits } = packed(buffer, dtype, index);
+      const mask = bits === 16 ? "0xffffu" : "0xffu";
+      return `{ let packed_bits = ${encode(dtype, value)}; let packed_shift = ${shift}; atomicAnd(&${word}, ~(${mask} << packed_shift)); atomicOr(&${word}, packed_bits << packed_shift); }`;
+    },
+    declare: (name, type, mutable, value) => `${mutable ? "var" : "let"} ${name}: ${TYPE[type]}${value === undefined ? "" : ` = ${value}`};`,
+    loop: (index, start, end, step, scope) => {
+      if (scope === "workgroup") throw new Error("WGSL: workgroup loops need the workgroup-per-grid-iteration mapping, which no lowering makes yet (issue 9)");
+      const by = (s: string) => (step === 1 ? s : `${s} * ${step}i`);
+      // A grid-stride loop: correct for any launch, so the loader may cap the workgroup count at the device's limit (65535 per dimension).
+      if (scope === "grid") return `for (var ${index}: i32 = ${start === "0i" ? "" : `${start} + `}${by("i32(invocation.x)")}; ${index} < ${end}; ${index} += ${by(`i32(workgroups.x) * ${WGSL_WORKGROUP_SIZE}i`)}) {`;
+      return `for (var ${index}: i32 = ${start}; ${index} < ${end}; ${index}${step === 1 ? "++" : ` += ${step}i`}) {`;
+    },
+    // Hoisted to module scope by `kernel`: WGSL declares workgroup memory there.
+    shared: (name, type, size) => `var<workgroup> ${name}: array<${TYPE[type]}, ${size}>;`,
+    barrier: "workgroupBarrier();",
+    // The first error wins: a compare-exchange from 0 (retried, since the weak one may fail spuriously), then the values.
+    fail: (code, values) => [
+      `loop { let error_slot = atomicCompareExchangeWeak(&${ERRORS_PARAM}[0], 0i, ${code}i); if (error_slot.exchanged) { ${values.map((v, i) => `atomicStore(&${ERRORS_PARAM}[${i + 1}], ${v});`).join(" ")} } if (error_slot.exchanged || error_slot.old_value != 0i) { break; } }`,
+    ],
+    kernel: (k, body) => {
+      assertFlatGrid(k, "WGSL");
+      const bind = (i: number, decl: string) => `@group(0) @binding(${i}) ${decl};`;
+      const dims = k.dims.map((_, i) => dimParam(i));
+      return [
+        ...(f16 && k.buffers.some((b) => b.dtype === "f16") ? ["enable f16;"] : []),
+        ...k.buffers.map((b, i) => bind(i, `var<storage, ${b.access === "read" ? "read" : "read_write"}> ${b.name}: array<${element(b, f16)}>`)),
+        ...(dims.length ? [`struct Dims { ${dims.map((d) => `${d}: i32`).join(", ")} }`, bind(k.buffers.length, "var<uniform> dims: Dims")] : []),
+        ...(k.errors.length ? [bind(k.buffers.length + (dims.length ? 1 : 0), `var<storage, read_write> ${ERRORS_PARAM}: array<atomic<i32>>`)] : []),
+        ...body.filter(isShared).map((l) => l.trim()),
+        `@compute @workgroup_size(${WGSL_WORKGROUP_SIZE})`,
+        `fn ${k.name}(@builtin(global_invocation_id) invocation: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>) {`,
+        ...dims.map((d) => `  let ${d} = dims.${d};`),
+        ...body.filter((l) => !isShared(l)),
+        "}",
+      ].join("\n");
+    },
+    helper: (fn, body) => [`fn ${fn.name}(${fn.params.map((p) => `${p.name}: ${TYPE[p.type]}`).join(", ")}) -> ${TYPE[fn.returns]} {`, ...body, "}"].join("\n"),
+  };
+  return language;
+}
+
+/** Every device's spelling: f16 packed in u32 words. */
+export const wgslLanguage = wgslLanguageFor({ f16: false });

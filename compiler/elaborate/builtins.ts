@@ -24,14 +24,14 @@ const SUGAR = new Set(["split", "permute"]);
 const INTEGER_CLOSED = new Set(["add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu", "pow"]);
 
 export function isBuiltin(name: string): boolean {
-  return name in ROUNDING || SUGAR.has(name) || (!!getOp(name) && !HIDDEN_OPS.has(name));
+  return Object.hasOwn(ROUNDING, name) || SUGAR.has(name) || (!!getOp(name) && !HIDDEN_OPS.has(name));
 }
 export function builtinNames(): string[] {
   return [...Object.keys(ROUNDING), ...SUGAR, ...allOps().map((d) => d.name).filter((n) => !HIDDEN_OPS.has(n))];
 }
 
 export function callBuiltin(el: Elaborator, name: string, args: CallArg[], span: SourceSpan): Value {
-  if (name in ROUNDING) {
+  if (Object.hasOwn(ROUNDING, name)) {
     if (args.length !== 1 || args[0].name) throw new Diagnostic(`${name} takes one number`, span);
     return { kind: "number", value: ROUNDING[name](el.number(args[0].value, args[0].span)), integer: true };
   }
@@ -52,18 +52,18 @@ function callOp(el: Elaborator, name: string, args: CallArg[], span: SourceSpan)
   const operands: CallArg[] = [];
   const attrs: Attrs = {};
   const setAttr = (key: string, a: CallArg) => {
-    if (key in attrs) throw new Diagnostic(`${name}: ${key} is given twice`, a.span);
+    if (Object.hasOwn(attrs, key)) throw new Diagnostic(`${name}: ${key} is given twice`, a.span);
     attrs[key] = attrValue(el, def, key, def.attrs[key], a);
   };
   let positionalAttr = 0;
   for (const a of args) {
     if (a.name !== undefined) {
-      const key = a.name === "axis" && "axes" in def.attrs ? "axes" : a.name;
+      const key = a.name === "axis" && Object.hasOwn(def.attrs, "axes") ? "axes" : a.name;
       const operandIndex = operandNames.indexOf(key);
       if (operandIndex >= 0) {
         if (operands[operandIndex]) throw new Diagnostic(`${name}: ${key} is given twice`, a.span);
         operands[operandIndex] = a;
-      } else if (key in def.attrs) setAttr(key, a);
+      } else if (Object.hasOwn(def.attrs, key)) setAttr(key, a);
       else {
         const hint = closest(key, [...operandNames, ...attrNames]);
         throw new Diagnostic(`${name} has no argument ${a.name} (it takes ${[...operandNames, ...attrNames].join(", ") || "nothing"})`, a.span, hint ? [`did you mean ${hint}?`] : []);
@@ -148,7 +148,11 @@ function split(el: Elaborator, args: CallArg[], span: SourceSpan): Value {
   if (typeof size !== "number") throw new Diagnostic(`split: axis ${axisValue} of ${formatType(type)} has symbolic size ${size}`, span);
   const spec = positional[1].value;
   let sizes: number[];
-  if (spec.kind === "list") sizes = spec.items.map((i) => el.integer(i, positional[1].span));
+  if (spec.kind === "list") {
+    sizes = spec.items.map((i) => el.integer(i, positional[1].span));
+    const negative = sizes.find((n) => n < 0);
+    if (negative !== undefined) throw new Diagnostic(`split: sizes [${sizes.join(", ")}] include ${negative}; a size must not be negative`, positional[1].span);
+  }
   else {
     const parts = el.integer(spec, positional[1].span);
     if (parts <= 0 || size % parts !== 0) throw new Diagnostic(`split: ${formatType(type)} does not split into ${parts} equal parts along axis ${axisValue}`, positional[1].span);

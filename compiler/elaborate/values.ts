@@ -105,11 +105,17 @@ export function where(span: SourceSpan): string {
   return `${span.file}:${line}:${col}`;
 }
 
+/** Names longer than this get no "did you mean": edit distance costs the product of the lengths. */
+const MAX_SUGGESTED_LENGTH = 64;
+
 /** The closest candidate by edit distance, for "did you mean" notes. */
 export function closest(name: string, candidates: Iterable<string>): string | undefined {
+  if (name.length > MAX_SUGGESTED_LENGTH) return undefined;
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1;
   for (const c of candidates) {
+    // The distance is at least the difference in length: skip what cannot be closer.
+    if (c.length > MAX_SUGGESTED_LENGTH || Math.abs(c.length - name.length) >= bestDistance) continue;
     const d = editDistance(name.toLowerCase(), c.toLowerCase());
     if (d < bestDistance) {
       best = c;

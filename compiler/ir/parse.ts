@@ -307,7 +307,7 @@ class Parser {
 
   /** The schema of attribute `key` of `def`, which must not be given yet. */
   private attrSpec(def: OpDef, key: Token, given: ReadonlyMap<string, SourceSpan>): AttrSpec {
-    const spec = def.attrs[key.text];
+    const spec = Object.hasOwn(def.attrs, key.text) ? def.attrs[key.text] : undefined;
     if (!spec) {
       const known = Object.keys(def.attrs);
       throw new Diagnostic(`${def.name} has no attribute ${key.text}${known.length ? ` (it takes ${known.join(", ")})` : ""}`, this.at(key));

@@ -135,7 +135,7 @@ function checkAttr(op: string, key: string, spec: AttrSpec, v: AttrValue): AttrV
 export function normalizeAttrs(def: OpDef, attrs: Attrs): Attrs {
   const out: Attrs = {};
   for (const key of Object.keys(attrs)) {
-    if (!(key in def.attrs)) {
+    if (!Object.hasOwn(def.attrs, key)) {
       const known = Object.keys(def.attrs);
       throw new OpError(`${def.name} has no attribute ${key}${known.length ? ` (it takes ${known.join(", ")})` : ""}`);
     }

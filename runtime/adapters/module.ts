@@ -1,8 +1,7 @@
 // What the adapters of JS-facing artifacts (the JS module, the WebGPU loader) share: importing
 // model.js, and converting host tensors to and from the artifact's typed arrays.
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Artifact } from "../../backends/common/artifact.ts";
+import { type Artifact, readArtifact } from "../../backends/common/artifact.ts";
 import type { Manifest } from "../../common/manifest.ts";
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits } from "../../compiler/ir/numeric.ts";
 import type { HostTensor } from "../../compiler/ir/tensor.ts";
@@ -49,9 +48,27 @@ export async function importModule<T>(source: string): Promise<T> {
   return (await import(`data:text/javascript;base64,${Buffer.from(source).toString("base64")}`)) as T;
 }
 
-/** An artifact's model.js source, from memory or from its directory. */
-export function moduleSource(artifact: Artifact | string): string {
-  return typeof artifact === "string" ? readFileSync(join(artifact, "model.js"), "utf8") : String(artifact.files.get("model.js"));
+/**
+ * Imports an artifact's model.js (a directory is first checked against its manifest's hashes)
+ * and checks that it is the module the manifest describes: one that fails to evaluate, lacks
+ * load() or was compiled for another model is a diagnostic, not a crash in the middle of a run.
+ */
+export async function importArtifactModule<T extends { manifest: Manifest }>(artifact: Artifact | string): Promise<T> {
+  const files = typeof artifact === "string" ? readArtifact(artifact) : artifact;
+  const where = typeof artifact === "string" ? join(artifact, "model.js") : "model.js";
+  const source = files.files.get("model.js");
+  if (source === undefined) throw new Diagnostic(`${where} is missing: the artifact has no module to load`);
+  let module: Record<string, unknown>;
+  try {
+    module = await importModule<Record<string, unknown>>(String(source));
+  } catch (e) {
+    throw new Diagnostic(`${where} cannot be loaded: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+  }
+  if (typeof module.load !== "function" || typeof module.manifest !== "object" || module.manifest === null)
+    throw new Diagnostic(`${where} does not export load() and manifest, as a difftc artifact's module does`);
+  if (JSON.stringify(module.manifest) !== JSON.stringify(files.manifest))
+    throw new Diagnostic(`${where} was compiled for another model or target than its manifest.json describes`);
+  return module as unknown as T;
 }
 
 /** What a JS-facing artifact's session offers: run on typed arrays, and the shapes of its outputs. */

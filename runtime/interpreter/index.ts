@@ -3,6 +3,7 @@
 import { Diagnostic } from "../../common/diagnostic.ts";
 import { type Graph, resolveAttrs } from "../../compiler/ir/graph.ts";
 import { roundTo } from "../../compiler/ir/numeric.ts";
+import { checkGraphSizes } from "../../compiler/ir/limits.ts";
 import { getOp } from "../../compiler/ir/registry.ts";
 import type { HostTensor } from "../../compiler/ir/tensor.ts";
 import { formatShape, formatType, resolveShape } from "../../compiler/ir/types.ts";
@@ -38,6 +39,7 @@ export function bindDims(graph: Graph, inputs: TensorMap, dims: ReadonlyMap<stri
     });
   }
   for (const d of graph.dims) if (!bound.has(d)) throw new Diagnostic(`dim ${d} is not bound by any input; give it with --set ${d}=SIZE`);
+  checkGraphSizes(graph, bound);
   return bound;
 }
 

@@ -93,7 +93,7 @@ describe.skipIf(missing !== undefined)("a WebGPU session", () => {
   });
 });
 
-describe.skipIf(missing !== undefined)("the attention kernels' variants", () => {
+describe.skipIf(missing !== undefined)("the kernels' variants for device features", () => {
   /** The device as it is, with `features` narrowed to `keep`: the loader then picks the variant those allow. */
   const withFeatures = (device: GPUDevice, keep: string[]) =>
     new Proxy(device, {
@@ -104,37 +104,40 @@ describe.skipIf(missing !== undefined)("the attention kernels' variants", () => 
       },
     });
   type Model = { load(w: Uint8Array, o: object): Promise<{ run(i: object): Promise<Record<string, Float32Array>> }> };
-  const cases: [string, string][] = [
+  // 77 queries (past one workgroup's 64 rows); with a second dim, 150 keys (past several key tiles).
+  const cases: [string, string, string[]][] = [
     ["diffattn, causal, grouped kv heads, odd head width", `model M { dim N
       input q: f32[N, 20]
       input k: f32[N, 10]
       input v: f32[N, 10]
-      output y = diffattn(q, k, v, 0.3, heads = 2, kv_heads = 1, causal = true) }`],
+      output y = diffattn(q, k, v, 0.3, heads = 2, kv_heads = 1, causal = true) }`, ["k0_flash_diffattn.subgroups.wgsl", "k0_flash_diffattn.wgsl"]],
     ["attention over more keys than queries", `model M { dim N
       dim M
       input q: f32[N, 24]
       input k: f32[M, 24]
       input v: f32[M, 24]
-      output y = attention(q, k, v, heads = 3) }`],
+      output y = attention(q, k, v, heads = 3) }`, ["k0_flash_attention.subgroups.wgsl", "k0_flash_attention.wgsl"]],
+    ["f16 attention and an f16 elementwise kernel", `model M { dim N
+      input q: f32[N, 16]
+      input k: f32[N, 16]
+      input v: f32[N, 16]
+      output y = cast(attention(cast(q, f16), cast(k, f16), cast(v, f16), heads = 2) * 3, f32) }`, []],
   ];
-  it.each(cases)("%s: the subgroups variant and the one without give the same bits", async (_, source) => {
+  it.each(cases)("%s: every variant gives the same bits", async (_, source, files) => {
     const { device, features } = await gpuDevice();
-    if (!features.includes("subgroups")) throw new Error("the device has no subgroups: only one variant can run here");
+    for (const needed of ["subgroups", "shader-f16"]) if (!features.includes(needed)) throw new Error(`the device has no ${needed}: not every variant can run here`);
     const graph = runPipeline(compileSource(source), DEFAULT_PIPELINE, { log: () => {} });
     const artifact = compileWgsl(graph, { passes: DEFAULT_PIPELINE });
-    const kernel = source.includes("diffattn") ? "k0_flash_diffattn" : "k0_flash_attention";
-    expect([...artifact.files.keys()].filter((f) => f.endsWith(".wgsl"))).toEqual([`${kernel}.subgroups.wgsl`, `${kernel}.wgsl`]);
+    const shaders = [...artifact.files.keys()].filter((f) => f.endsWith(".wgsl"));
+    if (files.length > 0) expect(shaders).toEqual(files);
+    const variants = [...new Set(shaders.map((f) => f.split(".").slice(1, -1).join(",")))];
     const model = await importModule<Model>(String(artifact.files.get("model.js")));
     const random = (length: number) => Float32Array.from({ length }, (_, i) => Math.sin(i * 12.9898) * 3);
-    // 77 queries (past one workgroup's 64 rows); with two dims, 150 keys (past several key tiles).
-    const inputs = Object.fromEntries(inputNodes(graph).map((node) => {
-      const rows = node.type.shape[0] === "M" ? 150 : 77;
-      return [nodeName(node), random(rows * (node.type.shape[1] as number))];
-    }));
-    const run = async (keep: string[]) => (await (await model.load(serializeSafetensors(new Map()), { device: withFeatures(device, keep) })).run(inputs)).y;
-    const quads = await run(features);
-    const plain = await run([]);
-    expect(quads.length).toBeGreaterThan(0);
-    expect(Buffer.from(plain.buffer).equals(Buffer.from(quads.buffer))).toBe(true);
+    const inputs = Object.fromEntries(inputNodes(graph).map((node) => [nodeName(node), random((node.type.shape[0] === "M" ? 150 : 77) * (node.type.shape[1] as number))]));
+    const outputs = [];
+    for (const keep of variants) outputs.push((await (await model.load(serializeSafetensors(new Map()), { device: withFeatures(device, keep.split(",")) })).run(inputs)).y);
+    expect(outputs[0].length).toBeGreaterThan(0);
+    for (const y of outputs) expect(Buffer.from(y.buffer).equals(Buffer.from(outputs[0].buffer))).toBe(true);
+    if (files.length === 0) expect(variants).toEqual(expect.arrayContaining(["subgroups,shader-f16", "shader-f16", "subgroups", ""]));
   });
 });

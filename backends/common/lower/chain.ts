@@ -24,13 +24,12 @@ export function isExact(node: Node): boolean {
 
 /** The body nodes `target` depends on, not looking past the `known` ones. */
 export function needed(body: FusedBody, target: Node, known: ReadonlySet<number>): Set<number> {
-  const seen = new Set<number>();
-  const visit = (id: number) => {
-    if (seen.has(id)) return;
-    seen.add(id);
-    if (!known.has(id)) body.graph.nodes[id].operands.forEach(visit);
-  };
-  visit(target.id);
+  // Body nodes are in topological order, so one backward sweep finds them all: no recursion,
+  // which a chain thousands of ops long would overflow.
+  const seen = new Set<number>([target.id]);
+  for (let id = target.id; id >= 0; id--) {
+    if (seen.has(id) && !known.has(id)) for (const o of body.graph.nodes[id].operands) seen.add(o);
+  }
   return seen;
 }
 

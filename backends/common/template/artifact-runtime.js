@@ -1,6 +1,7 @@
 // ---- the host side every JS-facing artifact shares (JS, WebGPU): typed arrays per dtype,
 // safetensors parsing, binding dims from the inputs, kernel error messages. Copied into each
-// artifact; expects MANIFEST above. Self-contained: imports nothing.
+// artifact; expects MANIFEST and firstDuplicateKey (common/json-keys.js) above. Self-contained:
+// imports nothing.
 
 const ARRAYS = { f32: Float32Array, f16: Uint16Array, bf16: Uint16Array, i32: Int32Array, i8: Int8Array, u8: Uint8Array, bool: Uint8Array };
 const SAFETENSORS_DTYPES = { F32: "f32", F16: "f16", BF16: "bf16", I32: "i32", I8: "i8", U8: "u8", BOOL: "bool" };
@@ -17,6 +18,11 @@ function kernelError(spec, record) {
   return new RangeError(error.message.replace(/\{(\d)\}/g, (_, i) => String(record[Number(i) + 1])));
 }
 
+/** Sets an own property, even one named __proto__ (an assignment would set the prototype). */
+function setOwn(object, key, value) {
+  Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function formatShape(shape) {
   return "[" + shape.join(", ") + "]";
 }
@@ -28,18 +34,21 @@ function parseSafetensors(bytes) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = Number(view.getBigUint64(0, true));
   if (headerLength > bytes.length - 8) throw fail("header length " + headerLength + " runs past the end of the file");
-  let header;
+  let header, text;
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLength)));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLength));
+    header = JSON.parse(text);
   } catch {
     throw fail("the header is not valid JSON");
   }
   if (header === null || typeof header !== "object" || Array.isArray(header)) throw fail("the header is not a JSON object");
+  const duplicate = firstDuplicateKey(text);
+  if (duplicate !== undefined) throw fail("the header names " + JSON.stringify(duplicate) + " twice");
   const dataStart = 8 + headerLength;
   const tensors = new Map();
   for (const [name, entry] of Object.entries(header)) {
     if (name === "__metadata__") continue;
-    const dtype = SAFETENSORS_DTYPES[entry && entry.dtype];
+    const dtype = entry && Object.hasOwn(SAFETENSORS_DTYPES, entry.dtype) ? SAFETENSORS_DTYPES[entry.dtype] : undefined;
     if (!dtype) throw fail(name + " has unsupported dtype " + JSON.stringify(entry && entry.dtype));
     const shape = entry.shape;
     const [begin, end] = entry.data_offsets || [];
@@ -60,12 +69,14 @@ function parseSafetensors(bytes) {
 function bindInputs(inputs, views, dims) {
   if (inputs === null || typeof inputs !== "object") throw new TypeError("run() takes an object of inputs");
   for (const input of MANIFEST.inputs) {
-    const value = inputs[input.name];
+    const value = Object.hasOwn(inputs, input.name) ? inputs[input.name] : undefined;
     if (value === undefined) throw new TypeError("missing input " + JSON.stringify(input.name) + ": " + input.dtype + formatShape(input.shape));
     const data = ArrayBuffer.isView(value) ? value : value && value.data;
     const Array_ = ARRAYS[input.dtype];
     if (!(data instanceof Array_)) throw new TypeError("input " + JSON.stringify(input.name) + " must be a " + Array_.name + " (" + input.dtype + ")");
     const shape = ArrayBuffer.isView(value) ? null : value.shape;
+    if (shape !== undefined && shape !== null && !(Array.isArray(shape) && shape.every((d) => Number.isSafeInteger(d) && d >= 0)))
+      throw new TypeError("input " + JSON.stringify(input.name) + ": shape must be an array of non-negative integers, got " + JSON.stringify(shape));
     if (shape) {
       if (shape.length !== input.shape.length) throw new RangeError("input " + JSON.stringify(input.name) + " must have shape " + formatShape(input.shape) + ", got " + formatShape(shape));
       input.shape.forEach((d, i) => {

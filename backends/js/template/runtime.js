@@ -56,7 +56,7 @@ class Session {
     this.dims = dims;
     const outputs = {};
     // Copies: the slots are reused by the next run.
-    for (const o of MANIFEST.outputs) outputs[o.name] = views[o.buffer].slice(0, evalSize(o.size, dims));
+    for (const o of MANIFEST.outputs) setOwn(outputs, o.name, views[o.buffer].slice(0, evalSize(o.size, dims)));
     return outputs;
   }
 

@@ -136,11 +136,11 @@ class Session {
     for (const o of s.outputs) {
       const Array_ = ARRAYS[o.spec.dtype];
       if (o.bytes === 0) {
-        outputs[o.spec.name] = new Array_(0);
+        setOwn(outputs, o.spec.name, new Array_(0));
         continue;
       }
       await o.readback.mapAsync(1);
-      outputs[o.spec.name] = new Array_(o.readback.getMappedRange().slice(0, o.bytes));
+      setOwn(outputs, o.spec.name, new Array_(o.readback.getMappedRange().slice(0, o.bytes)));
       o.readback.unmap();
     }
     this.dims = dims;

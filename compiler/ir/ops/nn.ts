@@ -2,7 +2,7 @@
 // same way: softmax, the two norms and rotary position embedding.
 import type { Attrs } from "../graph.ts";
 import { Lowering } from "./lowering.ts";
-import { OpError, registerOp } from "../registry.ts";
+import { type NodeSink, OpError, registerOp } from "../registry.ts";
 import { type Dim, formatType, isFloat, isInteger, normalizeAxis, numel, type TensorType } from "../types.ts";
 
 /**
@@ -80,6 +80,14 @@ function normInfer(op: string, [x, weight, bias]: TensorType[]): TensorType {
   return { dtype: x.dtype, shape: x.shape };
 }
 
+/**
+ * Whether x's last axis is empty: each row then has nothing to normalise and the result is x
+ * itself (empty), as the interpreter computes it; a mean over the empty axis would have no value.
+ */
+function emptyRows(b: NodeSink, x: number): boolean {
+  return b.type(x).shape.at(-1) === 0;
+}
+
 registerOp({
   name: "rmsnorm",
   doc: "Over the last axis: x / sqrt(mean(x^2) + eps) * weight, with weight of shape [C].",
@@ -102,6 +110,7 @@ registerOp({
     return out;
   },
   decompose: (b, [x, w], a) => {
+    if (emptyRows(b, x)) return x;
     const L = new Lowering(b);
     const dtype = b.type(x).dtype;
     const meanSquare = b.add("mean", [L.op("mul", x, x)], { axes: [-1], keepdims: true });
@@ -138,6 +147,7 @@ registerOp({
     return out;
   },
   decompose: (b, [x, w, bias], a) => {
+    if (emptyRows(b, x)) return x;
     const L = new Lowering(b);
     const dtype = b.type(x).dtype;
     const centred = L.op("sub", x, b.add("mean", [x], { axes: [-1], keepdims: true }));

@@ -4,10 +4,10 @@
 // source with g++ against the CPU emulation header and runs anywhere.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Artifact } from "../../../backends/common/artifact.ts";
+import { type Artifact, readArtifact } from "../../../backends/common/artifact.ts";
 import { Diagnostic } from "../../../common/diagnostic.ts";
 import type { HostTensor } from "../../../compiler/ir/tensor.ts";
 import { readSafetensors, serializeSafetensors } from "../../safetensors.ts";
@@ -51,8 +51,10 @@ function cacheRoot(): string {
 /** The artifact's sources, from memory or from its directory. */
 function sourcesOf(artifact: Artifact | string): Map<string, string> {
   const files = new Map<string, string>();
+  // A directory is checked against its manifest's hashes first: what is built is what difftc wrote.
+  const verified = typeof artifact === "string" ? readArtifact(artifact) : artifact;
   for (const name of SOURCES) {
-    const content = typeof artifact === "string" ? (existsSync(join(artifact, name)) ? readFileSync(join(artifact, name), "utf8") : undefined) : artifact.files.get(name);
+    const content = verified.files.get(name);
     if (content === undefined) throw new Diagnostic(`${typeof artifact === "string" ? artifact : "the artifact"} is not a complete CUDA artifact: ${name} is missing (recompile with difftc compile --target cuda)`);
     files.set(name, String(content));
   }
@@ -91,7 +93,7 @@ export async function loadCuda(artifact: Artifact | string, weights: TensorMap, 
   const why = cudaUnavailable(mode);
   if (why) throw new Diagnostic(`backend '${mode}' cannot run here: ${why}`);
   const runner = buildRunner(artifact, mode);
-  const manifest = typeof artifact === "string" ? JSON.parse(readFileSync(join(artifact, "manifest.json"), "utf8")) : artifact.manifest;
+  const manifest = typeof artifact === "string" ? readArtifact(artifact).manifest : artifact.manifest;
   const params = new Map<string, HostTensor>();
   for (const p of manifest.params as { name: string }[]) {
     const t = weights.get(p.name);

@@ -3,7 +3,7 @@ import type { Artifact } from "../../../backends/common/artifact.ts";
 import type { Manifest } from "../../../common/manifest.ts";
 import { serializeSafetensors } from "../../safetensors.ts";
 import type { Session, TensorMap } from "../adapter.ts";
-import { type ArtifactSession, hostSession, importModule, moduleSource } from "../module.ts";
+import { type ArtifactSession, hostSession, importArtifactModule, importModule } from "../module.ts";
 
 export interface JsModel {
   manifest: Manifest;
@@ -14,7 +14,7 @@ export interface JsModel {
 export const importJsModule = (source: string): Promise<JsModel> => importModule<JsModel>(source);
 
 export async function loadJs(artifact: Artifact | string, weights: TensorMap): Promise<Session> {
-  const model = await importJsModule(moduleSource(artifact));
+  const model = await importArtifactModule<JsModel>(artifact);
   const params = new Map(model.manifest.params.flatMap((p) => (weights.has(p.name) ? [[p.name, weights.get(p.name)!] as const] : [])));
   const session = await model.load(serializeSafetensors(new Map(params)));
   return hostSession(model.manifest, session, typeof artifact === "string" ? artifact : `model ${model.manifest.model}`);

@@ -6,7 +6,7 @@ import { Diagnostic } from "../../../common/diagnostic.ts";
 import type { Manifest } from "../../../common/manifest.ts";
 import { serializeSafetensors } from "../../safetensors.ts";
 import type { Session, TensorMap } from "../adapter.ts";
-import { type ArtifactSession, hostSession, importModule, moduleSource } from "../module.ts";
+import { type ArtifactSession, hostSession, importArtifactModule } from "../module.ts";
 import { gpuDevice } from "./device.ts";
 
 interface WgslModel {
@@ -15,7 +15,7 @@ interface WgslModel {
 }
 
 export async function loadWebgpu(artifact: Artifact | string, weights: TensorMap): Promise<Session> {
-  const model = await importModule<WgslModel>(moduleSource(artifact));
+  const model = await importArtifactModule<WgslModel>(artifact);
   const artifactName = typeof artifact === "string" ? artifact : `model ${model.manifest.model}`;
   const { device } = await gpuDevice();
   const params = new Map(model.manifest.params.flatMap((p) => (weights.has(p.name) ? [[p.name, weights.get(p.name)!] as const] : [])));
