@@ -21,7 +21,9 @@ import type { GraphFormat } from "../compiler/ir/dot.ts";
 import { formatProfile } from "../runtime/profile.ts";
 import { irViews, newPass } from "./workbench.ts";
 import type { Graph } from "../compiler/ir/graph.ts";
+import { parseQuantFlag, quantizeAttentionPass } from "../compiler/passes/quantize-attention.ts";
 import { readSafetensors, writeSafetensors } from "../runtime/safetensors.ts";
+import { formatQuantReport, peakedInputs, quantReport } from "../runtime/quant-report.ts";
 
 const COMMON = `Common options:
   --model NAME      the model to compile (default: the last model in the file that no other
@@ -40,7 +42,11 @@ const PASS_OPTIONS = `Pass options (ir, compile, run):
   --print-after-all print the IR after every pass
   --time-passes     print how long each pass took
   --stats           print each pass's statistics: how often each rule fired, what it fused
-  --list-passes     list every pass with what it does and the order it needs, and exit`;
+  --list-passes     list every pass with what it does and the order it needs, and exit
+  --quant SPEC      quantize-attention's setting, e.g. target=logits,bits=4 (keys: target
+                    logits|probs|none, bits 2-8, granularity row|block, threshold T,
+                    v 0|2-8, block B: keys per block; default target=logits,bits=8,
+                    granularity=row and the fused op's block)`;
 
 const HELP: Record<string, string> = {
   check: `difftc check FILE [options]
@@ -94,6 +100,22 @@ An artifact is code: running one executes its model.js (or builds and runs its C
 with your rights. Run only artifacts you compiled or trust. Before anything runs, every file is
 checked against the SHA-256 that its manifest.json records, and a directory holding anything
 else is refused.`,
+  "quant-report": `difftc quant-report FILE [options]
+Measures low-bit attention (the quantize-attention pass) on a model with one differential
+attention layer: for the unquantised kernel (16 bits) and for 8, 6 and 4 bits of each target
+(logits, probs) and granularity (row, block), the output error against the unquantised graph
+(max abs, relative L2, cosine), the fraction of key blocks skipped, and the bytes of the
+quantised maps and of V read; for the layer's diff attention and, side by side on the same q,
+k and v, for standard attention. Runs on the reference interpreter.
+
+${COMMON}
+  --weights FILE    weights as safetensors (default: seeded weights as 'init' draws them)
+  --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set)
+  --seed N          seed for default weights and inputs (default 0)
+  --peak F          scale every 16th row of each input by F: a few keys with large logits in
+                    every row (peaked attention, activation outliers)
+  --quant SPEC      threshold=T,v=B,block=K: the skip threshold, V's bits and the keys per
+                    block of every row (the report sweeps target, granularity and bits)`,
   "new-pass": `difftc new-pass NAME
 Writes compiler/passes/NAME.ts (a pass with one working example rule) and
 test/passes/NAME.test.ts (its IR-text test and its equivalence property), and prints the line
@@ -111,6 +133,7 @@ Commands:
   compile   compile a model to an artifact (${targetNames().join(", ")})
   run       evaluate a model or run an artifact
   new-pass  start a new pass from the template (its file and its tests)
+  quant-report  measure low-bit attention: error and bytes, diff vs standard attention
 
 Run 'difftc <command> --help' for a command's options.`;
 
@@ -136,6 +159,8 @@ const OPTIONS = {
   "print-after-all": { type: "boolean" },
   "time-passes": { type: "boolean" },
   "list-passes": { type: "boolean" },
+  quant: { type: "string" },
+  peak: { type: "string" },
 } as const;
 
 type Options = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { multiple: true } ? string[] : (typeof OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
@@ -276,7 +301,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command ? 0 : 1;
   }
-  if (!Object.hasOwn(HELP, command)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run, new-pass); see difftc --help`);
+  if (!Object.hasOwn(HELP, command)) throw new Diagnostic(`unknown command '${command}' (check, ir, init, compile, run, new-pass, quant-report); see difftc --help`);
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true });
@@ -305,11 +330,13 @@ export async function main(argv: string[]): Promise<number> {
   const printBefore = passSet(opts["print-before"]);
   for (const p of [...printAfter, ...printBefore]) findPass(p);
   if (opts["print-after-all"]) printAfter.add("*");
+  if (opts.quant !== undefined && command !== "quant-report" && !passes.includes(quantizeAttentionPass.name)) throw new Diagnostic("--quant sets the quantize-attention pass, which the pipeline lacks: add it, e.g. --passes default,quantize-attention");
+  const passOptions = { quant: opts.quant === undefined ? undefined : parseQuantFlag(opts.quant) };
   const format: GraphFormat = opts.svg ? "svg" : opts.dot ? "dot" : "text";
   if (format !== "text" && command !== "ir") throw new Diagnostic(`--${format} draws the IR: it goes with 'difftc ir'`);
   const views = irViews(format, command === "ir" ? opts.output : undefined, !!opts.locations);
   const optimized = () =>
-    m.artifact ? m.graph : runPipeline(m.graph, passes, { printAfter, printBefore, timePasses: opts["time-passes"], statistics: opts.stats, show: views.stage });
+    m.artifact ? m.graph : runPipeline(m.graph, passes, { printAfter, printBefore, timePasses: opts["time-passes"], statistics: opts.stats, show: views.stage, passOptions });
   switch (command) {
     case "check":
       console.log(check(m.elaborated!));
@@ -331,6 +358,23 @@ export async function main(argv: string[]): Promise<number> {
       const artifact = target.compile(optimized(), { passes });
       writeArtifact(artifact, opts.output);
       console.log(`wrote ${[...artifact.files.keys()].join(", ")} to ${opts.output} (${artifact.manifest.kernels.length} kernels)`);
+      return 0;
+    }
+    case "quant-report": {
+      const peak = opts.peak === undefined ? 1 : Number(opts.peak);
+      if (!(peak > 0)) throw new Diagnostic(`--peak expects a positive factor, got '${opts.peak}'`);
+      const inputs = loadInputs(m, opts);
+      const rows = quantReport(m.graph, loadWeights(m, opts), peak === 1 ? inputs : peakedInputs(inputs, peak), {
+        bits: [8, 6, 4],
+        targets: ["logits", "probs"],
+        granularities: ["row", "block"],
+        threshold: passOptions.quant?.threshold as number ?? 0,
+        vBits: passOptions.quant?.v_bits as number ?? 0,
+        block: passOptions.quant?.block as number | undefined,
+        dims: m.dims,
+      });
+      const source = `${opts.weights ?? `seeded weights (seed ${seedOf(opts)})`}, ${opts.inputs ?? `random inputs (seed ${seedOf(opts)})`}${peak === 1 ? "" : `, every 16th row x ${peak}`}`;
+      process.stdout.write(formatQuantReport(rows, `quant report: ${m.graph.name}, ${[...m.dims].map(([k, v]) => `${k} = ${v}`).join(", ")}; ${source}`));
       return 0;
     }
     case "run": {
