@@ -5,6 +5,7 @@
 //   npm run bench                 # everything
 //   npm run bench -- --quick      # fewer repetitions, smaller sizes
 //   npm run bench -- --case N=1024 --impl wasm --impl default   # only matching cases and implementations
+//   npm run bench -- --case N=1024 --impl "difftc js"            # the quantised JS kernels against the plain fused one
 //
 // Pass research: any pipelines side by side (on the JS backend), on any models and sizes, and
 // where each forward's time goes:
@@ -25,6 +26,7 @@ import { parseProgram } from "../dsl/parse.ts";
 import type { TensorMap } from "../runtime/adapters/adapter.ts";
 import { loadJs } from "../runtime/adapters/js/index.ts";
 import { parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
+import { parseQuantFlag } from "../compiler/passes/quantize-attention.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
 import { evaluate } from "../runtime/interpreter/index.ts";
 import { createOnnxRunner } from "./peers/onnx.ts";
@@ -73,7 +75,12 @@ interface Implementation {
   maxWork?: number;
   /** Run only when asked for by --impl (it needs something not every machine has). */
   optIn?: boolean;
+  /** The largest relative difference from the reference it may show: quantised attention differs on purpose. */
+  tolerance?: number;
 }
+
+/** The quantised kernels timed against the plain fused one (--impl quant): 8 and 4 bits, each target, skipping. */
+const QUANT_SETTINGS = ["target=logits,bits=8", "target=logits,bits=4,granularity=block", "target=probs,bits=8", "target=probs,bits=4,granularity=block,threshold=1e-3"];
 
 const IMPLEMENTATIONS: Implementation[] = [
   { name: "difftc interp (float64)", maxWork: 2e9, prepare: async (g, w, dims) => async (inputs) => evaluate(g, inputs, w, { dims }) },
@@ -83,6 +90,16 @@ const IMPLEMENTATIONS: Implementation[] = [
       const passes = parsePipeline(pipeline);
       const session = await loadJs(compileJs(runPipeline(g, passes, { log: () => {} }), passes), w);
       return Object.assign((inputs: TensorMap) => session.run(inputs), { profile: session.profile });
+    },
+  })),
+  ...QUANT_SETTINGS.map((spec) => ({
+    name: `difftc js quant ${spec}`,
+    optIn: true,
+    tolerance: 0.5,
+    prepare: async (g: Graph, w: TensorMap) => {
+      const passes = [...parsePipeline("default"), "quantize-attention"];
+      const session = await loadJs(compileJs(runPipeline(g, passes, { log: () => {}, passOptions: { quant: parseQuantFlag(spec) } }), passes), w);
+      return (inputs: TensorMap) => session.run(inputs);
     },
   })),
   // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.
@@ -226,7 +243,7 @@ async function main(): Promise<void> {
       reference ??= outputs;
       const err = maxRelativeError(outputs, reference);
       // A peer that computes something else is reported, not timed (tfjs-webgpu past its default binding limit, for one).
-      if (!(err < 1e-3)) {
+      if (!(err < (impl.tolerance ?? 1e-3))) {
         if (impl.name.startsWith("difftc")) throw new Error(`${impl.name} disagrees on ${c.name}: max relative error ${err}`);
         rows.push({ case: c.name, impl: impl.name, note: `wrong result (max relative error ${err.toExponential(1)}): not timed` });
         process.stderr.write(`  ${c.name}: ${impl.name} gives a wrong result (max relative error ${err.toExponential(1)})\n`);

@@ -6,6 +6,8 @@ import { Diagnostic, type Graph, type HostTensor, type Model } from "../api/inde
 import { refuseToOverwrite } from "../common/files.ts";
 import { Progress } from "./progress.ts";
 import { irViews, newPass } from "./workbench.ts";
+import { parseQuantFlag, quantizeAttentionPass } from "../compiler/passes/quantize-attention.ts";
+import { formatQuantReport, peakedInputs, quantReport } from "../runtime/quant-report.ts";
 
 const COMMON = `Common options:
   --model NAME      the model to compile (default: the last model in the file that no other
@@ -27,7 +29,11 @@ const PASS_OPTIONS = `Pass options:
   --print-after-all print the IR after every pass
   --time-passes     print how long each pass took
   --stats           print each pass's statistics: how often each rule fired, what it fused
-  --list-passes     list every pass with what it does and the order it needs, and exit`;
+  --list-passes     list every pass with what it does and the order it needs, and exit
+  --quant SPEC      quantize-attention's setting, e.g. target=logits,bits=4 (keys: target
+                    logits|probs|none, bits 2-8, granularity row|block, threshold T,
+                    v 0|2-8, block B: keys per block; default target=logits,bits=8,
+                    granularity=row and the fused op's block)`;
 
 const WEIGHTS_OPTIONS = `Weights options (a checkpoint binds strictly, as PyTorch's load_state_dict does: a param
 missing, a tensor unused or a shape that differs is an error; float dtypes convert to the
@@ -99,6 +105,22 @@ An artifact is code: running one executes its model.js (or builds and runs its C
 with your rights. Run only artifacts you compiled or trust. Before anything runs, every file is
 checked against the SHA-256 that its manifest.json records, and a directory holding anything
 else is refused.`,
+  "quant-report": `difftc quant-report FILE [options]
+Measures low-bit attention (the quantize-attention pass) on a model with one differential
+attention layer: for the unquantised kernel (16 bits) and for 8, 6 and 4 bits of each target
+(logits, probs) and granularity (row, block), the output error against the unquantised graph
+(max abs, relative L2, cosine), the fraction of key blocks skipped, and the bytes of the
+quantised maps and of V read; for the layer's diff attention and, side by side on the same q,
+k and v, for standard attention. Runs on the reference interpreter.
+
+${COMMON}
+${WEIGHTS_OPTIONS}
+  --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set)
+  --seed N          seed for default weights and inputs (default 0)
+  --peak F          scale every 16th row of each input by F: a few keys with large logits in
+                    every row (peaked attention, activation outliers)
+  --quant SPEC      threshold=T,v=B,block=K: the skip threshold, V's bits and the keys per
+                    block of every row (the report sweeps target, granularity and bits)`,
   "new-pass": `difftc new-pass NAME
 Writes compiler/passes/NAME.ts (a pass with one working example rule) and
 test/passes/NAME.test.ts (its IR-text test and its equivalence property), and prints the line
@@ -117,6 +139,7 @@ Commands:
   compile   compile a model to an artifact (${difftc.targetNames().join(", ")})
   run       evaluate a model or run an artifact
   new-pass  start a new pass from the template (its file and its tests)
+  quant-report  measure low-bit attention: error and bytes, diff vs standard attention
 
 Run 'difftc <command> --help' for a command's options, 'difftc --version' for the version.`;
 
@@ -146,13 +169,15 @@ const OPTIONS = {
   "print-after-all": { type: "boolean" },
   "time-passes": { type: "boolean" },
   "list-passes": { type: "boolean" },
+  quant: { type: "string" },
+  peak: { type: "string" },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
 type Options = { [K in OptionName]?: (typeof OPTIONS)[K] extends { multiple: true } ? string[] : (typeof OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
 
 const COMMON_NAMES: OptionName[] = ["model", "set", "help", "time"];
-const PASS_NAMES: OptionName[] = ["passes", "print-after", "print-before", "print-after-all", "time-passes", "stats", "list-passes"];
+const PASS_NAMES: OptionName[] = ["passes", "print-after", "print-before", "print-after-all", "time-passes", "stats", "list-passes", "quant"];
 const WEIGHTS_NAMES: OptionName[] = ["weights", "weights-prefix", "rename", "allow-unused"];
 
 /** The options each command takes; any other is an error, not silently ignored. */
@@ -164,6 +189,7 @@ const APPLIES: Record<string, OptionName[]> = {
   compile: [...COMMON_NAMES, ...PASS_NAMES, "target", "output"],
   run: [...COMMON_NAMES, ...PASS_NAMES, ...WEIGHTS_NAMES, "backend", "inputs", "seed", "output", "profile", "runs"],
   "new-pass": ["help"],
+  "quant-report": [...COMMON_NAMES, ...WEIGHTS_NAMES, "inputs", "seed", "peak", "quant"],
 };
 
 /** Options that mean nothing for a compiled artifact: it was elaborated and optimised already. */
@@ -334,7 +360,10 @@ export async function main(argv: string[]): Promise<number> {
   const printAfter = passSet(opts["print-after"]);
   if (opts["print-after-all"]) printAfter.add("*");
   const views = irViews(opts.svg ? "svg" : opts.dot ? "dot" : "text", command === "ir" ? opts.output : undefined, !!opts.locations);
-  const pipelineOptions = { printAfter, printBefore: passSet(opts["print-before"]), timePasses: opts["time-passes"], statistics: opts.stats, show: views.stage };
+  if (opts.quant !== undefined && command !== "quant-report" && !difftc.parsePipeline(passes).includes(quantizeAttentionPass.name))
+    throw new Diagnostic("--quant sets the quantize-attention pass, which the pipeline lacks: add it, e.g. --passes default,quantize-attention");
+  const passOptions = { quant: opts.quant === undefined ? undefined : parseQuantFlag(opts.quant) };
+  const pipelineOptions = { printAfter, printBefore: passSet(opts["print-before"]), timePasses: opts["time-passes"], statistics: opts.stats, show: views.stage, passOptions };
   const status = await runCommand(command, path, m, opts, passes, pipelineOptions, progress, views);
   progress.finish();
   return status;
@@ -370,6 +399,24 @@ async function runCommand(command: string, path: string, m: Loaded, opts: Option
       const artifact = await progress.step("compile", () => difftc.compile(m.graph, { ...pipelineOptions, target: opts.target ?? "js", passes }));
       difftc.writeArtifact(artifact, opts.output);
       console.log(`wrote ${[...artifact.files.keys()].join(", ")} to ${opts.output} (${artifact.manifest.kernels.length} kernels)`);
+      return 0;
+    }
+    case "quant-report": {
+      const peak = opts.peak === undefined ? 1 : Number(opts.peak);
+      if (!(peak > 0)) throw new Diagnostic(`--peak expects a positive factor, got '${opts.peak}'`);
+      const inputs = inputsFor(m, opts);
+      const quant = pipelineOptions.passOptions?.quant;
+      const rows = quantReport(m.graph, await weightsFor(m, opts, progress), peak === 1 ? inputs : peakedInputs(inputs, peak), {
+        bits: [8, 6, 4],
+        targets: ["logits", "probs"],
+        granularities: ["row", "block"],
+        threshold: (quant?.threshold as number) ?? 0,
+        vBits: (quant?.v_bits as number) ?? 0,
+        block: quant?.block as number | undefined,
+        dims: m.dims,
+      });
+      const source = `${opts.weights ?? `seeded weights (seed ${seedOf(opts)})`}, ${opts.inputs ?? `random inputs (seed ${seedOf(opts)})`}${peak === 1 ? "" : `, every 16th row x ${peak}`}`;
+      process.stdout.write(formatQuantReport(rows, `quant report: ${m.graph.name}, ${[...m.dims].map(([k, v]) => `${k} = ${v}`).join(", ")}; ${source}`));
       return 0;
     }
     case "run": {

@@ -123,12 +123,47 @@ describe("difftc CLI", () => {
   });
 
   it("--help describes every command", () => {
-    for (const cmd of ["check", "ir", "init", "run"]) {
+    for (const cmd of ["check", "ir", "init", "run", "quant-report"]) {
       const r = difftc(cmd, "--help");
       expect(r.code).toBe(0);
       expect(r.stdout).toContain(`difftc ${cmd}`);
       expect(r.stdout).toContain("--set KEY=VALUE");
     }
     expect(execFileSync(process.execPath, [BIN, "--help"], { encoding: "utf8" })).toContain("Commands:");
+  });
+});
+
+describe("difftc's low-bit attention", () => {
+  it("ir with --passes default,quantize-attention --quant shows the quantised fused op", () => {
+    const r = difftc("ir", "examples/diff_attention.dt", "--passes", "default,quantize-attention", "--quant", "target=logits,bits=4");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/qflash_diffattn\(.*quant = "logits", bits = 4\}/);
+  });
+
+  it("run takes --quant on the js backend and gives the interpreter's result", () => {
+    const args = ["examples/diff_attention.dt", "--passes", "default,quantize-attention", "--quant", "target=probs,bits=4,granularity=block,threshold=1e-3,v=8", "--set", "N=24", "--set", "D=64", "--set", "H=2"];
+    const js = difftc("run", ...args, "--backend", "js");
+    const interp = difftc("run", ...args);
+    expect(js.code, js.stderr).toBe(0);
+    expect(js.stdout).toBe(interp.stdout);
+  });
+
+  it("refuses --quant without the pass, and a bad setting, with one-line errors", () => {
+    const missing = difftc("ir", "examples/diff_attention.dt", "--quant", "bits=4");
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("--quant sets the quantize-attention pass, which the pipeline lacks");
+    const bad = difftc("ir", "examples/diff_attention.dt", "--passes", "default,quantize-attention", "--quant", "bits=12");
+    expect(bad.stderr.trim()).toBe("error: --quant: bits must be 2 to 8, got 12");
+  });
+
+  it("quant-report prints errors and savings for 16, 8, 6 and 4 bits, diff and standard attention side by side", () => {
+    const r = difftc("quant-report", "examples/diff_attention.dt", "--set", "N=40", "--set", "D=32", "--set", "H=2", "--quant", "threshold=0.05,block=8", "--peak", "4");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("quant report: DiffAttention, N = 40; seeded weights (seed 0), random inputs (seed 0), every 16th row x 4");
+    for (const section of ["differential attention", "standard attention on the same q, k, v", "rel L2, diff vs standard"]) expect(r.stdout).toContain(section);
+    for (const row of ["none      -     16", "none+t/v  -     16", "logits    row    8", "logits    block  6", "probs     row    4", "probs     block  4"]) expect(r.stdout.split(row).length, row).toBe(3);
+    // The unquantised row is exact; the threshold skips some blocks.
+    expect(r.stdout).toMatch(/none {6}- {5}16 {11}0 {10}0  1\.0000000 {5}0\.0%/);
+    expect(r.stdout).toMatch(/none\+t\/v {2}- {5}16 .* [1-9]\d?\.\d%/);
   });
 });

@@ -31,7 +31,7 @@ const BLOCK = 256;
 const DTYPE_ENUM = ["f32", "f16", "bf16", "i32", "i8", "u8", "bool"];
 
 /** Ops with hand-written CUDA kernels (attention.ts), used instead of decomposing them. */
-const TEMPLATES = ["flash_attention", "flash_diffattn"];
+const TEMPLATES = ["flash_attention", "flash_diffattn", "qflash_attention", "qflash_diffattn"];
 
 /** The ops the CUDA backend runs directly: the shared lowering's and the templates' (the rest are decomposed). */
 export function cudaOps(): Set<string> {

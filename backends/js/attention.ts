@@ -21,6 +21,7 @@ import type { Node } from "../../compiler/ir/graph.ts";
 import type { Dim, TensorType } from "../../compiler/ir/types.ts";
 import { type Arith, type AttentionGeometry, attentionGeometry, causalRule } from "../../compiler/ir/ops/attention-geometry.ts";
 import { epilogueOutput, type FlashEpilogue, flashEpilogue, normDenominator } from "../../compiler/ir/ops/flash.ts";
+import { type AttentionQuant, attentionQuant, quantizeValue, quantLevels, type QuantArith } from "../../compiler/ir/ops/attention-quant.ts";
 import { type Monomial, monomialOf } from "../../common/size.ts";
 import { broadcastStrides, coalesce, sizesOf, strides, times } from "../common/layout.ts";
 import { loadExpr, storeExpr } from "./spelling.ts";
@@ -70,9 +71,34 @@ const SOURCE: Arith<string> = {
   sqrt: (a) => `Math.sqrt(${a})`,
 };
 
+/** SOURCE with the level rule's rounding: the kernel IR's roundHalfEven, rendered as a helper. */
+function quantSource(helpers: Set<string>): QuantArith<string> {
+  return { ...SOURCE, roundHalfEven: (a) => (helpers.add("roundHalfEven"), `roundHalfEven(${a})`) };
+}
+
+/**
+ * Quantises F[at(j)] for keys j in [start, stop) in place, the quantised ops' level rule
+ * (attention-quant.ts): step = max|x| / levels, nothing where that max is 0 or not finite. `at`
+ * maps the source name of a key to its offset. (V's levels, once per kv group; the maps' are
+ * quantizeGroup's, in wasm.)
+ */
+function quantizeKeys(w: Writer, start: string, stop: string, at: (j: string) => string, bits: number, signed: boolean): void {
+  const levels = quantLevels(bits, signed);
+  const x = `F[${at("j")}]`;
+  w.open("{");
+  w.line(`let amax = 0;`);
+  // A NaN max stays NaN (a later x > NaN is false): the group is then left as it is.
+  w.line(`for (let j = ${start}; j < ${stop}; j++) { const a = Math.abs(${x}); if (a > amax || a !== a) amax = a; }`);
+  w.open("if (amax > 0 && amax < Infinity) {");
+  w.line(`const step = amax / ${levels};`);
+  w.line(`for (let j = ${start}; j < ${stop}; j++) ${x} = ${quantizeValue(quantSource(w.helpers), x, "step", levels, signed)};`);
+  w.close();
+  w.close();
+}
+
 /**
  * Offsets into F. Fixed regions: per map, the tile's q rows transposed (qt[t * 16 + r]) and m and
- * l per row; the tile's outputs (acc[r * dv + c]). After them, at offsets that depend on the
+ * l per row; the tile's outputs (acc[r * dv + c]); the quantised kernels' group sizes and maxima. After them, at offsets that depend on the
  * number of keys: K per map, row-major; V in column pairs (v[c - c % 2][j][c % 2]), so that the
  * inner loop of W · V reads both values of a pair side by side; per map the tile's
  * probabilities, key-major (pr[j * 16 + r]), and the running max each key block was
@@ -83,13 +109,16 @@ interface Scratch {
   acc: number;
   rowMax: number;
   rowSum: number;
+  /** The quantised kernels': each row's number of keys in the group being quantised, and per map each row's largest value in it. */
+  stops: number;
+  maxes: number;
   fixed: number;
 }
 
 function scratch(maps: number, d: number, dvp: number): Scratch {
   let next = 0;
   const take = (n: number) => (next += n) - n;
-  const s = { qt: Array.from({ length: maps }, () => take(ROWS * d)), acc: take(ROWS * dvp), rowMax: take(ROWS * maps), rowSum: take(ROWS * maps) };
+  const s = { qt: Array.from({ length: maps }, () => take(ROWS * d)), acc: take(ROWS * dvp), rowMax: take(ROWS * maps), rowSum: take(ROWS * maps), stops: take(ROWS), maxes: take(ROWS * maps) };
   return { ...s, fixed: next };
 }
 
@@ -102,6 +131,7 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
   const [q, k, v, lambda] = types;
   const [qW, kW, vW] = [q, k, v].map(lastDim);
   const block = node.attrs.block as number;
+  const quant = node.op.startsWith("qflash_") ? attentionQuant(node.attrs) : undefined;
   // The tile's outputs, row by row, dv rounded up to even: W · V writes column pairs.
   const dvp = dv + (dv % 2);
   const f = scratch(maps, d, dvp);
@@ -114,6 +144,7 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
   w.line(`const ${mapIndices.map((p) => `blockMax${p} = prBase0 + ${maps * ROWS} * keys + ${p * ROWS} * blocks`).join(", ")};`);
   w.line(`const weights = blockMax0 + ${maps * ROWS} * blocks, floats = weights + ${maps * ROWS} * blocks;`);
   w.line(`const simd = ${simdHelper(d, dv, maps)}(floats), visible = new Int32Array(${ROWS});`);
+  if (quant && (quant.target === "probs" || quant.threshold > 0)) w.line("const keptBlocks = new Uint8Array(blocks);");
   w.line("const F = new Float64Array(simd.memory.buffer, 0, floats).fill(0);");
   geo.qColumns.forEach((c, p) => w.line(`const qCol${p} = [${c.join(", ")}];`));
   geo.kColumns.forEach((c, p) => w.line(`const kCol${p} = [${c.join(", ")}];`));
@@ -135,6 +166,13 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
     // Per kv group: K and V packed once, then every q-head of the group.
     w.open(`for (let g = 0; g < ${geo.kvHeads}; g++) {`);
     pack(w, { geo, kW, vW, maps: mapIndices, kBatch, vBatch, k, v });
+    if (quant && quant.vBits > 0) {
+      // V's levels per channel over all keys (a column of v is a column of the packed pairs).
+      w.open(`for (let c = 0; c < ${dv}; c++) {`);
+      w.line("const odd = c & 1;");
+      quantizeKeys(w, "0", "keys", (j) => `vBase + (c - odd) * keys + 2 * ${j} + odd`, quant.vBits, true);
+      w.close();
+    }
     w.open("for (const h of groupHeads[g]) {");
     w.open(`for (let i0 = 0; i0 < rows; i0 += ${ROWS}) {`);
     // The tile's q rows; past the last row, the last row again (computed, never stored).
@@ -147,19 +185,57 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
     w.line(`F.fill(-Infinity, ${f.rowMax}, ${f.rowMax + ROWS * maps}); F.fill(0, ${f.rowSum}, ${f.rowSum + ROWS * maps});`);
     // Key blocks past what the tile's last row sees are skipped whole: the causal rule's count never falls as i grows.
     w.line(`const end = visible[${ROWS - 1}];`);
-    // Per key block and map: scores, the causal mask, the online-softmax step.
-    w.open(`for (let j0 = 0, b = 0; j0 < end; j0 += ${block}, b++) {`);
-    w.line(`const j1 = j0 + ${block} < end ? j0 + ${block} : end;`);
-    for (const p of mapIndices) {
-      const pr = `prBase${p} + j0 * ${ROWS}`;
-      w.line(`simd.scores(${f.qt[p] * 8}, (kBase${p} + j0 * ${d}) * 8, (${pr}) * 8, j1 - j0, ${geo.scale});`);
-      if (geo.causal) w.line(`for (let r = 0; r < ${ROWS}; r++) for (let j = visible[r] > j0 ? visible[r] : j0; j < j1; j++) F[${pr} + (j - j0) * ${ROWS} + r] = -Infinity;`);
-      w.line(`simd.softmax((${pr}) * 8, j1 - j0, (blockMax${p} + b * ${ROWS}) * 8, ${(f.rowMax + p * ROWS) * 8}, ${(f.rowSum + p * ROWS) * 8});`);
-    }
-    w.close();
+    // Per key block and map: scores, the causal mask, the online-softmax step. Logits quantised
+    // per row need the whole row first: then the scores of every block come before any softmax.
+    const blockLoop = (body: () => void) => {
+      w.open(`for (let j0 = 0, b = 0; j0 < end; j0 += ${block}, b++) {`);
+      w.line(`const j1 = j0 + ${block} < end ? j0 + ${block} : end;`);
+      body();
+      w.close();
+    };
+    const pr = (p: number) => `prBase${p} + j0 * ${ROWS}`;
+    const logits = quant?.target === "logits" ? quant : undefined;
+    const scores = () => {
+      for (const p of mapIndices) {
+        w.line(`simd.scores(${f.qt[p] * 8}, (kBase${p} + j0 * ${d}) * 8, (${pr(p)}) * 8, j1 - j0, ${geo.scale});`);
+        if (geo.causal) w.line(`for (let r = 0; r < ${ROWS}; r++) for (let j = visible[r] > j0 ? visible[r] : j0; j < j1; j++) F[${pr(p)} + (j - j0) * ${ROWS} + r] = -Infinity;`);
+        if (logits?.granularity === "block") {
+          if (p === 0) blockStops(w, f);
+          quantizeGroup(w, f, p, `prBase${p} + j0 * ${ROWS}`, "j1 - j0", logits.bits, true);
+        }
+      }
+    };
+    const softmax = () => {
+      for (const p of mapIndices) w.line(`simd.softmax((${pr(p)}) * 8, j1 - j0, (blockMax${p} + b * ${ROWS}) * 8, ${(f.rowMax + p * ROWS) * 8}, ${(f.rowSum + p * ROWS) * 8});`);
+    };
+    if (logits?.granularity === "row") {
+      blockLoop(scores);
+      rowStops(w, f);
+      for (const p of mapIndices) quantizeGroup(w, f, p, `prBase${p}`, "end", logits.bits, true);
+      blockLoop(softmax);
+    } else
+      blockLoop(() => {
+        scores();
+        softmax();
+      });
     w.open("if (end > 0) {");
-    combine(w, { f, diff, lambda, lambdaStrides, batchRank: batch.length, lBatch, heads, block });
-    w.line(`simd.weighted(prBase0 * 8, vBase * 8, ${f.acc * 8}, end, keys);`);
+    const combineArgs = { f, diff, lambda, lambdaStrides, batchRank: batch.length, lBatch, heads, block };
+    w.line(`F.fill(0, ${f.acc}, ${f.acc + ROWS * dvp});`);
+    if (quant && (quant.target === "probs" || quant.threshold > 0)) {
+      sparsify(w, combineArgs, quant);
+      // W · V over the runs of key blocks that some row of the tile kept: a block every row
+      // skipped is never read.
+      w.open(`for (let b0 = 0; b0 < blocks && b0 * ${block} < end; ) {`);
+      w.line("if (!keptBlocks[b0]) { b0++; continue; }");
+      w.line(`let b1 = b0 + 1; while (b1 < blocks && b1 * ${block} < end && keptBlocks[b1]) b1++;`);
+      w.line(`const j0 = b0 * ${block}, j1 = b1 * ${block} < end ? b1 * ${block} : end;`);
+      w.line(`simd.weighted((prBase0 + j0 * ${ROWS}) * 8, (vBase + 2 * j0) * 8, ${f.acc * 8}, j1 - j0, keys);`);
+      w.line("b0 = b1;");
+      w.close();
+    } else {
+      combine(w, combineArgs);
+      w.line(`simd.weighted(prBase0 * 8, vBase * 8, ${f.acc * 8}, end, keys);`);
+    }
     w.close();
     epilogue(w, { f, maps, dv, dvp, heads, oBatch, normWeight: types[4], epilogue: flashEpilogue(node.op, types, node.attrs), out: node.type });
     w.close();
@@ -213,25 +289,98 @@ interface CombineArgs {
  * accumulators would cost 12·N²·d.
  */
 function combine(w: Writer, x: CombineArgs): void {
-  const { f } = x;
   const maps = x.diff ? 2 : 1;
-  const factor = (p: number) => `F[${f.rowSum + p * ROWS} + r] === 0 ? 0 : 1 / F[${f.rowSum + p * ROWS} + r]`;
   w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
+  rowWeights(w, x, true);
+  w.open(`for (let j0 = 0, b = 0, y = weights + r; j0 < end; j0 += ${x.block}, b++, y += ${maps * ROWS}) {`);
+  w.line(`F[y] = ${blockWeight(0)};`);
+  if (x.diff) w.line(`F[y + ${ROWS}] = ${blockWeight(1)};`);
+  w.close();
+  w.close();
+  w.line(`simd.combine(prBase0 * 8, ${x.diff ? "prBase1" : "prBase0"} * 8, end, weights * 8, ${x.block});`);
+}
+
+/** Row r's m and 1 / l per map (0 where the map saw no key), and λ; map 1's factor times λ when `lambdaInFactor`. */
+function rowWeights(w: Writer, x: CombineArgs, lambdaInFactor: boolean): void {
+  const { f } = x;
+  const factor = (p: number) => `F[${f.rowSum + p * ROWS} + r] === 0 ? 0 : 1 / F[${f.rowSum + p * ROWS} + r]`;
   w.line(`const m0 = F[${f.rowMax} + r], inv0 = ${factor(0)};`);
   if (x.diff) {
     const lamN = w.size(x.lambdaStrides[x.batchRank]);
     const lamH = w.size(x.lambdaStrides[x.batchRank + 1]);
     w.line("const i = i0 + r < rows ? i0 + r : rows - 1;");
     w.line(`const lam = ${loadExpr(x.lambda!.dtype, "in3", `${x.lBatch} + i * ${lamN} + h * ${lamH}`, w.helpers)};`);
-    w.line(`const m1 = F[${f.rowMax + ROWS} + r], inv1 = ${factor(1)} * lam;`);
+    w.line(`const m1 = F[${f.rowMax + ROWS} + r], inv1 = ${factor(1)}${lambdaInFactor ? " * lam" : ""};`);
   }
-  w.open(`for (let j0 = 0, b = 0, y = weights + r; j0 < end; j0 += ${x.block}, b++, y += ${maps * ROWS}) {`);
-  // A map that saw no key (l = 0, m = -Infinity) weighs 0, not exp(-inf - -inf) * 0 = NaN.
-  w.line(`F[y] = inv0 === 0 ? 0 : Math.exp(F[blockMax0 + b * ${ROWS} + r] - m0) * inv0;`);
-  if (x.diff) w.line(`F[y + ${ROWS}] = inv1 === 0 ? 0 : Math.exp(F[blockMax1 + b * ${ROWS} + r] - m1) * inv1;`);
-  w.close();
-  w.close();
+}
+
+/** Map p's factor exp(blockMax - m) / l of key block b: a map that saw no key (l = 0, m = -Infinity) weighs 0, not exp(-inf - -inf) * 0 = NaN. */
+const blockWeight = (p: number) => `inv${p} === 0 ? 0 : Math.exp(F[blockMax${p} + b * ${ROWS} + r] - m${p}) * inv${p}`;
+
+/**
+ * combine for the quantised ops whose probabilities are needed (target "probs", a threshold):
+ * each map's exponentials become its final probabilities in place (combine with the map's
+ * block weights and 0 for the other), key blocks where every map's fall under the threshold
+ * become 0 for that row, the probabilities their levels (attention-quant.ts); then the one W · V
+ * weighs the maps by 1 and λ.
+ */
+function sparsify(w: Writer, x: CombineArgs, quant: AttentionQuant): void {
+  const { f } = x;
+  const maps = x.diff ? 2 : 1;
+  const mapIndices = Array.from({ length: maps }, (_, p) => p);
+  const blockWeights = (weight: (p: number) => string) => {
+    w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
+    rowWeights(w, x, false);
+    w.line(`for (let j0 = 0, b = 0, y = weights + r; j0 < end; j0 += ${x.block}, b++, y += ${maps * ROWS}) { ${mapIndices.map((p) => `F[y${p ? ` + ${ROWS}` : ""}] = ${weight(p)};`).join(" ")} }`);
+    w.close();
+  };
+  for (const p of mapIndices) {
+    blockWeights((other) => (other === 0 ? blockWeight(p) : "0"));
+    w.line(`simd.combine(prBase${p} * 8, prBase${p} * 8, end, weights * 8, ${x.block});`);
+  }
+  const probs = quant.target === "probs" ? quant : undefined;
+  const levels = quant.bits;
+  if (quant.threshold > 0 || probs?.granularity === "block") {
+    w.open(`for (let j0 = 0; j0 < end; j0 += ${x.block}) {`);
+    w.line(`const j1 = j0 + ${x.block} < end ? j0 + ${x.block} : end;`);
+    blockStops(w, f);
+    // Each row's largest probability per map in the block (before its levels: the skip rule reads those).
+    for (const p of mapIndices) quantizeGroup(w, f, p, `prBase${p} + j0 * ${ROWS}`, "j1 - j0", levels, false, probs?.granularity === "block");
+    if (quant.threshold > 0) {
+      const under = mapIndices.map((p) => `F[${f.maxes + p * ROWS} + r] < ${quant.threshold}`).join(" && ");
+      w.line("let kept = 0;");
+      w.line(`for (let r = 0; r < ${ROWS}; r++) if (${under}) for (let j = j0; j < j1; j++) { ${mapIndices.map((p) => `F[prBase${p} + j * ${ROWS} + r] = 0;`).join(" ")} } else kept = 1;`);
+      w.line(`keptBlocks[j0 / ${x.block}] = kept;`);
+    }
+    w.close();
+  }
+  if (quant.threshold === 0) w.line("keptBlocks.fill(1);");
+  if (probs?.granularity === "row") {
+    rowStops(w, f);
+    for (const p of mapIndices) quantizeGroup(w, f, p, `prBase${p}`, "end", levels, false);
+  }
+  blockWeights((p) => (p === 0 ? "1" : "lam"));
   w.line(`simd.combine(prBase0 * 8, ${x.diff ? "prBase1" : "prBase0"} * 8, end, weights * 8, ${x.block});`);
+}
+
+/** Each row's group is its visible keys: stops[r] = visible[r]. */
+function rowStops(w: Writer, f: Scratch): void {
+  w.line(`for (let r = 0; r < ${ROWS}; r++) F[${f.stops} + r] = visible[r];`);
+}
+
+/** Each row's group is its visible keys in the block [j0, j1). */
+function blockStops(w: Writer, f: Scratch): void {
+  w.line(`for (let r = 0; r < ${ROWS}; r++) F[${f.stops} + r] = visible[r] >= j1 ? j1 - j0 : visible[r] > j0 ? visible[r] - j0 : 0;`);
+}
+
+/**
+ * The level rule on map p's group starting at key offset `at` (F index), `count` keys, each
+ * row's first stops[r] of them, in wasm (quantize): signed with levels ±(2^(bits-1) - 1) or
+ * unsigned 0..2^bits - 1; with `apply` false it only finds each row's maximum (maxes).
+ */
+function quantizeGroup(w: Writer, f: Scratch, p: number, at: string, count: string, bits: number, signed: boolean, apply = true): void {
+  const levels = quantLevels(bits, signed);
+  w.line(`simd.quantize((${at}) * 8, ${count}, ${f.stops * 8}, ${(f.maxes + p * ROWS) * 8}, ${levels}, ${signed ? -levels : 0}, ${apply ? 1 : 0});`);
 }
 
 interface EpilogueArgs {

@@ -42,6 +42,8 @@ const TEMPLATES: Record<string, { applies(node: Node): boolean; write: Template 
   },
   flash_attention: { applies: () => true, write: flashAttention },
   flash_diffattn: { applies: () => true, write: flashAttention },
+  qflash_attention: { applies: () => true, write: flashAttention },
+  qflash_diffattn: { applies: () => true, write: flashAttention },
 };
 
 type JsOptions = Pick<CompileOptions, "sharedLowering">;

@@ -143,6 +143,10 @@ const F64X2_ADD = 0xf0;
 const F64X2_SUB = 0xf1;
 const F64X2_MUL = 0xf2;
 const F64X2_MAX = 0xf5;
+const F64X2_MIN = 0xf4;
+const F64X2_DIV = 0xf3;
+const F64X2_ABS = 0xec;
+const F64X2_GT = 0x4a;
 const I32X4_TRUNC_SAT_F64X2_S_ZERO = 0xfc;
 
 /** v128.const with `value` in both f64 lanes. */
@@ -264,6 +268,60 @@ function combineFunction(rows: number, maps: number): Body {
   return f;
 }
 
+/**
+ * quantize(pr, n, stops, maxes, levels, lo, apply): the level rule of the quantised attention
+ * ops (compiler/ir/ops/attention-quant.ts) on one group of keys j < n of every row r < rows
+ * (pr[j * rows + r], byte offsets): row r's group is its keys j < stops[r] (f64). maxes[r] =
+ * the group's largest |x| (NaN if one is NaN); with apply != 0 each x in the group becomes
+ * min(levels, max(lo, nearest(x / step))) · step, step = max / levels, where the max is > 0 and
+ * finite (else the group stays). f64x2.nearest rounds half to even: the interpreter's rule, bit
+ * for bit. Lanes are pairs of rows.
+ */
+function quantizeFunction(rows: number): Body {
+  const f = new Body([["pr", I32], ["n", I32], ["stops", I32], ["maxes", I32], ["levels", F64], ["lo", F64], ["apply", I32]]);
+  const rowBytes = 8 * rows;
+  f.i32(0).set("o");
+  f.i32(rowBytes).set("oEnd");
+  f.get("n").i32(rowBytes).op(I32_MUL).set("span");
+  f.get("levels", F64).simd(F64X2_SPLAT).set("top", V128);
+  f.get("lo", F64).simd(F64X2_SPLAT).set("bottom", V128);
+  // The loops assume a key.
+  f.i32(0).get("n").op(I32_LT_S, 0x04, 0x40);
+  f.loopWhileBelow("o", "oEnd", () => {
+    f.get("stops").get("o").op(I32_ADD).simd(V128_LOAD, ...mem(0)).set("stop", V128);
+    f.get("pr").get("o").op(I32_ADD).set("x");
+    f.get("x").get("span").op(I32_ADD).set("xEnd");
+    f.op(...f64x2(0)).set("j", V128);
+    f.op(...f64x2(0)).set("amax", V128);
+    f.loopWhileBelow("x", "xEnd", () => {
+      f.get("x").simd(V128_LOAD, ...mem(0)).simd(F64X2_ABS).get("j", V128).get("stop", V128).simd(F64X2_LT).simd(V128_AND);
+      f.get("amax", V128).simd(F64X2_MAX).set("amax", V128);
+      f.get("j", V128).op(...f64x2(1)).simd(F64X2_ADD).set("j", V128);
+      f.bump("x", rowBytes);
+    });
+    f.get("maxes").get("o").op(I32_ADD).get("amax", V128).simd(V128_STORE, ...mem(0));
+    f.get("apply").op(0x04, 0x40);
+    f.get("amax", V128).get("top", V128).simd(F64X2_DIV).set("step", V128);
+    f.get("amax", V128).op(...f64x2(0)).simd(F64X2_GT).get("amax", V128).op(...f64x2(Infinity)).simd(F64X2_LT).simd(V128_AND).set("valid", V128);
+    f.get("pr").get("o").op(I32_ADD).set("x");
+    f.op(...f64x2(0)).set("j", V128);
+    f.loopWhileBelow("x", "xEnd", () => {
+      f.get("x").simd(V128_LOAD, ...mem(0)).set("v", V128);
+      f.get("x");
+      f.get("v", V128).get("step", V128).simd(F64X2_DIV).simd(F64X2_NEAREST).get("bottom", V128).simd(F64X2_MAX).get("top", V128).simd(F64X2_MIN).get("step", V128).simd(F64X2_MUL);
+      f.get("v", V128);
+      f.get("valid", V128).get("j", V128).get("stop", V128).simd(F64X2_LT).simd(V128_AND);
+      f.simd(V128_BITSELECT).simd(V128_STORE, ...mem(0));
+      f.get("j", V128).op(...f64x2(1)).simd(F64X2_ADD).set("j", V128);
+      f.bump("x", rowBytes);
+    });
+    f.op(0x0b);
+    f.bump("o", 16);
+  });
+  f.op(0x0b);
+  return f;
+}
+
 /** Row pairs of a group of four query rows: two f64x2 lanes each of two rows. */
 const ROW_PAIRS = [0, 1];
 
@@ -306,7 +364,7 @@ function scoresFunction(d: number, rows: number): Body {
 }
 
 /**
- * weighted(w, v, acc, n, keys): acc[r * dvp + c] = sum_{j < n} w[j * rows + r] v[c][j] for rows
+ * weighted(w, v, acc, n, keys): acc[r * dvp + c] += sum_{j < n} w[j * rows + r] v[c][j] for rows
  * r < rows, with v in column pairs (the pair of column c at c * keys, key j at 2j in it); dvp is
  * dv rounded up to even (byte offsets). Two column pairs per step, then one; within a step the
  * groups of four rows take turns over the same values.
@@ -320,7 +378,7 @@ function weightedFunction(dv: number, rows: number): Body {
     const pairIndices = Array.from({ length: pairs }, (_, c) => c);
     for (let g = 0; g < rows / 4; g++) {
       const groupRows = [0, 1, 2, 3];
-      for (const r of groupRows) for (const c of pairIndices) f.op(...f64x2(0)).set(acc(r, c), V128);
+      for (const r of groupRows) for (const c of pairIndices) f.get("acc").simd(V128_LOAD, ...mem(8 * ((4 * g + r) * dvp + 2 * c))).set(acc(r, c), V128);
       f.get("w").i32(32 * g).op(I32_ADD).set("x");
       f.get("v").set("y0");
       if (pairs === 2) f.get("v").get("pairBytes").op(I32_ADD).set("y1");
@@ -353,13 +411,13 @@ function weightedFunction(dv: number, rows: number): Body {
 }
 
 /**
- * A module exporting `memory`, `scores`, `weighted`, `softmax` and `combine` for one kernel's
+ * A module exporting `memory`, `scores`, `weighted`, `softmax`, `combine` and `quantize` for one kernel's
  * head width d, value width dv, query tile of `rows` rows (a multiple of 4) and number of
  * maps. The caller keeps n > 0 for scores, softmax and combine (a block has at least one key).
  */
 export function attentionModule(d: number, dv: number, rows: number, maps: 1 | 2): Uint8Array<ArrayBuffer> {
   if (rows % 4 !== 0) throw new RangeError(`attentionModule: rows must be a multiple of 4, got ${rows}`);
-  const functions = [scoresFunction(d, rows), weightedFunction(dv, rows), softmaxFunction(rows), combineFunction(rows, maps)];
+  const functions = [scoresFunction(d, rows), weightedFunction(dv, rows), softmaxFunction(rows), combineFunction(rows, maps), quantizeFunction(rows)];
   const types = functions.map((f) => [0x60, ...vec(f.params.map(([, t]) => [t])), 0]);
   return new Uint8Array([
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // \0asm, version 1
@@ -374,6 +432,7 @@ export function attentionModule(d: number, dv: number, rows: number, maps: 1 | 2
         [...name("weighted"), 0x00, 1],
         [...name("softmax"), 0x00, 2],
         [...name("combine"), 0x00, 3],
+        [...name("quantize"), 0x00, 4],
       ]),
     ),
     ...section(10, vec(functions.map((f) => f.encode()))),

@@ -9,9 +9,11 @@
 // Then the epilogue: the per-head RMSNorm and the scale. Memory is O(N·d): no N×M map exists.
 // Layouts, the causal rule and the epilogue come from the IR (attention-geometry.ts, flash.ts).
 //
-// Two variants: with the `subgroups` feature each lane of a quad reads a quarter of a tile row
-// and the quad shares it (quadBroadcast), a quarter of the workgroup-memory reads (what a
-// software rasteriser such as lavapipe pays most for); without it every lane reads the whole row.
+// Variants by how many lanes share each read of a tile row (every lane needs the whole row):
+// with the `subgroups` feature, a quad's lanes read a quarter each and share them
+// (quadBroadcast), or, where subgroups have at least 8 lanes, 8 lanes read an eighth each
+// (subgroupBroadcast): a quarter or an eighth of the workgroup-memory reads, which a software
+// rasteriser such as lavapipe pays most for. Without subgroups every lane reads the whole row.
 import type { Node } from "../../compiler/ir/graph.ts";
 import { type Arith, attentionGeometry, causalRule } from "../../compiler/ir/ops/attention-geometry.ts";
 import { epilogueOutput, flashEpilogue, normDenominator } from "../../compiler/ir/ops/flash.ts";
@@ -38,10 +40,11 @@ const floats: Arith<string> = { ...integers, num: (c) => wgslLanguage.literal(c,
 
 /**
  * The kernel of a flash_attention or flash_diffattn node: its WGSL, and the Kernel the loader
- * and manifest read. `quads`: the variant for devices with the `subgroups` feature; `language`:
+ * and manifest read. `sharing`: the lanes that share each tile read (1, 4: a quad, or 8: a
+ * subgroup of at least 8 lanes; see above); `language`:
  * the spelling of loads and stores (f16 buffers native or packed).
  */
-export function flashAttentionKernel(name: string, node: Node, types: TensorType[], use: (helper: string) => void, { quads, language }: { quads: boolean; language: Language }): { kernel: Kernel; source: string } {
+export function flashAttentionKernel(name: string, node: Node, types: TensorType[], use: (helper: string) => void, { sharing, language }: { sharing: 1 | 4 | 8; language: Language }): { kernel: Kernel; source: string } {
   const [q, k, v, lambda, normWeight] = types;
   const geo = attentionGeometry(node.op, types, node.attrs);
   const epilogue = flashEpilogue(node.op, node.operands, node.attrs);
@@ -76,12 +79,13 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
     `vec4<f32>(${[0, 1, 2, 3].map((e) => { const w = within(e); return w === true ? scalar(e) : w === false ? "0.0" : `select(0.0, ${scalar(e)}, ${w})`; }).join(", ")})`;
   /** Statements that visit vec4 `x` of `count` in the tile row starting at `base`, as `use(x, value)`. */
   const tileRow = (tile: string, base: string, count: number, use: (x: number, value: string) => string): string[] => {
-    if (!quads) return Array.from({ length: count }, (_, x) => use(x, `${tile}[${base} + ${x}i]`));
+    if (sharing === 1) return Array.from({ length: count }, (_, x) => use(x, `${tile}[${base} + ${x}i]`));
     const out: string[] = [];
-    for (let x0 = 0; x0 < count; x0 += 4) {
-      // The quad's lanes read vec4s x0..x0+3 of the row, one each; every lane then has all four.
-      out.push(`{ let mine = ${tile}[${base} + ${x0}i + min(quad, ${Math.min(4, count - x0) - 1}i)];`);
-      for (let x = x0; x < Math.min(x0 + 4, count); x++) out.push(`  ${use(x, `quadBroadcast(mine, ${x - x0}u)`)}`);
+    for (let x0 = 0; x0 < count; x0 += sharing) {
+      // The sharing lanes read vec4s x0.. of the row, one each; every lane then has them all.
+      out.push(`{ let mine = ${tile}[${base} + ${x0}i + min(share, ${Math.min(sharing, count - x0) - 1}i)];`);
+      const broadcast = sharing === 4 ? "quadBroadcast" : "subgroupBroadcast";
+      for (let x = x0; x < Math.min(x0 + sharing, count); x++) out.push(`  ${use(x, `${broadcast}(mine, ${x - x0}u)`)}`);
       out.push("}");
     }
     return out;
@@ -91,7 +95,8 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   line(`let rowTiles = (rows + ${rowsPerGroup - 1}i) / ${rowsPerGroup}i;`);
   line(`let tiles = ${size(monomialOf(batch))} * ${heads}i * rowTiles;`);
   line("let lane = i32(local.x);");
-  if (quads) line("let quad = lane % 4i;");
+  if (sharing === 4) line("let share = lane % 4i;");
+  if (sharing === 8) line("let share = i32(subgroupLane);");
   // Every loop with a barrier or a quad operation in it is uniform over the workgroup.
   line("for (var tile = i32(group.x); tile < tiles; tile += i32(workgroups.x)) {");
   line("  let rowTile = tile % rowTiles;");
@@ -188,5 +193,6 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
     .kernel(kernel, L)
     .replace("@builtin(num_workgroups) workgroups: vec3<u32>)", "@builtin(num_workgroups) workgroups: vec3<u32>, @builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>)")
     .replace("@compute", `var<workgroup> kTile: array<vec4<f32>, ${maps * bc * d4}>;\nvar<workgroup> vTile: array<vec4<f32>, ${bc * dv4}>;\n@compute`);
-  return { kernel, source: quads ? `enable subgroups;\n${wrapped}` : wrapped };
+  const withLane = sharing === 8 ? wrapped.replace("@builtin(local_invocation_id) local: vec3<u32>)", "@builtin(local_invocation_id) local: vec3<u32>, @builtin(subgroup_invocation_id) subgroupLane: u32)") : wrapped;
+  return { kernel, source: sharing > 1 ? `enable subgroups;\n${withLane}` : withLane };
 }

@@ -53,11 +53,13 @@ export function compileWgsl(graph: Graph, options: CompileOptions = {}): Artifac
         const { source, helpers } = renderKernel(kernel, language);
         return [{ kernel, requires, code: shader(source, helpers) }];
       }
-      return [true, false].map((quads) => {
+      // Requirements: device features, and `subgroup-min-size-8`, which the loader reads from the adapter's info.
+      const sharings = [[8, ["subgroups", "subgroup-min-size-8"]], [4, ["subgroups"]], [1, []]] as const;
+      return sharings.map(([sharing, needs]) => {
         const helpers = new Set<string>();
         const types = node.operands.map((o) => plan.graph.nodes[o].type);
-        const made = flashAttentionKernel(pk.name, node, types, (h) => helpers.add(h), { quads, language });
-        return { kernel: made.kernel, requires: quads ? ["subgroups", ...requires] : requires, code: shader(made.source, helpers) };
+        const made = flashAttentionKernel(pk.name, node, types, (h) => helpers.add(h), { sharing, language });
+        return { kernel: made.kernel, requires: [...needs, ...requires], code: shader(made.source, helpers) };
       });
     });
     // The most demanding variant first: the loader takes the first one the device can run.

@@ -11,7 +11,7 @@ export interface Pass {
   name: string;
   /** One line on what the pass does, for `--list-passes`. */
   description: string;
-  run(graph: Graph): Graph;
+  run(graph: Graph, options?: PassOptions): Graph;
   /**
    * Passes this one must run after, each with why: it rewrites what they look for. A pipeline
    * that runs it first gets a warning (pipeline.ts, orderWarnings).
@@ -19,6 +19,12 @@ export interface Pass {
   runsAfter?: Readonly<Record<string, string>>;
   /** Passes this one must run before, each with why: they hide or consume what it looks for. */
   runsBefore?: Readonly<Record<string, string>>;
+}
+
+/** Settings of the passes that take any, from the command line; a pass reads only its own. */
+export interface PassOptions {
+  /** quantize-attention's attributes of the qflash ops (parseQuantFlag). */
+  quant?: Attrs;
 }
 
 /** What a rewrite sees of the graph being rebuilt. */

@@ -18,7 +18,7 @@ import { Diagnostic } from "../../common/diagnostic.ts";
 import type { Graph } from "../ir/graph.ts";
 import { printGraph } from "../ir/print.ts";
 import { verifyGraph } from "../ir/verify.ts";
-import type { Pass } from "./pass.ts";
+import type { Pass, PassOptions } from "./pass.ts";
 import { DEFAULT_PIPELINE, PASSES } from "./registry.ts";
 import { collectStatistics, formatStatistics, type Statistics } from "./statistics.ts";
 
@@ -39,6 +39,8 @@ export interface PipelineOptions {
   onPass?: (report: PassReport) => void;
   /** Where printed IR, timings and statistics go (stderr by default, so stdout stays the command's output). */
   log?: (text: string) => void;
+  /** Settings of the passes that take any. */
+  passOptions?: PassOptions;
 }
 
 export interface PassReport {
@@ -123,7 +125,7 @@ export function runPipeline(graph: Graph, names: readonly string[], options: Pip
     const before = g;
     if (asked(options.printBefore, name)) show(g, `IR before ${name}`, i + 1);
     const start = performance.now();
-    const { result, statistics } = collectStatistics(() => pass.run(before));
+    const { result, statistics } = collectStatistics(() => pass.run(before, options.passOptions));
     const ms = performance.now() - start;
     g = result;
     verifyGraph(g);

@@ -10,6 +10,7 @@ import { fuseAttentionPass } from "./fuse-attention.ts";
 import { fuseDualSoftmaxPass } from "./fuse-dual-softmax.ts";
 import { fuseElementwisePass } from "./fuse-elementwise.ts";
 import type { Pass } from "./pass.ts";
+import { quantizeAttentionPass } from "./quantize-attention.ts";
 import { recognizeAttentionPass } from "./recognize-attention.ts";
 
 export const PASSES: Pass[] = [
@@ -24,6 +25,7 @@ export const PASSES: Pass[] = [
   fuseDualSoftmaxPass,
   fuseAttentionPass,
   foldMatmulTransposesPass,
+  quantizeAttentionPass,
 ];
 
 const CLEANUPS = ["canonicalize", "constant-fold", "fold-reshapes", "cse", "dce"];

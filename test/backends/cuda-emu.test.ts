@@ -3,12 +3,15 @@
 // kernel error. Every build compiles C++ (a few seconds), so this file runs one instance of
 // each case rather than BACKENDS' random shapes; each artifact runs in both of the
 // emulator's scheduling orders, which shakes out races between threads.
-import { describe } from "vitest";
+import { describe, it } from "vitest";
 import { cudaUnavailable } from "../../runtime/adapters/cuda/index.ts";
 import { backendUnderTest, type BackendUnderTest, runAndCompare } from "../harness/harness.ts";
 import { agreementTests } from "../support/slow-backend.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import type { TensorMap } from "../../runtime/adapters/adapter.ts";
+import { randomInputs } from "../../runtime/init.ts";
+import { compileSource } from "../support/dsl.ts";
+import { QUANT_SETTINGS, quantModel } from "../support/quant.ts";
 
 const missing = cudaUnavailable("cuda-emu");
 if (missing && process.env.CI === "true") throw new Error(`cuda-emu cannot run in CI: ${missing}`);
@@ -46,4 +49,12 @@ async function bothOrders(graph: Graph, inputs: TensorMap, weights: TensorMap, d
 
 describe.skipIf(missing !== undefined)("cuda-emu agrees with the interpreter", () => {
   agreementTests({ backend: inOrder("reverse"), compare: bothOrders, errorsFrom: "through the runner" });
+});
+
+describe.skipIf(missing !== undefined)("cuda-emu's quantised attention kernels agree with the interpreter", () => {
+  it("in every setting of test/support/quant.ts, over several key blocks, causal with K > N", async () => {
+    const graph = compileSource(quantModel(QUANT_SETTINGS));
+    const dims = new Map([["N", 11], ["K", 23]]);
+    await bothOrders(graph, randomInputs(graph, dims, 7), new Map(), dims);
+  }, 300_000);
 });

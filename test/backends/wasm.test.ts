@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { ROWS } from "../../backends/js/attention.ts";
 import { attentionSimd } from "../../backends/js/template/attention-simd.js";
 import { attentionModule } from "../../backends/js/wasm.ts";
+import { quantizeGroup, quantLevels } from "../../compiler/ir/ops/attention-quant.ts";
 
 describe("attention SIMD module", () => {
   it("is valid WebAssembly that Node accepts", () => {
@@ -61,7 +62,8 @@ describe("attention SIMD module", () => {
         untouched(acc, acc + rows * dvp, before);
         for (let r = 0; r < rows; r++)
           for (let c = 0; c < dv; c++) {
-            let s = 0;
+            // Added to what acc held, in key order.
+            let s = before[acc + r * dvp + c];
             for (let j = 0; j < n; j++) s += F[out + j * rows + r] * F[v + (c - (c % 2)) * keys + 2 * j + (c % 2)];
             // With no keys the call leaves acc alone; the kernel never reads it then.
             if (n > 0) expect(F[acc + r * dvp + c]).toBe(s);
@@ -161,5 +163,52 @@ describe("attention SIMD module", () => {
     expect(simd(1).memory.buffer.byteLength).toBeGreaterThanOrEqual(800_000);
     // Past what i32 byte offsets address: a clear error, not wrapped offsets.
     expect(() => simd(2 ** 28)).toThrow(/more than the 2 GiB/);
+  });
+
+  it("quantize gives each row's group the interpreter's levels bit for bit, its maximum, and touches nothing else", () => {
+    const config = fc.record({
+      n: fc.integer({ min: 0, max: 9 }),
+      bits: fc.constantFrom(2, 4, 6, 8),
+      signed: fc.boolean(),
+      apply: fc.boolean(),
+      scale: fc.constantFrom(1e-3, 1, 50),
+      seed: fc.nat(),
+      rows: fc.constantFrom(4, ROWS),
+      special: fc.constantFrom("none", "nan", "inf", "zero"),
+    });
+    fc.assert(
+      fc.property(config, ({ n, bits, signed, apply, scale, seed, rows, special }) => {
+        const simd = attentionSimd(attentionModule(4, 4, rows, 2));
+        // pr [n][rows], stops [rows], maxes [rows], then a guard region.
+        const pr = 0;
+        const stops = pr + n * rows;
+        const maxes = stops + rows;
+        const floats = maxes + rows + 16;
+        const F = new Float64Array(simd(floats).memory.buffer, 0, floats);
+        let state = seed;
+        const next = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+        for (let i = 0; i < floats; i++) F[i] = (signed ? 2 * next() - 1 : next()) * scale;
+        for (let r = 0; r < rows; r++) F[stops + r] = Math.floor(next() * (n + 1));
+        // A special value in row 1's group, if it has one.
+        if (n > 0 && F[stops + 1] > 0) F[pr + 1] = { none: F[pr + 1], nan: NaN, inf: -Infinity, zero: 0 }[special];
+        if (special === "zero") for (let j = 0; j < n; j++) F[pr + j * rows + 2] = 0;
+        const before = Float64Array.from(F);
+        const levels = quantLevels(bits, signed);
+        simd(floats).quantize(pr * 8, n, stops * 8, maxes * 8, levels, signed ? -levels : 0, apply ? 1 : 0);
+        const expected = Float64Array.from(before);
+        for (let r = 0; r < rows; r++) {
+          const stop = before[stops + r];
+          let amax = 0;
+          for (let j = 0; j < stop; j++) {
+            const a = Math.abs(before[pr + j * rows + r]);
+            if (a > amax || Number.isNaN(a)) amax = a;
+          }
+          if (n > 0) expected[maxes + r] = amax;
+          if (apply) quantizeGroup(expected, pr + r, stop, rows, bits, signed);
+        }
+        for (let i = 0; i < floats; i++) expect(Object.is(F[i], expected[i]) || (Number.isNaN(F[i]) && Number.isNaN(expected[i])), `F[${i}] = ${F[i]}, expected ${expected[i]}`).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -99,6 +99,8 @@ describe.skipIf(missing !== undefined)("the kernels' variants for device feature
     new Proxy(device, {
       get: (target, key) => {
         if (key === "features") return new Set([...target.features].filter((f) => keep.includes(f)));
+        // Subgroups of at least 8 lanes only where that variant is kept.
+        if (key === "adapterInfo") return { subgroupMinSize: keep.includes("subgroup-min-size-8") ? target.adapterInfo.subgroupMinSize : 4 };
         const value = Reflect.get(target, key, target);
         return typeof value === "function" ? value.bind(target) : value;
       },
@@ -110,13 +112,13 @@ describe.skipIf(missing !== undefined)("the kernels' variants for device feature
       input q: f32[N, 20]
       input k: f32[N, 10]
       input v: f32[N, 10]
-      output y = diffattn(q, k, v, 0.3, heads = 2, kv_heads = 1, causal = true) }`, ["k0_flash_diffattn.subgroups.wgsl", "k0_flash_diffattn.wgsl"]],
+      output y = diffattn(q, k, v, 0.3, heads = 2, kv_heads = 1, causal = true) }`, ["k0_flash_diffattn.subgroups.subgroup-min-size-8.wgsl", "k0_flash_diffattn.subgroups.wgsl", "k0_flash_diffattn.wgsl"]],
     ["attention over more keys than queries", `model M { dim N
       dim M
       input q: f32[N, 24]
       input k: f32[M, 24]
       input v: f32[M, 24]
-      output y = attention(q, k, v, heads = 3) }`, ["k0_flash_attention.subgroups.wgsl", "k0_flash_attention.wgsl"]],
+      output y = attention(q, k, v, heads = 3) }`, ["k0_flash_attention.subgroups.subgroup-min-size-8.wgsl", "k0_flash_attention.subgroups.wgsl", "k0_flash_attention.wgsl"]],
     ["f16 attention and an f16 elementwise kernel", `model M { dim N
       input q: f32[N, 16]
       input k: f32[N, 16]
@@ -126,6 +128,7 @@ describe.skipIf(missing !== undefined)("the kernels' variants for device feature
   it.each(cases)("%s: every variant gives the same bits", async (_, source, files) => {
     const { device, features } = await gpuDevice();
     for (const needed of ["subgroups", "shader-f16"]) if (!features.includes(needed)) throw new Error(`the device has no ${needed}: not every variant can run here`);
+    if (!(device.adapterInfo.subgroupMinSize >= 8)) throw new Error("the device's subgroups may have fewer than 8 lanes: not every variant can run here");
     const graph = runPipeline(compileSource(source), DEFAULT_PIPELINE, { log: () => {} });
     const artifact = compileWgsl(graph, { passes: DEFAULT_PIPELINE });
     const shaders = [...artifact.files.keys()].filter((f) => f.endsWith(".wgsl"));
@@ -138,6 +141,6 @@ describe.skipIf(missing !== undefined)("the kernels' variants for device feature
     for (const keep of variants) outputs.push((await (await model.load(serializeSafetensors(new Map()), { device: withFeatures(device, keep.split(",")) })).run(inputs)).y);
     expect(outputs[0].length).toBeGreaterThan(0);
     for (const y of outputs) expect(Buffer.from(y.buffer).equals(Buffer.from(outputs[0].buffer))).toBe(true);
-    if (files.length === 0) expect(variants).toEqual(expect.arrayContaining(["subgroups,shader-f16", "shader-f16", "subgroups", ""]));
+    if (files.length === 0) expect(variants).toEqual(expect.arrayContaining(["subgroups,subgroup-min-size-8,shader-f16", "subgroups,shader-f16", "shader-f16", "subgroups", ""]));
   });
 });

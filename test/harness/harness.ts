@@ -58,7 +58,7 @@ export const backendUnderTest = registered;
 type Exactness = Pick<BackendUnderTest, "exactSingleOps"> & Partial<Pick<BackendUnderTest, "ops">>;
 
 /** The streaming attention kernels: no backend computes them in the interpreter's order. */
-const FLASH_OPS: ReadonlySet<string> = new Set(["flash_attention", "flash_diffattn"]);
+const FLASH_OPS: ReadonlySet<string> = new Set(["flash_attention", "flash_diffattn", "qflash_attention", "qflash_diffattn"]);
 
 /**
  * The family of the error one node may add, or undefined for nodes that add none on any

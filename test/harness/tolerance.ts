@@ -35,7 +35,7 @@ export type OpFamily =
    */
   | "exact"
   /**
-   * One streaming attention kernel (flash_attention, flash_diffattn) whose result goes straight
+   * One streaming attention kernel (flash_attention, flash_diffattn, their qflash forms) whose result goes straight
    * to the output. The JS kernel computes in float64, like the interpreter, and rounds once.
    */
   | "flash"

@@ -192,6 +192,21 @@ export const CASES: OpCase[] = [
     output s = flash_diffattn(q, k, v, lam, heads = 4, kv_heads = 2, causal = true, block = 5)
     output h = flash_diffattn(q, k, v, 0.6, heads = 2, kv_heads = 1, causal = true, pairing = "halves")
     output n = flash_diffattn(q, k, v, lam, w, heads = 4, kv_heads = 2, causal = true, norm_eps = 0.01, out_scale = 0.7, block = 16) }` },
+  // The quantised attention (compiler/ir/ops/attention-quant.ts): each target and granularity at
+  // 2 to 8 bits, the skip rule, V's levels, batched, keys over several blocks, f16 operands.
+  { name: "qflash_attention and qflash_diffattn: logits and probs, rows and blocks, skipping, V's levels", ops: ["qflash_attention", "qflash_diffattn"], family: "flash", keys: [1, 24], source: `model M(A, B, C) { dim N, K
+    input q: f32[A, N, 4 * B]
+    input k: f32[K, 4 * B]
+    input v: f32[K, 4 * B]
+    input kg: f32[K, 2 * B]
+    input vg: f32[K, 2 * C]
+    input lam: f32[A, N, 2]
+    input w: f32[2 * B]
+    output a = qflash_attention(q * 2, kg, vg, heads = 4, kv_heads = 2, causal = true, block = 3, quant = "logits", bits = 4)
+    output b = qflash_attention(q, k, v, heads = 2, block = 4, quant = "probs", bits = 2, granularity = "block", threshold = 0.05, v_bits = 8)
+    output c = qflash_diffattn(q * 3, k, v, lam, w, heads = 2, causal = true, block = 5, out_scale = 0.8, quant = "logits", bits = 6, granularity = "block", v_bits = 4)
+    output d = qflash_diffattn(q, k, v, 0.4, heads = 1, pairing = "halves", block = 2, quant = "probs", bits = 8, threshold = 0.1)
+    output e = qflash_diffattn(cast(q, f16), cast(k, f16), cast(v, f16), lam, heads = 2, block = 3, quant = "none", threshold = 0.08) }` },
   { name: "quantize and dequantize", ops: ["quantize", "dequantize"], source: `model M(A, B, C) { dim N
     input x: f32[N, A]
     input scale: f32[N, 1]

@@ -11,6 +11,8 @@ import type { TensorMap } from "../../runtime/adapters/adapter.ts";
 import { randomInputs } from "../../runtime/init.ts";
 import { type BackendUnderTest, runAndCompareStages } from "../harness/harness.ts";
 import { compileSource } from "./dsl.ts";
+import { getOp } from "../../compiler/ir/registry.ts";
+import { FUSED_OPS } from "../../compiler/passes/decompose.ts";
 import { CASES, opCaseInstance } from "./op-cases.ts";
 import { arbitraryGraphCase } from "./random-graph.ts";
 import { testWeights } from "./weights.ts";
@@ -34,6 +36,17 @@ const EXAMPLES: [string, [string, number][]][] = [
 /** Registers the agreement tests (call inside a describe). */
 export function agreementTests({ backend, compare, errorsFrom }: SlowBackend): void {
   for (const c of CASES) {
+    // A fused op with no decomposition (the quantised attention) that the backend has no kernel for is refused, with a diagnostic.
+    const refused = c.ops.filter((op) => FUSED_OPS.has(op) && !backend.ops.has(op) && !getOp(op)?.decompose);
+    if (refused.length > 0) {
+      it(`refuses ${refused.join(" and ")} (no kernel here, no decomposition) with a diagnostic`, async () => {
+        const { graph, weights } = opCaseInstance(c, { A: 3, B: 2, C: 4, N: 5, extra: 2, K: 7, seed: 11 });
+        const error = await Promise.resolve().then(() => backend.load(graph, weights)).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(Diagnostic);
+        expect((error as Error).message).toMatch(/this target has no kernel for /);
+      });
+      continue;
+    }
     it(`on ${c.name}`, async () => {
       const { graph, dims, inputs, weights } = opCaseInstance(c, { A: 3, B: 2, C: 4, N: c.rows?.[0] ?? 5, extra: 2, K: c.keys?.[1] ?? 7, seed: 11 });
       await compare(graph, inputs, weights, dims);

@@ -5,6 +5,7 @@ export interface AttentionExports {
   weighted(w: number, v: number, acc: number, n: number, keys: number): void;
   softmax(pr: number, n: number, blockMax: number, rowMax: number, rowSum: number): void;
   combine(pr0: number, pr1: number, n: number, weights: number, block: number): void;
+  quantize(pr: number, n: number, stops: number, maxes: number, levels: number, lo: number, apply: number): void;
 }
 
 export function attentionSimd(bytes: Uint8Array<ArrayBuffer>): (floats: number) => AttentionExports;

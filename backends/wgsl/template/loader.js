@@ -24,6 +24,13 @@ async function requestDevice() {
   return adapter.requestDevice({ requiredFeatures, requiredLimits });
 }
 
+/** Whether the device meets a variant's requirement: a feature, or subgroups of at least N lanes (`subgroup-min-size-N`). */
+function meets(device, requirement) {
+  const size = /^subgroup-min-size-(\d+)$/.exec(requirement);
+  if (size) return ((device.adapterInfo && device.adapterInfo.subgroupMinSize) || 0) >= Number(size[1]);
+  return device.features.has(requirement);
+}
+
 function gpuBuffer(device, bytes, usage, data) {
   // A kernel binds each buffer whole: one past the device's binding limit cannot run.
   if ((usage & STORAGE) !== 0 && wordBytes(bytes) > device.limits.maxStorageBufferBindingSize)
@@ -185,7 +192,7 @@ export async function load(weights, options = {}) {
   } catch (e) {
     failure = e.message;
   }
-  const modules = failure ? [] : SHADERS.map((variants) => device.createShaderModule({ code: variants.find((v) => v.requires.every((f) => device.features.has(f))).code }));
+  const modules = failure ? [] : SHADERS.map((variants) => device.createShaderModule({ code: variants.find((v) => v.requires.every((r) => meets(device, r))).code }));
   // A shader the device does not accept is named with its kernel, line and column.
   for (let k = 0; k < modules.length && !failure; k++) {
     const messages = (await modules[k].getCompilationInfo()).messages.filter((m) => m.type === "error");

@@ -53,7 +53,7 @@ export interface AttentionGeometry {
 }
 
 /** Maps per op: the fused ops have the math of the op they replace. */
-const MAPS: Record<string, 1 | 2> = { attention: 1, flash_attention: 1, diffattn: 2, flash_diffattn: 2 };
+const MAPS: Record<string, 1 | 2> = { attention: 1, flash_attention: 1, qflash_attention: 1, diffattn: 2, flash_diffattn: 2, qflash_diffattn: 2 };
 
 function staticWidth(op: string, role: string, t: TensorType): number {
   const w = t.shape[t.shape.length - 1];

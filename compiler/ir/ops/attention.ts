@@ -5,6 +5,7 @@ import { OpError, registerOp } from "../registry.ts";
 import { broadcastIndex, type HostTensor } from "../tensor.ts";
 import { broadcastShapes, type Dim, formatShape, formatType, isFloat, numel, sameShape } from "../types.ts";
 import { type Arith, attentionGeometry, causalRule, visibleKeys } from "./attention-geometry.ts";
+import { type AttentionQuant, quantGroups, quantizeGroup, quantizeValues, type QuantStats, rowBound, sparsifyRow } from "./attention-quant.ts";
 import { softmaxRow } from "./nn.ts";
 import { Lowering } from "./lowering.ts";
 import type { NodeSink } from "../registry.ts";
@@ -12,8 +13,11 @@ import type { NodeSink } from "../registry.ts";
 /**
  * Evaluates any attention op: per batch, head and query, one softmax per map over the keys the
  * query sees, combined as p1 - λ p2 (or p1 alone), then applied to the head's value vectors.
+ * With `quant`, the quantised ops' meaning (attention-quant.ts): V's levels first, each map's
+ * logit levels before its softmax, the skip rule and probability levels after it; `stats`
+ * collects what that did.
  */
-function attend(op: string, args: HostTensor[], a: Attrs, out: { shape: number[] }): Float64Array {
+export function attend(op: string, args: HostTensor[], a: Attrs, out: { shape: number[] }, quant?: AttentionQuant, stats?: QuantStats): Float64Array {
   const [q, k, v, lambda] = args;
   const geo = attentionGeometry(op, args, a);
   const { maps, heads, d, dv, scale, qColumns, kColumns, vColumns, vSegment } = geo;
@@ -24,7 +28,11 @@ function attend(op: string, args: HostTensor[], a: Attrs, out: { shape: number[]
   const [qW, kW, vW] = [q, k, v].map((t) => t.shape[t.shape.length - 1]);
   const [qBatch, kBatch, vBatch] = [q, k, v].map((t) => broadcastIndex(t.shape.slice(0, -2), batch));
   const lambdaIndex = lambda && broadcastIndex(lambda.shape, [...batch, n, heads]);
-  const [qData, kData, vData] = [q.data, k.data, v.data];
+  const [qData, kData] = [q.data, k.data];
+  const vBatches = numel(v.shape.slice(0, -2));
+  const vQuant = quant && quant.vBits > 0 ? quantizeValues(v.data, vBatches, m, vW, quant.vBits) : undefined;
+  const vData = vQuant ? vQuant.data : v.data;
+  const sparse = quant !== undefined && (quant.target === "probs" || quant.threshold > 0);
 
   const result = new Float64Array(numel(out.shape));
   const probs = Array.from({ length: maps }, () => new Float64Array(m));
@@ -37,6 +45,7 @@ function attend(op: string, args: HostTensor[], a: Attrs, out: { shape: number[]
       if (seen === 0) continue; // no visible key: the output row stays 0
       for (let h = 0; h < heads; h++) {
         const g = geo.kvGroupOf(h);
+        const logitError = new Array<number>(maps).fill(0);
         for (let p = 0; p < maps; p++) {
           const row = probs[p];
           const qOff = qBase + i * qW + qColumns[p][h];
@@ -47,13 +56,22 @@ function attend(op: string, args: HostTensor[], a: Attrs, out: { shape: number[]
             for (let t = 0; t < d; t++) dot += qData[qOff + t] * kData[kRow + t];
             row[j] = dot * scale;
           }
+          if (quant?.target === "logits")
+            for (const [start, end] of quantGroups(seen, quant.granularity, quant.block)) {
+              const halfStep = quantizeGroup(row, start, end - start, 1, quant.bits, true) / 2;
+              logitError[p] = Math.max(logitError[p], Math.expm1(2 * halfStep));
+            }
           softmaxRow(row, seen);
         }
+        const mapError = sparse ? sparsifyRow(probs, seen, quant!, stats).map((e, p) => e + logitError[p]) : logitError;
+        const lambdas = [1];
         if (maps === 2) {
           const flat = (b * n + i) * heads + h;
           const l = lambda.data[lambdaIndex ? lambdaIndex[flat] : flat];
+          lambdas.push(l);
           for (let j = 0; j < seen; j++) probs[0][j] -= l * probs[1][j];
         }
+        if (stats) countRow(stats, quant!, { maps, seen, vData, vBase, vW, columns: vColumns.map((c) => c[g]), vSegment, vSteps: vQuant?.steps, vStepBase: (vBatch ? vBatch[b] : b) * vW, mapError, lambdas });
         const weights = probs[0];
         const oBase = ((b * n + i) * heads + h) * dv;
         for (let s = 0; s < vColumns.length; s++) {
@@ -68,6 +86,38 @@ function attend(op: string, args: HostTensor[], a: Attrs, out: { shape: number[]
     }
   }
   return result;
+}
+
+interface CountedRow {
+  maps: number;
+  seen: number;
+  vData: Float64Array;
+  vBase: number;
+  vW: number;
+  /** The row's v columns, per segment. */
+  columns: number[];
+  vSegment: number;
+  vSteps?: Float64Array;
+  vStepBase: number;
+  mapError: number[];
+  lambdas: number[];
+}
+
+/** One row's share of the stats (sparsifyRow counted its skipped blocks): counts and its error bound. */
+function countRow(stats: QuantStats, quant: AttentionQuant, r: CountedRow): void {
+  stats.rows++;
+  stats.keys += r.seen;
+  stats.rowBlocks += quantGroups(r.seen, "block", quant.block).length;
+  if (quant.target !== "none") stats.scales += r.maps * quantGroups(r.seen, quant.granularity, quant.block).length;
+  let vMax = 0;
+  let vHalfStep = 0;
+  r.columns.forEach((column) => {
+    for (let c = 0; c < r.vSegment; c++) {
+      for (let j = 0; j < r.seen; j++) vMax = Math.max(vMax, Math.abs(r.vData[r.vBase + j * r.vW + column + c]));
+      if (r.vSteps) vHalfStep = Math.max(vHalfStep, r.vSteps[r.vStepBase + column + c] / 2);
+    }
+  });
+  stats.maxBound = Math.max(stats.maxBound, rowBound(r.mapError, r.lambdas, vMax + vHalfStep, vHalfStep));
 }
 
 registerOp({

@@ -6,9 +6,11 @@
 import type { Attrs } from "../graph.ts";
 import { type AttrSpec, getOp, type OpDef, OpError, registerOp } from "../registry.ts";
 import { formatType, type TensorType } from "../types.ts";
+import type { HostTensor } from "../tensor.ts";
 import { type Arith, NUMBERS } from "./attention-geometry.ts";
+import { attentionQuant, checkQuant, QUANT_ATTRS } from "./attention-quant.ts";
+import { attend } from "./attention.ts";
 import { Lowering } from "./lowering.ts";
-import "./attention.ts";
 import "./nn.ts";
 
 const attention = getOp("attention")!;
@@ -74,20 +76,7 @@ registerOp({
     return out;
   },
   // diffattn's float64 result, then the epilogue in float64: one rounding, by the caller.
-  interpret: (args, a, out) => {
-    const y = diffattn.interpret(args.slice(0, 4), a, out);
-    const e = flashEpilogue("flash_diffattn", args, a);
-    if (!e.normWeight && e.outScale === 1) return y;
-    const weight = args[4]?.data;
-    const width = out.shape[out.shape.length - 1];
-    for (let base = 0; base < y.length; base += width) {
-      let sq = 0;
-      if (e.normWeight) for (let c = 0; c < width; c++) sq += y[base + c] * y[base + c];
-      const denom = normDenominator(NUMBERS, e, sq, width);
-      for (let c = 0; c < width; c++) y[base + c] = epilogueOutput(NUMBERS, e, y[base + c], e.normWeight ? { denom, weight: weight![c] } : undefined);
-    }
-    return y;
-  },
+  interpret: (args, a, out) => withEpilogue("flash_diffattn", diffattn.interpret(args.slice(0, 4), a, out), args, a, out),
   decompose: (b, [q, k, v, lambda, weight], a) => {
     const L = new Lowering(b);
     const e = flashEpilogue("flash_diffattn", [q, k, v, lambda, weight], a);
@@ -97,6 +86,60 @@ registerOp({
     return y;
   },
 });
+
+/** The epilogue applied to a fused op's float64 attention result y, in place. */
+function withEpilogue(op: string, y: Float64Array, args: HostTensor[], a: Attrs, out: { shape: number[] }): Float64Array {
+  const e = flashEpilogue(op, args, a);
+  if (!e.normWeight && e.outScale === 1) return y;
+  const weight = args[4]?.data;
+  const width = out.shape[out.shape.length - 1];
+  for (let base = 0; base < y.length; base += width) {
+    let sq = 0;
+    if (e.normWeight) for (let c = 0; c < width; c++) sq += y[base + c] * y[base + c];
+    const denom = normDenominator(NUMBERS, e, sq, width);
+    for (let c = 0; c < width; c++) y[base + c] = epilogueOutput(NUMBERS, e, y[base + c], e.normWeight ? { denom, weight: weight![c] } : undefined);
+  }
+  return y;
+}
+
+/** The unfused op and the flash op of each quantised one. */
+const QUANTISED: Record<string, { base: OpDef; flash: string }> = {
+  qflash_attention: { base: attention, flash: "flash_attention" },
+  qflash_diffattn: { base: diffattn, flash: "flash_diffattn" },
+};
+
+/** The flash op a fused attention op computes with (itself, or the one a qflash op quantises). */
+function flashOpOf(op: string): string {
+  return QUANTISED[op]?.flash ?? op;
+}
+
+/**
+ * The quantised fused attention ops (the quantize-attention pass makes them): their flash op's
+ * operands, attributes, result and epilogue, with logits or probability maps (and optionally V)
+ * quantised inside the kernel as attention-quant.ts states. They have no decomposition: a
+ * backend runs them with a kernel of its own or not at all.
+ */
+for (const [name, { base, flash }] of Object.entries(QUANTISED)) {
+  const flashDef = getOp(flash)!;
+  registerOp({
+    name,
+    doc:
+      `${flash} with low-bit attention inside its kernel (Diff Transformer §3.8). Per (batch, query, head) row and map: quant = "logits" replaces each scaled logit s of the keys the query sees ` +
+      `by clamp(rhe(s / step), -L, L) * step, L = 2^(bits-1) - 1, step = max|s| / L over the group (granularity "row": the row; "block": the row's keys in [b*block, (b+1)*block)), before the softmax; ` +
+      "threshold t > 0 then skips a row's key block when every map's probability of every key in it is < t (it contributes 0, no renormalisation); " +
+      `quant = "probs" replaces each map's probabilities p (p1 and p2 separately) by clamp(rhe(p / step), 0, U) * step, U = 2^bits - 1, step = max p / U over the group; ` +
+      "v_bits b > 0 first replaces v by its levels per column over all keys (step = max|v| / (2^(b-1) - 1)). rhe rounds half to even; a group whose max is 0 or not finite is left as it is; " +
+      "all in float64, then the epilogue as in " + flash + `. With granularity "block" or a threshold, block is part of the result.`,
+    operands: flashDef.operands,
+    attrs: { ...flashDef.attrs, ...QUANT_ATTRS },
+    pattern: "opaque",
+    infer: (types, a) => {
+      checkQuant(name, a);
+      return asOp(name, flashDef, () => flashDef.infer(types, a));
+    },
+    interpret: (args, a, out) => withEpilogue(flash, attend(base.name, args, a, out, attentionQuant(a)), args, a, out),
+  });
+}
 
 /**
  * What follows the attention in a fused op, per head's dv outputs y: flash_diffattn's RMSNorm
@@ -114,7 +157,7 @@ export interface FlashEpilogue {
 
 /** The epilogue of a fused attention node with these operands (types or tensors) and attributes. */
 export function flashEpilogue(op: string, operands: unknown[], a: Attrs): FlashEpilogue {
-  if (op !== "flash_diffattn") return { normWeight: false, normEps: 0, outScale: 1 };
+  if (flashOpOf(op) !== "flash_diffattn") return { normWeight: false, normEps: 0, outScale: 1 };
   return { normWeight: operands[4] !== undefined, normEps: a.norm_eps as number, outScale: a.out_scale as number };
 }
 
