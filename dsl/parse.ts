@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import * as ohm from "ohm-js";
 import type { Arg, DimEntry, Expr, Ident, ModelDecl, ModelParam, Program, Range, Stmt, TypeExpr } from "./ast.ts";
-import { Diagnostic, type SourceSpan } from "../common/diagnostic.ts";
+import { Diagnostic, lineColOf, type SourceSpan } from "../common/diagnostic.ts";
 import { formatBytes, readRegularFile } from "../common/files.ts";
 
 const grammar = ohm.grammar(readFileSync(new URL("./difftc.ohm", import.meta.url), "utf8"));
@@ -135,10 +135,32 @@ function parseOrThrow(source: string, file: string): Program {
     const expected = match.getExpectedText().replace(/not a keyword, |, or not a keyword/g, "");
     const found = source.slice(at).match(/^(\S+)/)?.[1];
     const what = found === undefined ? "end of file" : `'${found.length > 12 ? `${found.slice(0, 12)}…` : found}'`;
-    throw new Diagnostic(`syntax error: expected ${expected}, found ${what}`, { file, source, start: at, end: at + Math.max(1, found?.length ?? 1) });
+    const open = unclosedBracket(source, at);
+    const note = open && expected.includes(`"${CLOSERS[open.bracket]}"`) ? [`the '${open.bracket}' at ${file}:${lineCol(source, open.at)} is not closed`] : [];
+    throw new Diagnostic(`syntax error: expected ${expected}, found ${what}`, { file, source, start: at, end: at + Math.max(1, found?.length ?? 1) }, note);
   }
   const models: ModelDecl[] = buildSemantics(file, source)(match).ast();
   return { file, source, models };
+}
+
+const CLOSERS: Record<string, string> = { "(": ")", "[": "]", "{": "}" };
+
+/** The innermost bracket still open at `end` (comments and strings skipped), for a note at an unclosed one. */
+function unclosedBracket(source: string, end: number): { bracket: string; at: number } | undefined {
+  const stack: { bracket: string; at: number }[] = [];
+  for (let i = 0; i < end; i++) {
+    const c = source[i];
+    if (c === "#") while (i < end && source[i + 1] !== "\n") i++;
+    else if (c === '"') while (i < end && source[i + 1] !== '"' && source[i + 1] !== "\n") i++;
+    else if (c in CLOSERS) stack.push({ bracket: c, at: i });
+    else if (stack.length && c === CLOSERS[stack.at(-1)!.bracket]) stack.pop();
+  }
+  return stack.at(-1);
+}
+
+function lineCol(source: string, offset: number): string {
+  const { line, col } = lineColOf(source, offset);
+  return `${line}:${col}`;
 }
 
 export function parseFile(path: string): Program {

@@ -15,9 +15,11 @@ const INIT_ARITY: Record<string, { args: number; meaning: string }> = {
   constant: { args: 1, meaning: "[value]" },
 };
 
-export function initWeights(graph: Graph, seed: number): Map<string, HostTensor> {
+/** Seeded values for every param; `onProgress` hears after each param how many of how many are done. */
+export function initWeights(graph: Graph, seed: number, onProgress?: (done: number, total: number) => void): Map<string, HostTensor> {
   const weights = new Map<string, HostTensor>();
-  for (const node of paramNodes(graph)) {
+  const params = paramNodes(graph);
+  for (const node of params) {
     const name = nodeName(node);
     if (weights.has(name)) throw new Diagnostic(`parameter ${name} is declared twice`, node.span);
     const shape = node.type.shape;
@@ -29,6 +31,7 @@ export function initWeights(graph: Graph, seed: number): Map<string, HostTensor>
     const t = tensor(node.type.dtype, shape);
     for (let i = 0; i < t.data.length; i++) t.data[i] = roundScalar(t.dtype, sample());
     weights.set(name, t);
+    onProgress?.(weights.size, params.length);
   }
   return weights;
 }

@@ -40,6 +40,8 @@ const FILE_DTYPES: Record<string, FileDType> = {
   BOOL: { name: "BOOL", dtype: "bool", bytes: 1, read: (v, o) => (v.getUint8(o) ? 1 : 0) },
   // NumPy saves float64 by default; we have no f64, so such weights load as f32.
   F64: { name: "F64", dtype: "f32", bytes: 8, read: (v, o) => Math.fround(v.getFloat64(o, true)) },
+  // PyTorch's default integer (token ids): loads as i32 when every value fits, checked when decoded.
+  I64: { name: "I64", dtype: "i32", bytes: 8, read: (v, o) => Number(v.getBigInt64(o, true)) },
 };
 
 /**
@@ -116,6 +118,10 @@ export function parseSafetensors(bytes: Uint8Array, fileName = "<buffer>"): Safe
       data = new Float64Array(numel(e.shape));
       const base = dataStart + e.begin;
       for (let i = 0; i < data.length; i++) data[i] = e.format.read(view, base + i * e.format.bytes);
+      if (e.format.name === "I64") {
+        const bad = data.findIndex((x) => x !== (x | 0));
+        if (bad >= 0) fail(`tensor ${JSON.stringify(e.name)} holds ${data[bad]} at index ${bad}, outside i32 (-2147483648..2147483647), the widest integer difftc has`);
+      }
       return data;
     };
     const tensor: HostTensor = {

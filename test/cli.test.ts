@@ -82,7 +82,7 @@ describe("difftc CLI", () => {
       } else {
         // These models have no L: --set L is a mistake and says so.
         expect(r.code).toBe(1);
-        expect(r.stderr).toMatch(/has no parameter L/);
+        expect(r.stderr).toMatch(/has no parameter or dim L/);
         const ok = difftc("run", file, "--set", "N=16");
         expect(ok.code, ok.stderr).toBe(0);
         expect(ok.stdout).toMatch(/^y: f32\[16, \d+\]/);

@@ -4,9 +4,7 @@
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import { createOnnxRunner } from "../bench/peers/onnx.ts";
 import { ProtoWriter } from "../bench/peers/onnx/protobuf.ts";
-import { createTfjsRunner } from "../bench/peers/tfjs.ts";
 import type { PeerRunner } from "../bench/peers/graph.ts";
 import { elaborate } from "../compiler/elaborate/index.ts";
 import { GraphBuilder } from "../compiler/ir/builder.ts";
@@ -26,10 +24,24 @@ interface Peer {
   create(graph: Graph, params: TensorMap, dims: ReadonlyMap<string, number>): Promise<PeerRunner>;
 }
 
+// The peers are bench/'s own package (npm run bench:install). A missing peer fails on CI and
+// skips loudly elsewhere, as everywhere in the suite.
+let onnx: typeof import("../bench/peers/onnx.ts") | undefined;
+let tfjs: typeof import("../bench/peers/tfjs.ts") | undefined;
+let peersMissing: string | undefined;
+try {
+  onnx = await import("../bench/peers/onnx.ts");
+  tfjs = await import("../bench/peers/tfjs.ts");
+} catch (e) {
+  peersMissing = `the benchmark peers are not installed (${e instanceof Error ? e.message.split("\n")[0] : String(e)}): run npm run bench:install`;
+  if (process.env.CI === "true") throw new Error(`on CI: ${peersMissing}`);
+  console.warn(`\n*** SKIPPING the peer agreement tests: ${peersMissing} ***\n`);
+}
+
 const PEERS: Peer[] = [
-  { name: "onnxruntime-node", create: (g, p, d) => createOnnxRunner(g, p, d) },
-  { name: "tfjs-cpu", create: (g, p, d) => createTfjsRunner(g, p, d, "cpu") },
-  { name: "tfjs-wasm", create: (g, p, d) => createTfjsRunner(g, p, d, "wasm") },
+  { name: "onnxruntime-node", create: (g, p, d) => onnx!.createOnnxRunner(g, p, d) },
+  { name: "tfjs-cpu", create: (g, p, d) => tfjs!.createTfjsRunner(g, p, d, "cpu") },
+  { name: "tfjs-wasm", create: (g, p, d) => tfjs!.createTfjsRunner(g, p, d, "wasm") },
 ];
 
 /**
@@ -123,7 +135,7 @@ describe("a protobuf writer for ONNX models", () => {
 });
 
 for (const peer of PEERS) {
-  describe(`the ${peer.name} peer computes what the interpreter computes`, () => {
+  describe.skipIf(peersMissing !== undefined)(`the ${peer.name} peer computes what the interpreter computes`, () => {
     for (const [file, set] of EXAMPLES) {
       it(`on ${file} with ${Object.entries(set).map(([k, v]) => `${k}=${v}`).join(", ")}, N=8`, async () => {
         const graph = compileExample(file, set);
@@ -164,7 +176,7 @@ for (const peer of PEERS) {
   });
 }
 
-describe("the peers agree with the interpreter on random well-typed graphs", () => {
+describe.skipIf(peersMissing !== undefined)("the peers agree with the interpreter on random well-typed graphs", () => {
   for (const peer of PEERS.slice(0, 2)) {
     it(`on ${peer.name}`, async () => {
       await fc.assert(
@@ -184,8 +196,7 @@ describe("the peers agree with the interpreter on random well-typed graphs", () 
   }
 });
 
-afterAll(async () => {
-  const tf = await import("@tensorflow/tfjs-core");
+afterAll(() => {
   // Every tensor a runner uploaded or computed was freed.
-  expect(tf.memory().numTensors).toBe(0);
+  if (tfjs) expect(tfjs.liveTensors()).toBe(0);
 });

@@ -16,11 +16,11 @@ export const ARRAY_TYPE: Record<DType, string> = {
   bool: "Uint8Array",
 };
 
-/** What differs between the artifacts' sessions: whether runSync exists, and what load takes beside the weights. */
+/** What differs between the artifacts' sessions: whether runSync exists, and whether load takes a GPU device. */
 export interface SessionApi {
   sync: boolean;
-  /** The type of load's second parameter, with its doc; none without. */
-  loadOptions?: { type: string; doc: string };
+  /** load's options take `device`, the GPUDevice to run on. */
+  deviceOption?: boolean;
 }
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
@@ -57,7 +57,11 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       name: "Inputs",
       isExported: true,
       docs: ["The model's inputs: a typed array (its one unbound dim is inferred from its length) or `{ data, shape }`."],
-      properties: properties(manifest.inputs, (a) => `${a} | { data: ${a}; shape: number[] }`),
+      properties: properties(manifest.inputs, (a) => {
+        // i32 inputs (token ids) also take int64, as PyTorch and ONNX Runtime hold them.
+        const arrays = a === ARRAY_TYPE.i32 ? `${a} | BigInt64Array` : a;
+        return `${arrays} | { data: ${arrays}; shape: number[] }`;
+      }),
     },
     { name: "Outputs", isExported: true, docs: ["The model's outputs, as typed arrays (16-bit floats as their bits)."], properties: properties(manifest.outputs, (a) => a) },
     {
@@ -66,10 +70,10 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       docs: ["A loaded model."],
       properties: [{ name: "dims", isReadonly: true, type: `Readonly<Record<${dimsType}, number>>`, docs: ["The dims bound by the last run."] }],
       methods: [
-        { name: "run", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Promise<Outputs>", docs: ["Runs the model."] },
+        { name: "run", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Promise<Outputs>", docs: [api.sync ? "Runs the model, letting the event loop run between kernels every few milliseconds; runs take turns." : "Runs the model on the GPU."] },
         ...(api.sync
           ? [
-              { name: "runSync", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Outputs" },
+              { name: "runSync", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Outputs", docs: ["Runs the model to the end before returning: the event loop waits."] },
               {
                 name: "profile",
                 parameters: [{ name: "inputs", type: "Inputs" }, { name: "runs", type: "number", hasQuestionToken: true }],
@@ -82,15 +86,26 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       ],
     },
   ];
+  interfaces.push({
+    name: "LoadOptions",
+    isExported: true,
+    docs: ["How the checkpoint's names bind to the model's params (the rules of difftc's CLI and API): strict, unless told otherwise."],
+    properties: [
+      { name: "prefix", hasQuestionToken: true, type: "string", docs: ["Stripped from the names that start with it (`model.` for a Hugging Face checkpoint)."] },
+      { name: "rename", hasQuestionToken: true, type: "Readonly<Record<string, string>>", docs: ["File name -> param name, for names that differ otherwise."] },
+      { name: "allowUnused", hasQuestionToken: true, type: "boolean", docs: ["Ignore tensors the model does not use instead of refusing the file."] },
+      ...(api.deviceOption ? [{ name: "device", hasQuestionToken: true, type: "object", docs: ["The GPUDevice to run on (default: one requested from navigator.gpu)."] }] : []),
+    ],
+  });
   file.addInterfaces(interfaces.map((i) => ({ ...i, kind: StructureKind.Interface })));
   file.addVariableStatement({ isExported: true, hasDeclareKeyword: true, declarations: [{ name: "manifest", type: "Readonly<Record<string, unknown>>" }], declarationKind: "const" as never, docs: ["The artifact's manifest.json."] });
   file.addFunction({
     isExported: true,
     hasDeclareKeyword: true,
     name: "load",
-    parameters: [{ name: "weights", type: "ArrayBuffer | Uint8Array" }, ...(api.loadOptions ? [{ name: "options", type: api.loadOptions.type, hasQuestionToken: true }] : [])],
+    parameters: [{ name: "weights", type: "ArrayBuffer | Uint8Array" }, { name: "options", type: "LoadOptions", hasQuestionToken: true }],
     returnType: "Promise<Session>",
-    docs: [`Loads weights from a safetensors file's bytes.${api.loadOptions ? ` ${api.loadOptions.doc}` : ""}`],
+    docs: ["Loads weights from a safetensors file's bytes: every param by name, strictly (see LoadOptions); float dtypes are converted to the param's, said once on stderr."],
   });
   file.formatText({ indentSize: 2 });
   return file.getFullText();

@@ -84,7 +84,7 @@ export function compileWgsl(graph: Graph, options: CompileOptions = {}): Artifac
       ["manifest.json", `${JSON.stringify(manifest, null, 2)}\n`],
       ...emitted.flatMap(({ kernel, variants }) => variants.map((v): [string, string] => [[kernel.name, ...v.requires, "wgsl"].join("."), v.code])),
       ["model.js", module],
-      ["model.d.ts", emitTypings(manifest, { sync: false, loadOptions: { type: "{ device?: object }", doc: "options.device: the GPUDevice to run on (default: one requested from navigator.gpu)." } })],
+      ["model.d.ts", emitTypings(manifest, { sync: false, deviceOption: true })],
       ["graph.ir", printGraph(graph)],
     ]),
   };

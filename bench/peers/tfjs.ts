@@ -13,6 +13,11 @@ import { tfDType, type TfjsKernel, type TfjsRule } from "./tfjs/kernel.ts";
 import { primitiveRules } from "./tfjs/primitives.ts";
 import { provideNavigatorGpu } from "./webgpu.ts";
 
+/** How many tensors TensorFlow.js holds: 0 once every runner is released. */
+export function liveTensors(): number {
+  return tf.memory().numTensors;
+}
+
 // Production mode, as a deployed tfjs app runs (it also drops the "install tfjs-node" banner).
 tf.enableProdMode();
 

@@ -8,7 +8,7 @@ import { checkNodeSize } from "../ir/limits.ts";
 import { OpError } from "../ir/registry.ts";
 import { type Dim, type DType, formatType, isDType, isFloat, type TensorType } from "../ir/types.ts";
 import { builtinNames, callBuiltin, isBuiltin } from "./builtins.ts";
-import { closest, describe, type DimVar, type Instance, Scope, type Value } from "./values.ts";
+import { closest, describe, type DimVar, type Instance, Scope, type Value, where } from "./values.ts";
 
 const CONSTANTS: Record<string, Value> = {
   true: { kind: "bool", value: true },
@@ -46,6 +46,21 @@ interface Frame {
   rootDimsUsed?: Set<string>;
 }
 
+/** A value given for a model parameter from outside (`--set`, the API): a number, a boolean or a string. */
+export type ParamValue = number | boolean | string;
+
+function paramValue(v: ParamValue): Value {
+  if (typeof v === "number") return { kind: "number", value: v, integer: Number.isInteger(v) };
+  return typeof v === "boolean" ? { kind: "bool", value: v } : { kind: "string", value: v };
+}
+
+/** Diagnostics that carry instantiation notes already: every enclosing instance adds its own. */
+const instantiated = new WeakSet<Diagnostic>();
+
+function within(inner: SourceSpan | undefined, outer: SourceSpan): boolean {
+  return !!inner && inner.source === outer.source && inner.start >= outer.start && inner.end <= outer.end;
+}
+
 export class Elaborator {
   readonly builder: GraphBuilder;
   private readonly paramIds = new Map<string, number>();
@@ -62,11 +77,11 @@ export class Elaborator {
   // ---- models -------------------------------------------------------------
 
   /** Elaborates the root model: its inputs become graph inputs, its outputs graph outputs. */
-  elaborateRoot(model: ModelDecl, overrides: ReadonlyMap<string, number>): Map<string, Value> {
+  elaborateRoot(model: ModelDecl, overrides: ReadonlyMap<string, ParamValue>): Map<string, Value> {
     const scope = new Scope();
     for (const p of model.params) {
       const o = overrides.get(p.name.name);
-      if (o !== undefined) scope.define(p.name.name, { value: { kind: "number", value: o, integer: Number.isInteger(o) }, rebindable: false, span: p.name.span });
+      if (o !== undefined) scope.define(p.name.name, { value: paramValue(o), rebindable: false, span: p.name.span });
       else if (p.default) scope.define(p.name.name, { value: this.evaluate(p.default, { scope, prefix: "", outputs: [], dims: [] }), rebindable: false, span: p.name.span });
       else throw new Diagnostic(`model ${model.name.name} needs a value for ${p.name.name}: pass --set ${p.name.name}=VALUE`, p.name.span);
     }
@@ -91,8 +106,24 @@ export class Elaborator {
     }
   }
 
-  /** Calls a sub-module instance: binds its inputs to `args` and returns its outputs. */
+  /**
+   * Calls a sub-module instance: binds its inputs to `args` and returns its outputs. An error
+   * inside the instantiated model (often the standard library) gains a note naming the `sub`
+   * that instantiated it, so the notes lead down from the user's file to the failing line.
+   */
   private callInstance(instance: Instance, args: Arg[], frame: Frame, span: SourceSpan): Value {
+    try {
+      return this.instantiate(instance, args, frame, span);
+    } catch (e) {
+      if (!(e instanceof Diagnostic) || !(instantiated.has(e) || within(e.span, instance.model.span))) throw e;
+      const note = `in ${instance.model.name.name} as ${instance.prefix.slice(0, -1)}, instantiated at ${where(instance.span)}`;
+      const noted = new Diagnostic(e.message, e.span, [note, ...e.notes]);
+      instantiated.add(noted);
+      throw noted;
+    }
+  }
+
+  private instantiate(instance: Instance, args: Arg[], frame: Frame, span: SourceSpan): Value {
     const model = instance.model;
     this.step(span);
     const scope = new Scope();
@@ -351,7 +382,9 @@ export class Elaborator {
         if (isDType(expr.name)) return { kind: "string", value: expr.name };
         if (isBuiltin(expr.name) || this.models.has(expr.name)) throw new Diagnostic(`${expr.name} is a function: call it with (...)`, expr.span);
         const hint = closest(expr.name, frame.scope.names());
-        throw new Diagnostic(`unknown name ${expr.name}`, expr.span, hint ? [`did you mean ${hint}?`] : []);
+        // In a shape, an unknown name is most often a size meant to be bound at run time.
+        const dimHint = opts.allowUnboundDim ? [`a size bound at run time is declared in the model first: dim ${expr.name}`] : [];
+        throw new Diagnostic(`unknown name ${expr.name}`, expr.span, [...(hint ? [`did you mean ${hint}?`] : []), ...dimHint]);
       }
       case "list":
         return { kind: "list", items: expr.items.map((i) => this.evaluate(i, frame, opts)) };

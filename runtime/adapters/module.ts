@@ -33,13 +33,10 @@ export function fromTyped(dtype: DType, shape: number[], a: TypedArray): HostTen
   return { dtype, shape, data };
 }
 
-/** The inputs the manifest names, as `{ data, shape }` for run(). */
-export function givenInputs(manifest: Manifest, inputs: TensorMap): Record<string, { data: TypedArray; shape: number[] }> {
+/** Every input given, as `{ data, shape }` for run(): the artifact refuses those its manifest lacks. */
+export function givenInputs(inputs: TensorMap): Record<string, { data: TypedArray; shape: number[] }> {
   const given: Record<string, { data: TypedArray; shape: number[] }> = Object.create(null);
-  for (const i of manifest.inputs) {
-    const t = inputs.get(i.name);
-    if (t) given[i.name] = { data: toTyped(t), shape: t.shape };
-  }
+  for (const [name, t] of inputs) given[name] = { data: toTyped(t), shape: t.shape };
   return given;
 }
 
@@ -92,9 +89,9 @@ export function hostSession(manifest: Manifest, session: ArtifactSession, artifa
   const profile = session.profile?.bind(session);
   return {
     async run(inputs) {
-      const out = await reported(() => session.run(givenInputs(manifest, inputs)));
+      const out = await reported(() => session.run(givenInputs(inputs)));
       return new Map(manifest.outputs.map((o) => [o.name, fromTyped(o.dtype, session.outputShape(o.name), out[o.name])]));
     },
-    ...(profile && { profile: (inputs: TensorMap, runs = 1) => reported(() => profile(givenInputs(manifest, inputs), runs)) }),
+    ...(profile && { profile: (inputs: TensorMap, runs = 1) => reported(() => profile(givenInputs(inputs), runs)) }),
   };
 }

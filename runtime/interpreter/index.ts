@@ -17,6 +17,10 @@ export type TensorMap = ReadonlyMap<string, HostTensor>;
  */
 export function bindDims(graph: Graph, inputs: TensorMap, dims: ReadonlyMap<string, number> = new Map()): Map<string, number> {
   const bound = new Map(dims);
+  const declared = graph.nodes.filter((n) => n.op === "input").map((n) => String(n.attrs.name));
+  // An input the model does not have is a misspelt name or the wrong file, never something to ignore.
+  const unknown = [...inputs.keys()].filter((k) => !declared.includes(k));
+  if (unknown.length) throw new Diagnostic(`model ${graph.name} has no input${unknown.length === 1 ? "" : "s"} ${unknown.join(", ")} (its inputs: ${declared.join(", ") || "none"})`);
   for (const node of graph.nodes) {
     if (node.op !== "input") continue;
     const name = String(node.attrs.name);

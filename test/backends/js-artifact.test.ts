@@ -37,7 +37,7 @@ describe("JS artifacts", () => {
     const js = String(compileJs(small()).files.get("model.js"));
     expect(js).not.toMatch(/^\s*import\s/m);
     expect(js).not.toMatch(/\bimport\s*\(|\brequire\s*\(/);
-    expect(js).toMatch(/^export async function load\(weights\)/m);
+    expect(js).toMatch(/^export async function load\(weights, options\)/m);
   });
 
   it("load weights from a safetensors buffer and run({ tokens }) on a plain typed array", async () => {
@@ -58,7 +58,7 @@ describe("JS artifacts", () => {
     const graph = small();
     const model = await importJsModule(String(compileJs(graph).files.get("model.js")));
     await expect(model.load(new Uint8Array([1, 2, 3]))).rejects.toThrow(/not a valid safetensors file/);
-    await expect(model.load(serializeSafetensors(new Map([["embed", tensor("f32", [2, 2])]])))).rejects.toThrow(/weights: "embed" is f32\[2, 2\], but the model declares f32\[30, 16\]/);
+    await expect(model.load(serializeSafetensors(new Map([["embed", tensor("f32", [2, 2])]])))).rejects.toThrow(/mismatched: embed is f32\[2, 2\], the model's is f32\[30, 16\]/);
     const session = await model.load(serializeSafetensors(initWeights(graph, 1)));
     await expect(session.run({})).rejects.toThrow(/missing input "tokens": i32\[N\]/);
     await expect(session.run({ tokens: new Float32Array(3) } as never)).rejects.toThrow(/must be a Int32Array/);

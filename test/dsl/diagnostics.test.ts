@@ -128,7 +128,7 @@ describe("diagnostics point at the mistake", () => {
 
   it("an unknown --set key lists the model's parameters", () => {
     const d = diagnose("model M(D = 4) {\n  input x: f32[D]\n  output y = x\n}\n", { set: new Map([["Q", 3]]) });
-    expect(d.message).toBe("model M has no parameter Q (it has D)");
+    expect(d.message).toBe("model M has no parameter or dim Q (it has parameters D; no dims)");
   });
 
   it("the formatted diagnostic shows file:line:col, the line and a caret", () => {

@@ -1,10 +1,13 @@
 // ---- the host side every JS-facing artifact shares (JS, WebGPU): typed arrays per dtype,
 // safetensors parsing, binding dims from the inputs, kernel error messages. Copied into each
-// artifact; expects MANIFEST and firstDuplicateKey (common/json-keys.js) above. Self-contained:
-// imports nothing.
+// artifact; expects MANIFEST, firstDuplicateKey (common/json-keys.js) and the weights-binding
+// rules (common/weights.js) above. Self-contained: imports nothing.
 
 const ARRAYS = { f32: Float32Array, f16: Uint16Array, bf16: Uint16Array, i32: Int32Array, i8: Int8Array, u8: Uint8Array, bool: Uint8Array };
-const SAFETENSORS_DTYPES = { F32: "f32", F16: "f16", BF16: "bf16", I32: "i32", I8: "i8", U8: "u8", BOOL: "bool" };
+/** What a safetensors file may hold: the model's dtypes, and f64 and i64 (NumPy's and PyTorch's defaults), converted on load. */
+const FILE_DTYPES = { F32: "f32", F16: "f16", BF16: "bf16", I32: "i32", I8: "i8", U8: "u8", BOOL: "bool", F64: "f64", I64: "i64" };
+const FILE_ARRAYS = { ...ARRAYS, f64: Float64Array, i64: BigInt64Array };
+const INTEGER_RANGES = { i32: [-2147483648, 2147483647], i8: [-128, 127], u8: [0, 255] };
 
 function evalSize(m, dims) {
   let v = m.coefficient;
@@ -48,13 +51,13 @@ function parseSafetensors(bytes) {
   const tensors = new Map();
   for (const [name, entry] of Object.entries(header)) {
     if (name === "__metadata__") continue;
-    const dtype = entry && Object.hasOwn(SAFETENSORS_DTYPES, entry.dtype) ? SAFETENSORS_DTYPES[entry.dtype] : undefined;
+    const dtype = entry && Object.hasOwn(FILE_DTYPES, entry.dtype) ? FILE_DTYPES[entry.dtype] : undefined;
     if (!dtype) throw fail(name + " has unsupported dtype " + JSON.stringify(entry && entry.dtype));
     const shape = entry.shape;
     const [begin, end] = entry.data_offsets || [];
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw fail(name + " has an invalid shape");
     if (!Number.isInteger(begin) || !Number.isInteger(end) || begin < 0 || end < begin || dataStart + end > bytes.length) throw fail(name + " has data offsets out of range");
-    const Array_ = ARRAYS[dtype];
+    const Array_ = FILE_ARRAYS[dtype];
     const count = shape.reduce((a, b) => a * b, 1);
     if ((end - begin) !== count * Array_.BYTES_PER_ELEMENT) throw fail(name + " holds " + (end - begin) + " bytes, but " + dtype + formatShape(shape) + " needs " + count * Array_.BYTES_PER_ELEMENT);
     // Copy: the file's offsets need not be aligned for the typed array.
@@ -65,15 +68,29 @@ function parseSafetensors(bytes) {
   return tensors;
 }
 
+/** An int64 input as i32, each value checked to fit. */
+function int32Of(name, values) {
+  const out = new Int32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] < -2147483648n || values[i] > 2147483647n) throw new RangeError("input " + JSON.stringify(name) + " holds " + values[i] + " at index " + i + ", outside i32");
+    out[i] = Number(values[i]);
+  }
+  return out;
+}
+
 /** Binds the model's dims from the inputs: a given shape, or the one size a flat array leaves open. */
 function bindInputs(inputs, views, dims) {
   if (inputs === null || typeof inputs !== "object") throw new TypeError("run() takes an object of inputs");
+  const unknown = Object.keys(inputs).filter((k) => !MANIFEST.inputs.some((i) => i.name === k));
+  if (unknown.length) throw new TypeError("the model has no input " + unknown.map((k) => JSON.stringify(k)).join(", ") + " (its inputs: " + MANIFEST.inputs.map((i) => i.name).join(", ") + ")");
   for (const input of MANIFEST.inputs) {
     const value = Object.hasOwn(inputs, input.name) ? inputs[input.name] : undefined;
     if (value === undefined) throw new TypeError("missing input " + JSON.stringify(input.name) + ": " + input.dtype + formatShape(input.shape));
-    const data = ArrayBuffer.isView(value) ? value : value && value.data;
+    const given = ArrayBuffer.isView(value) ? value : value && value.data;
     const Array_ = ARRAYS[input.dtype];
-    if (!(data instanceof Array_)) throw new TypeError("input " + JSON.stringify(input.name) + " must be a " + Array_.name + " (" + input.dtype + ")");
+    // Token ids as PyTorch and ONNX Runtime hold them (int64) are taken when every one fits.
+    const data = input.dtype === "i32" && given instanceof BigInt64Array ? int32Of(input.name, given) : given;
+    if (!(data instanceof Array_)) throw new TypeError("input " + JSON.stringify(input.name) + " must be a " + Array_.name + (input.dtype === "i32" ? " or a BigInt64Array" : "") + " (" + input.dtype + ")");
     const shape = ArrayBuffer.isView(value) ? null : value.shape;
     if (shape !== undefined && shape !== null && !(Array.isArray(shape) && shape.every((d) => Number.isSafeInteger(d) && d >= 0)))
       throw new TypeError("input " + JSON.stringify(input.name) + ": shape must be an array of non-negative integers, got " + JSON.stringify(shape));
@@ -107,17 +124,68 @@ function bindInputs(inputs, views, dims) {
 }
 
 
-/** The params the manifest names, by buffer id, from a safetensors file's bytes: each present, with its dtype and shape. */
-function loadParams(weights) {
+/** A 16-bit float's value from its bits. */
+function decodeHalf(dtype, bits) {
+  if (dtype === "bf16") return new Float32Array(new Uint32Array([bits << 16]).buffer)[0];
+  const exp = (bits >>> 10) & 0x1f, mant = bits & 0x3ff, sign = bits & 0x8000 ? -1 : 1;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  return exp === 0x1f ? (mant ? NaN : sign * Infinity) : sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+/** A 16-bit float's bits for x, rounded to nearest even (from x's f32 bits, as the compiler's numeric.ts does). */
+function encodeHalf(dtype, x) {
+  const bits = new Uint32Array(new Float32Array([x]).buffer)[0];
+  if (dtype === "bf16") return (bits & 0x7f800000) === 0x7f800000 && bits & 0x7fffff ? (bits >>> 16) | 0x40 : ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+  const sign = (bits >>> 16) & 0x8000, exp = (bits >>> 23) & 0xff;
+  let mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e, half = 1 << (shift - 1), rest = mant & ((1 << shift) - 1);
+    let h = mant >>> shift;
+    if (rest > half || (rest === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++;
+  return sign | h;
+}
+
+/** A file tensor's values in the param's dtype: floats rounded to it, integers range-checked. */
+function convertTensor(name, t, p) {
+  const out = new ARRAYS[p.dtype](t.data.length);
+  const range = INTEGER_RANGES[p.dtype];
+  for (let i = 0; i < out.length; i++) {
+    const raw = t.data[i];
+    const x = t.dtype === "f16" || t.dtype === "bf16" ? decodeHalf(t.dtype, raw) : Number(raw);
+    if (range && (x < range[0] || x > range[1])) throw new RangeError("weights: " + JSON.stringify(name) + " holds " + x + " at index " + i + ", outside " + p.dtype);
+    out[i] = p.dtype === "f16" || p.dtype === "bf16" ? encodeHalf(p.dtype, x) : x;
+  }
+  return out;
+}
+
+/**
+ * The params the manifest names, by buffer id, from a safetensors file's bytes, bound by the
+ * rules of common/weights.js (above): strict, with a name prefix, a rename map and unused
+ * tensors allowed as options; float dtypes converted, said once on stderr (console.warn).
+ */
+function loadParams(weights, options = {}) {
   const bytes = weights instanceof Uint8Array ? weights : new Uint8Array(weights);
   const tensors = parseSafetensors(bytes);
+  const binding = bindWeights(MANIFEST.params, [...tensors].map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })), options);
+  if (binding.problems.length) throw new Error([bindingSummary(binding, "weights", MANIFEST.model), ...binding.problems, ...(binding.hint ? [binding.hint] : [])].join("\n  "));
   const params = new Map();
   for (const p of MANIFEST.params) {
-    const t = tensors.get(p.name);
-    if (!t) throw new Error("weights lack param " + JSON.stringify(p.name) + " (" + p.dtype + formatShape(p.shape) + ")");
-    if (t.dtype !== p.dtype || formatShape(t.shape) !== formatShape(p.shape)) throw new Error("weights: " + JSON.stringify(p.name) + " is " + t.dtype + formatShape(t.shape) + ", but the model declares " + p.dtype + formatShape(p.shape));
-    params.set(p.buffer, t.data);
+    const name = binding.sources.get(p.name);
+    const t = tensors.get(name);
+    params.set(p.buffer, t.dtype === p.dtype ? t.data : convertTensor(name, t, p));
   }
+  const note = conversionNote(binding, "weights");
+  if (note) console.warn("note: " + note);
   return params;
 }
 

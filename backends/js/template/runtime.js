@@ -4,16 +4,47 @@
 /** The error record of a kernel that can fail: the code of its first error, then that error's values. */
 const ERRORS = new Int32Array(4);
 
+/** How long run() computes before it lets the event loop run (timers, I/O, rendering). */
+const YIELD_MS = 10;
+
+/** A macrotask: setImmediate in Node; a message in a browser (setTimeout would be clamped to 4 ms). */
+function nextTask() {
+  if (typeof setImmediate === "function") return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => resolve();
+    channel.port2.postMessage(0);
+  });
+}
+
 class Session {
   constructor(params) {
     this.params = params;
     this.storage = null;
     /** The dims bound by the last run. */
     this.dims = Object.create(null);
+    /** Runs take turns: they share the temporaries' storage. */
+    this.queue = Promise.resolve();
   }
 
-  async run(inputs) {
-    return this.runSync(inputs);
+  /**
+   * Runs the model, letting the event loop run between kernels every few milliseconds, so a
+   * long run does not block the caller's timers and I/O for long (one kernel runs whole).
+   */
+  run(inputs) {
+    const result = this.queue.then(async () => {
+      const steps = this.steps(inputs);
+      let last = performance.now();
+      for (let step = steps.next(); ; step = steps.next()) {
+        if (step.done) return step.value;
+        if (performance.now() - last > YIELD_MS) {
+          await nextTask();
+          last = performance.now();
+        }
+      }
+    });
+    this.queue = result.catch(() => {});
+    return result;
   }
 
   /**
@@ -27,8 +58,14 @@ class Session {
     return MANIFEST.kernels.map((k, i) => ({ kernel: k.name, op: k.op, ms: times[i] / runs }));
   }
 
-  /** One forward; with `times`, each kernel's milliseconds are added to its entry. */
+  /** Runs the model to the end before returning: the caller's event loop waits. With `times`, each kernel's milliseconds are added to its entry. */
   runSync(inputs, times) {
+    const steps = this.steps(inputs, times);
+    for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value;
+  }
+
+  /** The run, one kernel per step; returns the outputs. */
+  *steps(inputs, times) {
     const dims = Object.create(null);
     const views = new Array(MANIFEST.buffers.length);
     bindInputs(inputs, views, dims);
@@ -52,6 +89,7 @@ class Session {
       KERNELS[i](...args);
       if (times) times[i] += performance.now() - start;
       if (spec.errors.length > 0 && ERRORS[0] !== 0) throw kernelError(spec, ERRORS);
+      yield;
     }
     this.dims = dims;
     const outputs = {};
@@ -68,7 +106,7 @@ class Session {
   }
 }
 
-/** Loads the weights (a safetensors file's bytes) and returns a session that runs the model. */
-export async function load(weights) {
-  return new Session(loadParams(weights));
+/** Loads the weights (a safetensors file's bytes; options: prefix, rename, allowUnused) and returns a session that runs the model. */
+export async function load(weights, options) {
+  return new Session(loadParams(weights, options));
 }

@@ -175,7 +175,7 @@ class Session {
  * to use; by default one is requested from navigator.gpu.
  */
 export async function load(weights, options = {}) {
-  const params = loadParams(weights);
+  const params = loadParams(weights, options);
   const device = options.device || (await requestDevice());
   // A kernel binds its buffers (and its error record) as storage: the device must allow that many.
   for (const spec of MANIFEST.kernels) {

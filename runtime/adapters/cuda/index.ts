@@ -104,13 +104,9 @@ export async function loadCuda(artifact: Artifact | string, weights: TensorMap, 
     async run(inputs) {
       const dir = mkdtempSync(join(tmpdir(), "difftc-cuda-"));
       try {
-        const given = new Map<string, HostTensor>();
-        for (const i of manifest.inputs as { name: string }[]) {
-          const t = inputs.get(i.name);
-          if (t) given.set(i.name, t);
-        }
         writeFileSync(join(dir, "weights.safetensors"), weightsBytes);
-        writeFileSync(join(dir, "inputs.safetensors"), serializeSafetensors(given));
+        // Every input given: the C API refuses one the model does not have.
+        writeFileSync(join(dir, "inputs.safetensors"), serializeSafetensors(new Map(inputs)));
         const out = join(dir, "outputs.safetensors");
         const result = spawnSync(runner, [join(dir, "weights.safetensors"), join(dir, "inputs.safetensors"), out], { encoding: "utf8", maxBuffer: 64 << 20 });
         if (result.status !== 0) throw new Diagnostic(`${mode}: ${(result.stderr || String(result.error ?? `the runner exited with ${result.status ?? result.signal}`)).trim()}`);

@@ -1,13 +1,14 @@
 // The JS adapter: imports an artifact's model.js and runs it on host tensors.
 import type { Artifact } from "../../../backends/common/artifact.ts";
 import type { Manifest } from "../../../common/manifest.ts";
+import type { WeightsBindingOptions } from "../../../common/weights.js";
 import { serializeSafetensors } from "../../safetensors.ts";
 import type { Session, TensorMap } from "../adapter.ts";
 import { type ArtifactSession, hostSession, importArtifactModule, importModule } from "../module.ts";
 
 export interface JsModel {
   manifest: Manifest;
-  load(weights: Uint8Array): Promise<ArtifactSession>;
+  load(weights: Uint8Array, options?: WeightsBindingOptions): Promise<ArtifactSession>;
 }
 
 /** Imports a JS artifact's model.js from its source text. */

@@ -121,7 +121,7 @@ export function webgpuUnavailableSync(): string | undefined {
   try {
     pkgDir = path.dirname(createRequire(import.meta.url).resolve("webgpu/package.json"));
   } catch {
-    return "the npm package `webgpu` (Dawn) is not installed: run npm ci";
+    return "the npm package `webgpu` (Dawn) is not installed: npm install webgpu (an optional peer of difftc)";
   }
   const arch = process.platform === "darwin" ? "universal" : process.arch;
   if (!fs.existsSync(path.join(pkgDir, "dist", `${process.platform}-${arch}`, "dawn.node"))) {
@@ -223,7 +223,7 @@ async function createDawnDevice(): Promise<GpuDevice> {
     mod = (await import(/* @vite-ignore */ specifier)) as WebgpuModule;
   } catch (e) {
     throw new WebGPUUnavailableError(
-      `WebGPU: the npm package \`webgpu\` (Dawn) could not be loaded (${e instanceof Error ? e.message.split("\n")[0] : String(e)}): run npm ci`,
+      `WebGPU: the npm package \`webgpu\` (Dawn) could not be loaded (${e instanceof Error ? e.message.split("\n")[0] : String(e)}): npm install webgpu (an optional peer of difftc)`,
     );
   }
   // GPUBufferUsage, GPUMapMode, ... as in a browser, where not already defined.
