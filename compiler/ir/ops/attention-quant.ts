@@ -25,7 +25,7 @@
 import type { Attrs } from "../graph.ts";
 import { OpError, type AttrSpec } from "../registry.ts";
 import { roundHalfToEven } from "../scalar.ts";
-import type { Arith } from "./attention-geometry.ts";
+import { type Arith, NUMBERS } from "./attention-geometry.ts";
 
 export type QuantTarget = "none" | "logits" | "probs";
 export type QuantGranularity = "row" | "block";
@@ -95,17 +95,7 @@ function quantStep(amax: number, levels: number): number {
   return amax > 0 && Number.isFinite(amax) ? amax / levels : 0;
 }
 
-const NUMBER_QUANT: QuantArith<number> = {
-  num: (c) => c,
-  add: (a, b) => a + b,
-  sub: (a, b) => a - b,
-  mul: (a, b) => a * b,
-  div: (a, b) => a / b,
-  min: Math.min,
-  max: Math.max,
-  sqrt: Math.sqrt,
-  roundHalfEven: roundHalfToEven,
-};
+const NUMBER_QUANT: QuantArith<number> = { ...NUMBERS, roundHalfEven: roundHalfToEven };
 
 /** The groups [start, end) of a row of `seen` keys: the row, or its key blocks. */
 export function quantGroups(seen: number, granularity: QuantGranularity, block: number): [number, number][] {
