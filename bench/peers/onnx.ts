@@ -58,13 +58,18 @@ export async function createOnnxRunner(
     logSeverityLevel: 3,
   });
   const outputTypes = new Map(graph.outputs.map((o) => [o.name, graph.nodes[o.node].type.dtype]));
+  const feedsOf = (inputs: ReadonlyMap<string, HostTensor>) => {
+    checkInputs(graph, inputs, dims, "onnx");
+    return Object.fromEntries(session.inputNames.map((name) => [name, toOrt(inputs.get(name)!)]));
+  };
   return {
     async run(inputs) {
-      checkInputs(graph, inputs, dims, "onnx");
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const name of session.inputNames) feeds[name] = toOrt(inputs.get(name)!);
-      const results = await session.run(feeds);
+      const results = await session.run(feedsOf(inputs));
       return new Map(graph.outputs.map((o) => [o.name, fromOrt(results[o.name] as ort.Tensor, outputTypes.get(o.name)!)]));
+    },
+    async bind(inputs) {
+      const feeds = feedsOf(inputs);
+      return { forward: async () => void (await session.run(feeds)), release: () => {} };
     },
     release: () => session.release(),
   };
@@ -77,16 +82,23 @@ async function createOnnxWebgpuRunner(graph: Graph, model: Uint8Array, dims: Rea
   (web.env as unknown as { logLevel: string }).logLevel = "error";
   const session = await web.InferenceSession.create(model, { executionProviders: ["webgpu"], graphOptimizationLevel: "all" });
   const outputTypes = new Map(graph.outputs.map((o) => [o.name, graph.nodes[o.node].type.dtype]));
+  const feedsOf = (inputs: ReadonlyMap<string, HostTensor>) => {
+    checkInputs(graph, inputs, dims, "onnx webgpu");
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const name of session.inputNames) {
+      const t = inputs.get(name)!;
+      feeds[name] = new web.Tensor(ORT_TYPE[t.dtype]!, toOrt(t).data as Float32Array, t.shape) as ort.Tensor;
+    }
+    return feeds;
+  };
   return {
     async run(inputs) {
-      checkInputs(graph, inputs, dims, "onnx webgpu");
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const name of session.inputNames) {
-        const t = inputs.get(name)!;
-        feeds[name] = new web.Tensor(ORT_TYPE[t.dtype]!, toOrt(t).data as Float32Array, t.shape) as ort.Tensor;
-      }
-      const results = await withLiveTimer(() => session.run(feeds));
+      const results = await withLiveTimer(() => session.run(feedsOf(inputs)));
       return new Map(graph.outputs.map((o) => [o.name, fromOrt(results[o.name] as ort.Tensor, outputTypes.get(o.name)!)]));
+    },
+    async bind(inputs) {
+      const feeds = feedsOf(inputs);
+      return { forward: async () => void (await withLiveTimer(() => session.run(feeds))), release: () => {} };
     },
     release: () => session.release(),
   };
