@@ -1,6 +1,8 @@
 // Side-by-side benchmarks: the same graph, inputs and weights on difftc's interpreter and JS
 // backend and on the peers (tfjs cpu and wasm, onnxruntime-node with one thread). Prints
 // medians and ratios measured in this one run, and checks that every implementation agrees.
+// A peer is timed on inputs already in its own tensors, its outputs awaited in its own form
+// (the float64 conversions its adapter needs for the check are not timed: difftc has none).
 //
 //   npm run bench                 # everything
 //   npm run bench -- --quick      # fewer repetitions, smaller sizes
@@ -258,8 +260,12 @@ async function main(): Promise<void> {
       }
       // A peer is timed as its users run it: inputs already in its tensors, outputs left in them.
       const bound = await run.bind?.(inputs);
-      const ms = await time(bound ? bound.forward : () => run(inputs));
-      bound?.release();
+      let ms: number;
+      try {
+        ms = await time(bound ? bound.forward : () => run(inputs));
+      } finally {
+        bound?.release();
+      }
       const gflops = c.flops ? ` ${(c.flops / ms / 1e6).toFixed(2)} GFLOP/s` : "";
       rows.push({ case: c.name, impl: impl.name, ms, note: `err ${err.toExponential(1)}${gflops}` });
       process.stderr.write(`  ${c.name}: ${impl.name} ${ms.toFixed(1)} ms\n`);
