@@ -69,11 +69,11 @@ const wanted = (name: string, filters: string[]) => filters.length === 0 || filt
 
 /**
  * One forward on these inputs; with `profile`, each kernel's time (where the backend can say);
- * with `bind`, the forward that is timed: a peer's, on inputs already in its own tensors.
+ * with `bindInputs`, the forward that is timed: a peer's, on inputs already in its own tensors.
  */
 type Runner = ((inputs: TensorMap) => Promise<Map<string, HostTensor>>) & {
   profile?: (inputs: TensorMap, runs?: number) => Promise<KernelTime[]>;
-  bind?: PeerRunner["bind"];
+  bindInputs?: PeerRunner["bindInputs"];
 };
 
 interface Implementation {
@@ -130,7 +130,7 @@ const IMPLEMENTATIONS: Implementation[] = [
     maxWork: backend === "cpu" ? 5e9 : undefined,
     prepare: async (g: Graph, w: TensorMap, dims: ReadonlyMap<string, number>) => {
       const runner = await createTfjsRunner(g, w, dims, backend);
-      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bind: runner.bind });
+      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
     },
   })),
   // onnxruntime-web's WebGPU execution provider on the same adapter as difftc webgpu (opt-in, as that is).
@@ -139,14 +139,14 @@ const IMPLEMENTATIONS: Implementation[] = [
     optIn: true,
     prepare: async (g, w, dims) => {
       const runner = await createOnnxRunner(g, w, dims, { provider: "webgpu" });
-      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bind: runner.bind });
+      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
     },
   },
   {
     name: "onnxruntime-node (1 thread)",
     prepare: async (g, w, dims) => {
       const runner = await createOnnxRunner(g, w, dims, { threads: 1 });
-      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bind: runner.bind });
+      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
     },
   },
 ];
@@ -259,7 +259,7 @@ async function main(): Promise<void> {
         continue;
       }
       // A peer is timed as its users run it: inputs already in its tensors, outputs left in them.
-      const bound = await run.bind?.(inputs);
+      const bound = await run.bindInputs?.(inputs);
       let ms: number;
       try {
         ms = await time(bound ? bound.forward : () => run(inputs));

@@ -172,12 +172,12 @@ for (const peer of PEERS) {
       const dims = new Map([["N", 8]]);
       const runner = await peer.create(graph, initWeights(graph, 7), dims);
       try {
-        const bound = await runner.bind(randomInputs(graph, dims, 11));
+        const bound = await runner.bindInputs(randomInputs(graph, dims, 11));
         await bound.forward();
         await bound.forward();
         bound.release();
         // A shape the runner was not built for is refused before anything is converted.
-        await expect(runner.bind(randomInputs(graph, new Map([["N", 9]]), 11))).rejects.toThrow(/was built for these sizes/);
+        await expect(runner.bindInputs(randomInputs(graph, new Map([["N", 9]]), 11))).rejects.toThrow(/was built for these sizes/);
       } finally {
         await runner.release();
       }

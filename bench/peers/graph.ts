@@ -15,7 +15,7 @@ export interface PeerRunner {
    * awaits the outputs in the peer's own form: what a user of the peer times, without the
    * float64 conversions of `run` that difftc's own runtimes do not need.
    */
-  bind(inputs: ReadonlyMap<string, HostTensor>): Promise<BoundForward>;
+  bindInputs(inputs: ReadonlyMap<string, HostTensor>): Promise<BoundForward>;
   /** Frees the session or the uploaded tensors; the runner is unusable afterwards. */
   release(): Promise<void>;
 }

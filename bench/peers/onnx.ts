@@ -67,7 +67,7 @@ export async function createOnnxRunner(
       const results = await session.run(feedsOf(inputs));
       return new Map(graph.outputs.map((o) => [o.name, fromOrt(results[o.name] as ort.Tensor, outputTypes.get(o.name)!)]));
     },
-    async bind(inputs) {
+    async bindInputs(inputs) {
       const feeds = feedsOf(inputs);
       return { forward: async () => void (await session.run(feeds)), release: () => {} };
     },
@@ -96,7 +96,7 @@ async function createOnnxWebgpuRunner(graph: Graph, model: Uint8Array, dims: Rea
       const results = await withLiveTimer(() => session.run(feedsOf(inputs)));
       return new Map(graph.outputs.map((o) => [o.name, fromOrt(results[o.name] as ort.Tensor, outputTypes.get(o.name)!)]));
     },
-    async bind(inputs) {
+    async bindInputs(inputs) {
       const feeds = feedsOf(inputs);
       return { forward: async () => void (await withLiveTimer(() => session.run(feeds))), release: () => {} };
     },

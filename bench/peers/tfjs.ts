@@ -154,7 +154,7 @@ export async function createTfjsRunner(
         dispose(uploaded.values());
       }
     },
-    async bind(inputs) {
+    async bindInputs(inputs) {
       const uploaded = await uploadInputs(inputs);
       return {
         async forward() {
