@@ -49,6 +49,9 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** `difftc new-pass NAME`: writes the template's files (never over existing ones) and says how to register the pass. */
 export function newPass(positionals: string[]): number {
   if (positionals.length !== 1) throw new Diagnostic("difftc new-pass takes one pass name (fold-weight-transposes); see difftc new-pass --help");
+  // An installed package runs from dist/, which has no pass sources to add to: the template is for a checkout.
+  if (!existsSync(join(ROOT, "compiler", "passes", "registry.ts")) || !existsSync(join(ROOT, "test", "passes")))
+    throw new Diagnostic(`difftc new-pass writes a pass into a difftc checkout (compiler/passes/ and test/passes/ of a git clone), and this difftc (${ROOT}) is an installed package: clone the repository and run it there`);
   const template = passTemplate(positionals[0]);
   for (const f of template.files) if (existsSync(join(ROOT, f.path))) throw new Diagnostic(`${f.path} exists already; new-pass writes only new files`);
   for (const f of template.files) {

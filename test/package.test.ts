@@ -61,6 +61,10 @@ describe("the packed package installed into an empty folder", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^y: f32\[8, 64\]/);
+    // The pass template is for a checkout: installed, new-pass writes nothing and says so.
+    const template = run(NPM, ["exec", "--", "difftc", "new-pass", "my-pass"], app);
+    expect(template.code).toBe(1);
+    expect(template.stderr).toMatch(/new-pass writes a pass into a difftc checkout .* is an installed package/);
   });
 
   it("compiles and runs an example through the API from `node -e`", () => {
