@@ -1,6 +1,8 @@
 // Side-by-side benchmarks: the same graph, inputs and weights on difftc's interpreter and JS
 // backend and on the peers (tfjs cpu and wasm, onnxruntime-node with one thread). Prints
 // medians and ratios measured in this one run, and checks that every implementation agrees.
+// A peer is timed on inputs already in its own tensors, its outputs awaited in its own form
+// (the float64 conversions its adapter needs for the check are not timed: difftc has none).
 //
 //   npm run bench                 # everything
 //   npm run bench -- --quick      # fewer repetitions, smaller sizes
@@ -29,6 +31,7 @@ import { parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
 import { parseQuantFlag } from "../compiler/passes/quantize-attention.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
 import { evaluate } from "../runtime/interpreter/index.ts";
+import type { PeerRunner } from "./peers/graph.ts";
 import { createOnnxRunner } from "./peers/onnx.ts";
 import { createTfjsRunner } from "./peers/tfjs.ts";
 import { compileWgsl } from "../backends/wgsl/index.ts";
@@ -64,8 +67,14 @@ for (const p of PIPELINES) parsePipeline(p); // a bad spec fails before anything
 const REFERENCE = `difftc js (--passes ${PIPELINES.includes("default") ? "default" : PIPELINES[0]})`;
 const wanted = (name: string, filters: string[]) => filters.length === 0 || filters.some((f) => name.includes(f));
 
-/** One forward on these inputs; with `profile`, each kernel's time (where the backend can say). */
-type Runner = ((inputs: TensorMap) => Promise<Map<string, HostTensor>>) & { profile?: (inputs: TensorMap, runs?: number) => Promise<KernelTime[]> };
+/**
+ * One forward on these inputs; with `profile`, each kernel's time (where the backend can say);
+ * with `bindInputs`, the forward that is timed: a peer's, on inputs already in its own tensors.
+ */
+type Runner = ((inputs: TensorMap) => Promise<Map<string, HostTensor>>) & {
+  profile?: (inputs: TensorMap, runs?: number) => Promise<KernelTime[]>;
+  bindInputs?: PeerRunner["bindInputs"];
+};
 
 interface Implementation {
   name: string;
@@ -121,7 +130,7 @@ const IMPLEMENTATIONS: Implementation[] = [
     maxWork: backend === "cpu" ? 5e9 : undefined,
     prepare: async (g: Graph, w: TensorMap, dims: ReadonlyMap<string, number>) => {
       const runner = await createTfjsRunner(g, w, dims, backend);
-      return (inputs: TensorMap) => runner.run(inputs);
+      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
     },
   })),
   // onnxruntime-web's WebGPU execution provider on the same adapter as difftc webgpu (opt-in, as that is).
@@ -130,14 +139,14 @@ const IMPLEMENTATIONS: Implementation[] = [
     optIn: true,
     prepare: async (g, w, dims) => {
       const runner = await createOnnxRunner(g, w, dims, { provider: "webgpu" });
-      return (inputs) => runner.run(inputs);
+      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
     },
   },
   {
     name: "onnxruntime-node (1 thread)",
     prepare: async (g, w, dims) => {
       const runner = await createOnnxRunner(g, w, dims, { threads: 1 });
-      return (inputs) => runner.run(inputs);
+      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
     },
   },
 ];
@@ -249,7 +258,14 @@ async function main(): Promise<void> {
         process.stderr.write(`  ${c.name}: ${impl.name} gives a wrong result (max relative error ${err.toExponential(1)})\n`);
         continue;
       }
-      const ms = await time(() => run(inputs));
+      // A peer is timed as its users run it: inputs already in its tensors, outputs left in them.
+      const bound = await run.bindInputs?.(inputs);
+      let ms: number;
+      try {
+        ms = await time(bound ? bound.forward : () => run(inputs));
+      } finally {
+        bound?.release();
+      }
       const gflops = c.flops ? ` ${(c.flops / ms / 1e6).toFixed(2)} GFLOP/s` : "";
       rows.push({ case: c.name, impl: impl.name, ms, note: `err ${err.toExponential(1)}${gflops}` });
       process.stderr.write(`  ${c.name}: ${impl.name} ${ms.toFixed(1)} ms\n`);

@@ -167,6 +167,22 @@ for (const peer of PEERS) {
       await agrees(peer, graph, initWeights(graph, 4), inputs, dims);
     });
 
+    it("times a bound forward on inputs converted once, and frees them on release", async () => {
+      const graph = compileExample("diff_attention.dt", { D: 64, H: 2 });
+      const dims = new Map([["N", 8]]);
+      const runner = await peer.create(graph, initWeights(graph, 7), dims);
+      try {
+        const bound = await runner.bindInputs(randomInputs(graph, dims, 11));
+        await bound.forward();
+        await bound.forward();
+        bound.release();
+        // A shape the runner was not built for is refused before anything is converted.
+        await expect(runner.bindInputs(randomInputs(graph, new Map([["N", 9]]), 11))).rejects.toThrow(/was built for these sizes/);
+      } finally {
+        await runner.release();
+      }
+    });
+
     it("reports an op it cannot map by name", async () => {
       const b = new GraphBuilder("quantized");
       const x = b.add("input", [], { name: "x", dtype: "f32", shape: [4] });

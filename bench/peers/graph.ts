@@ -10,8 +10,20 @@ import "../../compiler/ir/ops/index.ts";
 /** A peer framework running one difftc graph at fixed sizes. */
 export interface PeerRunner {
   run(inputs: ReadonlyMap<string, HostTensor>): Promise<Map<string, HostTensor>>;
+  /**
+   * These inputs converted once to the peer's own tensors, and a forward pass on them that
+   * awaits the outputs in the peer's own form: what a user of the peer times, without the
+   * float64 conversions of `run` that difftc's own runtimes do not need.
+   */
+  bindInputs(inputs: ReadonlyMap<string, HostTensor>): Promise<BoundForward>;
   /** Frees the session or the uploaded tensors; the runner is unusable afterwards. */
   release(): Promise<void>;
+}
+
+export interface BoundForward {
+  forward(): Promise<void>;
+  /** Frees the converted inputs. */
+  release(): void;
 }
 
 /**

@@ -45,7 +45,7 @@ async function useBackend(backend: TfjsBackend): Promise<void> {
 
 function upload(t: HostTensor): tf.Tensor {
   const dtype = tfDType(t.dtype);
-  const values = dtype === "float32" ? Float32Array.from(t.data) : dtype === "int32" ? Int32Array.from(t.data) : Uint8Array.from(t.data, (v) => (v ? 1 : 0));
+  const values = dtype === "float32" ? new Float32Array(t.data) : dtype === "int32" ? new Int32Array(t.data) : Uint8Array.from(t.data, (v) => (v ? 1 : 0));
   return tf.tensor(values, t.shape, dtype);
 }
 
@@ -96,43 +96,78 @@ export async function createTfjsRunner(
   for (const n of lowered.nodes) for (const o of n.operands) lastUse[o] = n.id;
   for (const o of lowered.outputs) lastUse[o.node] = lowered.nodes.length;
 
+  /** The forward pass on uploaded inputs; the caller owns (and disposes) the inputs and the returned outputs. */
+  const forward = (uploaded: ReadonlyMap<string, tf.Tensor>): tf.Tensor[] => {
+    const values: (tf.Tensor | undefined)[] = new Array(steps.length);
+    const transient = new Set<tf.Tensor>();
+    const release = (t: tf.Tensor | undefined) => {
+      if (t && transient.delete(t)) t.dispose();
+    };
+    try {
+      steps.forEach((step, id) => {
+        if (step.kind === "fixed") values[id] = step.tensor;
+        else if (step.kind === "input") values[id] = uploaded.get(step.name)!;
+        else {
+          const value = tf.tidy(() => {
+            const args = step.operands.map((o) => values[o]!);
+            const result = step.kernel(args);
+            // A kernel may hand back an operand or a constant; the node's value must be its own.
+            return args.includes(result) || owned.includes(result) ? tf.clone(result) : result;
+          });
+          values[id] = value;
+          transient.add(value);
+          for (const o of step.operands) if (lastUse[o] === id) release(values[o]);
+        }
+      });
+      // Clones share the data; they outlive the transients disposed below.
+      return lowered.outputs.map((o) => tf.clone(values[o.node]!));
+    } finally {
+      for (const t of transient) t.dispose();
+    }
+  };
+  const uploadInputs = async (inputs: ReadonlyMap<string, HostTensor>) => {
+    checkInputs(graph, inputs, dims, "tfjs");
+    await useBackend(backend);
+    return new Map(steps.flatMap((step) => (step.kind === "input" ? [[step.name, upload(inputs.get(step.name)!)] as const] : [])));
+  };
+  const dispose = (tensors: Iterable<tf.Tensor>) => {
+    for (const t of tensors) t.dispose();
+  };
+
   return {
     async run(inputs) {
-      checkInputs(graph, inputs, dims, "tfjs");
-      await useBackend(backend);
-      const values: (tf.Tensor | undefined)[] = new Array(steps.length);
-      const transient = new Set<tf.Tensor>();
-      const release = (t: tf.Tensor | undefined) => {
-        if (t && transient.delete(t)) t.dispose();
-      };
+      const uploaded = await uploadInputs(inputs);
       try {
-        steps.forEach((step, id) => {
-          if (step.kind === "fixed") values[id] = step.tensor;
-          else {
-            const value =
-              step.kind === "input"
-                ? upload(inputs.get(step.name)!)
-                : tf.tidy(() => {
-                    const args = step.operands.map((o) => values[o]!);
-                    const result = step.kernel(args);
-                    // A kernel may hand back an operand or a constant; the node's value must be its own.
-                    return args.includes(result) || owned.includes(result) ? tf.clone(result) : result;
-                  });
-            values[id] = value;
-            transient.add(value);
-            if (step.kind === "compute") for (const o of step.operands) if (lastUse[o] === id) release(values[o]);
+        const results = forward(uploaded);
+        try {
+          const outputs = new Map<string, HostTensor>();
+          for (const [i, o] of lowered.outputs.entries()) {
+            // Converted natively: Float64Array.from with a map function costs more than the forward.
+            const data = new Float64Array(await results[i].data());
+            outputs.set(o.name, { dtype: lowered.nodes[o.node].type.dtype, shape: [...results[i].shape], data });
           }
-        });
-        const outputs = new Map<string, HostTensor>();
-        for (const o of lowered.outputs) {
-          const t = values[o.node]!;
-          const data = Float64Array.from(await t.data(), Number);
-          outputs.set(o.name, { dtype: lowered.nodes[o.node].type.dtype, shape: [...t.shape], data });
+          return outputs;
+        } finally {
+          dispose(results);
         }
-        return outputs;
       } finally {
-        for (const t of transient) t.dispose();
+        dispose(uploaded.values());
       }
+    },
+    async bindInputs(inputs) {
+      const uploaded = await uploadInputs(inputs);
+      return {
+        async forward() {
+          await useBackend(backend);
+          const results = forward(uploaded);
+          try {
+            await Promise.all(results.map((t) => t.data()));
+          } finally {
+            dispose(results);
+          }
+        },
+        release: () => dispose(uploaded.values()),
+      };
     },
     async release() {
       for (const t of owned) t.dispose();
