@@ -5,6 +5,7 @@ import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Diagnostic } from "../common/diagnostic.ts";
 import { type HostTensor, tensor } from "../compiler/ir/tensor.ts";
+import { SAFETENSORS_SAMPLES } from "./support/weights.ts";
 import {
   parseSafetensors,
   readSafetensors,
@@ -38,17 +39,7 @@ function entry(dtype: string, shape: unknown, offsets: unknown): string {
 }
 
 describe("safetensors round trip", () => {
-  const samples: Record<string, HostTensor> = {
-    f32: tensor("f32", [2, 3], [0, -0, 1.5, -3.25, Math.fround(0.1), 3.4028234663852886e38]),
-    f16: tensor("f16", [6], [1, -2.5, 65504, 2 ** -24, -Infinity, 0.333251953125]),
-    bf16: tensor("bf16", [2, 2], [1, -3.140625, 2 ** -133, 3.3895313892515355e38]),
-    i32: tensor("i32", [3], [-2147483648, 2147483647, -1]),
-    i8: tensor("i8", [4], [-128, 127, -1, 0]),
-    u8: tensor("u8", [3], [0, 255, 7]),
-    bool: tensor("bool", [2, 1], [1, 0]),
-    empty: tensor("f32", [0, 3]),
-    scalar: tensor("bf16", [], [-0.5]),
-  };
+  const samples = SAFETENSORS_SAMPLES;
 
   it("keeps every dtype's values, shapes and dtypes exactly", () => {
     const bytes = serializeSafetensors(samples, { format: "pt" });

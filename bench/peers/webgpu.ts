@@ -9,17 +9,18 @@ let ready: Promise<string> | undefined;
 export function provideNavigatorGpu(): Promise<string> {
   ready ??= (async () => {
     const gpu = await gpuInstance();
+    const { device, adapterInfo } = await gpuDevice();
     const nav = ((globalThis as { navigator?: object }).navigator ??= {}) as { gpu?: GPU };
     if (!nav.gpu) Object.defineProperty(nav, "gpu", { value: gpu, configurable: true });
     // Dawn for Node rejects views of a SharedArrayBuffer, which onnxruntime-web's wasm heap is: copy them.
-    const queue = Object.getPrototypeOf((await gpuDevice()).device.queue) as GPUQueue;
+    const queue = Object.getPrototypeOf(device.queue) as GPUQueue;
     const writeBuffer = queue.writeBuffer;
     queue.writeBuffer = function (this: GPUQueue, buffer: GPUBuffer, offset: number, data: BufferSource | SharedArrayBuffer, dataOffset?: number, size?: number) {
       const view = ArrayBuffer.isView(data) ? data : new Uint8Array(data as ArrayBuffer);
       const copy = view.buffer instanceof SharedArrayBuffer ? new (view.constructor as Uint8ArrayConstructor)(view as Uint8Array) : view;
       return writeBuffer.call(this, buffer, offset, copy as BufferSource, dataOffset, size);
     } as GPUQueue["writeBuffer"];
-    return (await gpuDevice()).adapterInfo;
+    return adapterInfo;
   })();
   return ready;
 }

@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DTYPE_CHAINS } from "../support/kernels.ts";
+import { DTYPE_CHAINS, meanSquareGraph } from "../support/kernels.ts";
 import { compileJs } from "../../backends/js/index.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
@@ -184,15 +184,7 @@ describe("the JS kernel of a fused node", () => {
   });
 
   it("as a prologue, computes the reduced value in the reduction loop", () => {
-    const graph = fuseElementwise(
-      parseGraph(`graph g [N] {
-        %0 = input {name = "x"} : f32[N, 8]
-        %1 = mul(%0, %0) : f32[N, 8]
-        %2 = mean(%1) {axes = [-1], keepdims = true} : f32[N, 1]
-        output "y" = %2
-      }`),
-    );
-    expect(fusedKernelSource(graph)).toMatchInlineSnapshot(`
+    expect(fusedKernelSource(meanSquareGraph())).toMatchInlineSnapshot(`
       "function k0_fused(out, in0, dim0) {
         for (let i0 = 0; i0 < dim0; i0++) {
           let acc = 0;

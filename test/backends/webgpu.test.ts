@@ -20,6 +20,18 @@ if (missing) console.warn(`\n*** SKIPPING the webgpu tests: ${missing} ***\n`);
 
 const gpu = backendUnderTest("webgpu");
 
+/** The device as it is, with the properties in `overrides` (limits, features, adapterInfo) replaced. */
+function deviceWith(device: GPUDevice, overrides: Record<string, unknown>): GPUDevice {
+  return new Proxy(device, {
+    get: (target, key) => {
+      if (typeof key === "string" && key in overrides) return overrides[key];
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+
 describe.skipIf(missing !== undefined)("webgpu agrees with the interpreter", () => {
   agreementTests({ backend: gpu, compare: (graph, inputs, weights, dims) => runAndCompare(gpu, graph, inputs, weights, dims), errorsFrom: "read back from the GPU" });
 });
@@ -28,14 +40,8 @@ describe.skipIf(missing !== undefined)("the WebGPU loader", () => {
   it("refuses, with the limit named, a buffer larger than the device binds", async () => {
     const { device } = await gpuDevice();
     // The device as it is, but binding at most 64 bytes.
-    const small = new Proxy(device, {
-      get: (target, key) => {
-        // The loader reads this one limit.
-        if (key === "limits") return { maxStorageBufferBindingSize: 64 };
-        const value = Reflect.get(target, key, target);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    // The loader reads this one limit.
+    const small = deviceWith(device, { limits: { maxStorageBufferBindingSize: 64 } });
     const graph = compileSource(`model M { dim N
       input x: f32[N]
       output y = x * 2 }`);
@@ -62,13 +68,7 @@ describe.skipIf(missing !== undefined)("the WebGPU loader's errors", () => {
 describe.skipIf(missing !== undefined)("a WebGPU session", () => {
   it("recovers from a failed run, runs overlapping calls one after another, and leaves a failed load's device as it was", async () => {
     const { device } = await gpuDevice();
-    const small = new Proxy(device, {
-      get: (target, key) => {
-        if (key === "limits") return { maxStorageBufferBindingSize: 64, maxStorageBuffersPerShaderStage: 8 };
-        const value = Reflect.get(target, key, target);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    const small = deviceWith(device, { limits: { maxStorageBufferBindingSize: 64, maxStorageBuffersPerShaderStage: 8 } });
     const graph = compileSource(`model M { dim N
       input x: f32[N]
       output y = x * 2 }`);
@@ -96,14 +96,10 @@ describe.skipIf(missing !== undefined)("a WebGPU session", () => {
 describe.skipIf(missing !== undefined)("the kernels' variants for device features", () => {
   /** The device as it is, with `features` narrowed to `keep`: the loader then picks the variant those allow. */
   const withFeatures = (device: GPUDevice, keep: string[]) =>
-    new Proxy(device, {
-      get: (target, key) => {
-        if (key === "features") return new Set([...target.features].filter((f) => keep.includes(f)));
-        // Subgroups of at least 8 lanes only where that variant is kept.
-        if (key === "adapterInfo") return { subgroupMinSize: keep.includes("subgroup-min-size-8") ? target.adapterInfo.subgroupMinSize : 4 };
-        const value = Reflect.get(target, key, target);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
+    deviceWith(device, {
+      features: new Set([...device.features].filter((f) => keep.includes(f))),
+      // Subgroups of at least 8 lanes only where that variant is kept.
+      adapterInfo: { subgroupMinSize: keep.includes("subgroup-min-size-8") ? device.adapterInfo.subgroupMinSize : 4 },
     });
   type Model = { load(w: Uint8Array, o: object): Promise<{ run(i: object): Promise<Record<string, Float32Array>> }> };
   // 77 queries (past one workgroup's 64 rows); with a second dim, 150 keys (past several key tiles).

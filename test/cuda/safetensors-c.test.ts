@@ -12,6 +12,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bf16Bits, bf16FromBits, f16Bits, f16FromBits } from "../../compiler/ir/numeric.ts";
 import { type HostTensor, tensor } from "../../compiler/ir/tensor.ts";
+import { SAFETENSORS_SAMPLES } from "../support/weights.ts";
 import type { DType } from "../../compiler/ir/types.ts";
 import { parseSafetensors, readSafetensors, serializeSafetensors } from "../../runtime/safetensors.ts";
 
@@ -376,15 +377,7 @@ afterAll(() => {
 });
 
 const SAMPLES: Record<string, HostTensor> = {
-  f32: tensor("f32", [2, 3], [0, -0, 1.5, -3.25, Math.fround(0.1), 3.4028234663852886e38]),
-  f16: tensor("f16", [6], [1, -2.5, 65504, 2 ** -24, -Infinity, 0.333251953125]),
-  bf16: tensor("bf16", [2, 2], [1, -3.140625, 2 ** -133, 3.3895313892515355e38]),
-  i32: tensor("i32", [3], [-2147483648, 2147483647, -1]),
-  i8: tensor("i8", [4], [-128, 127, -1, 0]),
-  u8: tensor("u8", [3], [0, 255, 7]),
-  bool: tensor("bool", [2, 1], [1, 0]),
-  empty: tensor("f32", [0, 3]),
-  scalar: tensor("bf16", [], [-0.5]),
+  ...SAFETENSORS_SAMPLES,
   "w\u00e9ird \"name\"\\\n\u{1F600}": tensor("i8", [1, 1, 1], [5]),
 };
 

@@ -4,7 +4,7 @@
 // again, so that a dropped or misplaced weight changes the output.
 import { type Graph, nodeName, paramNodes } from "../../compiler/ir/graph.ts";
 import { roundScalar } from "../../compiler/ir/numeric.ts";
-import type { HostTensor } from "../../compiler/ir/tensor.ts";
+import { type HostTensor, tensor } from "../../compiler/ir/tensor.ts";
 import { initWeights } from "../../runtime/init.ts";
 import { Rng } from "../../runtime/random.ts";
 
@@ -22,3 +22,16 @@ export function testWeights(graph: Graph, seed: number): Map<string, HostTensor>
   }
   return weights;
 }
+
+/** One tensor of every dtype with its edge values (signed zero, extremes, subnormals), an empty one and a scalar: what a safetensors reader and writer must round-trip. */
+export const SAFETENSORS_SAMPLES: Record<string, HostTensor> = {
+  f32: tensor("f32", [2, 3], [0, -0, 1.5, -3.25, Math.fround(0.1), 3.4028234663852886e38]),
+  f16: tensor("f16", [6], [1, -2.5, 65504, 2 ** -24, -Infinity, 0.333251953125]),
+  bf16: tensor("bf16", [2, 2], [1, -3.140625, 2 ** -133, 3.3895313892515355e38]),
+  i32: tensor("i32", [3], [-2147483648, 2147483647, -1]),
+  i8: tensor("i8", [4], [-128, 127, -1, 0]),
+  u8: tensor("u8", [3], [0, 255, 7]),
+  bool: tensor("bool", [2, 1], [1, 0]),
+  empty: tensor("f32", [0, 3]),
+  scalar: tensor("bf16", [], [-0.5]),
+};
