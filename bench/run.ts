@@ -26,7 +26,10 @@ import type { Graph } from "../compiler/ir/graph.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { parseProgram } from "../dsl/parse.ts";
 import type { TensorMap } from "../runtime/adapters/adapter.ts";
-import { loadJs } from "../runtime/adapters/js/index.ts";
+import { importJsModule, loadJs } from "../runtime/adapters/js/index.ts";
+import { givenInputs } from "../runtime/adapters/module.ts";
+import { serializeSafetensors } from "../runtime/safetensors.ts";
+import type { Artifact } from "../backends/common/artifact.ts";
 import { parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
 import { parseQuantFlag } from "../compiler/passes/quantize-attention.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
@@ -88,27 +91,46 @@ interface Implementation {
   tolerance?: number;
 }
 
+/**
+ * A JS artifact as its users run it: `run` on host tensors (for the check), and the timed
+ * forward on inputs already in typed arrays, outputs left in them, as the module takes them.
+ */
+async function jsRunner(artifact: Artifact, weights: TensorMap): Promise<Runner> {
+  const session = await loadJs(artifact, weights);
+  const model = await importJsModule(String(artifact.files.get("model.js")));
+  const params = model.manifest.params.flatMap((p) => (weights.has(p.name) ? [[p.name, weights.get(p.name)!] as const] : []));
+  const loaded = await model.load(serializeSafetensors(new Map(params)));
+  return Object.assign((inputs: TensorMap) => session.run(inputs), {
+    profile: session.profile,
+    bindInputs: async (inputs: TensorMap) => {
+      const given = givenInputs(inputs);
+      return { forward: async () => void (await loaded.run(given)), release: () => {} };
+    },
+  });
+}
+
 /** The quantised kernels timed against the plain fused one (--impl quant): 8 and 4 bits, each target, skipping. */
 const QUANT_SETTINGS = ["target=logits,bits=8", "target=logits,bits=4,granularity=block", "target=probs,bits=8", "target=probs,bits=4,granularity=block,threshold=1e-3"];
 
 const IMPLEMENTATIONS: Implementation[] = [
   { name: "difftc interp (float64)", maxWork: 2e9, prepare: async (g, w, dims) => async (inputs) => evaluate(g, inputs, w, { dims }) },
-  ...PIPELINES.map((pipeline) => ({
-    name: `difftc js (--passes ${pipeline})`,
-    prepare: async (g: Graph, w: TensorMap) => {
-      const passes = parsePipeline(pipeline);
-      const session = await loadJs(compileJs(runPipeline(g, passes, { log: () => {} }), passes), w);
-      return Object.assign((inputs: TensorMap) => session.run(inputs), { profile: session.profile });
-    },
-  })),
+  // The default precision (f32), and the exact mode (f64) beside it: what exactness costs.
+  ...(["f32", "f64"] as const).flatMap((precision) =>
+    PIPELINES.map((pipeline) => ({
+      name: `difftc js${precision === "f32" ? "" : " --precision f64"} (--passes ${pipeline})`,
+      prepare: async (g: Graph, w: TensorMap) => {
+        const passes = parsePipeline(pipeline);
+        return jsRunner(compileJs(runPipeline(g, passes, { log: () => {} }), passes, { precision }), w);
+      },
+    })),
+  ),
   ...QUANT_SETTINGS.map((spec) => ({
     name: `difftc js quant ${spec}`,
     optIn: true,
     tolerance: 0.5,
     prepare: async (g: Graph, w: TensorMap) => {
       const passes = [...parsePipeline("default"), "quantize-attention"];
-      const session = await loadJs(compileJs(runPipeline(g, passes, { log: () => {}, passOptions: { quant: parseQuantFlag(spec) } }), passes), w);
-      return (inputs: TensorMap) => session.run(inputs);
+      return jsRunner(compileJs(runPipeline(g, passes, { log: () => {}, passOptions: { quant: parseQuantFlag(spec) } }), passes), w);
     },
   })),
   // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.

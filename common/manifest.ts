@@ -46,12 +46,21 @@ export interface KernelSpec {
   errors: { code: number; message: string }[];
 }
 
+/**
+ * Arithmetic precisions: "f32" computes in float32 (SIMD lanes twice as wide as float64's),
+ * "f64" accumulates in float64 and rounds where the interpreter rounds.
+ */
+export const PRECISIONS = ["f32", "f64"] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
   compiler: string;
   target: string;
   model: string;
   passes: string[];
+  /** The arithmetic its kernels compute in. */
+  precision: Precision;
   dims: string[];
   inputs: TensorSpec[];
   outputs: TensorSpec[];
