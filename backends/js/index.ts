@@ -18,7 +18,7 @@ import { loweredOps, lowerKernel, lowers } from "../common/lower/index.ts";
 import { buildManifest, type KernelLaunch } from "../common/manifest.ts";
 import { attentionHelperSource, flashAttention } from "./attention.ts";
 import { JS_PRELUDE, jsLanguage } from "./language.ts";
-import { packedMatmul } from "./matmul.ts";
+import { matmulHelperSource, packedMatmul } from "./matmul.ts";
 import { ARRAY_TYPE, emitTypings } from "../common/typings.ts";
 import { KernelWriter } from "./writer.ts";
 import { ARTIFACT_RUNTIME } from "../common/template/index.ts";
@@ -28,16 +28,17 @@ const RUNTIME = [
   readFileSync(new URL("./template/runtime.js", import.meta.url), "utf8"),
 ].join("\n");
 
-type Template = (w: KernelWriter, node: Node, types: TensorType[], precision: Precision) => void;
+/** A template writes `node`'s kernel from its operands' types and nodes (a param is the same array on every run). */
+type Template = (w: KernelWriter, node: Node, types: TensorType[], precision: Precision, operands: Node[]) => void;
 
 /** Hand-tuned kernels, by op; `applies` says whether a node of that op takes the template. */
 const TEMPLATES: Record<string, { applies(node: Node): boolean; write: Template }> = {
-  matmul: { applies: () => true, write: (w, node, types) => packedMatmul(w, node, types) },
+  matmul: { applies: () => true, write: (w, node, types, precision, operands) => packedMatmul(w, node, types, precision, { bIsParam: operands[1].op === "param" }) },
   fused: {
     applies: (node) => fusedBody(node.attrs).kind === "epilogue",
-    write: (w, node, types) => {
-      const { matmul, inputs, operandTypes, epilogue } = fusedEpilogue(node, types);
-      packedMatmul(w, matmul, operandTypes, inputs, epilogue);
+    write: (w, node, types, precision, operands) => {
+      const { matmul, inputs, operands: [, b], operandTypes, epilogue } = fusedEpilogue(node, types);
+      packedMatmul(w, matmul, operandTypes, precision, { inputs, epilogue, bIsParam: operands[b].op === "param" });
     },
   },
   flash_attention: { applies: () => true, write: flashAttention },
@@ -60,7 +61,8 @@ function emitKernel(plan: KernelPlan, index: number, options: JsOptions & { prec
   const template = options.sharedLowering && lowers(node.op) ? undefined : TEMPLATES[node.op];
   if (template?.applies(node)) {
     const w = new KernelWriter(helpers);
-    template.write(w, node, node.operands.map((o) => plan.graph.nodes[o].type), options.precision);
+    const operands = node.operands.map((o) => plan.graph.nodes[o]);
+    template.write(w, node, operands.map((o) => o.type), options.precision, operands);
     const source = w.finish(kernel.name, ["out", ...node.operands.map((_, i) => `in${i}`)]);
     return { source, launch: { dims: w.dims, grid: kernel.grid, errors: [] } };
   }
@@ -87,7 +89,7 @@ export function compileJs(graph: Graph, passes: string[] = [], options: JsOption
     `const MANIFEST = ${JSON.stringify(manifest)};`,
     JS_PRELUDE,
     ...renderHelpers(library, jsLanguage),
-    ...templateHelpers.map((h) => attentionHelperSource(h) ?? failNoHelper(h)),
+    ...templateHelpers.map((h) => attentionHelperSource(h) ?? matmulHelperSource(h) ?? failNoHelper(h)),
     ...kernels.map((k) => k.source),
     `const KERNELS = [${plan.kernels.map((k) => k.name).join(", ")}];`,
     RUNTIME,
@@ -118,8 +120,8 @@ export const jsTarget: Target = {
   templates: Object.keys(TEMPLATES),
   compile: (graph, options = {}) => compileJs(graph, options.passes, options),
   precisions: {
-    // The wasm SIMD kernels (attention) compute in float32 lanes, summing and exponentiating as the
-    // WebGPU and CUDA kernels do (their factor, 16); the JS around them still computes in float64.
+    // The wasm SIMD kernels (attention, matmul) compute in float32 lanes, summing and exponentiating
+    // as the WebGPU and CUDA kernels do (their factor, 16); the JS around them still computes in float64.
     f32: { exactSingleOps: false, toleranceFactor: 16 },
     // Float64 arithmetic rounded where the interpreter rounds: single ops match bit for bit.
     f64: { exactSingleOps: true, toleranceFactor: 1 },

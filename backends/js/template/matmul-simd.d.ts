@@ -1,0 +1,11 @@
+/** One instance of a matmul module (backends/js/matmul-wasm.ts) with its memory. */
+export interface MatmulInstance {
+  matmul(a: number, b: number, c: number, rows: number, k: number, panels: number): void;
+  /** A Float32Array over its memory, grown to at least `floats` floats. */
+  memory(floats: number): Float32Array;
+}
+
+export function matmulSimd(bytes: Uint8Array<ArrayBuffer>): {
+  packed(b: ArrayBufferView, layout: string, floats: number, pack: (F: Float32Array) => void): MatmulInstance;
+  scratch(): MatmulInstance;
+};
