@@ -9,7 +9,8 @@
 //
 // f32 (float dtypes): the WebAssembly SIMD micro-kernel (matmul-wasm.ts) on b packed into its
 // panels and a copied into its memory (16-bit floats decoded on the way), chunk by chunk of
-// rows; each sum runs over k in increasing order in float32. A b that is a param is packed once
+// rows; each sum runs over k in increasing order in float32 (fused multiply-adds where the engine
+// validates relaxed SIMD: one rounding per term instead of two). A b that is a param is packed once
 // per session (the loader keeps the packed copy per param array, template/matmul-simd.js); any
 // other b is packed per call, once per batch entry of b.
 //
@@ -47,10 +48,15 @@ const PANEL = TILE_VECTORS * F32X4.count;
 /** The loader every matmul module is an instance of, as the artifact carries it. */
 const LOADER = readFileSync(new URL("./template/matmul-simd.js", import.meta.url), "utf8").replace("export function matmulSimd", "function matmulSimd");
 
-/** Source of the matmul helpers: the loader (matmulSimd) and the f32 module's instances (matmulF32); undefined for other names. */
+/**
+ * Source of the matmul helpers: the loader (matmulSimd) and the f32 module's instances
+ * (matmulF32: relaxed SIMD's multiply-add where the engine validates it, else a product and a
+ * sum); undefined for other names.
+ */
 export function matmulHelperSource(name: string): string | undefined {
   if (name === "matmulSimd") return LOADER;
-  if (name === "matmulF32") return `const matmulF32 = matmulSimd(new Uint8Array([${matmulModule(F32X4).join(",")}]));`;
+  const bytes = (fma: boolean) => `new Uint8Array([${matmulModule(F32X4, fma).join(",")}])`;
+  if (name === "matmulF32") return `const matmulF32 = matmulSimd(${bytes(false)}, ${bytes(true)});`;
   return undefined;
 }
 

@@ -153,6 +153,8 @@ export interface Lanes {
   add: number;
   sub: number;
   mul: number;
+  /** relaxed_madd (relaxed SIMD): a · b + c, fused or not as the engine likes. */
+  relaxedMadd: number;
   div: number;
   min: number;
   max: number;
@@ -183,6 +185,7 @@ export const F64X2: Lanes = {
   add: 0xf0,
   sub: 0xf1,
   mul: 0xf2,
+  relaxedMadd: 0x107,
   div: 0xf3,
   min: 0xf4,
   max: 0xf5,
@@ -212,6 +215,7 @@ export const F32X4: Lanes = {
   add: 0xe4,
   sub: 0xe5,
   mul: 0xe6,
+  relaxedMadd: 0x105,
   div: 0xe7,
   min: 0xe8,
   max: 0xe9,

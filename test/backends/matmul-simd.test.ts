@@ -3,6 +3,7 @@
 // k and panels; the kernel around it (packing, chunks of rows, zero rows padding the last
 // tile, columns past the last panel, a batch-broadcast b, a transposed b) gives the same bits
 // end to end; and a param b is packed once per session, not on every run.
+import { execFileSync } from "node:child_process";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { compileJs } from "../../backends/js/index.ts";
@@ -24,17 +25,28 @@ function floats(seed: number): () => number {
   return () => (2 * next() - 1) * 2 ** Math.floor(40 * next() - 20);
 }
 
-/** a @ b with each product and sum rounded to f32, summed over k in increasing order. */
-function scalarMatmul(a: (i: number, p: number) => number, b: (p: number, j: number) => number, n: number, k: number, m: number): Float32Array {
+/**
+ * a @ b with each product and sum rounded to f32, summed over k in increasing order, and the
+ * sum of the terms' magnitudes: a fused multiply-add rounds once per term instead of twice, and
+ * either way a k-term sum is within (k + 1) u of that magnitude of the exact one.
+ */
+function scalarMatmul(a: (i: number, p: number) => number, b: (p: number, j: number) => number, n: number, k: number, m: number): { c: Float32Array; magnitude: Float64Array } {
   const c = new Float32Array(n * m);
+  const magnitude = new Float64Array(n * m);
   for (let i = 0; i < n; i++)
     for (let j = 0; j < m; j++) {
       let s = 0;
-      for (let p = 0; p < k; p++) s = Math.fround(s + Math.fround(a(i, p) * b(p, j)));
+      for (let p = 0; p < k; p++) {
+        s = Math.fround(s + Math.fround(a(i, p) * b(p, j)));
+        magnitude[i * m + j] += Math.abs(a(i, p) * b(p, j));
+      }
       c[i * m + j] = s;
     }
-  return c;
+  return { c, magnitude };
 }
+
+/** Whether the engine validates relaxed SIMD: then the artifacts' matmuls use fused multiply-adds. */
+const FUSED = WebAssembly.validate(matmulModule(F32X4, true));
 
 const same = (x: number, y: number) => Object.is(x, y) || (Number.isNaN(x) && Number.isNaN(y));
 
@@ -75,7 +87,7 @@ describe("the f32 matmul micro-kernel", () => {
           rows,
           k,
           width,
-        );
+        ).c;
         for (let i = 0; i < total; i++) {
           const want = i >= c && i < c + rows * width ? expected[i - c] : before[i];
           expect(same(F[i], want), `F[${i}] = ${F[i]}, expected ${want}`).toBe(true);
@@ -83,6 +95,42 @@ describe("the f32 matmul micro-kernel", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("with relaxed SIMD (Node 20: --experimental-wasm-relaxed-simd) runs the multiply-add module, within the error bound of a k-term f32 sum", () => {
+    const [rows, k, panels] = [8, 37, 3];
+    const width = panels * PANEL;
+    const next = floats(5);
+    const a = Float32Array.from({ length: rows * k }, next);
+    const b = Float32Array.from({ length: panels * k * PANEL }, next);
+    // The loader in a Node that validates relaxed SIMD, on the same a and packed b.
+    const loader = new URL("../../backends/js/template/matmul-simd.js", import.meta.url).href;
+    const script = `import { matmulSimd } from ${JSON.stringify(loader)};
+      const input = JSON.parse((await import("node:fs")).readFileSync(0, "utf8"));
+      const simd = matmulSimd(new Uint8Array(input.plain), new Uint8Array(input.fma));
+      const kernel = simd.scratch();
+      const F = kernel.memory(input.a.length + input.b.length + ${rows * width});
+      F.set(input.a, 0);
+      F.set(input.b, input.a.length);
+      kernel.matmul(0, 4 * input.a.length, 4 * (input.a.length + input.b.length), ${rows}, ${k}, ${panels});
+      console.log(JSON.stringify({ fused: simd.fused, c: Array.from(F.subarray(input.a.length + input.b.length)) }));`;
+    const input = JSON.stringify({ plain: [...matmulModule()], fma: [...matmulModule(F32X4, true)], a: [...a], b: [...b] });
+    const { fused, c } = JSON.parse(execFileSync(process.execPath, ["--experimental-wasm-relaxed-simd", "--input-type=module", "-e", script], { input, encoding: "utf8" })) as { fused: boolean; c: number[] };
+    expect(fused).toBe(true);
+    for (let i = 0; i < rows; i++)
+      for (let j = 0; j < width; j++) {
+        // Each of the k steps rounds once (fused) or twice: within (k + 1) u of the sum of |terms|.
+        let exact = 0;
+        let magnitude = 0;
+        for (let p = 0; p < k; p++) {
+          const term = a[i * k + p] * b[Math.floor(j / PANEL) * k * PANEL + p * PANEL + (j % PANEL)];
+          exact += term;
+          magnitude += Math.abs(term);
+        }
+        expect(Math.abs(c[i * width + j] - exact), `c[${i}][${j}]`).toBeLessThanOrEqual(1.01 * (k + 1) * 2 ** -24 * magnitude);
+      }
+    // In this engine, the loader takes the module it validates.
+    expect(matmulSimd(matmulModule(), matmulModule(F32X4, true)).fused).toBe(FUSED);
   });
 
   it("grows its memory to what the caller asks, and refuses more than i32 offsets address", () => {
@@ -106,7 +154,7 @@ describe("the f32 matmul kernel of the JS backend", () => {
   }`);
   const artifact = compileJs(graph);
 
-  it("gives the scalar f32 loop's bits over chunks of rows, partial tiles and panels, a broadcast b and a transposed b", async () => {
+  it(`gives the scalar f32 loop's ${FUSED ? "sums within their rounding bound (this engine has fused multiply-adds)" : "bits"} over chunks of rows, partial tiles and panels, a broadcast b and a transposed b`, async () => {
     const model = await importJsModule(String(artifact.files.get("model.js")));
     const session = await model.load(serializeSafetensors(new Map()));
     const config = fc.record({ batch: fc.integer({ min: 1, max: 3 }), n: fc.integer({ min: 0, max: 70 }), k: fc.integer({ min: 0, max: 9 }), m: fc.integer({ min: 1, max: 19 }), seed: fc.nat() });
@@ -116,13 +164,15 @@ describe("the f32 matmul kernel of the JS backend", () => {
         const fill = (length: number) => Float32Array.from({ length }, next);
         const [a, b, bt] = [fill(batch * n * k), fill(k * m), fill(batch * m * k)];
         const outputs = (await session.run({ a: { data: a, shape: [batch, n, k] }, b: { data: b, shape: [k, m] }, bt: { data: bt, shape: [batch, m, k] } })) as Record<string, Float32Array>;
+        const agrees = (actual: number, expected: { c: Float32Array; magnitude: Float64Array }, i: number) =>
+          FUSED ? Math.abs(actual - expected.c[i]) <= 2.02 * (k + 1) * 2 ** -24 * expected.magnitude[i] : same(actual, expected.c[i]);
         for (let e = 0; e < batch; e++) {
           const at = (i: number, p: number) => a[e * n * k + i * k + p];
           const y = scalarMatmul(at, (p, j) => b[p * m + j], n, k, m);
           const yt = scalarMatmul(at, (p, j) => bt[e * m * k + j * k + p], n, k, m);
           for (let i = 0; i < n * m; i++) {
-            expect(same(outputs.y[e * n * m + i], y[i]), `y[${e}][${i}]`).toBe(true);
-            expect(same(outputs.yt[e * n * m + i], yt[i]), `yt[${e}][${i}]`).toBe(true);
+            expect(agrees(outputs.y[e * n * m + i], y, i), `y[${e}][${i}]`).toBe(true);
+            expect(agrees(outputs.yt[e * n * m + i], yt, i), `yt[${e}][${i}]`).toBe(true);
           }
         }
       }),

@@ -5,7 +5,10 @@ export interface MatmulInstance {
   memory(floats: number): Float32Array;
 }
 
-export function matmulSimd(bytes: Uint8Array<ArrayBuffer>): {
+/** The module `fmaBytes` (relaxed SIMD) where the engine validates it, else `bytes`. */
+export function matmulSimd(bytes: Uint8Array<ArrayBuffer>, fmaBytes?: Uint8Array<ArrayBuffer>): {
+  /** Whether the instances run `fmaBytes`. */
+  fused: boolean;
   packed(b: ArrayBufferView, layout: string, floats: number, pack: (F: Float32Array) => void): MatmulInstance;
   scratch(): MatmulInstance;
 };

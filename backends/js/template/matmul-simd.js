@@ -3,7 +3,8 @@
 // module by the tests. Self-contained: imports nothing.
 
 /**
- * The instances of a matmul module (backends/js/matmul-wasm.ts), each with its own memory:
+ * The instances of a matmul module (backends/js/matmul-wasm.ts), each with its own memory: of
+ * `fmaBytes` where the engine validates it (relaxed SIMD), else of `bytes`; `fused` says which.
  * `packed(b, layout, floats, pack)` is the one that holds b packed in `layout` (its first
  * `floats` floats, written by `pack` on first use), one per param array and layout, reused by
  * every later run of the session (a session passes its kernels the same param arrays on every
@@ -11,12 +12,13 @@
  * every call. Each instance has `matmul` and `memory(floats)`: a Float32Array over its memory,
  * grown to at least that many floats.
  */
-export function matmulSimd(bytes) {
+export function matmulSimd(bytes, fmaBytes) {
+  const fused = fmaBytes !== undefined && WebAssembly.validate(fmaBytes);
   let module;
   const held = new WeakMap();
   let scratch;
   const instance = () => {
-    module ??= new WebAssembly.Module(bytes);
+    module ??= new WebAssembly.Module(fused ? fmaBytes : bytes);
     const exports = new WebAssembly.Instance(module).exports;
     return {
       matmul: exports.matmul,
@@ -30,6 +32,7 @@ export function matmulSimd(bytes) {
     };
   };
   return {
+    fused,
     packed(b, layout, floats, pack) {
       let layouts = held.get(b);
       if (!layouts) held.set(b, (layouts = new Map()));
