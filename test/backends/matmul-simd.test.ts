@@ -14,6 +14,12 @@ import { parseGraph } from "../../compiler/ir/parse.ts";
 import { tensor } from "../../compiler/ir/tensor.ts";
 import { importJsModule } from "../../runtime/adapters/js/index.ts";
 import { serializeSafetensors } from "../../runtime/safetensors.ts";
+import { runPipeline } from "../../compiler/passes/pipeline.ts";
+import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
+import { BACKENDS, runAndCompare } from "../harness/harness.ts";
+import { compileSource } from "../support/dsl.ts";
+import { seededInputs } from "../support/random-graph.ts";
+import { testWeights } from "../support/weights.ts";
 
 /** Columns per panel of packed b. */
 const PANEL = TILE_VECTORS * F32X4.count;
@@ -178,6 +184,45 @@ describe("the f32 matmul kernel of the JS backend", () => {
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+/** Linear layers as models write them: a param b of every layout, after the default pipeline (transposes folded into transpose_b, epilogues fused). */
+const PARAMS = `model M(A, B, C) { dim N
+  input a: f32[A, N, B]
+  param w: f32[B, C]
+  param wb: f32[A, B, C]
+  param wt: f32[1, C, B]
+  param wh: f16[C, B]
+  param we: f32[B, C]
+  param bias: f32[C]
+  output p = a @ w
+  output q = a @ wb
+  output t = a @ transpose(wt, [0, 2, 1])
+  output e = silu(a @ we) * 0.5 + bias
+  output h = cast(a, f16) @ transpose(wh)
+}`;
+
+describe("matmuls of params, in every backend of the harness", () => {
+  for (const backend of BACKENDS)
+    it(`${backend.name}: a 2-D b broadcast over the batch, a batched b, a transposed b, an epilogue, f16: as the interpreter`, async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 11 }), fc.integer({ min: 1, max: 19 }), fc.integer({ min: 0, max: 70 }), fc.nat(1000), async (A, B, C, N, seed) => {
+          const graph = runPipeline(compileSource(PARAMS, { set: new Map([["A", A], ["B", B], ["C", C]]) }), DEFAULT_PIPELINE, { log: () => {} });
+          const dims = new Map([["N", N]]);
+          await runAndCompare(backend, graph, seededInputs(graph, dims, seed), testWeights(graph, seed), dims);
+        }),
+        { numRuns: 12 },
+      );
+    });
+
+  it("packs every b once per session in f32: each is a param", () => {
+    const graph = runPipeline(compileSource(PARAMS, { set: new Map([["A", 2], ["B", 3], ["C", 4]]) }), DEFAULT_PIPELINE, { log: () => {} });
+    const source = String(compileJs(graph).files.get("model.js"));
+    expect(source.match(/matmulF32\.packed\(/g)).toHaveLength(5);
+    // Four matmuls and the epilogue's fused kernel.
+    expect(compileJs(graph).manifest.kernels.filter((k) => k.op === "matmul" || k.op === "fused")).toHaveLength(5);
+    expect(source).not.toContain("matmulF32.scratch()");
   });
 });
 
