@@ -26,7 +26,7 @@ import { type AttentionQuant, attentionQuant, quantizeValue, quantLevels, type Q
 import { type Monomial, monomialOf } from "../../common/size.ts";
 import { broadcastStrides, coalesce, sizesOf, strides, times } from "../common/layout.ts";
 import { loadExpr, storeExpr } from "./spelling.ts";
-import { attentionModule, F32X4, F64X2, type Lanes, paddedWidth } from "./attention-wasm.ts";
+import { attentionModule, F32X4, F32X4_FMA, F64X2, type Lanes, paddedWidth } from "./attention-wasm.ts";
 import type { Precision } from "../common/target.ts";
 import { readFileSync } from "node:fs";
 
@@ -41,9 +41,10 @@ export function attentionHelperSource(name: string): string | undefined {
   if (name === "attentionSimd") return LOADER;
   const widths = name.match(/^attentionSimd_(\d+)_(\d+)_([12])_(f32|f64)$/);
   if (!widths) return undefined;
-  const lanes = widths[4] === "f32" ? F32X4 : F64X2;
-  const bytes = attentionModule(Number(widths[1]), Number(widths[2]), ROWS, Number(widths[3]) as 1 | 2, lanes);
-  return `const ${name} = attentionSimd(new Uint8Array([${bytes.join(",")}]), ${lanes.bytes});`;
+  // In f32, a module with relaxed SIMD's fused multiply-add first, for the engines that have it.
+  const candidates = widths[4] === "f32" ? [F32X4_FMA, F32X4] : [F64X2];
+  const modules = candidates.map((lanes) => `new Uint8Array([${attentionModule(Number(widths[1]), Number(widths[2]), ROWS, Number(widths[3]) as 1 | 2, lanes).join(",")}])`);
+  return `const ${name} = attentionSimd([${modules.join(", ")}], ${candidates[0].bytes});`;
 }
 
 /** What the template needs of the kernel writer (kernels.ts). */
