@@ -12,21 +12,11 @@ import { givenInputs } from "../../runtime/adapters/module.ts";
 import { randomInputs } from "../../runtime/init.ts";
 import { serializeSafetensors } from "../../runtime/safetensors.ts";
 import { compileSource } from "../support/dsl.ts";
+import { STREAMING_ATTENTION } from "../support/kernels.ts";
 
 // Batch entries × kv groups: 1 (a, b) and 2 (c, d) — so that two threads split whole groups
-// of c and d and query tiles of a and b, and three split query tiles of all; several query
-// tiles and key blocks, causal and not, GQA.
-const source = `model M { dim N, K
-  input q: f32[N, 16]
-  input k: f32[K, 8]
-  input v: f32[K, 8]
-  input lam: f32[N, 2]
-  input w: f32[8]
-  output a = flash_diffattn(q, k, v, lam, heads = 2, kv_heads = 1, causal = true)
-  output b = flash_diffattn(q, k, v, 0.4, w, heads = 2, kv_heads = 1, pairing = "halves", block = 7)
-  output c = flash_attention(q, k, v, heads = 4, kv_heads = 2, causal = true, block = 5)
-  output d = flash_attention(q, k, v, heads = 4, kv_heads = 2, block = 64) }`;
-const graph = compileSource(source);
+// of c and d and query tiles of a and b, and three split query tiles of all.
+const graph = compileSource(STREAMING_ATTENTION);
 
 interface Session {
   readonly threads: number;
@@ -88,7 +78,8 @@ const s = await m.load(new Uint8Array(${JSON.stringify([...serializeSafetensors(
 const given = Object.fromEntries(Object.entries(${inputs}).map(([n, v]) => [n, Float32Array.from(v)]));
 const y = await s.run(given);
 console.log(y.a.length, y.d.every(Number.isFinite));`;
-    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 60_000 });
+    // The script on stdin: the module in it is past what a command line may hold.
+    const out = execFileSync(process.execPath, ["--input-type=module", "-"], { input: script, encoding: "utf8", timeout: 60_000 });
     expect(out.trim()).toBe("320 true");
   });
 });
