@@ -20,6 +20,7 @@
 // `none,default,default,+my-pass` is three pipelines. --set K=V1,V2 sets a model parameter or
 // dim, one case per value; --profile prints a per-kernel profile of each JS pipeline.
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { compileJs } from "../backends/js/index.ts";
 import { elaborate } from "../compiler/elaborate/index.ts";
 import type { Graph } from "../compiler/ir/graph.ts";
@@ -44,6 +45,8 @@ import type { KernelTime } from "../runtime/adapters/adapter.ts";
 import { formatProfile } from "../runtime/profile.ts";
 
 const quick = process.argv.includes("--quick");
+/** The cores of this machine: the "all threads" runs of difftc js and onnxruntime-node. */
+const CORES = availableParallelism();
 /** The values of a repeatable `--flag VALUE`. */
 const values = (flag: string) => process.argv.flatMap((a, i) => (a === flag && i + 1 < process.argv.length ? [process.argv[i + 1]] : []));
 const onlyCases = values("--case");
@@ -95,11 +98,11 @@ interface Implementation {
  * A JS artifact as its users run it: `run` on host tensors (for the check), and the timed
  * forward on inputs already in typed arrays, outputs left in them, as the module takes them.
  */
-async function jsRunner(artifact: Artifact, weights: TensorMap): Promise<Runner> {
+async function jsRunner(artifact: Artifact, weights: TensorMap, threads = 1): Promise<Runner> {
   const session = await loadJs(artifact, weights);
   const model = await importJsModule(String(artifact.files.get("model.js")));
   const params = model.manifest.params.flatMap((p) => (weights.has(p.name) ? [[p.name, weights.get(p.name)!] as const] : []));
-  const loaded = await model.load(serializeSafetensors(new Map(params)));
+  const loaded = await model.load(serializeSafetensors(new Map(params)), { threads } as never);
   return Object.assign((inputs: TensorMap) => session.run(inputs), {
     profile: session.profile,
     bindInputs: async (inputs: TensorMap) => {
@@ -124,6 +127,14 @@ const IMPLEMENTATIONS: Implementation[] = [
       },
     })),
   ),
+  // All cores: the attention kernels split over worker threads (the default of load()).
+  ...PIPELINES.filter((p) => p !== "none").map((pipeline) => ({
+    name: `difftc js ${CORES} threads (--passes ${pipeline})`,
+    prepare: async (g: Graph, w: TensorMap) => {
+      const passes = parsePipeline(pipeline);
+      return jsRunner(compileJs(runPipeline(g, passes, { log: () => {} }), passes), w, CORES);
+    },
+  })),
   ...QUANT_SETTINGS.map((spec) => ({
     name: `difftc js quant ${spec}`,
     optIn: true,
@@ -168,6 +179,13 @@ const IMPLEMENTATIONS: Implementation[] = [
     name: "onnxruntime-node (1 thread)",
     prepare: async (g, w, dims) => {
       const runner = await createOnnxRunner(g, w, dims, { threads: 1 });
+      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
+    },
+  },
+  {
+    name: `onnxruntime-node (${CORES} threads)`,
+    prepare: async (g, w, dims) => {
+      const runner = await createOnnxRunner(g, w, dims, { threads: CORES });
       return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
     },
   },

@@ -44,6 +44,12 @@ export interface KernelSpec {
   workgroup?: number[];
   /** Run-time errors it reports through its error record: code and message with {0}, {1}, ... */
   errors: { code: number; message: string }[];
+  /**
+   * The JS kernels that split their work over threads take two more parameters after their
+   * dims, `part` and `parts`, and compute only their share: every output element by the same
+   * code in any split, so the result is the same bit for bit.
+   */
+  split?: boolean;
 }
 
 /**

@@ -9,7 +9,7 @@
 
 import { Body, exp, F32, F64, F64X2, I32, I32_ADD, I32_LT_S, I32_MUL, type Lanes, mem, V128, V128_AND, V128_BITSELECT, V128_LOAD, V128_STORE, wasmModule } from "./wasm-encoder.ts";
 
-export { F32X4, F64X2, type Lanes } from "./wasm-encoder.ts";
+export { F32X4, F32X4_FMA, F64X2, type Lanes } from "./wasm-encoder.ts";
 
 /**
  * softmax(pr, n, blockMax, rowMax, rowSum): the online-softmax step of one key block for every

@@ -26,7 +26,7 @@ import { type AttentionQuant, attentionQuant, quantizeValue, quantLevels, type Q
 import { type Monomial, monomialOf } from "../../common/size.ts";
 import { broadcastStrides, coalesce, sizesOf, strides, times } from "../common/layout.ts";
 import { loadExpr, storeExpr } from "./spelling.ts";
-import { attentionModule, F32X4, F64X2, type Lanes, paddedWidth } from "./attention-wasm.ts";
+import { attentionModule, F32X4, F32X4_FMA, F64X2, type Lanes, paddedWidth } from "./attention-wasm.ts";
 import type { Precision } from "../common/target.ts";
 import { readFileSync } from "node:fs";
 
@@ -41,9 +41,10 @@ export function attentionHelperSource(name: string): string | undefined {
   if (name === "attentionSimd") return LOADER;
   const widths = name.match(/^attentionSimd_(\d+)_(\d+)_([12])_(f32|f64)$/);
   if (!widths) return undefined;
-  const lanes = widths[4] === "f32" ? F32X4 : F64X2;
-  const bytes = attentionModule(Number(widths[1]), Number(widths[2]), ROWS, Number(widths[3]) as 1 | 2, lanes);
-  return `const ${name} = attentionSimd(new Uint8Array([${bytes.join(",")}]), ${lanes.bytes});`;
+  // In f32, a module with relaxed SIMD's fused multiply-add first, for the engines that have it.
+  const candidates = widths[4] === "f32" ? [F32X4_FMA, F32X4] : [F64X2];
+  const modules = candidates.map((lanes) => `new Uint8Array([${attentionModule(Number(widths[1]), Number(widths[2]), ROWS, Number(widths[3]) as 1 | 2, lanes).join(",")}])`);
+  return `const ${name} = attentionSimd([${modules.join(", ")}], ${candidates[0].bytes});`;
 }
 
 /** What the template needs of the kernel writer (kernels.ts). */
@@ -54,6 +55,7 @@ interface Writer {
   open(s: string): void;
   close(s?: string): void;
   loops(sizes: Monomial[], accesses: { offset: string; strides: Monomial[] }[], body: (offsets: string[]) => void, tag?: string): void;
+  split(): { part: string; parts: string };
 }
 
 /**
@@ -169,9 +171,17 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[], preci
   const lambdaStrides = diff ? broadcastStrides(lambda.shape, [...batch, n, heads]) : [];
   if (diff) accesses.push(lambdaStrides.slice(0, batch.length));
   const flat = coalesce(sizesOf(batch), accesses.map((s) => ({ strides: s })));
+  // This call's share of the work over threads: whole kv groups (batch entries × kv heads)
+  // round robin where there are at least as many as parts, else query tiles round robin
+  // (each thread then packs every group's K and V itself). Every row is computed by the same
+  // code whoever computes it: the same bits for any number of parts.
+  const { part, parts } = w.split();
+  w.line(`const byGroup = ${w.size(monomialOf([...batch, geo.kvHeads]))} >= ${parts};`);
+  w.line("let group = 0, tile = 0;");
   w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([oBatch, qBatch, kBatch, vBatch, lBatch]) => {
     // Per kv group: K and V packed once, then every q-head of the group.
     w.open(`for (let g = 0; g < ${geo.kvHeads}; g++) {`);
+    w.line(`if (group++ % ${parts} !== ${part} && byGroup) continue;`);
     pack(w, { geo, kW, vW, maps: mapIndices, kBatch, vBatch, k, v, lanes });
     if (quant && quant.vBits > 0) {
       // V's levels per channel over all keys (a column of v is a column of the packed pairs).
@@ -182,6 +192,7 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[], preci
     }
     w.open("for (const h of groupHeads[g]) {");
     w.open(`for (let i0 = 0; i0 < rows; i0 += ${ROWS}) {`);
+    w.line(`if (!byGroup && tile++ % ${parts} !== ${part}) continue;`);
     // The tile's q rows; past the last row, the last row again (computed, never stored).
     w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
     w.line("const i = i0 + r < rows ? i0 + r : rows - 1;");
@@ -268,7 +279,11 @@ function pack(w: Writer, x: PackArgs): void {
   const { d, vSegment: seg } = x.geo;
   w.open("for (let j = 0; j < keys; j++) {");
   w.line(`const kRow = ${x.kBatch} + j * ${x.kW}, vRow = ${x.vBatch} + j * ${x.vW};`);
-  for (const p of x.maps) w.line(`for (let t = 0; t < ${d}; t++) F[kBase${p} + j * ${d} + t] = ${loadExpr(x.k.dtype, "in1", `kRow + kCol${p}[g] + t`, w.helpers)};`);
+  for (const p of x.maps) {
+    // f32 rows copy natively (into F of either precision, exactly); 16-bit ones decode one by one.
+    if (x.k.dtype === "f32") w.line(`F.set(in1.subarray(kRow + kCol${p}[g], kRow + kCol${p}[g] + ${d}), kBase${p} + j * ${d});`);
+    else w.line(`for (let t = 0; t < ${d}; t++) F[kBase${p} + j * ${d} + t] = ${loadExpr(x.k.dtype, "in1", `kRow + kCol${p}[g] + t`, w.helpers)};`);
+  }
   x.geo.vColumns.forEach((_, s) => {
     w.open(`for (let c = ${s * seg}; c < ${(s + 1) * seg}; c++) {`);
     w.line(`const lane = c % ${x.lanes.count};`);
@@ -424,6 +439,8 @@ function epilogue(w: Writer, x: EpilogueArgs): void {
     w.line(`const denom = ${normDenominator(SOURCE, e, "sq", dv)};`);
     norm = { denom: "denom", weight: loadExpr(x.normWeight!.dtype, "in4", "c", w.helpers) };
   }
-  w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(epilogueOutput(SOURCE, e, value, norm))};`);
+  // A row that the epilogue leaves as it is copies natively (f64 rounds to f32 as a store does).
+  if (x.out.dtype === "f32" && !norm && e.outScale === 1) w.line(`out.set(F.subarray(row, row + ${dv}), o);`);
+  else w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(epilogueOutput(SOURCE, e, value, norm))};`);
   w.close();
 }

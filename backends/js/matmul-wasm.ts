@@ -4,9 +4,9 @@
 // the tile's width (panel[q][p][c] = b[p][q · width + c], zero past the last column). Lanes run
 // across output columns, never across k, so every output's sum runs over k in increasing order
 // with each product and sum rounded to f32: bit for bit a scalar loop with Math.fround after
-// each product and sum. The `fma` form accumulates with relaxed SIMD's relaxed_madd instead,
-// which the engine may fuse (one rounding per term: not those bits, but as close or closer).
-// Sizes are parameters: one module serves every kernel of an artifact.
+// each product and sum. In F32X4_FMA lanes it accumulates with relaxed SIMD's relaxed_madd
+// instead, which the engine may fuse (one rounding per term: not those bits, but as close or
+// closer). Sizes are parameters: one module serves every kernel of an artifact.
 import { Body, F32X4, I32, I32_ADD, I32_MUL, type Lanes, mem, V128, V128_LOAD, V128_STORE, wasmModule } from "./wasm-encoder.ts";
 
 /** Rows of the product per tile (a's rows read together). */
@@ -20,15 +20,12 @@ export const TILE_VECTORS = 2;
  * b packed in `panels` panels, c row-major with panels · width per row. Panel by panel, each
  * read from cache by every tile of rows.
  */
-export function matmulFunction(L: Lanes, fma = false, tileRows = TILE_ROWS, tileVectors = TILE_VECTORS): Body {
+export function matmulFunction(L: Lanes, tileRows = TILE_ROWS, tileVectors = TILE_VECTORS): Body {
   const f = new Body([["a", I32], ["b", I32], ["c", I32], ["rows", I32], ["k", I32], ["panels", I32]]);
   const rowIndices = Array.from({ length: tileRows }, (_, r) => r);
   const vectorIndices = Array.from({ length: tileVectors }, (_, v) => v);
   const acc = (r: number, v: number) => `acc${r}_${v}`;
   const stepBytes = 16 * tileVectors;
-  /** acc += x · y: a product and a sum, or relaxed_madd(x, y, acc). */
-  const multiplyAdd = (acc: string, x: string, y: string) =>
-    fma ? f.get(x, V128).get(y, V128).get(acc, V128).simd(L.relaxedMadd).set(acc, V128) : f.mulAdd(L, acc, x, y);
   f.get("k").i32(L.bytes).op(I32_MUL).set("rowBytes");
   f.get("panels").i32(stepBytes).op(I32_MUL).set("cRowBytes");
   f.get("k").i32(stepBytes).op(I32_MUL).set("panelBytes");
@@ -48,7 +45,7 @@ export function matmulFunction(L: Lanes, fma = false, tileRows = TILE_ROWS, tile
               for (const v of vectorIndices) f.get("y").simd(V128_LOAD, ...mem(16 * v)).set(`b${v}`, V128);
               for (const r of rowIndices) {
                 f.get(`x${r}`).simd(L.loadSplat, ...mem(0, L.splatAlign)).set("x", V128);
-                for (const v of vectorIndices) multiplyAdd(acc(r, v), "x", `b${v}`);
+                for (const v of vectorIndices) f.mulAdd(L, acc(r, v), "x", `b${v}`);
               }
               for (const r of rowIndices) f.bump(`x${r}`, L.bytes);
               f.bump("y", stepBytes);
@@ -70,9 +67,9 @@ export function matmulFunction(L: Lanes, fma = false, tileRows = TILE_ROWS, tile
 }
 
 /**
- * A module exporting `memory` and `matmul` in `lanes` (f32x4: the f32 precision's); with `fma`,
- * one that only engines with relaxed SIMD accept (Node 20 behind --experimental-wasm-relaxed-simd).
+ * A module exporting `memory` and `matmul` in `lanes`: F32X4, or F32X4_FMA, which only engines
+ * with relaxed SIMD accept (Node 20 behind --experimental-wasm-relaxed-simd).
  */
-export function matmulModule(lanes: Lanes = F32X4, fma = false): Uint8Array<ArrayBuffer> {
-  return wasmModule([["matmul", matmulFunction(lanes, fma)]]);
+export function matmulModule(lanes: Lanes = F32X4): Uint8Array<ArrayBuffer> {
+  return wasmModule([["matmul", matmulFunction(lanes)]]);
 }

@@ -28,7 +28,7 @@ import type { Precision } from "../common/target.ts";
 import { jsLanguage } from "./language.ts";
 import { matmulModule, TILE_ROWS, TILE_VECTORS } from "./matmul-wasm.ts";
 import { loadExpr, storeExpr } from "./spelling.ts";
-import { F32X4 } from "./wasm-encoder.ts";
+import { F32X4, F32X4_FMA } from "./wasm-encoder.ts";
 import type { KernelWriter } from "./writer.ts";
 import { readFileSync } from "node:fs";
 
@@ -55,8 +55,8 @@ const LOADER = readFileSync(new URL("./template/matmul-simd.js", import.meta.url
  */
 export function matmulHelperSource(name: string): string | undefined {
   if (name === "matmulSimd") return LOADER;
-  const bytes = (fma: boolean) => `new Uint8Array([${matmulModule(F32X4, fma).join(",")}])`;
-  if (name === "matmulF32") return `const matmulF32 = matmulSimd(${bytes(false)}, ${bytes(true)});`;
+  const variants = [F32X4_FMA, F32X4].map((lanes) => `new Uint8Array([${matmulModule(lanes).join(",")}])`);
+  if (name === "matmulF32") return `const matmulF32 = matmulSimd([${variants.join(", ")}]);`;
   return undefined;
 }
 

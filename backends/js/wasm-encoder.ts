@@ -82,8 +82,9 @@ export class Body {
     this.code.push(0xfd, ...uleb(opcode), ...immediates);
     return this;
   }
-  /** acc += a * b for v128 locals, in `lanes`. */
+  /** acc += a * b for v128 locals, in `lanes`: fused where they have relaxed multiply-add. */
   mulAdd(lanes: Lanes, acc: string, a: string, b: string): this {
+    if (lanes.relaxedMadd) return this.get(a, V128).get(b, V128).get(acc, V128).simd(lanes.relaxedMadd).set(acc, V128);
     return this.get(acc, V128).get(a, V128).get(b, V128).simd(lanes.mul).simd(lanes.add).set(acc, V128);
   }
   /** `n += step` for an i32 local. */
@@ -153,8 +154,6 @@ export interface Lanes {
   add: number;
   sub: number;
   mul: number;
-  /** relaxed_madd (relaxed SIMD): a · b + c, fused or not as the engine likes. */
-  relaxedMadd: number;
   div: number;
   min: number;
   max: number;
@@ -164,6 +163,11 @@ export interface Lanes {
   exp: { ln2Hi: number; ln2Lo: number; terms: number; underflow: number };
   /** The v128 of 2^k from k (integral, in lanes) on the stack. */
   powerOfTwo(f: Body): void;
+  /**
+   * relaxed SIMD's multiply-add (a · b + c, fused or not as the engine chooses: deterministic
+   * on one engine), for lanes whose sums need not be the interpreter's bit for bit.
+   */
+  relaxedMadd?: number;
 }
 
 export const taylor = (n: number) => 1 / Array.from({ length: n }, (_, i) => i + 1).reduce((a, b) => a * b, 1);
@@ -185,7 +189,6 @@ export const F64X2: Lanes = {
   add: 0xf0,
   sub: 0xf1,
   mul: 0xf2,
-  relaxedMadd: 0x107,
   div: 0xf3,
   min: 0xf4,
   max: 0xf5,
@@ -215,7 +218,6 @@ export const F32X4: Lanes = {
   add: 0xe4,
   sub: 0xe5,
   mul: 0xe6,
-  relaxedMadd: 0x105,
   div: 0xe7,
   min: 0xe8,
   max: 0xe9,
@@ -229,6 +231,13 @@ export const F32X4: Lanes = {
     f.simd(0xf8 /* i32x4.trunc_sat_f32x4_s */).op(0xfd, 0x0c, ...new Uint8Array(new Int32Array([127, 127, 127, 127]).buffer)).simd(I32X4_ADD).i32(23).simd(I32X4_SHL);
   },
 };
+
+/**
+ * f32x4 with relaxed SIMD's f32x4.relaxed_madd: half the instructions in the products' inner
+ * loops. Engines without relaxed SIMD (Node 20 without --experimental-wasm-relaxed-simd) refuse
+ * such a module, and the loader takes the plain one.
+ */
+export const F32X4_FMA: Lanes = { ...F32X4, relaxedMadd: 0x105 };
 
 // exp for x <= 0 (and NaN), the arguments softmax has: x = k ln 2 + r with k an integer and
 // |r| <= ln 2 / 2 (ln 2 in two parts, so that k ln2_hi is exact), e^r by its Taylor series,

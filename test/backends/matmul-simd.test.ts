@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { compileJs } from "../../backends/js/index.ts";
 import { matmulModule, TILE_ROWS, TILE_VECTORS } from "../../backends/js/matmul-wasm.ts";
 import { matmulSimd } from "../../backends/js/template/matmul-simd.js";
-import { F32X4 } from "../../backends/js/wasm-encoder.ts";
+import { F32X4, F32X4_FMA } from "../../backends/js/wasm-encoder.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
 import { tensor } from "../../compiler/ir/tensor.ts";
 import { importJsModule } from "../../runtime/adapters/js/index.ts";
@@ -52,7 +52,7 @@ function scalarMatmul(a: (i: number, p: number) => number, b: (p: number, j: num
 }
 
 /** Whether the engine validates relaxed SIMD: then the artifacts' matmuls use fused multiply-adds. */
-const FUSED = WebAssembly.validate(matmulModule(F32X4, true));
+const FUSED = WebAssembly.validate(matmulModule(F32X4_FMA));
 
 const same = (x: number, y: number) => Object.is(x, y) || (Number.isNaN(x) && Number.isNaN(y));
 
@@ -70,7 +70,7 @@ describe("the f32 matmul micro-kernel", () => {
       special: fc.constantFrom(Number.NaN, Infinity, -Infinity, -0, 3e38, 1e-40),
       specialAt: fc.nat(),
     });
-    const kernel = matmulSimd(matmulModule()).scratch();
+    const kernel = matmulSimd([matmulModule()]).scratch();
     fc.assert(
       fc.property(config, ({ tiles, k, panels, seed, special, specialAt }) => {
         const rows = tiles * TILE_ROWS;
@@ -113,16 +113,17 @@ describe("the f32 matmul micro-kernel", () => {
     const loader = new URL("../../backends/js/template/matmul-simd.js", import.meta.url).href;
     const script = `import { matmulSimd } from ${JSON.stringify(loader)};
       const input = JSON.parse((await import("node:fs")).readFileSync(0, "utf8"));
-      const simd = matmulSimd(new Uint8Array(input.plain), new Uint8Array(input.fma));
+      const simd = matmulSimd([new Uint8Array(input.fma), new Uint8Array(input.plain)]);
       const kernel = simd.scratch();
       const F = kernel.memory(input.a.length + input.b.length + ${rows * width});
       F.set(input.a, 0);
       F.set(input.b, input.a.length);
       kernel.matmul(0, 4 * input.a.length, 4 * (input.a.length + input.b.length), ${rows}, ${k}, ${panels});
-      console.log(JSON.stringify({ fused: simd.fused, c: Array.from(F.subarray(input.a.length + input.b.length)) }));`;
-    const input = JSON.stringify({ plain: [...matmulModule()], fma: [...matmulModule(F32X4, true)], a: [...a], b: [...b] });
-    const { fused, c } = JSON.parse(execFileSync(process.execPath, ["--experimental-wasm-relaxed-simd", "--input-type=module", "-e", script], { input, encoding: "utf8" })) as { fused: boolean; c: number[] };
-    expect(fused).toBe(true);
+      console.log(JSON.stringify({ variant: simd.variant, c: Array.from(F.subarray(input.a.length + input.b.length)) }));`;
+    const input = JSON.stringify({ plain: [...matmulModule()], fma: [...matmulModule(F32X4_FMA)], a: [...a], b: [...b] });
+    const { variant, c } = JSON.parse(execFileSync(process.execPath, ["--experimental-wasm-relaxed-simd", "--input-type=module", "-e", script], { input, encoding: "utf8" })) as { variant: number; c: number[] };
+    // The relaxed-SIMD module, the first variant.
+    expect(variant).toBe(0);
     for (let i = 0; i < rows; i++)
       for (let j = 0; j < width; j++) {
         // Each of the k steps rounds once (fused) or twice: within (k + 1) u of the sum of |terms|.
@@ -136,11 +137,11 @@ describe("the f32 matmul micro-kernel", () => {
         expect(Math.abs(c[i * width + j] - exact), `c[${i}][${j}]`).toBeLessThanOrEqual(1.01 * (k + 1) * 2 ** -24 * magnitude);
       }
     // In this engine, the loader takes the module it validates.
-    expect(matmulSimd(matmulModule(), matmulModule(F32X4, true)).fused).toBe(FUSED);
+    expect(matmulSimd([matmulModule(F32X4_FMA), matmulModule()]).variant).toBe(FUSED ? 0 : 1);
   });
 
   it("grows its memory to what the caller asks, and refuses more than i32 offsets address", () => {
-    const kernel = matmulSimd(matmulModule()).scratch();
+    const kernel = matmulSimd([matmulModule()]).scratch();
     expect(kernel.memory(1).length).toBe(1);
     expect(kernel.memory(100_000).buffer.byteLength).toBeGreaterThanOrEqual(400_000);
     expect(() => kernel.memory(2 ** 29)).toThrow(/more than the 2 GiB/);
@@ -228,7 +229,7 @@ describe("matmuls of params, in every backend of the harness", () => {
 
 describe("packing a param b", () => {
   it("happens once per param array and layout in the loader", () => {
-    const loader = matmulSimd(matmulModule());
+    const loader = matmulSimd([matmulModule()]);
     let packs = 0;
     const pack = (F: Float32Array) => {
       packs++;

@@ -6,14 +6,15 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ROWS } from "../../backends/js/attention.ts";
 import { attentionSimd } from "../../backends/js/template/attention-simd.js";
-import { attentionModule, F32X4, F64X2, type Lanes, paddedWidth } from "../../backends/js/attention-wasm.ts";
+import { execFileSync } from "node:child_process";
+import { attentionModule, F32X4, F32X4_FMA, F64X2, type Lanes, paddedWidth } from "../../backends/js/attention-wasm.ts";
 import { quantizeGroup, quantLevels } from "../../compiler/ir/ops/attention-quant.ts";
 
 /** What a test needs of a precision: its module, its typed array, its rounding of one operation, its exp tolerance. */
 const PRECISIONS = [F64X2, F32X4].map((lanes: Lanes) => ({
   lanes,
   name: lanes.precision,
-  module: (d: number, dv: number, rows: number, maps: 1 | 2) => attentionSimd(attentionModule(d, dv, rows, maps, lanes), lanes.bytes),
+  module: (d: number, dv: number, rows: number, maps: 1 | 2) => attentionSimd([attentionModule(d, dv, rows, maps, lanes)], lanes.bytes),
   Array: lanes.bytes === 8 ? Float64Array : Float32Array,
   round: lanes.bytes === 8 ? (x: number) => x : Math.fround,
   /** Tile heights the module accepts: multiples of two v128s of rows. */
@@ -211,7 +212,7 @@ describe("attention SIMD module, f64 only", () => {
     });
     fc.assert(
       fc.property(config, ({ n, bits, signed, apply, scale, seed, rows, special }) => {
-        const simd = attentionSimd(attentionModule(4, 4, rows, 2), 8);
+        const simd = attentionSimd([attentionModule(4, 4, rows, 2)], 8);
         // pr [n][rows], stops [rows], maxes [rows], then a guard region.
         const pr = 0;
         const stops = pr + n * rows;
@@ -243,5 +244,45 @@ describe("attention SIMD module, f64 only", () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("attention SIMD module, f32 with relaxed SIMD's fused multiply-add", () => {
+  const fused = attentionModule(8, 8, ROWS, 2, F32X4_FMA);
+  const plain = attentionModule(8, 8, ROWS, 2, F32X4);
+
+  it("is refused by this Node without --experimental-wasm-relaxed-simd, so the loader takes the plain module", () => {
+    expect(WebAssembly.validate(plain)).toBe(true);
+    // Node 20 keeps relaxed SIMD behind a flag; later engines (Node 22, Chrome 114) have it.
+    if (!WebAssembly.validate(fused)) {
+      const exports = attentionSimd([fused, plain], 4)(1);
+      expect(WebAssembly.Module.exports(new WebAssembly.Module(plain)).map((e) => e.name)).toEqual(Object.keys(exports));
+    }
+  });
+
+  it("validates with relaxed SIMD and gives the plain module's scores and weighted sums within the rounding of one product per term", () => {
+    // In a child Node with the flag: both modules on the same memory contents, the differences printed.
+    const script = `
+const fused = new Uint8Array(${JSON.stringify([...fused])}), plain = new Uint8Array(${JSON.stringify([...plain])});
+if (!WebAssembly.validate(fused)) { console.log("refused"); process.exit(0); }
+const rows = ${ROWS}, d = 8, keys = 37, floats = rows * d + keys * d + rows * keys + 8 * keys + rows * 8;
+const run = (bytes) => {
+  const e = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports;
+  e.memory.grow(Math.ceil((floats * 4) / 65536));
+  const F = new Float32Array(e.memory.buffer, 0, floats);
+  let state = 7;
+  for (let i = 0; i < floats; i++) F[i] = (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 31 - 1;
+  const k = rows * d, out = k + keys * d, v = out + rows * keys, acc = v + 8 * keys;
+  e.scores(0, k * 4, out * 4, keys, 0.5);
+  e.weighted(out * 4, v * 4, acc * 4, keys, keys);
+  return Array.from(F.subarray(out));
+};
+const a = run(fused), b = run(plain);
+console.log(Math.max(...a.map((x, i) => Math.abs(x - b[i]) / (1 + Math.abs(b[i])))));`;
+    const out = execFileSync(process.execPath, ["--experimental-wasm-relaxed-simd", "-e", script], { encoding: "utf8" }).trim();
+    expect(out).not.toBe("refused");
+    // Terms of magnitude <= 1: each fused product skips one rounding (2^-24 relative), at most keys + d of them per sum.
+    expect(Number(out)).toBeLessThan(45 * 2 ** -24 * 8);
+    expect(Number(out)).toBeGreaterThanOrEqual(0);
   });
 });

@@ -8,5 +8,5 @@ export interface AttentionExports {
   quantize?(pr: number, n: number, stops: number, maxes: number, levels: number, lo: number, apply: number): void;
 }
 
-/** `elementBytes`: 8 for a float64 module, 4 for a float32 one (which has no `quantize`). */
-export function attentionSimd(bytes: Uint8Array<ArrayBuffer>, elementBytes: number): (floats: number) => AttentionExports;
+/** `variants`: a module's bytes, the most capable first; `elementBytes`: 8 for a float64 module, 4 for a float32 one (which has no `quantize`). */
+export function attentionSimd(variants: Uint8Array<ArrayBuffer>[], elementBytes: number): (floats: number) => AttentionExports;

@@ -5,10 +5,10 @@ export interface MatmulInstance {
   memory(floats: number): Float32Array;
 }
 
-/** The module `fmaBytes` (relaxed SIMD) where the engine validates it, else `bytes`. */
-export function matmulSimd(bytes: Uint8Array<ArrayBuffer>, fmaBytes?: Uint8Array<ArrayBuffer>): {
-  /** Whether the instances run `fmaBytes`. */
-  fused: boolean;
+/** Instances of the first of `variants` (the most capable first) that the engine validates. */
+export function matmulSimd(variants: Uint8Array<ArrayBuffer>[]): {
+  /** The index in `variants` of the module the instances run. */
+  variant: number;
   packed(b: ArrayBufferView, layout: string, floats: number, pack: (F: Float32Array) => void): MatmulInstance;
   scratch(): MatmulInstance;
 };

@@ -3,8 +3,9 @@
 // module by the tests. Self-contained: imports nothing.
 
 /**
- * The instances of a matmul module (backends/js/matmul-wasm.ts), each with its own memory: of
- * `fmaBytes` where the engine validates it (relaxed SIMD), else of `bytes`; `fused` says which.
+ * The instances of a matmul module (backends/js/matmul-wasm.ts), each with its own memory, of
+ * the first of its `variants` (their bytes, the most capable first: relaxed SIMD, then plain
+ * SIMD) that this engine validates; `variant` says which.
  * `packed(b, layout, floats, pack)` is the one that holds b packed in `layout` (its first
  * `floats` floats, written by `pack` on first use), one per param array and layout, reused by
  * every later run of the session (a session passes its kernels the same param arrays on every
@@ -12,13 +13,14 @@
  * every call. Each instance has `matmul` and `memory(floats)`: a Float32Array over its memory,
  * grown to at least that many floats.
  */
-export function matmulSimd(bytes, fmaBytes) {
-  const fused = fmaBytes !== undefined && WebAssembly.validate(fmaBytes);
+export function matmulSimd(variants) {
+  const found = variants.findIndex((bytes) => WebAssembly.validate(bytes));
+  const variant = found < 0 ? variants.length - 1 : found;
   let module;
   const held = new WeakMap();
   let scratch;
   const instance = () => {
-    module ??= new WebAssembly.Module(fused ? fmaBytes : bytes);
+    module ??= new WebAssembly.Module(variants[variant]);
     const exports = new WebAssembly.Instance(module).exports;
     return {
       matmul: exports.matmul,
@@ -32,7 +34,7 @@ export function matmulSimd(bytes, fmaBytes) {
     };
   };
   return {
-    fused,
+    variant,
     packed(b, layout, floats, pack) {
       let layouts = held.get(b);
       if (!layouts) held.set(b, (layouts = new Map()));
