@@ -36,22 +36,32 @@ function shader(source: string, helpers: Set<string>): string {
   return directives + [WGSL_PRELUDE, ...renderHelpers(helpers, wgslLanguage), source.slice(directives.length)].join("\n\n") + "\n";
 }
 
+/** The spellings for device features beyond every device's (wgslLanguage). */
+const LANGUAGES = {
+  f16: wgslLanguageFor({ f16: true, subgroups: false }),
+  subgroups: wgslLanguageFor({ f16: false, subgroups: true }),
+  f16Subgroups: wgslLanguageFor({ f16: true, subgroups: true }),
+};
+
 export function compileWgsl(graph: Graph, options: CompileOptions = {}): Artifact {
   const plan = schedule(decompose(graph, wgslOps()), storageBytes(wgslTarget));
   // Each .wgsl file is a whole module: its directives, the prelude, the helpers its kernel calls,
   // the kernel. A kernel may come in variants for device features, the most demanding first; the
   // loader runs the first one the device has every feature of (the last needs none).
-  const native = wgslLanguageFor({ f16: true });
+  const cooperation = { workgroupSize: WGSL_WORKGROUP_SIZE, reductions: options.reductions };
   const emitted = plan.kernels.map((pk) => {
     const node = pk.nodes[pk.nodes.length - 1];
-    const kernel = TEMPLATES.includes(node.op) ? undefined : lowerGpuKernel(plan, pk);
+    const kernel = TEMPLATES.includes(node.op) ? undefined : lowerGpuKernel(plan, pk, cooperation);
     const f16Buffers = kernel ? kernel.buffers.some((b) => b.dtype === "f16") : [node, ...node.operands.map((o) => plan.graph.nodes[o])].some((n) => n.type.dtype === "f16");
     const variants = (f16Buffers ? [true, false] : [false]).flatMap((f16) => {
-      const language = f16 ? native : wgslLanguage;
+      const language = f16 ? LANGUAGES.f16 : wgslLanguage;
       const requires = f16 ? ["shader-f16"] : [];
       if (kernel) {
-        const { source, helpers } = renderKernel(kernel, language);
-        return [{ kernel, requires, code: shader(source, helpers) }];
+        // A cooperative kernel combines through subgroup operations where the device has them.
+        return (kernel.workgroupSize ? [true, false] : [false]).map((subgroups) => {
+          const { source, helpers } = renderKernel(kernel, subgroups ? (f16 ? LANGUAGES.f16Subgroups : LANGUAGES.subgroups) : language);
+          return { kernel, requires: [...(subgroups ? ["subgroups"] : []), ...requires], code: shader(source, helpers) };
+        });
       }
       // Requirements: device features, and `subgroup-min-size-8`, which the loader reads from the adapter's info.
       const sharings = [[8, ["subgroups", "subgroup-min-size-8"]], [4, ["subgroups"]], [1, []]] as const;
