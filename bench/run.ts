@@ -8,6 +8,8 @@
 //   npm run bench -- --quick      # fewer repetitions, smaller sizes
 //   npm run bench -- --case N=1024 --impl wasm --impl default   # only matching cases and implementations
 //   npm run bench -- --case N=1024 --impl "difftc js"            # the quantised JS kernels against the plain fused one
+//   npm run bench -- --models bench/rows/softmax.dt,bench/rows/layernorm.dt,bench/rows/rmsnorm.dt \
+//     --set N=1024 --pipelines default --impl "difftc webgpu"   # reductions a workgroup per row against a thread per row
 //
 // Pass research: any pipelines side by side (on the JS backend), on any models and sizes, and
 // where each forward's time goes:
@@ -112,17 +114,20 @@ const IMPLEMENTATIONS: Implementation[] = [
     },
   })),
   // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.
-  ...PIPELINES.map((pipeline) => ({
-    name: `difftc webgpu (--passes ${pipeline})`,
-    optIn: true,
-    prepare: async (g: Graph, w: TensorMap) => {
-      const { adapterInfo } = await gpuDevice();
-      process.stderr.write(`  webgpu adapter: ${adapterInfo}\n`);
-      const passes = parsePipeline(pipeline);
-      const session = await loadWebgpu(compileWgsl(runPipeline(g, passes), { passes }), w);
-      return (inputs: TensorMap) => session.run(inputs);
-    },
-  })),
+  // Reductions as the heuristic maps them (a workgroup per long row), and all a thread per row.
+  ...PIPELINES.flatMap((pipeline) =>
+    [undefined, "per-row" as const].map((reductions) => ({
+      name: `difftc webgpu${reductions ? ", reductions per row" : ""} (--passes ${pipeline})`,
+      optIn: true,
+      prepare: async (g: Graph, w: TensorMap) => {
+        const { adapterInfo } = await gpuDevice();
+        process.stderr.write(`  webgpu adapter: ${adapterInfo}\n`);
+        const passes = parsePipeline(pipeline);
+        const session = await loadWebgpu(compileWgsl(runPipeline(g, passes), { passes, reductions }), w);
+        return (inputs: TensorMap) => session.run(inputs);
+      },
+    })),
+  ),
   ...(["cpu", "wasm", "webgpu"] as const).map((backend) => ({
     name: `tfjs ${backend}`,
     optIn: backend === "webgpu",

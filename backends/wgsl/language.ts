@@ -85,14 +85,24 @@ const IDENTITY: Record<CombineOp, string> = { sum: "0.0", max: literal(-Infinity
  * atomics a packed word needs. Arithmetic stays in f32 either way.
  *
  * A cooperative kernel's grid loop gives each workgroup its iterations, and its workgroup loops
- * each invocation of it every WGSL_WORKGROUP_SIZE-th iteration. A combine goes through one slot
- * per invocation in workgroup memory. `subgroups`, for devices with that feature: each subgroup
- * first merges its invocations' values (subgroupAdd, subgroupMax, subgroupMin), one invocation
- * per subgroup writes the result in its slot, and each subgroup merges the slots again, its
- * invocations taking every subgroup-size-th slot; this holds however the device lays out its
- * subgroups, which WGSL leaves open. Without: a tree over the slots, halving at each barrier.
+ * spread each iteration's over the workgroup's invocations. How its combines merge, by the
+ * device's features (`combine`), each variant slower than the one before where it can run:
+ * - `{ oneSubgroup: S }`, where subgroups have at least S invocations: a workgroup of S
+ *   invocations, one subgroup, merges with one subgroup operation (subgroupAdd, subgroupMax,
+ *   subgroupMin): no workgroup memory and no barrier. (A CPU driver such as lavapipe runs a
+ *   shader with a barrier in a slower mode: one barrier doubles a softmax's time there.)
+ * - "subgroups": a workgroup of WGSL_WORKGROUP_SIZE; each subgroup merges its invocations'
+ *   values, one invocation per subgroup writes the result to its slot in workgroup memory,
+ *   then each subgroup merges the slots, its invocations taking every subgroup-size-th one:
+ *   right however the device lays out its subgroups, which WGSL leaves open.
+ * - "tree": a workgroup of WGSL_WORKGROUP_SIZE, one slot per invocation, halved at each barrier.
+ * The launch is the same for all (a workgroup per grid iteration): only the threads differ.
  */
-export function wgslLanguageFor({ f16, subgroups }: { f16: boolean; subgroups: boolean }): Language {
+export type Combining = "tree" | "subgroups" | { oneSubgroup: number };
+
+export function wgslLanguageFor({ f16, combine = "tree" }: { f16: boolean; combine?: Combining }): Language {
+  /** Invocations per workgroup of a cooperative kernel. */
+  const cooperativeSize = typeof combine === "object" ? combine.oneSubgroup : WGSL_WORKGROUP_SIZE;
   /** The IR's merge of two values: max and min NaN when either is. */
   const merge = (op: CombineOp, a: string, b: string) => (op === "sum" ? `(${a} + ${b})` : NATIVE[op]!([a, b], true));
   /** A subgroup's merge of each invocation's `v`: WGSL's subgroupMax and subgroupMin may drop a NaN, so it is checked for apart. */
@@ -154,18 +164,19 @@ export function wgslLanguageFor({ f16, subgroups }: { f16: boolean; subgroups: b
       // Grid-stride loops, over invocations or (cooperative) workgroups: correct for any launch, so
       // the loader may cap the workgroup count at the device's limit (65535 per dimension).
       if (scope === "grid") return cooperative ? strided("i32(group.x)", "i32(workgroups.x)") : strided("i32(invocation.x)", `i32(workgroups.x) * ${WGSL_WORKGROUP_SIZE}i`);
-      if (scope === "workgroup") return strided("i32(local.x)", `${WGSL_WORKGROUP_SIZE}i`);
+      if (scope === "workgroup") return strided("i32(local.x)", `${cooperativeSize}i`);
       return `for (var ${index}: i32 = ${start}; ${index} < ${end}; ${index}${step === 1 ? "++" : ` += ${step}i`}) {`;
     },
     // Hoisted to module scope by `kernel`: WGSL declares workgroup memory there.
     shared: (name, type, size) => `var<workgroup> ${name}: array<${TYPE[type]}, ${size}>;`,
     barrier: "workgroupBarrier();",
-    // Each ends in a barrier: the next combine (of the next row, too) may write the slots again.
     combine: (name, type, op, value) => {
-      const slots = `${name}_slots`;
       const t = TYPE[type];
+      if (typeof combine === "object") return [`let ${name}: ${t} = ${subgroupMerge(op, `(${value})`)};`];
+      // Each ends in a barrier: the next combine (of the next row, too) may write the slots again.
+      const slots = `${name}_slots`;
       const lines = [`var<workgroup> ${slots}: array<${t}, ${WGSL_WORKGROUP_SIZE}>;`];
-      if (subgroups) {
+      if (combine === "subgroups") {
         lines.push(
           `let ${name}_own: ${t} = ${value};`,
           `${slots}[local.x] = select(${IDENTITY[op]}, ${subgroupMerge(op, `${name}_own`)}, subgroupElect());`,
@@ -196,12 +207,12 @@ export function wgslLanguageFor({ f16, subgroups }: { f16: boolean; subgroups: b
       if (k.workgroupSize !== undefined && k.workgroupSize !== WGSL_WORKGROUP_SIZE) throw new Error(`WGSL: ${k.name} is cooperative over ${k.workgroupSize} threads; WGSL kernels have ${WGSL_WORKGROUP_SIZE}`);
       const bind = (i: number, decl: string) => `@group(0) @binding(${i}) ${decl};`;
       const dims = k.dims.map((_, i) => dimParam(i));
-      const withSubgroups = subgroups && combines(k.body);
+      const withSubgroups = combine !== "tree" && combines(k.body);
       const builtins = [
         "@builtin(global_invocation_id) invocation: vec3<u32>",
         "@builtin(num_workgroups) workgroups: vec3<u32>",
         ...(k.workgroupSize ? ["@builtin(workgroup_id) group: vec3<u32>", "@builtin(local_invocation_id) local: vec3<u32>"] : []),
-        ...(withSubgroups ? ["@builtin(subgroup_invocation_id) subgroupLane: u32", "@builtin(subgroup_size) subgroupSize: u32"] : []),
+        ...(withSubgroups && combine === "subgroups" ? ["@builtin(subgroup_invocation_id) subgroupLane: u32", "@builtin(subgroup_size) subgroupSize: u32"] : []),
       ];
       return [
         ...(f16 && k.buffers.some((b) => b.dtype === "f16") ? ["enable f16;"] : []),
@@ -210,7 +221,7 @@ export function wgslLanguageFor({ f16, subgroups }: { f16: boolean; subgroups: b
         ...(dims.length ? [`struct Dims { ${dims.map((d) => `${d}: i32`).join(", ")} }`, bind(k.buffers.length, "var<uniform> dims: Dims")] : []),
         ...(k.errors.length ? [bind(k.buffers.length + (dims.length ? 1 : 0), `var<storage, read_write> ${ERRORS_PARAM}: array<atomic<i32>>`)] : []),
         ...body.filter(isShared).map((l) => l.trim()),
-        `@compute @workgroup_size(${WGSL_WORKGROUP_SIZE})`,
+        `@compute @workgroup_size(${k.workgroupSize ? cooperativeSize : WGSL_WORKGROUP_SIZE})`,
         `fn ${k.name}(${builtins.join(", ")}) {`,
         ...dims.map((d) => `  let ${d} = dims.${d};`),
         ...body.filter((l) => !isShared(l)),
@@ -222,5 +233,5 @@ export function wgslLanguageFor({ f16, subgroups }: { f16: boolean; subgroups: b
   return language;
 }
 
-/** Every device's spelling: f16 packed in u32 words, combines through workgroup memory only. */
-export const wgslLanguage = wgslLanguageFor({ f16: false, subgroups: false });
+/** Every device's spelling: f16 packed in u32 words, combines through a tree in workgroup memory. */
+export const wgslLanguage = wgslLanguageFor({ f16: false });

@@ -12,14 +12,13 @@ import { describe, expect, it } from "vitest";
 import { compileWgsl } from "../../backends/wgsl/index.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { tensor } from "../../compiler/ir/tensor.ts";
-import { runPipeline } from "../../compiler/passes/pipeline.ts";
-import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
 import type { TensorMap } from "../../runtime/adapters/adapter.ts";
 import { loadWebgpu } from "../../runtime/adapters/webgpu/index.ts";
 import { gpuDevice, webgpuUnavailable } from "../../runtime/adapters/webgpu/device.ts";
 import { randomInputs } from "../../runtime/init.ts";
 import { backendUnderTest, type BackendUnderTest, runAndCompare } from "../harness/harness.ts";
 import { compileSource } from "../support/dsl.ts";
+import { reductionStages } from "../support/reductions.ts";
 import { withFeatures } from "../support/webgpu.ts";
 import { testWeights } from "../support/weights.ts";
 
@@ -38,42 +37,24 @@ function cooperative(keep: string[]): BackendUnderTest {
   };
 }
 
-/** Both variants of the cooperative kernels; the f16 buffers native where the device has shader-f16. */
-const VARIANTS = [cooperative(["subgroups", "shader-f16"]), cooperative(["shader-f16"])];
-
-/** Every reduction, softmax and norm over rows of L, and over other axes of a [N, A, L] tensor. */
-const MODEL = `model M(L) {
-  dim N
-  input x: f32[N, L]
-  input y: f32[N, 3, L]
-  param w: f32[L]
-  param b: f32[L]
-  output s = sum(x, axis = -1)
-  output m = mean(x * x, axis = -1, keepdims = true)
-  output mx = max(x, axis = -1)
-  output mn = min(x, axis = -1)
-  output all = sum(x)
-  output across = max(y, axes = [1, 2])
-  output down = min(y, axis = 0)
-  output p = softmax(x)
-  output p0 = softmax(y, axis = 0)
-  output p1 = softmax(y, axis = 1)
-  output r = rmsnorm(x, w, eps = 1e-5)
-  output l = layernorm(x, w, b, eps = 1e-5)
-}`;
-
-/** The graph unfused and after the default pipeline (norms as fused prologue reductions). */
-const stages = (graph: Graph) => [graph, runPipeline(graph, DEFAULT_PIPELINE, { log: () => {} })];
+/**
+ * The cooperative kernels' variants that run here (lavapipe's subgroups have 8 invocations): a
+ * workgroup of one 8-wide subgroup, subgroups merged through workgroup memory (the device's
+ * subgroups said to be possibly 4 wide), and the tree (no subgroups); f16 buffers native where
+ * the device has shader-f16. The 32-wide variant is compiled below, not run: it needs subgroups
+ * of 32, and differs from the 8-wide one only in that number.
+ */
+const VARIANTS = [cooperative(["subgroups", "subgroup-min-size-8", "shader-f16"]), cooperative(["subgroups", "shader-f16"]), cooperative(["shader-f16"])];
 
 async function compareVariants(graph: Graph, inputs: TensorMap, weights: TensorMap, dims: ReadonlyMap<string, number>): Promise<void> {
   for (const backend of VARIANTS) await runAndCompare(backend, graph, inputs, weights, dims);
 }
 
-describe.skipIf(missing !== undefined)("cooperative reductions on WebGPU agree with the interpreter, with and without subgroups", () => {
+describe.skipIf(missing !== undefined)("cooperative reductions on WebGPU agree with the interpreter, in every variant", () => {
   // 1: one element per row; 3: fewer than a workgroup's threads; 64: exactly one per thread;
   // 65 and 1000: not a multiple of the workgroup.
   it.each([1, 3, 64, 65, 1000])("every reduction, softmax and norm over rows of %i", async (length) => {
-    for (const graph of stages(compileSource(MODEL, { set: new Map([["L", length]]) }))) {
+    for (const graph of reductionStages(length)) {
       const dims = new Map([["N", 5]]);
       await compareVariants(graph, randomInputs(graph, dims, length), testWeights(graph, 3), dims);
     }
@@ -105,7 +86,7 @@ describe.skipIf(missing !== undefined)("cooperative reductions on WebGPU agree w
       output s = sum(x, axis = -1) }`);
     const dims = new Map([["N", 3]]);
     const inputs = randomInputs(graph, dims, 5);
-    for (const backend of [...VARIANTS, cooperative(["subgroups"]), cooperative([])]) await runAndCompare(backend, graph, inputs, new Map(), dims);
+    for (const backend of [...VARIANTS, cooperative(["subgroups", "subgroup-min-size-8"]), cooperative(["subgroups"]), cooperative([])]) await runAndCompare(backend, graph, inputs, new Map(), dims);
   }, 60_000);
 
   it("more rows than one launch has workgroups (65535): each workgroup takes every 65535th row", async () => {
@@ -119,7 +100,9 @@ describe.skipIf(missing !== undefined)("cooperative reductions on WebGPU agree w
 });
 
 describe.skipIf(missing !== undefined)("the cooperative kernels' variants", () => {
-  it("come as a .subgroups.wgsl and a plain .wgsl per reduction kernel, and the heuristic keeps many short rows per row", () => {
+  const VARIANT_FILES = (kernel: string) => [`${kernel}.subgroups.subgroup-min-size-32.wgsl`, `${kernel}.subgroups.subgroup-min-size-8.wgsl`, `${kernel}.subgroups.wgsl`, `${kernel}.wgsl`];
+
+  it("come as one .wgsl each per cooperative kernel, and the heuristic keeps many short rows a thread per row", () => {
     const graph = compileSource(`model M {
       dim N
       input x: f32[N, 4096]
@@ -127,16 +110,28 @@ describe.skipIf(missing !== undefined)("the cooperative kernels' variants", () =
       output p = softmax(x)
       output s = sum(z, axis = -1) }`);
     const files = [...compileWgsl(graph).files.keys()].filter((f) => f.endsWith(".wgsl"));
-    expect(files).toEqual(["k0_softmax.subgroups.wgsl", "k0_softmax.wgsl", "k1_sum.wgsl"]);
+    expect(files).toEqual([...VARIANT_FILES("k0_softmax"), "k1_sum.wgsl"]);
   });
 
-  it("are what the tests above run: with reductions forced cooperative, every kernel that reduces is cooperative", () => {
-    for (const graph of stages(compileSource(MODEL, { set: new Map([["L", 3]]) }))) {
-      const shaders = [...compileWgsl(graph, { reductions: "cooperative" }).files].filter(([f]) => f.endsWith(".wgsl"));
-      const reducing = shaders.filter(([, code]) => /var (acc|partMax): /.test(code));
+  it("are what the tests above run: with reductions forced cooperative, every kernel that reduces is cooperative, in every variant", () => {
+    for (const graph of reductionStages(3)) {
+      const files = compileWgsl(graph, { reductions: "cooperative" }).files;
+      const reducing = [...files].filter(([f, code]) => /^k\d+_\w+\.wgsl$/.test(f) && /var (acc|partMax): /.test(String(code))).map(([f]) => f.replace(/\.wgsl$/, ""));
       expect(reducing.length).toBeGreaterThanOrEqual(10);
-      for (const [file, code] of reducing) expect(code, file).toMatch(/@builtin\(workgroup_id\)[^]*for \(var \w+: i32 = i32\(local\.x\)/);
-      expect(reducing.filter(([f]) => f.endsWith(".subgroups.wgsl")).length * 2).toBe(reducing.length);
+      for (const kernel of reducing) {
+        for (const file of VARIANT_FILES(kernel)) expect(String(files.get(file)), file).toMatch(/@builtin\(workgroup_id\)[^]*for \(var \w+: i32 = i32\(local\.x\)/);
+        expect(String(files.get(`${kernel}.subgroups.subgroup-min-size-8.wgsl`))).not.toMatch(/workgroupBarrier|var<workgroup>/);
+      }
+    }
+  });
+
+  it("compile on the device, the 32-wide one too", async () => {
+    const { device } = await gpuDevice();
+    const shaders = [...compileWgsl(reductionStages(1000)[1]).files].filter(([f]) => f.includes(".subgroups."));
+    expect(shaders.length).toBeGreaterThanOrEqual(12);
+    for (const [file, code] of shaders) {
+      const messages = (await device.createShaderModule({ code: String(code) }).getCompilationInfo()).messages.filter((m) => m.type === "error");
+      expect(messages.map((m) => m.message), file).toEqual([]);
     }
   });
 });

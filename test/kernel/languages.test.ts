@@ -96,8 +96,34 @@ describe("the WGSL language table", () => {
     `);
   });
 
+  it("prints a row reduction a workgroup per row, the workgroup one subgroup: one subgroupAdd, no barrier", () => {
+    expect(source(cooperativeOnly(MEAN_SQUARE, WGSL_WORKGROUP_SIZE), wgslLanguageFor({ f16: false, combine: { oneSubgroup: 8 } }))).toMatchInlineSnapshot(`
+      "enable subgroups;
+      @group(0) @binding(0) var<storage, read_write> out: array<f32>;
+      @group(0) @binding(1) var<storage, read> in0: array<f32>;
+      struct Dims { dim0: i32 }
+      @group(0) @binding(2) var<uniform> dims: Dims;
+      @compute @workgroup_size(8)
+      fn k0_fused(@builtin(global_invocation_id) invocation: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>, @builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>) {
+        let dim0 = dims.dim0;
+        for (var i0: i32 = i32(group.x); i0 < dim0; i0 += i32(workgroups.x)) {
+          var acc: f32 = 0.0;
+          for (var r1: i32 = i32(local.x); r1 < 8i; r1 += 8i) {
+            let v0: f32 = in0[((i0 * 8i) + r1)];
+            let v: f32 = (v0 * v0);
+            acc = (acc + v);
+          }
+          let total: f32 = subgroupAdd((acc));
+          for (var once2: i32 = i32(local.x); once2 < 1i; once2 += 8i) {
+            out[i0] = (total / 8.0);
+          }
+        }
+      }"
+    `);
+  });
+
   it("prints a row reduction a workgroup per row: subgroup sums, then one slot per subgroup in workgroup memory", () => {
-    expect(source(cooperativeOnly(MEAN_SQUARE, WGSL_WORKGROUP_SIZE), wgslLanguageFor({ f16: false, subgroups: true }))).toMatchInlineSnapshot(`
+    expect(source(cooperativeOnly(MEAN_SQUARE, WGSL_WORKGROUP_SIZE), wgslLanguageFor({ f16: false, combine: "subgroups" }))).toMatchInlineSnapshot(`
       "enable subgroups;
       @group(0) @binding(0) var<storage, read_write> out: array<f32>;
       @group(0) @binding(1) var<storage, read> in0: array<f32>;
