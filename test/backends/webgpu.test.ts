@@ -83,6 +83,20 @@ describe.skipIf(missing !== undefined)("a WebGPU session", () => {
   });
 });
 
+describe.skipIf(missing !== undefined)("a WebGPU session's profile", () => {
+  it("gives each kernel's time, in launch order, and leaves the session running as before", async () => {
+    const graph = compileSource(`model M { dim N
+      input x: f32[N, 100]
+      output y = softmax(x * 2) + 1 }`);
+    const session = await gpu.load(graph, new Map());
+    const inputs = new Map([["x", { dtype: "f32" as const, shape: [3, 100], data: Float64Array.from({ length: 300 }, (_, i) => Math.sin(i)) }]]);
+    const times = await session.profile!(inputs, 2);
+    expect(times.map((t) => [t.kernel, t.op])).toEqual([["k0_mul", "mul"], ["k1_softmax", "softmax"], ["k2_add", "add"]]);
+    for (const t of times) expect(t.ms).toBeGreaterThan(0);
+    await runAndCompare({ ...gpu, load: async () => session }, graph, inputs, new Map());
+  });
+});
+
 describe.skipIf(missing !== undefined)("the kernels' variants for device features", () => {
   type Model = { load(w: Uint8Array, o: object): Promise<{ run(i: object): Promise<Record<string, Float32Array>> }> };
   // 77 queries (past one workgroup's 64 rows); with a second dim, 150 keys (past several key tiles).
