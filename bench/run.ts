@@ -22,13 +22,17 @@
 // `none,default,default,+my-pass` is three pipelines. --set K=V1,V2 sets a model parameter or
 // dim, one case per value; --profile prints a per-kernel profile of each JS and WebGPU implementation.
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { compileJs } from "../backends/js/index.ts";
 import { elaborate } from "../compiler/elaborate/index.ts";
 import type { Graph } from "../compiler/ir/graph.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { parseProgram } from "../dsl/parse.ts";
 import type { TensorMap } from "../runtime/adapters/adapter.ts";
-import { loadJs } from "../runtime/adapters/js/index.ts";
+import { importJsModule, loadJs } from "../runtime/adapters/js/index.ts";
+import { givenInputs } from "../runtime/adapters/module.ts";
+import { serializeSafetensors } from "../runtime/safetensors.ts";
+import type { Artifact } from "../backends/common/artifact.ts";
 import { parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
 import { parseQuantFlag } from "../compiler/passes/quantize-attention.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
@@ -43,6 +47,8 @@ import type { KernelTime } from "../runtime/adapters/adapter.ts";
 import { formatProfile } from "../runtime/profile.ts";
 
 const quick = process.argv.includes("--quick");
+/** The cores of this machine: the "all threads" runs of difftc js and onnxruntime-node. */
+const CORES = availableParallelism();
 /** The values of a repeatable `--flag VALUE`. */
 const values = (flag: string) => process.argv.flatMap((a, i) => (a === flag && i + 1 < process.argv.length ? [process.argv[i + 1]] : []));
 const onlyCases = values("--case");
@@ -90,17 +96,45 @@ interface Implementation {
   tolerance?: number;
 }
 
+/**
+ * A JS artifact as its users run it: `run` on host tensors (for the check), and the timed
+ * forward on inputs already in typed arrays, outputs left in them, as the module takes them.
+ */
+async function jsRunner(artifact: Artifact, weights: TensorMap, threads = 1): Promise<Runner> {
+  const session = await loadJs(artifact, weights);
+  const model = await importJsModule(String(artifact.files.get("model.js")));
+  const params = model.manifest.params.flatMap((p) => (weights.has(p.name) ? [[p.name, weights.get(p.name)!] as const] : []));
+  const loaded = await model.load(serializeSafetensors(new Map(params)), { threads } as never);
+  return Object.assign((inputs: TensorMap) => session.run(inputs), {
+    profile: session.profile,
+    bindInputs: async (inputs: TensorMap) => {
+      const given = givenInputs(inputs);
+      return { forward: async () => void (await loaded.run(given)), release: () => {} };
+    },
+  });
+}
+
 /** The quantised kernels timed against the plain fused one (--impl quant): 8 and 4 bits, each target, skipping. */
 const QUANT_SETTINGS = ["target=logits,bits=8", "target=logits,bits=4,granularity=block", "target=probs,bits=8", "target=probs,bits=4,granularity=block,threshold=1e-3"];
 
 const IMPLEMENTATIONS: Implementation[] = [
   { name: "difftc interp (float64)", maxWork: 2e9, prepare: async (g, w, dims) => async (inputs) => evaluate(g, inputs, w, { dims }) },
-  ...PIPELINES.map((pipeline) => ({
-    name: `difftc js (--passes ${pipeline})`,
+  // The default precision (f32), and the exact mode (f64) beside it: what exactness costs.
+  ...(["f32", "f64"] as const).flatMap((precision) =>
+    PIPELINES.map((pipeline) => ({
+      name: `difftc js${precision === "f32" ? "" : " --precision f64"} (--passes ${pipeline})`,
+      prepare: async (g: Graph, w: TensorMap) => {
+        const passes = parsePipeline(pipeline);
+        return jsRunner(compileJs(runPipeline(g, passes, { log: () => {} }), passes, { precision }), w);
+      },
+    })),
+  ),
+  // All cores: the attention kernels split over worker threads (the default of load()).
+  ...PIPELINES.filter((p) => p !== "none").map((pipeline) => ({
+    name: `difftc js ${CORES} threads (--passes ${pipeline})`,
     prepare: async (g: Graph, w: TensorMap) => {
       const passes = parsePipeline(pipeline);
-      const session = await loadJs(compileJs(runPipeline(g, passes, { log: () => {} }), passes), w);
-      return Object.assign((inputs: TensorMap) => session.run(inputs), { profile: session.profile });
+      return jsRunner(compileJs(runPipeline(g, passes, { log: () => {} }), passes), w, CORES);
     },
   })),
   ...QUANT_SETTINGS.map((spec) => ({
@@ -109,8 +143,7 @@ const IMPLEMENTATIONS: Implementation[] = [
     tolerance: 0.5,
     prepare: async (g: Graph, w: TensorMap) => {
       const passes = [...parsePipeline("default"), "quantize-attention"];
-      const session = await loadJs(compileJs(runPipeline(g, passes, { log: () => {}, passOptions: { quant: parseQuantFlag(spec) } }), passes), w);
-      return (inputs: TensorMap) => session.run(inputs);
+      return jsRunner(compileJs(runPipeline(g, passes, { log: () => {}, passOptions: { quant: parseQuantFlag(spec) } }), passes), w);
     },
   })),
   // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.
@@ -151,6 +184,13 @@ const IMPLEMENTATIONS: Implementation[] = [
     name: "onnxruntime-node (1 thread)",
     prepare: async (g, w, dims) => {
       const runner = await createOnnxRunner(g, w, dims, { threads: 1 });
+      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
+    },
+  },
+  {
+    name: `onnxruntime-node (${CORES} threads)`,
+    prepare: async (g, w, dims) => {
+      const runner = await createOnnxRunner(g, w, dims, { threads: CORES });
       return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
     },
   },
