@@ -85,8 +85,8 @@ const IDENTITY: Record<CombineOp, string> = { sum: "0.0", max: literal(-Infinity
  * atomics a packed word needs. Arithmetic stays in f32 either way.
  *
  * A cooperative kernel's grid loop gives each workgroup its iterations, and its workgroup loops
- * spread each iteration's over the workgroup's invocations. How its combines merge, by the
- * device's features (`combine`), each variant slower than the one before where it can run:
+ * spread each iteration's over the workgroup's invocations. How its combines merge (`combine`),
+ * in the order the artifact offers the variants (the loader takes the first the device can run):
  * - `{ oneSubgroup: S }`, where subgroups have at least S invocations: a workgroup of S
  *   invocations, one subgroup, merges with one subgroup operation (subgroupAdd, subgroupMax,
  *   subgroupMin): no workgroup memory and no barrier. (A CPU driver such as lavapipe runs a
