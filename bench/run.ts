@@ -8,6 +8,8 @@
 //   npm run bench -- --quick      # fewer repetitions, smaller sizes
 //   npm run bench -- --case N=1024 --impl wasm --impl default   # only matching cases and implementations
 //   npm run bench -- --case N=1024 --impl "difftc js"            # the quantised JS kernels against the plain fused one
+//   npm run bench -- --models bench/rows/softmax.dt,bench/rows/layernorm.dt,bench/rows/rmsnorm.dt,bench/rows/mean.dt \
+//     --set N=1024 --pipelines default --impl "difftc webgpu"   # reductions a workgroup per row against a thread per row
 //
 // Pass research: any pipelines side by side (on the JS backend), on any models and sizes, and
 // where each forward's time goes:
@@ -18,7 +20,7 @@
 // --pipelines takes pipelines separated by ';' (each in --passes syntax); without ';', commas
 // separate pipelines and an item starting with + or - continues the one before it, so
 // `none,default,default,+my-pass` is three pipelines. --set K=V1,V2 sets a model parameter or
-// dim, one case per value; --profile prints a per-kernel profile of each JS pipeline.
+// dim, one case per value; --profile prints a per-kernel profile of each JS and WebGPU implementation.
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { compileJs } from "../backends/js/index.ts";
@@ -145,17 +147,20 @@ const IMPLEMENTATIONS: Implementation[] = [
     },
   })),
   // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.
-  ...PIPELINES.map((pipeline) => ({
-    name: `difftc webgpu (--passes ${pipeline})`,
-    optIn: true,
-    prepare: async (g: Graph, w: TensorMap) => {
-      const { adapterInfo } = await gpuDevice();
-      process.stderr.write(`  webgpu adapter: ${adapterInfo}\n`);
-      const passes = parsePipeline(pipeline);
-      const session = await loadWebgpu(compileWgsl(runPipeline(g, passes), { passes }), w);
-      return (inputs: TensorMap) => session.run(inputs);
-    },
-  })),
+  // Reductions as the heuristic maps them (a workgroup per long row), and all a thread per row.
+  ...PIPELINES.flatMap((pipeline) =>
+    [undefined, "per-row" as const].map((reductions) => ({
+      name: `difftc webgpu${reductions ? ", reductions per row" : ""} (--passes ${pipeline})`,
+      optIn: true,
+      prepare: async (g: Graph, w: TensorMap) => {
+        const { adapterInfo } = await gpuDevice();
+        process.stderr.write(`  webgpu adapter: ${adapterInfo}\n`);
+        const passes = parsePipeline(pipeline);
+        const session = await loadWebgpu(compileWgsl(runPipeline(g, passes), { passes, reductions }), w);
+        return Object.assign((inputs: TensorMap) => session.run(inputs), { profile: session.profile });
+      },
+    })),
+  ),
   ...(["cpu", "wasm", "webgpu"] as const).map((backend) => ({
     name: `tfjs ${backend}`,
     optIn: backend === "webgpu",

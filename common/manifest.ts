@@ -23,6 +23,8 @@ export interface BufferSpec {
   /** Bytes in the target's storage, formatted (`4*N`). */
   bytes: string;
   slot?: number;
+  /** A temporary computed from params and consts alone, in a slot of its own: a runtime may compute it once, at load. */
+  fromParams?: boolean;
   name?: string;
   /** A const's value as stored: 16-bit floats as their bits; non-finite values and -0 as strings. */
   encoded?: number | string;

@@ -45,6 +45,7 @@ export function buildManifest(plan: KernelPlan, target: string, compiled: { pass
       size: b.size,
       bytes: formatMonomial({ ...b.size, coefficient: b.size.coefficient * plan.storage[b.dtype] }),
       ...(b.slot !== undefined ? { slot: b.slot } : {}),
+      ...(b.fromParams ? { fromParams: true } : {}),
       ...(b.name !== undefined ? { name: b.name } : {}),
       ...(b.value !== undefined ? { encoded: encodeConst(b.dtype, b.value) } : {}),
     })),

@@ -9,6 +9,7 @@ import type { Precision } from "../../common/manifest.ts";
 export type { Precision } from "../../common/manifest.ts";
 import type { Artifact } from "./artifact.ts";
 import type { Language } from "./kernel/render.ts";
+import type { ReductionMapping } from "./lower/cooperative.ts";
 
 export interface CompileOptions {
   /** The pass pipeline the graph went through, recorded in the manifest. */
@@ -19,6 +20,12 @@ export interface CompileOptions {
    * on every op, on the CPU. Templates of ops the lowering lacks (attention) stay.
    */
   sharedLowering?: boolean;
+  /**
+   * GPU targets with cooperative reductions (lower/cooperative.ts): one mapping for every
+   * reduction, softmax and norm, where a heuristic picks one per kernel by default. Benchmarks
+   * and tests compare the two.
+   */
+  reductions?: ReductionMapping;
   /** The arithmetic the kernels compute in: one of the target's precisions (default: its first). */
   precision?: Precision;
 }

@@ -76,17 +76,13 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       ],
       methods: [
         { name: "run", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Promise<Outputs>", docs: [api.sync ? "Runs the model, letting the event loop run between kernels every few milliseconds; runs take turns." : "Runs the model on the GPU."] },
-        ...(api.sync
-          ? [
-              { name: "runSync", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Outputs", docs: ["Runs the model to the end before returning: the event loop waits."] },
-              {
-                name: "profile",
-                parameters: [{ name: "inputs", type: "Inputs" }, { name: "runs", type: "number", hasQuestionToken: true }],
-                returnType: "Promise<{ kernel: string; op: string; ms: number }[]>",
-                docs: ["Each kernel's mean time over `runs` forwards (default 1) after a warm-up, in launch order."],
-              },
-            ]
-          : []),
+        ...(api.sync ? [{ name: "runSync", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Outputs", docs: ["Runs the model to the end before returning: the event loop waits."] }] : []),
+        {
+          name: "profile",
+          parameters: [{ name: "inputs", type: "Inputs" }, { name: "runs", type: "number", hasQuestionToken: true }],
+          returnType: "Promise<{ kernel: string; op: string; ms: number }[]>",
+          docs: [`Each kernel's mean time over \`runs\` forwards (default 1) after a warm-up, in launch order${api.sync ? "" : " (each kernel submitted alone and awaited: wall-clock time)"}.`],
+        },
         { name: "outputShape", parameters: [{ name: "name", type: "keyof Outputs" }], returnType: "number[]", docs: ["An output's shape for the dims of the last run."] },
         ...(api.threads ? [{ name: "close", parameters: [], returnType: "void", docs: ["Stops using worker threads: runs go on, on the calling thread alone."] }] : []),
       ],

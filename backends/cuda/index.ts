@@ -14,9 +14,10 @@ import type { Monomial } from "../../common/size.ts";
 import type { Artifact } from "../common/artifact.ts";
 import { renderHelpers, renderKernel } from "../common/kernel/render.ts";
 import { loweredOps, lowerGpuKernel } from "../common/lower/index.ts";
+import type { Cooperation } from "../common/lower/cooperative.ts";
 import { buildManifest } from "../common/manifest.ts";
 import { type CompileOptions, naturalStorage, precisionOf, storageBytes, type Target } from "../common/target.ts";
-import { CUDA_PRELUDE, CUDA_STORAGE, cudaLanguage } from "./language.ts";
+import { CUDA_BLOCK, CUDA_PRELUDE, CUDA_STORAGE, cudaLanguage } from "./language.ts";
 import type { BufferParam, KernelError } from "../common/kernel/ir.ts";
 import { flashAttentionKernel } from "./attention.ts";
 
@@ -26,8 +27,6 @@ const runtimeFile = (name: string) => readFileSync(new URL(`./runtime/${name}`, 
 /** DIFFTC_MAX_OUTPUTS of difftc_model.h: callers size their output arrays by it. */
 const MAX_OUTPUTS = 64;
 
-/** Threads per block of every launch: the kernels are grid-stride loops, correct for any. */
-const BLOCK = 256;
 const DTYPE_ENUM = ["f32", "f16", "bf16", "i32", "i8", "u8", "bool"];
 
 /** Ops with hand-written CUDA kernels (attention.ts), used instead of decomposing them. */
@@ -51,17 +50,17 @@ interface CudaKernel {
   blocks?(dim: (name: string) => string): string;
 }
 
-function emitKernel(plan: KernelPlan, index: number, helpers: Set<string>): CudaKernel {
+function emitKernel(plan: KernelPlan, index: number, helpers: Set<string>, cooperation: Cooperation): CudaKernel {
   const pk = plan.kernels[index];
   const node = pk.nodes[pk.nodes.length - 1];
   if (TEMPLATES.includes(node.op)) {
     const t = flashAttentionKernel(pk.name, node, node.operands.map((o) => plan.graph.nodes[o].type), (h) => helpers.add(h));
     return { name: pk.name, errors: [], ...t };
   }
-  const k = lowerGpuKernel(plan, pk);
+  const k = lowerGpuKernel(plan, pk, cooperation);
   const r = renderKernel(k, cudaLanguage);
   r.helpers.forEach((h) => helpers.add(h));
-  return { name: k.name, source: r.source, buffers: k.buffers, dims: k.dims, grid: k.grid, workgroup: [BLOCK], errors: k.errors };
+  return { name: k.name, source: r.source, buffers: k.buffers, dims: k.dims, grid: k.grid, workgroup: [CUDA_BLOCK], errors: k.errors };
 }
 
 /** A C string literal (names come from model files). */
@@ -126,7 +125,7 @@ function hostTables(m: Manifest, kernels: readonly CudaKernel[]): string {
       ...(spec.errors.length ? ["s->errors"] : []),
     ];
     lines.push(`static int dt_launch_${i}(difftc_session *s) {`);
-    const blocks = k.blocks ? k.blocks((d) => `s->dims[${dims.indexOf(d)}]`) : `(${sizeExpr(spec.grid[0], dims, "s->dims")} + ${BLOCK - 1}) / ${BLOCK}`;
+    const blocks = k.blocks ? k.blocks((d) => `s->dims[${dims.indexOf(d)}]`) : `(${sizeExpr(spec.grid[0], dims, "s->dims")} + ${CUDA_BLOCK - 1}) / ${CUDA_BLOCK}`;
     lines.push(`  const long long blocks = ${blocks};`);
     lines.push("  if (blocks == 0) return DIFFTC_OK;");
     if (spec.errors.length) lines.push("  DT_CUDA(s, cudaMemset(s->errors, 0, 8 * sizeof(int)));");
@@ -168,7 +167,8 @@ runner-emu: $(SOURCES) $(HEADERS)
 export function compileCuda(graph: Graph, options: CompileOptions = {}): Artifact {
   const plan: KernelPlan = schedule(decompose(graph, cudaOps()), storageBytes(cudaTarget));
   const helpers = new Set<string>();
-  const kernels = plan.kernels.map((_, i) => emitKernel(plan, i, helpers));
+  const cooperation = { workgroupSize: CUDA_BLOCK, reductions: options.reductions };
+  const kernels = plan.kernels.map((_, i) => emitKernel(plan, i, helpers, cooperation));
   const sources = kernels.map((k) => k.source);
   const manifest = buildManifest(plan, "cuda", { passes: options.passes ?? [], precision: precisionOf(cudaTarget, options) }, kernels.map((k) => ({ dims: k.dims, grid: k.grid, workgroup: k.workgroup, errors: k.errors })));
   const kernelsCu = [

@@ -128,7 +128,6 @@ export const V128_STORE = 0x0b;
 export const V128_AND = 0x4e;
 export const V128_ANDNOT = 0x4f;
 export const V128_BITSELECT = 0x52;
-export const I64X2_EXTEND_LOW_I32X4_S = 0xc7;
 export const I64X2_SHL = 0xcb;
 export const I64X2_ADD = 0xce;
 export const I32X4_SHL = 0xab;
@@ -159,9 +158,13 @@ export interface Lanes {
   max: number;
   /** v128.const with `value` in every lane. */
   constant(value: number): number[];
-  /** exp's arguments: ln 2 split so that k·hi is exact for every k it meets, and the Taylor terms that reach the precision. */
-  exp: { ln2Hi: number; ln2Lo: number; terms: number; underflow: number };
-  /** The v128 of 2^k from k (integral, in lanes) on the stack. */
+  /**
+   * exp's arguments: ln 2 split so that k·hi is exact for every k it meets, the Taylor terms
+   * that reach the precision, and the round-to-integer constant 1.5 · 2^mantissa (added and
+   * subtracted, it rounds half to even; the sum's low bits hold the integer).
+   */
+  exp: { ln2Hi: number; ln2Lo: number; terms: number; underflow: number; round: number };
+  /** 2^k as a v128 from the round constant's sum t = x log2e + round on the stack: t's bits - round's bits + bias, shifted to the exponent. */
   powerOfTwo(f: Body): void;
   /**
    * relaxed SIMD's multiply-add (a · b + c, fused or not as the engine chooses: deterministic
@@ -194,10 +197,10 @@ export const F64X2: Lanes = {
   max: 0xf5,
   constant: (value) => [0xfd, 0x0c, ...new Uint8Array(new Float64Array([value, value]).buffer)],
   // Taylor to r^13: truncation below 1e-17. Below -708, 2^k would be subnormal.
-  exp: { ln2Hi: 0.6931471803691238, ln2Lo: 1.9082149292705877e-10, terms: 14, underflow: -708 },
-  // (k + 1023) << 52 as the bits of a double.
+  exp: { ln2Hi: 0.6931471803691238, ln2Lo: 1.9082149292705877e-10, terms: 14, underflow: -708, round: 2 ** 52 * 1.5 },
   powerOfTwo: (f) => {
-    f.simd(0xfc /* i32x4.trunc_sat_f64x2_s_zero */).simd(I64X2_EXTEND_LOW_I32X4_S).op(0xfd, 0x0c, ...new Uint8Array(new BigInt64Array([1023n, 1023n]).buffer)).simd(I64X2_ADD).i32(52).simd(I64X2_SHL);
+    const shift = BigInt.asUintN(64, 1023n - new BigInt64Array(new Float64Array([2 ** 52 * 1.5]).buffer)[0]);
+    f.op(0xfd, 0x0c, ...new Uint8Array(new BigUint64Array([shift, shift]).buffer)).simd(I64X2_ADD).i32(52).simd(I64X2_SHL);
   },
 };
 
@@ -225,10 +228,10 @@ export const F32X4: Lanes = {
   // ln 2 as 0.693359375 (9 bits: k·hi is exact for |k| < 2^15) and the rest; Taylor to r^7:
   // truncation below 1.3e-8 for |r| <= ln 2 / 2, a fifth of float32's unit roundoff. Below
   // -87, 2^k would be subnormal.
-  exp: { ln2Hi: 0.693359375, ln2Lo: -2.1219444005469058e-4, terms: 8, underflow: -87 },
-  // (k + 127) << 23 as the bits of a float.
+  exp: { ln2Hi: 0.693359375, ln2Lo: -2.1219444005469058e-4, terms: 8, underflow: -87, round: 2 ** 23 * 1.5 },
   powerOfTwo: (f) => {
-    f.simd(0xf8 /* i32x4.trunc_sat_f32x4_s */).op(0xfd, 0x0c, ...new Uint8Array(new Int32Array([127, 127, 127, 127]).buffer)).simd(I32X4_ADD).i32(23).simd(I32X4_SHL);
+    const shift = 127 - new Int32Array(new Float32Array([2 ** 23 * 1.5]).buffer)[0];
+    f.op(0xfd, 0x0c, ...new Uint8Array(new Int32Array([shift, shift, shift, shift]).buffer)).simd(I32X4_ADD).i32(23).simd(I32X4_SHL);
   },
 };
 
@@ -246,13 +249,25 @@ export const F32X4_FMA: Lanes = { ...F32X4, relaxedMadd: 0x105 };
 
 /** out = exp(x) for the v128 locals x and out, using k and r as scratch. */
 export function exp(f: Body, L: Lanes, x: string, out: string): void {
-  const { ln2Hi, ln2Lo, terms, underflow } = L.exp;
-  f.get(x, V128).op(...L.constant(Math.LOG2E)).simd(L.mul).simd(L.nearest).set("k", V128);
+  const { ln2Hi, ln2Lo, terms, underflow, round } = L.exp;
+  // k = nearest(x log2e) by the round constant, which keeps the integer in t's low bits for 2^k.
+  f.get(x, V128).op(...L.constant(Math.LOG2E)).simd(L.mul).op(...L.constant(round)).simd(L.add).set("t", V128);
+  f.get("t", V128).op(...L.constant(round)).simd(L.sub).set("k", V128);
   f.get(x, V128).get("k", V128).op(...L.constant(ln2Hi)).simd(L.mul).simd(L.sub);
   f.get("k", V128).op(...L.constant(ln2Lo)).simd(L.mul).simd(L.sub).set("r", V128);
-  f.op(...L.constant(taylor(terms - 1)));
-  for (let n = terms - 2; n >= 0; n--) f.get("r", V128).simd(L.mul).op(...L.constant(taylor(n))).simd(L.add);
-  f.get("k", V128);
+  // e^r by Estrin's scheme: pairs c_i + c_{i+1} r, combined with r^2, r^4, r^8; a chain of
+  // about log2(terms) multiply-adds instead of Horner's terms - 1, so that the exponentials of
+  // successive keys overlap in the pipeline.
+  for (let p = 2, from = "r"; p < terms; p *= 2, from = `r${p / 2}`) f.get(from, V128).get(from, V128).simd(L.mul).set(`r${p}`, V128);
+  const estrin = (from: number, count: number) => {
+    if (count === 1) return void f.op(...L.constant(taylor(from)));
+    const half = 2 ** Math.ceil(Math.log2(count) - 1);
+    estrin(from, half);
+    estrin(from + half, count - half);
+    f.get(half === 1 ? "r" : `r${half}`, V128).simd(L.mul).simd(L.add);
+  };
+  estrin(0, terms);
+  f.get("t", V128);
   L.powerOfTwo(f);
   f.simd(L.mul);
   // Below the bound (and -Infinity): 0. NaN compares false and stays NaN.

@@ -15,7 +15,7 @@ import { type CompileOptions, naturalStorage, precisionOf, storageBytes, type Ta
 import { emitTypings } from "../common/typings.ts";
 import { ARTIFACT_RUNTIME } from "../common/template/index.ts";
 import { flashAttentionKernel } from "./attention.ts";
-import { WGSL_PRELUDE, WGSL_WORKGROUP_SIZE, wgslLanguage, wgslLanguageFor } from "./language.ts";
+import { type Combining, WGSL_PRELUDE, WGSL_WORKGROUP_SIZE, wgslLanguage, wgslLanguageFor } from "./language.ts";
 
 const LOADER = [
   ARTIFACT_RUNTIME,
@@ -36,22 +36,38 @@ function shader(source: string, helpers: Set<string>): string {
   return directives + [WGSL_PRELUDE, ...renderHelpers(helpers, wgslLanguage), source.slice(directives.length)].join("\n\n") + "\n";
 }
 
+/**
+ * A cooperative kernel's variants by how it merges (language.ts), the most demanding first, with
+ * what each requires: device features, and `subgroup-min-size-N` (the loader reads the adapter's
+ * subgroupMinSize). A workgroup that is one subgroup suits a GPU with 32-wide subgroups and,
+ * 8 wide, a CPU driver (lavapipe); the others merge across subgroups through workgroup memory.
+ */
+const COMBINING: [Combining, string[]][] = [
+  [{ oneSubgroup: 32 }, ["subgroups", "subgroup-min-size-32"]],
+  [{ oneSubgroup: 8 }, ["subgroups", "subgroup-min-size-8"]],
+  ["subgroups", ["subgroups"]],
+  ["tree", []],
+];
+
 export function compileWgsl(graph: Graph, options: CompileOptions = {}): Artifact {
   const plan = schedule(decompose(graph, wgslOps()), storageBytes(wgslTarget));
   // Each .wgsl file is a whole module: its directives, the prelude, the helpers its kernel calls,
   // the kernel. A kernel may come in variants for device features, the most demanding first; the
   // loader runs the first one the device has every feature of (the last needs none).
-  const native = wgslLanguageFor({ f16: true });
+  const cooperation = { workgroupSize: WGSL_WORKGROUP_SIZE, reductions: options.reductions };
   const emitted = plan.kernels.map((pk) => {
     const node = pk.nodes[pk.nodes.length - 1];
-    const kernel = TEMPLATES.includes(node.op) ? undefined : lowerGpuKernel(plan, pk);
+    const kernel = TEMPLATES.includes(node.op) ? undefined : lowerGpuKernel(plan, pk, cooperation);
     const f16Buffers = kernel ? kernel.buffers.some((b) => b.dtype === "f16") : [node, ...node.operands.map((o) => plan.graph.nodes[o])].some((n) => n.type.dtype === "f16");
     const variants = (f16Buffers ? [true, false] : [false]).flatMap((f16) => {
-      const language = f16 ? native : wgslLanguage;
+      const language = f16 ? wgslLanguageFor({ f16 }) : wgslLanguage;
       const requires = f16 ? ["shader-f16"] : [];
       if (kernel) {
-        const { source, helpers } = renderKernel(kernel, language);
-        return [{ kernel, requires, code: shader(source, helpers) }];
+        // A cooperative kernel merges through subgroup operations where the device has them (language.ts, Combining).
+        return (kernel.workgroupSize ? COMBINING : COMBINING.slice(-1)).map(([combine, needs]) => {
+          const { source, helpers } = renderKernel(kernel, combine === "tree" ? language : wgslLanguageFor({ f16, combine }));
+          return { kernel, requires: [...needs, ...requires], code: shader(source, helpers) };
+        });
       }
       // Requirements: device features, and `subgroup-min-size-8`, which the loader reads from the adapter's info.
       const sharings = [[8, ["subgroups", "subgroup-min-size-8"]], [4, ["subgroups"]], [1, []]] as const;

@@ -4,12 +4,15 @@
 // stays self-contained: the workers run its own kernels' source, and in Node it loads only
 // node:worker_threads (and node:os, for the default count), when a session starts threads.
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { compileJs } from "../../backends/js/index.ts";
 import type { Precision } from "../../backends/common/target.ts";
 import { importJsModule } from "../../runtime/adapters/js/index.ts";
 import { givenInputs } from "../../runtime/adapters/module.ts";
-import { randomInputs } from "../../runtime/init.ts";
+import { initWeights, randomInputs } from "../../runtime/init.ts";
+import { runPipeline } from "../../compiler/passes/pipeline.ts";
+import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
 import { serializeSafetensors } from "../../runtime/safetensors.ts";
 import { compileSource } from "../support/dsl.ts";
 import { STREAMING_ATTENTION } from "../support/kernels.ts";
@@ -58,6 +61,18 @@ describe("a JS artifact with threads", () => {
       }
       alone.close();
     });
+
+  it("sends each session's params to the workers once: the diff attention example, whose kernel reads its norm weight, agrees bit for bit", async () => {
+    const example = runPipeline(compileSource(readFileSync(new URL("../../examples/diff_attention.dt", import.meta.url), "utf8"), { set: new Map([["D", 64], ["H", 2]]) }), DEFAULT_PIPELINE, { log: () => {} });
+    const artifact = compileJs(example);
+    const attention = artifact.manifest.kernels.find((k) => k.split)!;
+    expect(attention.inputs.some((b) => artifact.manifest.buffers[b].kind === "param")).toBe(true);
+    const model = await importJsModule(String(artifact.files.get("model.js")));
+    const weights = serializeSafetensors(initWeights(example, 2));
+    const inputs = givenInputs(randomInputs(example, new Map([["N", 37]]), 2));
+    const [one, two] = await Promise.all([1, 2].map(async (threads) => (await model.load(weights, { threads } as never)) as unknown as Session));
+    for (let run = 0; run < 2; run++) expect(sameBits((await two.run(inputs)).y, (await one.run(inputs)).y)).toBe(true);
+  });
 
   it("refuses a thread count that is not a positive integer", async () => {
     for (const threads of [0, -1, 1.5, Number.NaN]) await expect(load("f32", threads)).rejects.toThrow(/threads must be a positive integer/);

@@ -35,17 +35,24 @@ function shared(array) {
 function workerSource() {
   return `"use strict";
 const KERNELS = (${kernelProgram.toString()})();
+// Each session's params, sent once: a kernel gets the same param arrays in every call, as on
+// the main thread, so what it keeps per param (a matmul's packed weights) is made once.
+const SESSIONS = new Map();
 function listen(port) {
-  const share = ({ kernel, args, part, parts }) => {
+  const receive = (m) => {
+    if (m.params) return void SESSIONS.set(m.session, m.params);
+    if (m.drop !== undefined) return void SESSIONS.delete(m.drop);
     try {
-      KERNELS[kernel](...args, part, parts);
+      const params = SESSIONS.get(m.session);
+      const args = m.args.map((a) => (a !== null && typeof a === "object" && "param" in a ? params.get(a.param) : a));
+      KERNELS[m.kernel](...args, m.part, m.parts);
       port.postMessage({ done: true });
     } catch (e) {
       port.postMessage({ error: e instanceof Error ? e.message : String(e) });
     }
   };
-  if (port.on) port.on("message", share);
-  else port.onmessage = (event) => share(event.data);
+  if (port.on) port.on("message", receive);
+  else port.onmessage = (event) => receive(event.data);
 }
 // A Web Worker; a Node worker evaluated as CommonJS; one evaluated as a module (the main
 // script's --input-type=module carries over), which has no require.
@@ -109,6 +116,8 @@ async function startWorkers(count) {
         turn = done.catch(() => {});
         return done;
       },
+      /** A message that gets no answer (a session's params, or their release): it arrives before any later run. */
+      post: (message) => w.worker.postMessage(message),
       terminate: () => w.worker.terminate(),
     };
   });
@@ -122,7 +131,12 @@ const WORKERS = [];
 let workerUsers = 0;
 const unusedSessions = typeof FinalizationRegistry === "function" ? new FinalizationRegistry(releaseWorkers) : null;
 
-/** `count` of the shared workers (fewer where none can start), starting those missing, for a session that holds them until releaseWorkers. */
+let sessionCount = 0;
+
+/**
+ * `count` of the shared workers (fewer where none can start), starting those missing, for a
+ * session that holds them until releaseWorkers(session).
+ */
 async function sharedWorkers(count) {
   if (WORKERS.length < count) WORKERS.push(...(await startWorkers(count - WORKERS.length)));
   const workers = WORKERS.slice(0, count);
@@ -130,7 +144,9 @@ async function sharedWorkers(count) {
   return workers;
 }
 
-function releaseWorkers() {
+/** A session no longer uses the workers: they forget its params, and end with the last session. */
+function releaseWorkers(session) {
+  for (const w of WORKERS) w.post({ drop: session });
   if (--workerUsers > 0) return;
   for (const w of WORKERS.splice(0)) w.terminate();
 }
@@ -139,10 +155,12 @@ class Session {
   /** `workers` run shares of the kernels that split (none: every kernel runs whole here). */
   constructor(params, workers) {
     this.workers = workers;
+    this.id = sessionCount++;
     // The token unregisters the session from the finalizer when close() releases the workers first.
-    if (workers.length && unusedSessions) unusedSessions.register(this, undefined, this);
-    // Worker threads see only shared memory: the params are copied there once.
+    if (workers.length && unusedSessions) unusedSessions.register(this, this.id, this);
+    // Worker threads see only shared memory: the params are copied there once, and sent once.
     this.params = workers.length ? new Map([...params].map(([id, p]) => [id, shared(p)])) : params;
+    for (const w of workers) w.post({ session: this.id, params: this.params });
     this.storage = null;
     /** The dims bound by the last run. */
     this.dims = Object.create(null);
@@ -203,15 +221,19 @@ class Session {
     // Temporaries live in slots shared by liveness; keep them while the sizes do not change.
     const key = MANIFEST.dims.map((d) => dims[d]).join(",");
     const Buffer_ = this.workers.length ? SharedArrayBuffer : ArrayBuffer;
-    if (!this.storage || this.storage.key !== key) this.storage = { key, slots: MANIFEST.slots.map((s) => new Buffer_(evalSize(s.bytes, dims))) };
+    // `folded`: the results computed from params alone are in their slots (computed once, by
+    // the first run with these sizes: constant folding over params).
+    if (!this.storage || this.storage.key !== key) this.storage = { key, slots: MANIFEST.slots.map((s) => new Buffer_(evalSize(s.bytes, dims))), folded: false };
     if (workers.length) for (const input of MANIFEST.inputs) views[input.buffer] = shared(views[input.buffer]);
     for (const b of MANIFEST.buffers) {
       if (b.kind === "temp") views[b.id] = new ARRAYS[b.dtype](this.storage.slots[b.slot], 0, evalSize(b.size, dims));
       else if (b.kind === "const") views[b.id] = ARRAYS[b.dtype].of(Number(b.encoded));
       else if (b.kind === "param") views[b.id] = this.params.get(b.id);
     }
+    const folded = this.storage.folded;
     for (let i = 0; i < KERNELS.length; i++) {
       const spec = MANIFEST.kernels[i];
+      if (folded && MANIFEST.buffers[spec.output].fromParams) continue;
       const args = spec.buffers.map((b) => views[b]);
       for (const d of spec.dims) args.push(dims[d]);
       if (spec.errors.length > 0) {
@@ -221,7 +243,9 @@ class Session {
       const start = times ? performance.now() : 0;
       if (spec.split && workers.length) {
         const parts = workers.length + 1;
-        const shares = Promise.all(workers.map((w, p) => w.run({ kernel: i, args, part: p + 1, parts })));
+        // Params by reference to what the workers hold for this session.
+        const sent = args.map((a, k) => (k < spec.buffers.length && MANIFEST.buffers[spec.buffers[k]].kind === "param" ? { param: spec.buffers[k] } : a));
+        const shares = Promise.all(workers.map((w, p) => w.run({ kernel: i, session: this.id, args: sent, part: p + 1, parts })));
         // Awaited below, unless this thread's share throws first: then its error is the run's.
         shares.catch(() => {});
         KERNELS[i](...args, 0, parts);
@@ -233,6 +257,7 @@ class Session {
       if (spec.errors.length > 0 && ERRORS[0] !== 0) throw kernelError(spec, ERRORS);
       yield;
     }
+    this.storage.folded = true;
     this.dims = dims;
     const outputs = {};
     // Copies: the slots are reused by the next run.
@@ -261,7 +286,7 @@ class Session {
     if (!this.workers.length) return;
     this.workers = [];
     if (unusedSessions) unusedSessions.unregister(this);
-    releaseWorkers();
+    releaseWorkers(this.id);
   }
 }
 
