@@ -12,7 +12,8 @@
 // rows; each sum runs over k in increasing order in float32 (fused multiply-adds where the engine
 // validates relaxed SIMD: one rounding per term instead of two). A b that is a param is packed once
 // per session (the loader keeps the packed copy per param array, template/matmul-simd.js); any
-// other b is packed per call, once per batch entry of b.
+// other b is packed per call, once per batch entry of b. The kernel splits over threads by
+// panels of b: each thread packs and computes its own panels.
 //
 // Either way a fused epilogue (the shared lowering's chain, kernel IR printed by the JS
 // language table) turns each sum into the value stored.
@@ -176,22 +177,27 @@ function float64Matmul(w: KernelWriter, { a, b, node, n, k, m, inputs, transpose
 }
 
 /**
- * The f32 kernel. In the module's memory: b packed (every batch entry of a param b; the current
- * entry of any other), then a chunk of a's rows (padded with zero rows to whole tiles), then
- * that chunk of the product (`width` columns per row). `copyOut`: the product's rows go to out
- * as they are (f32, no epilogue).
+ * The f32 kernel, split over threads by panels: share `part` of `parts` computes the columns of
+ * panels [q0, q1) (every output by the same code in any split: the one-thread result bit for
+ * bit). In its module's memory: b's panels of the share packed (every batch entry of a param b;
+ * the current entry of any other), then a chunk of a's rows (padded with zero rows to whole
+ * tiles), then that chunk of the share's product (`width` columns per row). `copyOut`: the
+ * product's rows go to out as they are (f32, no epilogue).
  */
 function simdMatmul(w: KernelWriter, { a, b, n, k, m, inputs, transposedB }: Shapes, bIsParam: boolean, bEntries: string, batchLoops: BatchLoops, store: Store, copyOut: boolean): void {
   w.helpers.add("matmulSimd").add("matmulF32");
+  const { part, parts } = w.split();
   const B = (p: string, j: string) => loadExpr(b.dtype, inputs[1], transposedB ? `bBase + ${j} * ${k} + ${p}` : `bBase + ${p} * ${m} + ${j}`, w.helpers);
-  w.line(`const panels = Math.ceil(${m} / ${PANEL}), width = panels * ${PANEL}, chunk = Math.min(${CHUNK_ROWS}, (${n} + ${TILE_ROWS - 1}) & ${-TILE_ROWS});`);
+  w.line(`const panels = Math.ceil(${m} / ${PANEL}), q0 = Math.floor((panels * ${part}) / ${parts}), q1 = Math.floor((panels * (${part} + 1)) / ${parts});`);
+  w.line(`const width = (q1 - q0) * ${PANEL}, j0 = q0 * ${PANEL}, j1 = Math.min(q1 * ${PANEL}, ${m}), chunk = Math.min(${CHUNK_ROWS}, (${n} + ${TILE_ROWS - 1}) & ${-TILE_ROWS});`);
+  w.line("if (j0 >= j1) return;");
   // panel[q][p][c] = b[p][q * PANEL + c], zero past column m.
   w.open("const pack = (F, at, bBase) => {");
-  w.line(`for (let q = 0; q < width; q += ${PANEL}) for (let p = 0; p < ${k}; p++) for (let j = q; j < q + ${PANEL}; j++) F[at++] = j < ${m} ? ${B("p", "j")} : 0;`);
+  w.line(`for (let q = j0; q < j0 + width; q += ${PANEL}) for (let p = 0; p < ${k}; p++) for (let j = q; j < q + ${PANEL}; j++) F[at++] = j < ${m} ? ${B("p", "j")} : 0;`);
   w.close("};");
   if (bIsParam) {
     w.line(`const packedFloats = ${bEntries} * ${k} * width;`);
-    w.line(`const mm = matmulF32.packed(${inputs[1]}, \`${transposedB ? "t" : ""}\${${k}}x\${${m}}\`, packedFloats, (F) => { for (let e = 0; e < ${bEntries}; e++) pack(F, e * ${k} * width, e * ${k} * ${m}); });`);
+    w.line(`const mm = matmulF32.packed(${inputs[1]}, \`${transposedB ? "t" : ""}\${${k}}x\${${m}}:\${q0}-\${q1}\`, packedFloats, (F) => { for (let e = 0; e < ${bEntries}; e++) pack(F, e * ${k} * width, e * ${k} * ${m}); });`);
   } else w.line(`const mm = matmulF32.scratch(), packedFloats = ${k} * width;`);
   w.line(`const aAt = packedFloats, cAt = aAt + chunk * ${k}, F = mm.memory(cAt + chunk * width);`);
   if (!bIsParam) w.line("let packedFrom = -1;");
@@ -204,13 +210,13 @@ function simdMatmul(w: KernelWriter, { a, b, n, k, m, inputs, transposedB }: Sha
     if (a.dtype === "f32") w.line(`F.set(${inputs[0]}.subarray(aFrom, aFrom + rows * ${k}), aAt);`);
     else w.line(`for (let t = 0; t < rows * ${k}; t++) F[aAt + t] = ${loadExpr(a.dtype, inputs[0], "aFrom + t", w.helpers)};`);
     w.line(`if (tiled > rows) F.fill(0, aAt + rows * ${k}, aAt + tiled * ${k});`);
-    w.line(`mm.matmul(4 * aAt, 4 * bAt, 4 * cAt, tiled, ${k}, panels);`);
+    w.line(`mm.matmul(4 * aAt, 4 * bAt, 4 * cAt, tiled, ${k}, q1 - q0);`);
     if (copyOut) {
       w.line(`if (width === ${m}) out.set(F.subarray(cAt, cAt + rows * ${m}), oBase + i0 * ${m});`);
-      w.line(`else for (let r = 0; r < rows; r++) out.set(F.subarray(cAt + r * width, cAt + r * width + ${m}), oBase + (i0 + r) * ${m});`);
+      w.line(`else for (let r = 0; r < rows; r++) out.set(F.subarray(cAt + r * width, cAt + r * width + j1 - j0), oBase + (i0 + r) * ${m} + j0);`);
     } else {
-      w.open(`for (let r = 0; r < rows; r++) for (let j = 0; j < ${m}; j++) {`);
-      w.line("const c = F[cAt + r * width + j];");
+      w.open(`for (let r = 0; r < rows; r++) for (let j = j0; j < j1; j++) {`);
+      w.line("const c = F[cAt + r * width + j - j0];");
       store(eb, "c", "i0 + r", "j", `oBase + (i0 + r) * ${m} + j`);
       w.close();
     }

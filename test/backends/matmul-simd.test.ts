@@ -227,6 +227,35 @@ describe("matmuls of params, in every backend of the harness", () => {
   });
 });
 
+describe("the f32 matmul with threads", () => {
+  it("splits its panels over threads, and gives the one-thread result bit for bit with 2 and 3 threads", async () => {
+    // PARAMS and a b that is an input (packed per call): every output, every share.
+    const graph = runPipeline(compileSource(PARAMS.replace("output p = a @ w", "input x: f32[B, C]\n  output p = a @ w\n  output px = a @ x"), { set: new Map([["A", 2], ["B", 11], ["C", 37]]) }), DEFAULT_PIPELINE, { log: () => {} });
+    const artifact = compileJs(graph);
+    expect(artifact.manifest.kernels.filter((k) => k.op === "matmul" || k.op === "fused").every((k) => k.split)).toBe(true);
+    // The float64 kernel of the exact mode runs whole.
+    expect(compileJs(graph, [], { precision: "f64" }).manifest.kernels.some((k) => k.split)).toBe(false);
+    const model = await importJsModule(String(artifact.files.get("model.js")));
+    const weights = serializeSafetensors(testWeights(graph, 4));
+    const dims = new Map([["N", 67]]);
+    const inputs = Object.fromEntries([...seededInputs(graph, dims, 4)].map(([name, t]) => [name, { data: Float32Array.from(t.data), shape: t.shape }]));
+    type Threaded = { run(inputs: unknown): Promise<Record<string, Float32Array>>; close(): void };
+    const load = async (threads: number) => (await model.load(weights, { threads } as never)) as unknown as Threaded;
+    const alone = await load(1);
+    const expected = await alone.run(inputs);
+    for (const threads of [2, 3]) {
+      const session = await load(threads);
+      // Twice: the second run reuses every thread's packed shares.
+      for (let run = 0; run < 2; run++) {
+        const outputs = await session.run(inputs);
+        for (const [name, y] of Object.entries(expected)) expect(outputs[name].every((v, i) => Object.is(v, y[i])), `${name} with ${threads} threads`).toBe(true);
+      }
+      session.close();
+    }
+    alone.close();
+  });
+});
+
 describe("packing a param b", () => {
   it("happens once per param array and layout in the loader", () => {
     const loader = matmulSimd([matmulModule()]);
@@ -246,7 +275,7 @@ describe("packing a param b", () => {
     expect(packs).toBe(3);
   });
 
-  it("happens on a session's first run only: later runs, at any size, make no instance and pack nothing", async () => {
+  it("happens on a session's first run only: later runs, at any size, make no instance and pack nothing (one thread)", async () => {
     const graph = parseGraph(`graph g [N] {
       %0 = input {name = "x"} : f32[N, 5]
       %1 = param {name = "w"} : f32[7, 5]
@@ -269,7 +298,7 @@ describe("packing a param b", () => {
       }
     };
     try {
-      const session = await model.load(weights);
+      const session = await model.load(weights, { threads: 1 } as never);
       const x = input(9);
       const y = (await session.run(x)).y;
       // w and u, each packed into an instance of its own.
@@ -278,7 +307,7 @@ describe("packing a param b", () => {
       await session.run(input(130));
       expect(instances).toBe(2);
       // Another session holds its own params: packed again, once.
-      const other = await model.load(weights);
+      const other = await model.load(weights, { threads: 1 } as never);
       expect((await other.run(x)).y).toEqual(y);
       await other.run(x);
       expect(instances).toBe(4);
