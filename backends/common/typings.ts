@@ -94,7 +94,12 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       { name: "prefix", hasQuestionToken: true, type: "string", docs: ["Stripped from the names that start with it (`model.` for a Hugging Face checkpoint)."] },
       { name: "rename", hasQuestionToken: true, type: "Readonly<Record<string, string>>", docs: ["File name -> param name, for names that differ otherwise."] },
       { name: "allowUnused", hasQuestionToken: true, type: "boolean", docs: ["Ignore tensors the model does not use instead of refusing the file."] },
-      ...(api.deviceOption ? [{ name: "device", hasQuestionToken: true, type: "object", docs: ["The GPUDevice to run on (default: one requested from navigator.gpu)."] }] : []),
+      ...(api.deviceOption
+        ? [
+            { name: "device", hasQuestionToken: true, type: "object", docs: ["The GPUDevice to run on (default: one requested from navigator.gpu)."] },
+            { name: "wgslLanguageFeatures", hasQuestionToken: true, type: "ReadonlySet<string>", docs: ["The WGSL language features of the GPU the device came from (default: navigator.gpu.wgslLanguageFeatures, or none)."] },
+          ]
+        : []),
     ],
   });
   file.addInterfaces(interfaces.map((i) => ({ ...i, kind: StructureKind.Interface })));

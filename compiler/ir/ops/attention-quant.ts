@@ -84,10 +84,14 @@ export interface QuantArith<T> extends Arith<T> {
   roundHalfEven(a: T): T;
 }
 
-/** The level rule: x to its level clamp(rhe(x / step), -levels or 0, levels) and back, · step. */
+/** The level rule's integer: clamp(rhe(x / step), -levels or 0, levels). */
+export function quantLevel<T>(A: QuantArith<T>, x: T, step: T, levels: number, signed: boolean): T {
+  return A.min(A.num(levels), A.max(A.num(signed ? -levels : 0), A.roundHalfEven(A.div(x, step))));
+}
+
+/** The level rule: x to its level and back, · step. */
 export function quantizeValue<T>(A: QuantArith<T>, x: T, step: T, levels: number, signed: boolean): T {
-  const level = A.min(A.num(levels), A.max(A.num(signed ? -levels : 0), A.roundHalfEven(A.div(x, step))));
-  return A.mul(level, step);
+  return A.mul(quantLevel(A, x, step, levels, signed), step);
 }
 
 /** The step of a group whose largest magnitude is `amax`; 0 for a group left as it is. */
