@@ -46,6 +46,7 @@ export interface QuantRowContext {
 const f32 = (x: number) => wgslLanguage.literal(x, "f32");
 const INF = "bitcast<f32>(F32_INF)";
 
+
 /** The level rule over f32 scalars; WGSL's round() rounds half to even. */
 const SCALAR: QuantArith<string> = {
   num: f32,
@@ -66,6 +67,40 @@ export function integerProducts(quant: AttentionQuant): boolean {
   return quant.target === "probs" && quant.vBits > 0;
 }
 
+/** The quantities with levels: the logits (signed), the probabilities (unsigned), V (signed, four columns at once). */
+const KINDS = [
+  { name: "logit", type: "f32", signed: true, A: SCALAR, bits: (q: AttentionQuant) => (q.target === "logits" ? q.bits : 0) },
+  { name: "prob", type: "f32", signed: false, A: SCALAR, bits: (q: AttentionQuant) => (q.target === "probs" ? q.bits : 0) },
+  { name: "value", type: "vec4<f32>", signed: true, A: VECTOR, bits: (q: AttentionQuant) => q.vBits },
+] as const;
+
+/**
+ * The module-scope declarations the row needs: the row's q (`qName`, private: per invocation,
+ * filled by the kernel), map p's score function (q·k · scale for the k subhead at `at`), and
+ * per quantity with levels its level rule, `<kind>Level(x, step)` (the integer, as a float) and
+ * `<kind>Quantized(x, step)` (x at its level, or as it is where the step is 0).
+ */
+export function rowDeclarations(quant: AttentionQuant, r: QuantRowContext, qName: string): string[] {
+  const scores = Array.from({ length: r.maps }, (_, p) =>
+    [
+      `fn score${p}(at: i32) -> f32 {`,
+      "  var dots = vec4<f32>(0.0);",
+      ...Array.from({ length: r.d4 }, (_, t) => `  dots = fma(${qName}[${p * r.d4 + t}], ${r.k("at", t)}, dots);`),
+      `  return ((dots.x + dots.y) + (dots.z + dots.w)) * ${r.scale};`,
+      "}",
+    ].join("\n"),
+  );
+  const rules = KINDS.filter((k) => k.bits(quant) > 0).flatMap(({ name, type, signed, A, bits }) => {
+    const levels = quantLevels(bits(quant), signed);
+    const zero = type === "f32" ? "0.0" : "vec4<f32>(0.0)";
+    return [
+      `fn ${name}Level(x: ${type}, step: ${type}) -> ${type} { return ${quantLevel(A, "x", "step", levels, signed)}; }`,
+      `fn ${name}Quantized(x: ${type}, step: ${type}) -> ${type} { return select(x, ${quantizeValue(A, "x", "step", levels, signed)}, step > ${zero}); }`,
+    ];
+  });
+  return [`var<private> ${qName}: array<vec4<f32>, ${r.maps * r.d4}>;`, ...scores, ...rules];
+}
+
 /**
  * The row's statements (after q is in registers, `seen` and `keys` known), leaving what the
  * flash kernel's epilogue reads: acc (the row's Σ_j w_j v_j, λ and 1/l applied) and each map's
@@ -77,15 +112,10 @@ export function quantizedRow(quant: AttentionQuant, r: QuantRowContext): string[
   const columns = Array.from({ length: r.dv4 }, (_, c) => c);
   const logits = quant.target === "logits";
   const probs = quant.target === "probs";
-  const logitLevels = quantLevels(quant.bits, true);
-  const probLevels = quantLevels(quant.bits, false);
-  const vLevels = quantLevels(quant.vBits, true);
   const stepOf = (amax: string, levels: number) => `select(0.0, ${amax} / ${f32(levels)}, ${amax} > 0.0 && ${amax} < ${INF})`;
-  /** x at its level, or as it is where the group's step is 0. */
-  const level = (x: string, step: string, levels: number, signed: boolean) => `select(${x}, ${quantizeValue(SCALAR, x, step, levels, signed)}, ${step} > 0.0)`;
   const score = (p: number, j: string) => `score${p}(${r.kAt(p, j)})`;
-  const logit = (p: number, j: string) => (logits ? level(score(p, j), `step[${p}]`, logitLevels, true) : score(p, j));
-  const prob = (p: number, j: string) => `(exp(${logit(p, j)} - mx[${p}]) * inv[${p}])`;
+  const logit = (p: number, j: string) => (logits ? `logitQuantized(${score(p, j)}, step[${p}])` : score(p, j));
+  const prob = (p: number, j: string) => `exp(${logit(p, j)} - mx[${p}]) * inv[${p}]`;
   /** A group's largest |x| over keys [from, to), NaN sticking as in the interpreter. */
   const largest = (name: string, from: string, to: string, x: (p: number, j: string) => string) => {
     L.push(`var ${name} = array<f32, ${r.maps}>();`);
@@ -93,30 +123,38 @@ export function quantizedRow(quant: AttentionQuant, r: QuantRowContext): string[
     maps.forEach((p) => L.push(`  { let a = abs(${x(p, "j")}); ${name}[${p}] = select(${name}[${p}], a, a > ${name}[${p}] || a != a); }`));
     L.push("}");
   };
-  const blockSteps = () => {
-    if (!(logits && quant.granularity === "block")) return;
-    largest("amax", "j0", "j1", score);
-    maps.forEach((p) => L.push(`step[${p}] = ${stepOf(`amax[${p}]`, logitLevels)};`));
-  };
-  const blocks = (body: () => void) => {
+  const logitLevels = quantLevels(quant.bits, true);
+  const probLevels = quantLevels(quant.bits, false);
+  // The walks go block by block where a block has its own step or may be skipped, else the
+  // row is one block (fewer nested loops, which llvmpipe compiles much faster).
+  const blockwise = quant.granularity === "block" && quant.target !== "none";
+  const blocks = (body: () => void, byBlock = blockwise) => {
+    if (!byBlock) {
+      L.push("{ let j0 = 0i; let j1 = seen;");
+      body();
+      L.push("}");
+      return;
+    }
     L.push(`for (var j0 = 0i; j0 < seen; j0 += ${quant.block}i) {`);
-    L.push(`let j1 = min(j0 + ${quant.block}i, seen);`);
-    blockSteps();
+    L.push(`  let j1 = min(j0 + ${quant.block}i, seen);`);
+    if (logits && quant.granularity === "block") {
+      largest("amax", "j0", "j1", score);
+      maps.forEach((p) => L.push(`step[${p}] = ${stepOf(`amax[${p}]`, logitLevels)};`));
+    }
     body();
     L.push("}");
   };
 
-  // V's levels per column over all the keys of the batch entry; vExact: every column has levels.
+  // V's steps per column over all the keys of the batch entry; vExact: every column has levels.
   if (quant.vBits > 0) {
     L.push(`var vStep = array<vec4<f32>, ${r.dv4}>();`);
     L.push("var vExact = true;");
     columns.forEach((c) => {
       L.push(`{ var amax = vec4<f32>(0.0); for (var j = 0i; j < keys; j++) { let a = abs(${r.v("j", c)}); amax = select(amax, a, (a > amax) | (a != a)); }`);
-      L.push(`  vStep[${c}] = select(vec4<f32>(0.0), amax / ${VECTOR.num(vLevels)}, (amax > vec4<f32>(0.0)) & (amax < vec4<f32>(${INF}))); vExact = vExact && all(amax < vec4<f32>(${INF})); }`);
+      L.push(`  vStep[${c}] = select(vec4<f32>(0.0), amax / ${VECTOR.num(quantLevels(quant.vBits, true))}, (amax > vec4<f32>(0.0)) & (amax < vec4<f32>(${INF}))); vExact = vExact && all(amax < vec4<f32>(${INF})); }`);
     });
   }
-  const value = (j: string, c: number) =>
-    quant.vBits > 0 ? `select(${r.v(j, c)}, ${quantizeValue(VECTOR, r.v(j, c), `vStep[${c}]`, vLevels, true)}, vStep[${c}] > vec4<f32>(0.0))` : r.v(j, c);
+  const value = (j: string, c: number) => (quant.vBits > 0 ? `valueQuantized(${r.v(j, c)}, vStep[${c}])` : r.v(j, c));
 
   // (0) Logit steps per row.
   L.push(`var step = array<f32, ${r.maps}>();`);
@@ -137,77 +175,66 @@ export function quantizedRow(quant: AttentionQuant, r: QuantRowContext): string[
   });
   // (2) The weights: probabilities (the row's largest is exp(0)/l), skipped blocks, levels.
   L.push(`var inv = array<f32, ${r.maps}>(${maps.map((p) => `select(0.0, 1.0 / sum[${p}], sum[${p}] > 0.0)`).join(", ")});`);
-  const sign = (p: number) => (p === 0 ? "" : `-${r.lambda!} * `);
+  const signed = (p: number, x: string) => (p === 0 ? x : `-${r.lambda!} * ${x}`);
   L.push(`var pStep = array<f32, ${r.maps}>();`);
   if (probs && quant.granularity === "row") maps.forEach((p) => L.push(`pStep[${p}] = ${stepOf(`inv[${p}]`, probLevels)};`));
   L.push(`var acc = array<vec4<f32>, ${r.dv4}>();`);
   const floatProducts = () => {
     L.push("for (var j = j0; j < j1; j++) {");
-    L.push(`  let w = ${maps.map((p) => `${sign(p)}${probs ? level(prob(p, "j"), `pStep[${p}]`, probLevels, false) : prob(p, "j")}`).join(" + ")};`);
-    columns.forEach((c) => L.push(`  acc[${c}] = fma(vec4<f32>(w), ${value("j", c)}, acc[${c}]);`));
+    maps.forEach((p) => L.push(`  let p${p} = ${probs ? `probQuantized(${prob(p, "j")}, pStep[${p}])` : prob(p, "j")};`));
+    L.push(`  let w = vec4<f32>(${maps.map((p) => signed(p, `p${p}`)).join(" + ")});`);
+    columns.forEach((c) => L.push(`  acc[${c}] = fma(w, ${value("j", c)}, acc[${c}]);`));
     L.push("}");
   };
   const integers = () => {
-    // Integer levels of four keys (0 past the block, where their factors meet nothing).
-    const intLevel = (x: string, step: string, levels: number, signed: boolean, vector: boolean) => {
-      const A = vector ? VECTOR : SCALAR;
-      const zero = vector ? "vec4<i32>(0i)" : "0i";
-      return `select(${zero}, ${vector ? "vec4<i32>" : "i32"}(${quantLevel(A, x, step, levels, signed)}), ${step} > ${vector ? "vec4<f32>(0.0)" : "0.0"})`;
-    };
-    const idot = (a: string, b: string) => {
-      if (!r.packedDot) return `dot(${a}, ${b})`;
-      return quant.bits === 8 ? `(dot4I8Packed(pack4xI8(${a} - vec4<i32>(128i)), pack4xI8(${b})) + 128i * dot4I8Packed(pack4xI8(${b}), 0x01010101u))` : `dot4I8Packed(pack4xI8(${a}), pack4xI8(${b}))`;
-    };
-    L.push(`for (var c0 = j0; c0 < j1; c0 += ${CHUNK}i) {`);
-    L.push(`  let c1 = min(c0 + ${CHUNK}i, j1);`);
+    // 8-bit probability levels reach 255, past i8: packed, they are l - 128, and 128·Σ u is added back.
+    const offset = r.packedDot && quant.bits === 8;
+    // A block of more than CHUNK keys adds its integer sums to acc every CHUNK keys.
+    const chunked = quant.block > CHUNK;
+    const [from, to] = chunked ? ["c0", "c1"] : ["j0", "j1"];
+    if (chunked) L.push(`for (var c0 = j0; c0 < j1; c0 += ${CHUNK}i) {`, `  let c1 = min(c0 + ${CHUNK}i, j1);`);
     L.push(`  var dots = array<vec4<i32>, ${r.maps * r.dv4}>();`);
-    L.push("  for (var j = c0; j < c1; j += 4i) {");
-    const keys = [0, 1, 2, 3].map((e) => `(j + ${e}i)`);
-    maps.forEach((p) => L.push(`    let l${p} = vec4<i32>(${keys.map((j) => `select(0i, ${intLevel(prob(p, j), `pStep[${p}]`, probLevels, false, false)}, ${j} < c1)`).join(", ")});`));
+    // Without the packed dots, key by key; with them, four keys' levels packed into words first.
+    if (r.packedDot) {
+      L.push(`  for (var j4 = ${from}; j4 < ${to}; j4 += 4i) {`);
+      L.push(`    var lWords = array<u32, ${r.maps}>();`, `    var uWords = array<vec4<u32>, ${r.dv4}>();`);
+      L.push(`    for (var e = 0u; e < u32(min(4i, ${to} - j4)); e++) {`);
+      L.push("      let j = j4 + i32(e);");
+    } else L.push(`  for (var j = ${from}; j < ${to}; j++) {`);
+    maps.forEach((p) => L.push(`      let l${p} = select(0i, i32(probLevel(${prob(p, "j")}, pStep[${p}])), pStep[${p}] > 0.0);`));
     columns.forEach((c) => {
-      L.push("    {");
-      keys.forEach((j, e) => L.push(`      let u${e} = select(vec4<i32>(0i), ${intLevel(r.v(j, c), `vStep[${c}]`, vLevels, true, true)}, ${j} < c1);`));
-      // The column-major 4×4 of V's levels: column x of the four keys.
-      const column = (x: string) => `vec4<i32>(u0.${x}, u1.${x}, u2.${x}, u3.${x})`;
-      maps.forEach((p) => L.push(`      dots[${p * r.dv4 + c}] += vec4<i32>(${["x", "y", "z", "w"].map((x) => idot(`l${p}`, column(x))).join(", ")});`));
-      L.push("    }");
+      L.push(`      { let u = select(vec4<i32>(0i), vec4<i32>(valueLevel(${r.v("j", c)}, vStep[${c}])), vStep[${c}] > vec4<f32>(0.0));`);
+      if (r.packedDot) L.push(`        uWords[${c}] |= (bitcast<vec4<u32>>(u) & vec4<u32>(0xffu)) << vec4<u32>(8u * e); }`);
+      else L.push(`        ${maps.map((p) => `dots[${p * r.dv4 + c}] += l${p} * u;`).join(" ")} }`);
     });
+    if (r.packedDot) {
+      maps.forEach((p) => L.push(`      lWords[${p}] |= (bitcast<u32>(l${p}${offset ? " - 128i" : ""}) & 0xffu) << (8u * e);`));
+      L.push("    }");
+      const xyzw = ["x", "y", "z", "w"];
+      columns.forEach((c) => {
+        maps.forEach((p) => L.push(`    dots[${p * r.dv4 + c}] += vec4<i32>(${xyzw.map((x) => `dot4I8Packed(lWords[${p}], uWords[${c}].${x})`).join(", ")});`));
+        if (offset) {
+          L.push(`    { let uSum = 128i * vec4<i32>(${xyzw.map((x) => `dot4I8Packed(uWords[${c}].${x}, 0x01010101u)`).join(", ")});`);
+          L.push(`      ${maps.map((p) => `dots[${p * r.dv4 + c}] += uSum;`).join(" ")} }`);
+        }
+      });
+    }
     L.push("  }");
-    columns.forEach((c) => L.push(`  acc[${c}] += (${maps.map((p) => `vec4<f32>(dots[${p * r.dv4 + c}]) * (${sign(p)}pStep[${p}])`).join(" + ")}) * vStep[${c}];`));
-    L.push("}");
+    // Σ_j (l_j·step)(u_jc·vStep_c) = step·vStep_c·Σ_j l_j·u_jc, per map.
+    columns.forEach((c) => L.push(`  acc[${c}] += (${maps.map((p) => signed(p, `vec4<f32>(dots[${p * r.dv4 + c}]) * pStep[${p}]`)).join(" + ")}) * vStep[${c}];`));
+    if (chunked) L.push("}");
   };
   blocks(() => {
-    const sparse = quant.threshold > 0 || (probs && quant.granularity === "block");
-    if (sparse) largest("pmax", "j0", "j1", prob);
+    if (quant.threshold > 0 || (probs && quant.granularity === "block")) largest("pmax", "j0", "j1", prob);
     // Skipped: every map's probabilities in the block are under the threshold (NaN is not).
     if (quant.threshold > 0) L.push(`if (${maps.map((p) => `pmax[${p}] < ${f32(quant.threshold)}`).join(" && ")}) { continue; }`);
     if (probs && quant.granularity === "block") maps.forEach((p) => L.push(`pStep[${p}] = ${stepOf(`pmax[${p}]`, probLevels)};`));
-    if (integerProducts(quant)) {
-      L.push("if (vExact) {");
-      integers();
-      L.push("} else {");
-      floatProducts();
-      L.push("}");
-    } else floatProducts();
-  });
+    if (!integerProducts(quant)) return floatProducts();
+    L.push("if (vExact) {");
+    integers();
+    L.push("} else {");
+    floatProducts();
+    L.push("}");
+  }, blockwise || quant.threshold > 0);
   return L;
-}
-
-/**
- * The module-scope declarations the row needs: the row's q (`qName`, private: per invocation,
- * filled by the kernel) and map p's score function, q·k · scale for the k subhead at `at`.
- */
-export function scoreFunctions(r: QuantRowContext, qName: string): string[] {
-  return [
-    `var<private> ${qName}: array<vec4<f32>, ${r.maps * r.d4}>;`,
-    ...Array.from({ length: r.maps }, (_, p) =>
-      [
-        `fn score${p}(at: i32) -> f32 {`,
-        "  var dots = vec4<f32>(0.0);",
-        ...Array.from({ length: r.d4 }, (_, t) => `  dots = fma(${qName}[${p * r.d4 + t}], ${r.k("at", t)}, dots);`),
-        `  return ((dots.x + dots.y) + (dots.z + dots.w)) * ${r.scale};`,
-        "}",
-      ].join("\n"),
-    ),
-  ];
 }

@@ -25,7 +25,7 @@ import { sizesOf } from "../common/layout.ts";
 import { WGSL_WORKGROUP_SIZE, wgslLanguage } from "./language.ts";
 import type { Language } from "../common/kernel/render.ts";
 import { attentionQuant } from "../../compiler/ir/ops/attention-quant.ts";
-import { integerProducts, type QuantRowContext, quantizedRow, scoreFunctions } from "./attention-quant.ts";
+import { integerProducts, type QuantRowContext, quantizedRow, rowDeclarations } from "./attention-quant.ts";
 
 /** Arith over WGSL source: integers for the causal rule, f32 for the epilogue. */
 const integers: Arith<string> = {
@@ -171,7 +171,7 @@ export function flashAttentionKernel(
     };
     if (lambdaValue) line(`  let lam = ${lambdaValue};`);
     quantizedRow(quant, row).forEach((s) => line(`  ${s}`));
-    declarations = scoreFunctions(row, "qv");
+    declarations = rowDeclarations(quant, row, "qv");
   } else {
     // First walk: each map's max and sum, online (a rescale of one scalar when the max moves).
     line(`  var mx = array<f32, ${maps}>(${mapRange.map(() => NEG_INF).join(", ")});`);
