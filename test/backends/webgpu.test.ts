@@ -145,8 +145,9 @@ describe.skipIf(missing !== undefined)("the kernels' variants for device feature
 });
 
 describe.skipIf(missing !== undefined)("webgpu's quantised attention kernels", () => {
+  // Each kernel costs llvmpipe seconds to build: one op per setting, the three ops in turn.
   it("agree with the interpreter in every setting of test/support/quant.ts, past one workgroup of rows, causal with K < N, near ties let go either way", async () => {
-    const graph = compileSource(quantModel(QUANT_SETTINGS));
+    const graph = compileSource(quantModel(QUANT_SETTINGS, { rotate: true }));
     const dims = new Map([["N", 70], ["K", 23]]);
     await runAndCompare(gpu, graph, randomInputs(graph, dims, 7), new Map(), dims);
   }, 300_000);
@@ -155,8 +156,9 @@ describe.skipIf(missing !== undefined)("webgpu's quantised attention kernels", (
     const { device } = await gpuDevice();
     const packed = "packed_4x8_integer_dot_product";
     if (!(await gpuInstance()).wgslLanguageFeatures.has(packed)) throw new Error(`the GPU has no WGSL language feature ${packed}: not every variant can run here`);
+    // 8-bit maps (the packed form's offset) per block, 4-bit maps per row with skipping: diff attention, halves and stripe.
     const settings = ['quant = "probs", bits = 8, granularity = "block", v_bits = 8', 'quant = "probs", bits = 4, threshold = 0.01, v_bits = 6'];
-    const graph = compileSource(quantModel(settings));
+    const graph = compileSource(quantModel(settings, { rotate: true }));
     const artifact = compileWgsl(graph);
     const shaders = [...artifact.files.keys()].filter((f) => f.includes("qflash"));
     // Each quantised kernel in two variants; the packed one needs the language feature.
