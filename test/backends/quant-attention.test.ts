@@ -12,6 +12,8 @@ import { tensor } from "../../compiler/ir/tensor.ts";
 import { LEVEL_TIE_WINDOW, MAX_LEVEL_FLIPS } from "../harness/tolerance.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { compileJs } from "../../backends/js/index.ts";
+import { compileCuda } from "../../backends/cuda/index.ts";
+import { compileWgsl } from "../../backends/wgsl/index.ts";
 import { evaluate } from "../../runtime/interpreter/index.ts";
 import { compileSource } from "../support/dsl.ts";
 import { QUANT_SETTINGS, quantModel } from "../support/quant.ts";
@@ -28,6 +30,23 @@ describe("the quantised attention kernels", () => {
       const dims = new Map([["N", n], ["K", k]]);
       for (const backend of BACKENDS) await runAndCompare(backend, graph, randomInputs(graph, dims, 5 * n + k), new Map(), dims);
     });
+
+  it("multiply integers (CUDA __dp4a, WGSL dot4I8Packed in a variant) exactly where both factors are levels: probability maps with V's levels", () => {
+    const graph = compileSource(quantModel(QUANT_SETTINGS));
+    const integer = QUANT_SETTINGS.map((s) => /"probs"/.test(s) && /v_bits/.test(s));
+    const cuda = String(compileCuda(graph).files.get("kernels.cu"));
+    const cudaKernels = cuda.split(/extern "C" __global__ /).filter((k) => /qflash/.test(k.slice(0, 200)));
+    const wgsl = [...compileWgsl(graph).files.keys()].filter((f) => f.includes("qflash"));
+    // Kernels in launch order: per setting, its three ops.
+    const wgslKernels = [...new Set(wgsl.map((f) => f.split(".")[0]))];
+    expect([cudaKernels.length, wgslKernels.length]).toEqual([3 * QUANT_SETTINGS.length, 3 * QUANT_SETTINGS.length]);
+    QUANT_SETTINGS.forEach((setting, i) => {
+      for (let op = 3 * i; op < 3 * i + 3; op++) {
+        expect(cudaKernels[op].includes("__dp4a("), `CUDA, ${setting}`).toBe(integer[i]);
+        expect(wgsl.includes(`${wgslKernels[op]}.packed_4x8_integer_dot_product.wgsl`), `WGSL, ${setting}`).toBe(integer[i]);
+      }
+    });
+  });
 
   it("differ from the unquantised kernels (the quantisation is not skipped)", () => {
     const dims = new Map([["N", 40], ["K", 21]]);
