@@ -8,6 +8,7 @@
 //   npm run bench -- --quick      # fewer repetitions, smaller sizes
 //   npm run bench -- --case N=1024 --impl wasm --impl default   # only matching cases and implementations
 //   npm run bench -- --case N=1024 --impl "difftc js"            # the quantised JS kernels against the plain fused one
+//   npm run bench -- --case N=256 --impl "difftc webgpu"         # the same on WebGPU
 //
 // Pass research: any pipelines side by side (on the JS backend), on any models and sizes, and
 // where each forward's time goes:
@@ -101,16 +102,20 @@ const IMPLEMENTATIONS: Implementation[] = [
       return Object.assign((inputs: TensorMap) => session.run(inputs), { profile: session.profile });
     },
   })),
-  ...QUANT_SETTINGS.map((spec) => ({
-    name: `difftc js quant ${spec}`,
-    optIn: true,
-    tolerance: 0.5,
-    prepare: async (g: Graph, w: TensorMap) => {
-      const passes = [...parsePipeline("default"), "quantize-attention"];
-      const session = await loadJs(compileJs(runPipeline(g, passes, { log: () => {}, passOptions: { quant: parseQuantFlag(spec) } }), passes), w);
-      return (inputs: TensorMap) => session.run(inputs);
-    },
-  })),
+  // The quantised kernels on JS and (on whatever adapter Dawn finds) WebGPU, each against its plain fused kernel.
+  ...(["js", "webgpu"] as const).flatMap((backend) =>
+    QUANT_SETTINGS.map((spec) => ({
+      name: `difftc ${backend} quant ${spec}`,
+      optIn: true,
+      tolerance: 0.5,
+      prepare: async (g: Graph, w: TensorMap) => {
+        const passes = [...parsePipeline("default"), "quantize-attention"];
+        const graph = runPipeline(g, passes, { log: () => {}, passOptions: { quant: parseQuantFlag(spec) } });
+        const session = backend === "js" ? await loadJs(compileJs(graph, passes), w) : await loadWebgpu(compileWgsl(graph, { passes }), w);
+        return (inputs: TensorMap) => session.run(inputs);
+      },
+    })),
+  ),
   // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.
   ...PIPELINES.map((pipeline) => ({
     name: `difftc webgpu (--passes ${pipeline})`,
