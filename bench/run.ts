@@ -102,7 +102,20 @@ const IMPLEMENTATIONS: Implementation[] = [
       return Object.assign((inputs: TensorMap) => session.run(inputs), { profile: session.profile });
     },
   })),
-  // The quantised kernels on JS and (on whatever adapter Dawn finds) WebGPU, each against its plain fused kernel.
+  // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.
+  ...PIPELINES.map((pipeline) => ({
+    name: `difftc webgpu (--passes ${pipeline})`,
+    optIn: true,
+    prepare: async (g: Graph, w: TensorMap) => {
+      const { adapterInfo } = await gpuDevice();
+      process.stderr.write(`  webgpu adapter: ${adapterInfo}\n`);
+      const passes = parsePipeline(pipeline);
+      const session = await loadWebgpu(compileWgsl(runPipeline(g, passes), { passes }), w);
+      return (inputs: TensorMap) => session.run(inputs);
+    },
+  })),
+  // The quantised kernels on JS and (on whatever adapter Dawn finds) WebGPU, each against its
+  // plain fused kernel (listed after those: a plain kernel is the reference results are checked against).
   ...(["js", "webgpu"] as const).flatMap((backend) =>
     QUANT_SETTINGS.map((spec) => ({
       name: `difftc ${backend} quant ${spec}`,
@@ -116,18 +129,6 @@ const IMPLEMENTATIONS: Implementation[] = [
       },
     })),
   ),
-  // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.
-  ...PIPELINES.map((pipeline) => ({
-    name: `difftc webgpu (--passes ${pipeline})`,
-    optIn: true,
-    prepare: async (g: Graph, w: TensorMap) => {
-      const { adapterInfo } = await gpuDevice();
-      process.stderr.write(`  webgpu adapter: ${adapterInfo}\n`);
-      const passes = parsePipeline(pipeline);
-      const session = await loadWebgpu(compileWgsl(runPipeline(g, passes), { passes }), w);
-      return (inputs: TensorMap) => session.run(inputs);
-    },
-  })),
   ...(["cpu", "wasm", "webgpu"] as const).map((backend) => ({
     name: `tfjs ${backend}`,
     optIn: backend === "webgpu",

@@ -13,9 +13,10 @@
 // with v_bits > 0. A probability level (0..2^bits - 1) and a V level (±(2^(v_bits-1) - 1)) are
 // integers; with one step per group (a row, or a key block) and one per V column,
 // Σ_j (l_j·step)(u_jc·vStep_c) = step·vStep_c·Σ_j l_j·u_jc, and the integer sum is exact (kept
-// under 2^31: at most CHUNK keys of 255·127 before it is added to the f32 accumulator). Four
-// keys at a time: dot4I8Packed where the device has the language feature
-// packed_4x8_integer_dot_product, else dot() of vec4<i32>; the same integers either way. 8-bit
+// under 2^31: at most CHUNK keys of 255·127 before it is added to the f32 accumulator).
+// dot4I8Packed, four keys' levels packed in the bytes of a word, where the device has the
+// language feature packed_4x8_integer_dot_product, else key by key in vec4<i32>; the same
+// integers either way. 8-bit
 // probability levels reach 255, past i8: the packed form takes l - 128 and adds 128·Σ u. The
 // logits (the paper's target) are never integer products: q and k are not quantised, and the
 // softmax of levels is not a level; a V column whose largest |v| is not finite has no levels,
@@ -45,7 +46,6 @@ export interface QuantRowContext {
 
 const f32 = (x: number) => wgslLanguage.literal(x, "f32");
 const INF = "bitcast<f32>(F32_INF)";
-
 
 /** The level rule over f32 scalars; WGSL's round() rounds half to even. */
 const SCALAR: QuantArith<string> = {
@@ -94,7 +94,8 @@ export function rowDeclarations(quant: AttentionQuant, r: QuantRowContext, qName
     const levels = quantLevels(bits(quant), signed);
     const zero = type === "f32" ? "0.0" : "vec4<f32>(0.0)";
     return [
-      `fn ${name}Level(x: ${type}, step: ${type}) -> ${type} { return ${quantLevel(A, "x", "step", levels, signed)}; }`,
+      // The integers only where the integer products use them (probabilities and V).
+      ...(integerProducts(quant) && name !== "logit" ? [`fn ${name}Level(x: ${type}, step: ${type}) -> ${type} { return ${quantLevel(A, "x", "step", levels, signed)}; }`] : []),
       `fn ${name}Quantized(x: ${type}, step: ${type}) -> ${type} { return select(x, ${quantizeValue(A, "x", "step", levels, signed)}, step > ${zero}); }`,
     ];
   });
