@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import { type Artifact, readArtifact as readArtifactFiles } from "../backends/common/artifact.ts";
 import { COMPILER_VERSION } from "../backends/common/manifest.ts";
-import { findTarget, targetNames } from "../backends/registry.ts";
+import { findTarget, type Precision, targetNames } from "../backends/registry.ts";
 import { Diagnostic } from "../common/diagnostic.ts";
 import type { Manifest } from "../common/manifest.ts";
 import { elaborate, type ParamValue } from "../compiler/elaborate/index.ts";
@@ -35,7 +35,7 @@ export { listPasses, orderWarnings, parsePipeline, type PassReport, type Pipelin
 export { formatProfile } from "../runtime/profile.ts";
 export { DEFAULT_PIPELINE, PASSES } from "../compiler/passes/registry.ts";
 export { type Artifact, isArtifactDir, writeArtifact } from "../backends/common/artifact.ts";
-export { type CompileOptions, TARGETS, type Target, targetNames } from "../backends/registry.ts";
+export { type CompileOptions, type Precision, TARGETS, type Target, targetNames } from "../backends/registry.ts";
 export { backendNames } from "../runtime/adapters/index.ts";
 export type { KernelTime, Session, TensorMap } from "../runtime/adapters/adapter.ts";
 export { bindDims, evaluate, type EvaluateOptions } from "../runtime/interpreter/index.ts";
@@ -106,13 +106,15 @@ export interface CompileModelOptions extends PipelineOptions {
   target?: string;
   /** The pipeline run before the target compiles (default: "default"). */
   passes?: Passes;
+  /** The arithmetic the kernels compute in: "f32" (the default) or, on the JS target, "f64", which matches the interpreter bit for bit on single ops. */
+  precision?: Precision;
 }
 
 /** Optimises a graph and compiles it for a target: an artifact, written with writeArtifact or loaded with loadSession. */
 export function compile(graph: Graph, options: CompileModelOptions = {}): Artifact {
   const target = findTarget(options.target ?? "js");
   const passes = pipeline(options.passes ?? "default", options);
-  return target.compile(runPipeline(graph, passes, options), { passes });
+  return target.compile(runPipeline(graph, passes, options), { passes, precision: options.precision });
 }
 
 /** A compiled artifact directory, checked against the hashes its manifest records: its files, the graph it was compiled from (graph.ir) and its target. */

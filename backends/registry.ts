@@ -6,7 +6,7 @@ import { cudaTarget } from "./cuda/index.ts";
 import { jsTarget } from "./js/index.ts";
 import { wgslTarget } from "./wgsl/index.ts";
 
-export type { CompileOptions, Target } from "./common/target.ts";
+export type { CompileOptions, Precision, Target } from "./common/target.ts";
 
 export const TARGETS: readonly Target[] = [jsTarget, wgslTarget, cudaTarget];
 

@@ -8,7 +8,9 @@
 //   npm run bench -- --quick      # fewer repetitions, smaller sizes
 //   npm run bench -- --case N=1024 --impl wasm --impl default   # only matching cases and implementations
 //   npm run bench -- --case N=1024 --impl "difftc js"            # the quantised JS kernels against the plain fused one
-//   npm run bench -- --case N=256 --impl "difftc webgpu"         # the same on WebGPU
+//   npm run bench -- --case N=256 --impl "difftc webgpu (--passes default)" --impl "difftc webgpu quant"   # the same on WebGPU
+//   npm run bench -- --models bench/rows/softmax.dt,bench/rows/layernorm.dt,bench/rows/rmsnorm.dt,bench/rows/mean.dt \
+//     --set N=1024 --pipelines default --impl "difftc webgpu"   # reductions a workgroup per row against a thread per row
 //
 // Pass research: any pipelines side by side (on the JS backend), on any models and sizes, and
 // where each forward's time goes:
@@ -19,15 +21,19 @@
 // --pipelines takes pipelines separated by ';' (each in --passes syntax); without ';', commas
 // separate pipelines and an item starting with + or - continues the one before it, so
 // `none,default,default,+my-pass` is three pipelines. --set K=V1,V2 sets a model parameter or
-// dim, one case per value; --profile prints a per-kernel profile of each JS pipeline.
+// dim, one case per value; --profile prints a per-kernel profile of each JS and WebGPU implementation.
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { compileJs } from "../backends/js/index.ts";
 import { elaborate } from "../compiler/elaborate/index.ts";
 import type { Graph } from "../compiler/ir/graph.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { parseProgram } from "../dsl/parse.ts";
 import type { TensorMap } from "../runtime/adapters/adapter.ts";
-import { loadJs } from "../runtime/adapters/js/index.ts";
+import { importJsModule, loadJs } from "../runtime/adapters/js/index.ts";
+import { givenInputs } from "../runtime/adapters/module.ts";
+import { serializeSafetensors } from "../runtime/safetensors.ts";
+import type { Artifact } from "../backends/common/artifact.ts";
 import { parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
 import { parseQuantFlag } from "../compiler/passes/quantize-attention.ts";
 import { initWeights, randomInputs } from "../runtime/init.ts";
@@ -42,6 +48,8 @@ import type { KernelTime } from "../runtime/adapters/adapter.ts";
 import { formatProfile } from "../runtime/profile.ts";
 
 const quick = process.argv.includes("--quick");
+/** The cores of this machine: the "all threads" runs of difftc js and onnxruntime-node. */
+const CORES = availableParallelism();
 /** The values of a repeatable `--flag VALUE`. */
 const values = (flag: string) => process.argv.flatMap((a, i) => (a === flag && i + 1 < process.argv.length ? [process.argv[i + 1]] : []));
 const onlyCases = values("--case");
@@ -89,31 +97,62 @@ interface Implementation {
   tolerance?: number;
 }
 
+/**
+ * A JS artifact as its users run it: `run` on host tensors (for the check), and the timed
+ * forward on inputs already in typed arrays, outputs left in them, as the module takes them.
+ */
+async function jsRunner(artifact: Artifact, weights: TensorMap, threads = 1): Promise<Runner> {
+  const session = await loadJs(artifact, weights);
+  const model = await importJsModule(String(artifact.files.get("model.js")));
+  const params = model.manifest.params.flatMap((p) => (weights.has(p.name) ? [[p.name, weights.get(p.name)!] as const] : []));
+  const loaded = await model.load(serializeSafetensors(new Map(params)), { threads } as never);
+  return Object.assign((inputs: TensorMap) => session.run(inputs), {
+    profile: session.profile,
+    bindInputs: async (inputs: TensorMap) => {
+      const given = givenInputs(inputs);
+      return { forward: async () => void (await loaded.run(given)), release: () => {} };
+    },
+  });
+}
+
 /** The quantised kernels timed against the plain fused one (--impl quant): 8 and 4 bits, each target, skipping, and maps and V both at 8 bits (integer products). */
 const QUANT_SETTINGS = ["target=logits,bits=8", "target=logits,bits=4,granularity=block", "target=probs,bits=8", "target=probs,bits=4,granularity=block,threshold=1e-3", "target=probs,bits=8,v=8"];
 
 const IMPLEMENTATIONS: Implementation[] = [
   { name: "difftc interp (float64)", maxWork: 2e9, prepare: async (g, w, dims) => async (inputs) => evaluate(g, inputs, w, { dims }) },
-  ...PIPELINES.map((pipeline) => ({
-    name: `difftc js (--passes ${pipeline})`,
+  // The default precision (f32), and the exact mode (f64) beside it: what exactness costs.
+  ...(["f32", "f64"] as const).flatMap((precision) =>
+    PIPELINES.map((pipeline) => ({
+      name: `difftc js${precision === "f32" ? "" : " --precision f64"} (--passes ${pipeline})`,
+      prepare: async (g: Graph, w: TensorMap) => {
+        const passes = parsePipeline(pipeline);
+        return jsRunner(compileJs(runPipeline(g, passes, { log: () => {} }), passes, { precision }), w);
+      },
+    })),
+  ),
+  // All cores: the attention kernels split over worker threads (the default of load()).
+  ...PIPELINES.filter((p) => p !== "none").map((pipeline) => ({
+    name: `difftc js ${CORES} threads (--passes ${pipeline})`,
     prepare: async (g: Graph, w: TensorMap) => {
       const passes = parsePipeline(pipeline);
-      const session = await loadJs(compileJs(runPipeline(g, passes, { log: () => {} }), passes), w);
-      return Object.assign((inputs: TensorMap) => session.run(inputs), { profile: session.profile });
+      return jsRunner(compileJs(runPipeline(g, passes, { log: () => {} }), passes), w, CORES);
     },
   })),
   // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.
-  ...PIPELINES.map((pipeline) => ({
-    name: `difftc webgpu (--passes ${pipeline})`,
-    optIn: true,
-    prepare: async (g: Graph, w: TensorMap) => {
-      const { adapterInfo } = await gpuDevice();
-      process.stderr.write(`  webgpu adapter: ${adapterInfo}\n`);
-      const passes = parsePipeline(pipeline);
-      const session = await loadWebgpu(compileWgsl(runPipeline(g, passes), { passes }), w);
-      return (inputs: TensorMap) => session.run(inputs);
-    },
-  })),
+  // Reductions as the heuristic maps them (a workgroup per long row), and all a thread per row.
+  ...PIPELINES.flatMap((pipeline) =>
+    [undefined, "per-row" as const].map((reductions) => ({
+      name: `difftc webgpu${reductions ? ", reductions per row" : ""} (--passes ${pipeline})`,
+      optIn: true,
+      prepare: async (g: Graph, w: TensorMap) => {
+        const { adapterInfo } = await gpuDevice();
+        process.stderr.write(`  webgpu adapter: ${adapterInfo}\n`);
+        const passes = parsePipeline(pipeline);
+        const session = await loadWebgpu(compileWgsl(runPipeline(g, passes), { passes, reductions }), w);
+        return Object.assign((inputs: TensorMap) => session.run(inputs), { profile: session.profile });
+      },
+    })),
+  ),
   // The quantised kernels on JS and (on whatever adapter Dawn finds) WebGPU, each against its
   // plain fused kernel (listed after those: a plain kernel is the reference results are checked against).
   ...(["js", "webgpu"] as const).flatMap((backend) =>
@@ -124,7 +163,8 @@ const IMPLEMENTATIONS: Implementation[] = [
       prepare: async (g: Graph, w: TensorMap) => {
         const passes = [...parsePipeline("default"), "quantize-attention"];
         const graph = runPipeline(g, passes, { log: () => {}, passOptions: { quant: parseQuantFlag(spec) } });
-        const session = backend === "js" ? await loadJs(compileJs(graph, passes), w) : await loadWebgpu(compileWgsl(graph, { passes }), w);
+        if (backend === "js") return jsRunner(compileJs(graph, passes), w);
+        const session = await loadWebgpu(compileWgsl(graph, { passes }), w);
         return (inputs: TensorMap) => session.run(inputs);
       },
     })),
@@ -152,6 +192,13 @@ const IMPLEMENTATIONS: Implementation[] = [
     name: "onnxruntime-node (1 thread)",
     prepare: async (g, w, dims) => {
       const runner = await createOnnxRunner(g, w, dims, { threads: 1 });
+      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
+    },
+  },
+  {
+    name: `onnxruntime-node (${CORES} threads)`,
+    prepare: async (g, w, dims) => {
+      const runner = await createOnnxRunner(g, w, dims, { threads: CORES });
       return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
     },
   },

@@ -35,6 +35,9 @@ const PASS_OPTIONS = `Pass options:
                     v 0|2-8, block B: keys per block; default target=logits,bits=8,
                     granularity=row and the fused op's block)`;
 
+const PRECISION_OPTION = `  --precision P     the arithmetic of the kernels: f32 (default), or f64 on the js target:
+                    float64 accumulation, bit for bit with the interpreter on single ops`;
+
 const WEIGHTS_OPTIONS = `Weights options (a checkpoint binds strictly, as PyTorch's load_state_dict does: a param
 missing, a tensor unused or a shape that differs is an error; float dtypes convert to the
 param's, said once on stderr):
@@ -83,6 +86,7 @@ ${COMMON}
 ${PASS_OPTIONS}
   --target NAME     the backend to compile for (default js):
 ${difftc.TARGETS.map((t) => `                      ${t.name}: ${t.description}`).join("\n")}
+${PRECISION_OPTION}
   -o, --output DIR  the artifact directory (required)`,
   run: `difftc run FILE|ARTIFACT_DIR [options]
 Evaluates a model (compiling it in memory for a backend other than interp), or runs a
@@ -97,6 +101,7 @@ ${WEIGHTS_OPTIONS}
   --inputs FILE     inputs as safetensors (default: seeded random inputs; give dims with --set);
                     integer inputs may be int64, as PyTorch saves token ids, within i32's range
   --seed N          seed for default weights and inputs (default 0)
+${PRECISION_OPTION}
   --profile         time each kernel of one forward (JS backend): mean of --runs runs
   --runs N          forwards the profile averages (default 10)
   -o, --output FILE write the outputs as safetensors (default: print a summary of each)
@@ -152,6 +157,7 @@ const OPTIONS = {
   output: { type: "string", short: "o" },
   backend: { type: "string" },
   target: { type: "string" },
+  precision: { type: "string" },
   weights: { type: "string" },
   "weights-prefix": { type: "string" },
   rename: { type: "string", multiple: true },
@@ -186,14 +192,14 @@ const APPLIES: Record<string, OptionName[]> = {
   ir: [...COMMON_NAMES, ...PASS_NAMES, "locations", "dot", "svg", "output"],
   init: [...COMMON_NAMES, "seed", "output"],
   inputs: [...COMMON_NAMES, "seed", "output"],
-  compile: [...COMMON_NAMES, ...PASS_NAMES, "target", "output"],
-  run: [...COMMON_NAMES, ...PASS_NAMES, ...WEIGHTS_NAMES, "backend", "inputs", "seed", "output", "profile", "runs"],
+  compile: [...COMMON_NAMES, ...PASS_NAMES, "target", "precision", "output"],
+  run: [...COMMON_NAMES, ...PASS_NAMES, ...WEIGHTS_NAMES, "backend", "precision", "inputs", "seed", "output", "profile", "runs"],
   "new-pass": ["help"],
   "quant-report": [...COMMON_NAMES, ...WEIGHTS_NAMES, "inputs", "seed", "peak", "quant"],
 };
 
 /** Options that mean nothing for a compiled artifact: it was elaborated and optimised already. */
-const NOT_FOR_ARTIFACTS: OptionName[] = ["model", ...PASS_NAMES];
+const NOT_FOR_ARTIFACTS: OptionName[] = ["model", "precision", ...PASS_NAMES];
 
 /** A model or a compiled artifact, with the dims --set gave. */
 interface Loaded {
@@ -396,7 +402,7 @@ async function runCommand(command: string, path: string, m: Loaded, opts: Option
     }
     case "compile": {
       if (!opts.output) throw new Diagnostic("difftc compile needs -o DIR");
-      const artifact = await progress.step("compile", () => difftc.compile(m.graph, { ...pipelineOptions, target: opts.target ?? "js", passes }));
+      const artifact = await progress.step("compile", () => difftc.compile(m.graph, { ...pipelineOptions, target: opts.target ?? "js", passes, precision: opts.precision as difftc.Precision | undefined }));
       difftc.writeArtifact(artifact, opts.output);
       console.log(`wrote ${[...artifact.files.keys()].join(", ")} to ${opts.output} (${artifact.manifest.kernels.length} kernels)`);
       return 0;
@@ -435,7 +441,7 @@ async function runCommand(command: string, path: string, m: Loaded, opts: Option
         const graph = m.artifact ? m.graph : await progress.step("passes", () => difftc.optimize(m.graph, passes, pipelineOptions));
         outputs = await progress.step("run", (tick) => difftc.evaluate(graph, inputs, weights, { dims: m.dims, onValue: (id) => tick(id + 1, graph.nodes.length) }));
       } else {
-        const artifact = m.artifact?.artifact ?? (await progress.step("compile", () => difftc.compile(m.graph, { ...pipelineOptions, target, passes })));
+        const artifact = m.artifact?.artifact ?? (await progress.step("compile", () => difftc.compile(m.graph, { ...pipelineOptions, target, passes, precision: opts.precision as difftc.Precision | undefined })));
         // The weights were bound strictly to the model already; its compiled graph may have dropped a param nothing uses.
         const session = await progress.step("load", () => difftc.loadSession(artifact, weights, { backend, allowUnused: true }));
         outputs = await progress.step("run", () => session.run(inputs));

@@ -23,6 +23,8 @@ export interface BufferSpec {
   /** Bytes in the target's storage, formatted (`4*N`). */
   bytes: string;
   slot?: number;
+  /** A temporary computed from params and consts alone, in a slot of its own: a runtime may compute it once, at load. */
+  fromParams?: boolean;
   name?: string;
   /** A const's value as stored: 16-bit floats as their bits; non-finite values and -0 as strings. */
   encoded?: number | string;
@@ -44,7 +46,20 @@ export interface KernelSpec {
   workgroup?: number[];
   /** Run-time errors it reports through its error record: code and message with {0}, {1}, ... */
   errors: { code: number; message: string }[];
+  /**
+   * The JS kernels that split their work over threads take two more parameters after their
+   * dims, `part` and `parts`, and compute only their share: every output element by the same
+   * code in any split, so the result is the same bit for bit.
+   */
+  split?: boolean;
 }
+
+/**
+ * Arithmetic precisions: "f32" computes in float32 (SIMD lanes twice as wide as float64's),
+ * "f64" accumulates in float64 and rounds where the interpreter rounds.
+ */
+export const PRECISIONS = ["f32", "f64"] as const;
+export type Precision = (typeof PRECISIONS)[number];
 
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
@@ -52,6 +67,8 @@ export interface Manifest {
   target: string;
   model: string;
   passes: string[];
+  /** The arithmetic its kernels compute in. */
+  precision: Precision;
   dims: string[];
   inputs: TensorSpec[];
   outputs: TensorSpec[];

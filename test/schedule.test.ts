@@ -35,6 +35,24 @@ describe("schedule", () => {
     );
   });
 
+  it("marks what params and consts alone compute, and gives each of those a slot of its own", () => {
+    fc.assert(
+      fc.property(arbitraryGraph({ dims: true }), (graph) => {
+        const plan = schedule(decompose(graph, jsOps()));
+        const fixed = (b: number) => plan.buffers[b].kind === "param" || plan.buffers[b].kind === "const" || plan.buffers[b].fromParams === true;
+        for (const k of plan.kernels) expect(plan.buffers[k.output].fromParams === true, k.name).toBe(k.inputs.length > 0 && k.inputs.every(fixed));
+        const slotsOf = plan.buffers.filter((b) => b.kind === "temp").map((b) => b.slot);
+        for (const b of plan.buffers.filter((x) => x.fromParams)) expect(slotsOf.filter((s) => s === b.slot)).toHaveLength(1);
+      }),
+      { numRuns: 100 },
+    );
+    // DiffLM's λ per layer: exp(sum(λq1 * λk1)) - exp(sum(λq2 * λk2)) + λinit, from params alone.
+    const plan = schedule(decompose(compileSource(LM, { set: new Map([["L", 2]]) }), jsOps()));
+    const folded = plan.kernels.filter((k) => plan.buffers[k.output].fromParams);
+    expect(folded.length).toBeGreaterThanOrEqual(2 * 3);
+    expect(folded.flatMap((k) => k.nodes.map((n) => n.op))).toContain("exp");
+  });
+
   it("makes reshape a view: no kernel, the operand's buffer", () => {
     const graph = compileSource("model M { dim N\n input x: f32[N, 4]\n output y = reshape(x * 2, [N, 2, 2]) + 1 }");
     const plan = schedule(graph);
@@ -46,9 +64,11 @@ describe("schedule", () => {
     const graph = compileSource(LM, { set: new Map([["L", 4]]) });
     const plan = schedule(decompose(graph, jsOps()));
     const dims = new Map([["N", 128]]);
-    const temps = plan.buffers.filter((b) => b.kind === "temp");
+    // What params alone compute (weight transposes, λ) is weights computed at load, in slots of its own.
+    const temps = plan.buffers.filter((b) => b.kind === "temp" && !b.fromParams);
     const sum = temps.reduce((s, b) => s + evalMonomial(b.size, dims) * BYTES[b.dtype], 0);
-    const peak = plan.slots.reduce((s, slot) => s + evalMonomial(slot.bytes, dims), 0);
+    const shared = new Set(temps.map((b) => b.slot));
+    const peak = plan.slots.filter((slot) => shared.has(slot.id)).reduce((s, slot) => s + evalMonomial(slot.bytes, dims), 0);
     expect(temps.length).toBeGreaterThan(200);
     expect(peak).toBeLessThan(sum / 10);
   });

@@ -3,7 +3,7 @@ import { inputNodes, nodeName, paramNodes } from "../../compiler/ir/graph.ts";
 import { bf16Bits, f16Bits, roundScalar } from "../../compiler/ir/numeric.ts";
 import type { DType } from "../../compiler/ir/types.ts";
 import type { KernelPlan } from "../../compiler/schedule/index.ts";
-import { type KernelSpec, type Manifest, MANIFEST_FORMAT, type TensorSpec } from "../../common/manifest.ts";
+import { type KernelSpec, type Manifest, MANIFEST_FORMAT, type Precision, type TensorSpec } from "../../common/manifest.ts";
 import { formatMonomial, monomialOf } from "../../common/size.ts";
 
 export const COMPILER_VERSION = "0.1.0";
@@ -19,9 +19,9 @@ function encodeConst(dtype: DType, value: number): number | string {
 }
 
 /** What a backend's lowering adds to each plan kernel: its dims parameters, geometry and errors. */
-export type KernelLaunch = Pick<KernelSpec, "dims" | "grid" | "workgroup" | "errors">;
+export type KernelLaunch = Pick<KernelSpec, "dims" | "grid" | "workgroup" | "errors" | "split">;
 
-export function buildManifest(plan: KernelPlan, target: string, passes: string[], launches: readonly KernelLaunch[]): Manifest {
+export function buildManifest(plan: KernelPlan, target: string, compiled: { passes: string[]; precision: Precision }, launches: readonly KernelLaunch[]): Manifest {
   const g = plan.graph;
   const spec = (name: string, node: number): TensorSpec => {
     const t = g.nodes[node].type;
@@ -32,7 +32,8 @@ export function buildManifest(plan: KernelPlan, target: string, passes: string[]
     compiler: `difftc ${COMPILER_VERSION}`,
     target,
     model: g.name,
-    passes,
+    passes: compiled.passes,
+    precision: compiled.precision,
     dims: g.dims,
     inputs: inputNodes(g).map((n) => spec(nodeName(n), n.id)),
     outputs: plan.outputs.map((o) => spec(o.name, o.node)),
@@ -44,6 +45,7 @@ export function buildManifest(plan: KernelPlan, target: string, passes: string[]
       size: b.size,
       bytes: formatMonomial({ ...b.size, coefficient: b.size.coefficient * plan.storage[b.dtype] }),
       ...(b.slot !== undefined ? { slot: b.slot } : {}),
+      ...(b.fromParams ? { fromParams: true } : {}),
       ...(b.name !== undefined ? { name: b.name } : {}),
       ...(b.value !== undefined ? { encoded: encodeConst(b.dtype, b.value) } : {}),
     })),

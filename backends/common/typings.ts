@@ -21,6 +21,8 @@ export interface SessionApi {
   sync: boolean;
   /** load's options take `device`, the GPUDevice to run on. */
   deviceOption?: boolean;
+  /** load's options take `threads`, and the session has close(). */
+  threads?: boolean;
 }
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
@@ -68,21 +70,21 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       name: "Session",
       isExported: true,
       docs: ["A loaded model."],
-      properties: [{ name: "dims", isReadonly: true, type: `Readonly<Record<${dimsType}, number>>`, docs: ["The dims bound by the last run."] }],
+      properties: [
+        { name: "dims", isReadonly: true, type: `Readonly<Record<${dimsType}, number>>`, docs: ["The dims bound by the last run."] },
+        ...(api.threads ? [{ name: "threads", isReadonly: true, type: "number", docs: ["The threads run() computes on: the calling one and its workers (1 where none started)."] }] : []),
+      ],
       methods: [
         { name: "run", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Promise<Outputs>", docs: [api.sync ? "Runs the model, letting the event loop run between kernels every few milliseconds; runs take turns." : "Runs the model on the GPU."] },
-        ...(api.sync
-          ? [
-              { name: "runSync", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Outputs", docs: ["Runs the model to the end before returning: the event loop waits."] },
-              {
-                name: "profile",
-                parameters: [{ name: "inputs", type: "Inputs" }, { name: "runs", type: "number", hasQuestionToken: true }],
-                returnType: "Promise<{ kernel: string; op: string; ms: number }[]>",
-                docs: ["Each kernel's mean time over `runs` forwards (default 1) after a warm-up, in launch order."],
-              },
-            ]
-          : []),
+        ...(api.sync ? [{ name: "runSync", parameters: [{ name: "inputs", type: "Inputs" }], returnType: "Outputs", docs: ["Runs the model to the end before returning: the event loop waits."] }] : []),
+        {
+          name: "profile",
+          parameters: [{ name: "inputs", type: "Inputs" }, { name: "runs", type: "number", hasQuestionToken: true }],
+          returnType: "Promise<{ kernel: string; op: string; ms: number }[]>",
+          docs: [`Each kernel's mean time over \`runs\` forwards (default 1) after a warm-up, in launch order${api.sync ? "" : " (each kernel submitted alone and awaited: wall-clock time)"}.`],
+        },
         { name: "outputShape", parameters: [{ name: "name", type: "keyof Outputs" }], returnType: "number[]", docs: ["An output's shape for the dims of the last run."] },
+        ...(api.threads ? [{ name: "close", parameters: [], returnType: "void", docs: ["Stops using worker threads: runs go on, on the calling thread alone."] }] : []),
       ],
     },
   ];
@@ -94,6 +96,9 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       { name: "prefix", hasQuestionToken: true, type: "string", docs: ["Stripped from the names that start with it (`model.` for a Hugging Face checkpoint)."] },
       { name: "rename", hasQuestionToken: true, type: "Readonly<Record<string, string>>", docs: ["File name -> param name, for names that differ otherwise."] },
       { name: "allowUnused", hasQuestionToken: true, type: "boolean", docs: ["Ignore tensors the model does not use instead of refusing the file."] },
+      ...(api.threads
+        ? [{ name: "threads", hasQuestionToken: true, type: "number", docs: ["Threads that run the kernels that split their work (default: the cores available; 1: none started). Needs SharedArrayBuffer: worker_threads in Node, Web Workers in a cross-origin-isolated page."] }]
+        : []),
       ...(api.deviceOption
         ? [
             { name: "device", hasQuestionToken: true, type: "object", docs: ["The GPUDevice to run on (default: one requested from navigator.gpu)."] },

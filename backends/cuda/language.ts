@@ -8,7 +8,7 @@
 import type { MathFn, ScalarType } from "../../compiler/ir/scalar.ts";
 import type { DType } from "../../compiler/ir/types.ts";
 import { assertFlatGrid } from "../common/kernel/flatten-grid.ts";
-import { dimParam, ERRORS_PARAM } from "../common/kernel/ir.ts";
+import { type CombineOp, dimParam, ERRORS_PARAM } from "../common/kernel/ir.ts";
 import type { Language } from "../common/kernel/render.ts";
 
 const TYPE: Record<ScalarType, string> = { f64: "double", f32: "float", f16: "float", bf16: "float", i32: "int", i8: "int", u8: "int", u32: "unsigned int", bool: "bool" };
@@ -63,6 +63,16 @@ const ROUND: Partial<Record<DType, (a: string) => string>> = {
   bool: (a) => `(${a} != 0)`,
 };
 
+/** Threads per block of every launch: the kernels are grid-stride loops (over threads, or over blocks in cooperative kernels), correct for any count of blocks. */
+export const CUDA_BLOCK = 256;
+const WARP = 32;
+
+/** The value a combine starts from: what the op leaves unchanged. */
+const IDENTITY: Record<CombineOp, string> = { sum: "0.0", max: "(-INFINITY)", min: "INFINITY" };
+
+/** The IR's merge of two values of C type `t`: max and min NaN when either is. */
+const merge = (op: CombineOp, a: string, b: string, t: string) => (op === "sum" ? `(${a} + ${b})` : NATIVE[op]!([a, b], t));
+
 export const cudaLanguage: Language = {
   name: "cuda",
   literal,
@@ -98,19 +108,39 @@ export const cudaLanguage: Language = {
     return `${buffer}[${index}] = ${dtype === "f32" || dtype === "i32" ? "" : `(${CUDA_STORAGE[dtype]})`}${encoded};`;
   },
   declare: (name, type, mutable, value) => `${mutable ? "" : "const "}${TYPE[type]} ${name}${value === undefined ? "" : ` = ${value}`};`,
-  loop: (index, start, end, step, scope) => {
-    if (scope === "workgroup") throw new Error("CUDA: workgroup loops need the block-per-grid-iteration mapping, which no lowering makes yet (issue 10)");
+  loop: (index, start, end, step, scope, cooperative) => {
     const by = (s: string) => (step === 1 ? s : `${s} * ${step}`);
-    // A grid-stride loop: correct for any launch size, so the runtime may cap the block count.
-    if (scope === "grid") return `for (int ${index} = ${start === "0" ? "" : `${start} + `}${by("(int)(blockIdx.x * blockDim.x + threadIdx.x)")}; ${index} < ${end}; ${index} += ${by("(int)(gridDim.x * blockDim.x)")}) {`;
+    const strided = (first: string, stride: string) => `for (int ${index} = ${start === "0" ? "" : `${start} + `}${by(first)}; ${index} < ${end}; ${index} += ${by(stride)}) {`;
+    // Grid-stride loops, over threads or (cooperative) blocks: correct for any launch size, so the runtime may cap the block count.
+    if (scope === "grid") return cooperative ? strided("(int)blockIdx.x", "(int)gridDim.x") : strided("(int)(blockIdx.x * blockDim.x + threadIdx.x)", "(int)(gridDim.x * blockDim.x)");
+    if (scope === "workgroup") return strided("(int)threadIdx.x", "(int)blockDim.x");
     return `for (int ${index} = ${start}; ${index} < ${end}; ${index}${step === 1 ? "++" : ` += ${step}`}) {`;
   },
   shared: (name, type, size) => `__shared__ ${TYPE[type]} ${name}[${size}];`,
   barrier: "__syncthreads();",
+  // Each warp merges its threads' values with shuffles (CUDA warps are the block's threads by
+  // index / 32), one thread per warp writes the result to its slot, then every thread merges the
+  // slots in order. The closing barrier: the next combine (of the next row, too) writes the slots again.
+  combine: (name, type, op, value) => {
+    const t = TYPE[type];
+    const slots = `${name}_slots`;
+    return [
+      `__shared__ ${t} ${slots}[${CUDA_BLOCK / WARP}];`,
+      `${t} ${name}_own = ${value};`,
+      `for (int lanes = ${WARP / 2}; lanes > 0; lanes >>= 1) ${name}_own = ${merge(op, `${name}_own`, `__shfl_xor_sync(0xffffffffu, ${name}_own, lanes)`, t)};`,
+      `if (threadIdx.x % ${WARP} == 0) ${slots}[threadIdx.x / ${WARP}] = ${name}_own;`,
+      "__syncthreads();",
+      `${t} ${name}_part = ${IDENTITY[op]};`,
+      `for (int slot = 0; slot < ${CUDA_BLOCK / WARP}; slot++) ${name}_part = ${merge(op, `${name}_part`, `${slots}[slot]`, t)};`,
+      `const ${t} ${name} = ${name}_part;`,
+      "__syncthreads();",
+    ];
+  },
   // The first error wins: only the thread that swaps 0 for its code writes the values.
   fail: (code, values) => [`if (atomicCAS(${ERRORS_PARAM}, 0, ${code}) == 0) { ${values.map((v, i) => `${ERRORS_PARAM}[${i + 1}] = ${v};`).join(" ")} }`],
   kernel: (k, body) => {
     assertFlatGrid(k, "CUDA");
+    if (k.workgroupSize !== undefined && k.workgroupSize !== CUDA_BLOCK) throw new Error(`CUDA: ${k.name} is cooperative over ${k.workgroupSize} threads; CUDA kernels launch ${CUDA_BLOCK}`);
     const params = [
       ...k.buffers.map((b) => `${b.access === "read" ? "const " : ""}${CUDA_STORAGE[b.dtype]}* ${b.name}`),
       ...k.dims.map((_, i) => `int ${dimParam(i)}`),

@@ -10,9 +10,10 @@
 // tile: no N×M map exists.
 //
 // The loops over keys (q k^T, the softmax step, the combination of the maps, W · V) run as
-// WebAssembly SIMD (wasm.ts), about three times the speed of the same loops in JS; packing,
-// masks, per-block weights and the epilogue are JS. All scratch lives in one Float64Array F
-// over the wasm module's memory, which both read; the memory keeps its largest size.
+// WebAssembly SIMD (attention-wasm.ts), about three times the speed of the same loops in JS; packing,
+// masks, per-block weights and the epilogue are JS. All scratch lives in one typed array F over
+// the wasm module's memory, which both read (Float32Array in f32, Float64Array in f64); the
+// memory keeps its largest size.
 //
 // What the kernel computes is the IR's: head layouts, GQA groups, scale, causal rule
 // (compiler/ir/ops/attention-geometry.ts) and epilogue (flash.ts) are read or rendered from
@@ -25,22 +26,25 @@ import { type AttentionQuant, attentionQuant, quantizeValue, quantLevels, type Q
 import { type Monomial, monomialOf } from "../../common/size.ts";
 import { broadcastStrides, coalesce, sizesOf, strides, times } from "../common/layout.ts";
 import { loadExpr, storeExpr } from "./spelling.ts";
-import { attentionModule } from "./wasm.ts";
+import { attentionModule, F32X4, F32X4_FMA, F64X2, type Lanes, paddedWidth } from "./attention-wasm.ts";
+import type { Precision } from "../common/target.ts";
 import { readFileSync } from "node:fs";
 
 /** The loader every attention module is an instance of, as the artifact carries it. */
 const LOADER = readFileSync(new URL("./template/attention-simd.js", import.meta.url), "utf8").replace("export function attentionSimd", "function attentionSimd");
 
 /** The helper that holds the module for head width d, value width dv and number of maps. */
-const simdHelper = (d: number, dv: number, maps: number) => `attentionSimd_${d}_${dv}_${maps}`;
+const simdHelper = (d: number, dv: number, maps: number, lanes: Lanes) => `attentionSimd_${d}_${dv}_${maps}_${lanes.precision}`;
 
 /** Source of the attention helpers: attentionSimd, and one module per (d, dv); undefined for other names. */
 export function attentionHelperSource(name: string): string | undefined {
   if (name === "attentionSimd") return LOADER;
-  const widths = name.match(/^attentionSimd_(\d+)_(\d+)_([12])$/);
+  const widths = name.match(/^attentionSimd_(\d+)_(\d+)_([12])_(f32|f64)$/);
   if (!widths) return undefined;
-  const bytes = attentionModule(Number(widths[1]), Number(widths[2]), ROWS, Number(widths[3]) as 1 | 2);
-  return `const ${name} = attentionSimd(new Uint8Array([${bytes.join(",")}]));`;
+  // In f32, a module with relaxed SIMD's fused multiply-add first, for the engines that have it.
+  const candidates = widths[4] === "f32" ? [F32X4_FMA, F32X4] : [F64X2];
+  const modules = candidates.map((lanes) => `new Uint8Array([${attentionModule(Number(widths[1]), Number(widths[2]), ROWS, Number(widths[3]) as 1 | 2, lanes).join(",")}])`);
+  return `const ${name} = attentionSimd([${modules.join(", ")}], ${candidates[0].bytes});`;
 }
 
 /** What the template needs of the kernel writer (kernels.ts). */
@@ -51,6 +55,7 @@ interface Writer {
   open(s: string): void;
   close(s?: string): void;
   loops(sizes: Monomial[], accesses: { offset: string; strides: Monomial[] }[], body: (offsets: string[]) => void, tag?: string): void;
+  split(): { part: string; parts: string };
 }
 
 /**
@@ -105,6 +110,8 @@ function quantizeKeys(w: Writer, start: string, stop: string, at: (j: string) =>
  * exponentiated against (blockMax[b * 16 + r]).
  */
 interface Scratch {
+  /** Bytes per element of F: the wasm loops take byte offsets. */
+  bytes: number;
   qt: number[];
   acc: number;
   rowMax: number;
@@ -115,16 +122,16 @@ interface Scratch {
   fixed: number;
 }
 
-function scratch(maps: number, d: number, dvp: number): Scratch {
+function scratch(lanes: Lanes, maps: number, d: number, dvp: number): Scratch {
   let next = 0;
   const take = (n: number) => (next += n) - n;
   const s = { qt: Array.from({ length: maps }, () => take(ROWS * d)), acc: take(ROWS * dvp), rowMax: take(ROWS * maps), rowSum: take(ROWS * maps), stops: take(ROWS), maxes: take(ROWS * maps) };
-  return { ...s, fixed: next };
+  return { bytes: lanes.bytes, ...s, fixed: next };
 }
 
 const lastDim = (t: TensorType) => t.shape[t.shape.length - 1] as number;
 
-export function flashAttention(w: Writer, node: Node, types: TensorType[]): void {
+export function flashAttention(w: Writer, node: Node, types: TensorType[], precision: Precision): void {
   const geo = attentionGeometry(node.op, types, node.attrs);
   const { maps, heads, d, dv, batch, n, m } = geo;
   const diff = maps === 2;
@@ -132,10 +139,12 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
   const [qW, kW, vW] = [q, k, v].map(lastDim);
   const block = node.attrs.block as number;
   const quant = node.op.startsWith("qflash_") ? attentionQuant(node.attrs) : undefined;
-  // The tile's outputs, row by row, dv rounded up to even: W · V writes column pairs.
-  const dvp = dv + (dv % 2);
-  const f = scratch(maps, d, dvp);
-  w.helpers.add(simdHelper(d, dv, maps));
+  // The quantised kernels compute in f64 in either precision: their levels are the interpreter's, bit for bit.
+  const lanes = precision === "f32" && !quant ? F32X4 : F64X2;
+  // The tile's outputs, row by row, dv rounded up to whole v128s: W · V writes column groups.
+  const dvp = paddedWidth(lanes, dv);
+  const f = scratch(lanes, maps, d, dvp);
+  w.helpers.add(simdHelper(d, dv, maps, lanes));
   const mapIndices = Array.from({ length: maps }, (_, p) => p);
 
   w.line(`const rows = ${w.size(monomialOf([n]))}, keys = ${w.size(monomialOf([m]))}, blocks = Math.ceil(keys / ${block});`);
@@ -143,9 +152,9 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
   w.line(`const ${mapIndices.map((p) => `prBase${p} = vBase + ${dvp + p * ROWS} * keys`).join(", ")};`);
   w.line(`const ${mapIndices.map((p) => `blockMax${p} = prBase0 + ${maps * ROWS} * keys + ${p * ROWS} * blocks`).join(", ")};`);
   w.line(`const weights = blockMax0 + ${maps * ROWS} * blocks, floats = weights + ${maps * ROWS} * blocks;`);
-  w.line(`const simd = ${simdHelper(d, dv, maps)}(floats), visible = new Int32Array(${ROWS});`);
+  w.line(`const simd = ${simdHelper(d, dv, maps, lanes)}(floats), visible = new Int32Array(${ROWS});`);
   if (quant && (quant.target === "probs" || quant.threshold > 0)) w.line("const keptBlocks = new Uint8Array(blocks);");
-  w.line("const F = new Float64Array(simd.memory.buffer, 0, floats).fill(0);");
+  w.line(`const F = new Float${8 * lanes.bytes}Array(simd.memory.buffer, 0, floats).fill(0);`);
   geo.qColumns.forEach((c, p) => w.line(`const qCol${p} = [${c.join(", ")}];`));
   geo.kColumns.forEach((c, p) => w.line(`const kCol${p} = [${c.join(", ")}];`));
   geo.vColumns.forEach((c, s) => w.line(`const vCol${s} = [${c.join(", ")}];`));
@@ -162,19 +171,28 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
   const lambdaStrides = diff ? broadcastStrides(lambda.shape, [...batch, n, heads]) : [];
   if (diff) accesses.push(lambdaStrides.slice(0, batch.length));
   const flat = coalesce(sizesOf(batch), accesses.map((s) => ({ strides: s })));
+  // This call's share of the work over threads: whole kv groups (batch entries × kv heads)
+  // round robin where there are at least as many as parts, else query tiles round robin
+  // (each thread then packs every group's K and V itself). Every row is computed by the same
+  // code whoever computes it: the same bits for any number of parts.
+  const { part, parts } = w.split();
+  w.line(`const byGroup = ${w.size(monomialOf([...batch, geo.kvHeads]))} >= ${parts};`);
+  w.line("let group = 0, tile = 0;");
   w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([oBatch, qBatch, kBatch, vBatch, lBatch]) => {
     // Per kv group: K and V packed once, then every q-head of the group.
     w.open(`for (let g = 0; g < ${geo.kvHeads}; g++) {`);
-    pack(w, { geo, kW, vW, maps: mapIndices, kBatch, vBatch, k, v });
+    w.line(`if (group++ % ${parts} !== ${part} && byGroup) continue;`);
+    pack(w, { geo, kW, vW, maps: mapIndices, kBatch, vBatch, k, v, lanes });
     if (quant && quant.vBits > 0) {
       // V's levels per channel over all keys (a column of v is a column of the packed pairs).
       w.open(`for (let c = 0; c < ${dv}; c++) {`);
-      w.line("const odd = c & 1;");
-      quantizeKeys(w, "0", "keys", (j) => `vBase + (c - odd) * keys + 2 * ${j} + odd`, quant.vBits, true);
+      w.line(`const lane = c % ${lanes.count};`);
+      quantizeKeys(w, "0", "keys", (j) => `vBase + (c - lane) * keys + ${lanes.count} * ${j} + lane`, quant.vBits, true);
       w.close();
     }
     w.open("for (const h of groupHeads[g]) {");
     w.open(`for (let i0 = 0; i0 < rows; i0 += ${ROWS}) {`);
+    w.line(`if (!byGroup && tile++ % ${parts} !== ${part}) continue;`);
     // The tile's q rows; past the last row, the last row again (computed, never stored).
     w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
     w.line("const i = i0 + r < rows ? i0 + r : rows - 1;");
@@ -197,7 +215,7 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
     const logits = quant?.target === "logits" ? quant : undefined;
     const scores = () => {
       for (const p of mapIndices) {
-        w.line(`simd.scores(${f.qt[p] * 8}, (kBase${p} + j0 * ${d}) * 8, (${pr(p)}) * 8, j1 - j0, ${geo.scale});`);
+        w.line(`simd.scores(${f.qt[p] * f.bytes}, (kBase${p} + j0 * ${d}) * ${f.bytes}, (${pr(p)}) * ${f.bytes}, j1 - j0, ${geo.scale});`);
         if (geo.causal) w.line(`for (let r = 0; r < ${ROWS}; r++) for (let j = visible[r] > j0 ? visible[r] : j0; j < j1; j++) F[${pr(p)} + (j - j0) * ${ROWS} + r] = -Infinity;`);
         if (logits?.granularity === "block") {
           if (p === 0) blockStops(w, f);
@@ -206,7 +224,7 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
       }
     };
     const softmax = () => {
-      for (const p of mapIndices) w.line(`simd.softmax((${pr(p)}) * 8, j1 - j0, (blockMax${p} + b * ${ROWS}) * 8, ${(f.rowMax + p * ROWS) * 8}, ${(f.rowSum + p * ROWS) * 8});`);
+      for (const p of mapIndices) w.line(`simd.softmax((${pr(p)}) * ${f.bytes}, j1 - j0, (blockMax${p} + b * ${ROWS}) * ${f.bytes}, ${(f.rowMax + p * ROWS) * f.bytes}, ${(f.rowSum + p * ROWS) * f.bytes});`);
     };
     if (logits?.granularity === "row") {
       blockLoop(scores);
@@ -229,12 +247,12 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
       w.line("if (!keptBlocks[b0]) { b0++; continue; }");
       w.line(`let b1 = b0 + 1; while (b1 < blocks && b1 * ${block} < end && keptBlocks[b1]) b1++;`);
       w.line(`const j0 = b0 * ${block}, j1 = b1 * ${block} < end ? b1 * ${block} : end;`);
-      w.line(`simd.weighted((prBase0 + j0 * ${ROWS}) * 8, (vBase + 2 * j0) * 8, ${f.acc * 8}, j1 - j0, keys);`);
+      w.line(`simd.weighted((prBase0 + j0 * ${ROWS}) * ${f.bytes}, (vBase + ${lanes.count} * j0) * ${f.bytes}, ${f.acc * f.bytes}, j1 - j0, keys);`);
       w.line("b0 = b1;");
       w.close();
     } else {
       combine(w, combineArgs);
-      w.line(`simd.weighted(prBase0 * 8, vBase * 8, ${f.acc * 8}, end, keys);`);
+      w.line(`simd.weighted(prBase0 * ${f.bytes}, vBase * ${f.bytes}, ${f.acc * f.bytes}, end, keys);`);
     }
     w.close();
     epilogue(w, { f, maps, dv, dvp, heads, oBatch, normWeight: types[4], epilogue: flashEpilogue(node.op, types, node.attrs), out: node.type });
@@ -246,6 +264,7 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[]): void
 
 interface PackArgs {
   geo: AttentionGeometry;
+  lanes: Lanes;
   kW: number;
   vW: number;
   maps: number[];
@@ -260,11 +279,15 @@ function pack(w: Writer, x: PackArgs): void {
   const { d, vSegment: seg } = x.geo;
   w.open("for (let j = 0; j < keys; j++) {");
   w.line(`const kRow = ${x.kBatch} + j * ${x.kW}, vRow = ${x.vBatch} + j * ${x.vW};`);
-  for (const p of x.maps) w.line(`for (let t = 0; t < ${d}; t++) F[kBase${p} + j * ${d} + t] = ${loadExpr(x.k.dtype, "in1", `kRow + kCol${p}[g] + t`, w.helpers)};`);
+  for (const p of x.maps) {
+    // f32 rows copy natively (into F of either precision, exactly); 16-bit ones decode one by one.
+    if (x.k.dtype === "f32") w.line(`F.set(in1.subarray(kRow + kCol${p}[g], kRow + kCol${p}[g] + ${d}), kBase${p} + j * ${d});`);
+    else w.line(`for (let t = 0; t < ${d}; t++) F[kBase${p} + j * ${d} + t] = ${loadExpr(x.k.dtype, "in1", `kRow + kCol${p}[g] + t`, w.helpers)};`);
+  }
   x.geo.vColumns.forEach((_, s) => {
     w.open(`for (let c = ${s * seg}; c < ${(s + 1) * seg}; c++) {`);
-    w.line("const odd = c & 1;");
-    w.line(`F[vBase + (c - odd) * keys + 2 * j + odd] = ${loadExpr(x.v.dtype, "in2", `vRow + vCol${s}[g] + c${s ? ` - ${s * seg}` : ""}`, w.helpers)};`);
+    w.line(`const lane = c % ${x.lanes.count};`);
+    w.line(`F[vBase + (c - lane) * keys + ${x.lanes.count} * j + lane] = ${loadExpr(x.v.dtype, "in2", `vRow + vCol${s}[g] + c${s ? ` - ${s * seg}` : ""}`, w.helpers)};`);
     w.close();
   });
   w.close();
@@ -289,6 +312,7 @@ interface CombineArgs {
  * accumulators would cost 12·N²·d.
  */
 function combine(w: Writer, x: CombineArgs): void {
+  const { f } = x;
   const maps = x.diff ? 2 : 1;
   w.open(`for (let r = 0; r < ${ROWS}; r++) {`);
   rowWeights(w, x, true);
@@ -297,7 +321,7 @@ function combine(w: Writer, x: CombineArgs): void {
   if (x.diff) w.line(`F[y + ${ROWS}] = ${blockWeight(1)};`);
   w.close();
   w.close();
-  w.line(`simd.combine(prBase0 * 8, ${x.diff ? "prBase1" : "prBase0"} * 8, end, weights * 8, ${x.block});`);
+  w.line(`simd.combine(prBase0 * ${f.bytes}, ${x.diff ? "prBase1" : "prBase0"} * ${f.bytes}, end, weights * ${f.bytes}, ${x.block});`);
 }
 
 /** Row r's m and 1 / l per map (0 where the map saw no key), and λ; map 1's factor times λ when `lambdaInFactor`. */
@@ -336,7 +360,7 @@ function sparsify(w: Writer, x: CombineArgs, quant: AttentionQuant): void {
   };
   for (const p of mapIndices) {
     blockWeights((other) => (other === 0 ? blockWeight(p) : "0"));
-    w.line(`simd.combine(prBase${p} * 8, prBase${p} * 8, end, weights * 8, ${x.block});`);
+    w.line(`simd.combine(prBase${p} * ${f.bytes}, prBase${p} * ${f.bytes}, end, weights * ${f.bytes}, ${x.block});`);
   }
   const probs = quant.target === "probs" ? quant : undefined;
   const levels = quant.bits;
@@ -360,7 +384,7 @@ function sparsify(w: Writer, x: CombineArgs, quant: AttentionQuant): void {
     for (const p of mapIndices) quantizeGroup(w, f, p, `prBase${p}`, "end", levels, false);
   }
   blockWeights((p) => (p === 0 ? "1" : "lam"));
-  w.line(`simd.combine(prBase0 * 8, ${x.diff ? "prBase1" : "prBase0"} * 8, end, weights * 8, ${x.block});`);
+  w.line(`simd.combine(prBase0 * ${f.bytes}, ${x.diff ? "prBase1" : "prBase0"} * ${f.bytes}, end, weights * ${f.bytes}, ${x.block});`);
 }
 
 /** Each row's group is its visible keys: stops[r] = visible[r]. */
@@ -380,7 +404,7 @@ function blockStops(w: Writer, f: Scratch): void {
  */
 function quantizeGroup(w: Writer, f: Scratch, p: number, at: string, count: string, bits: number, signed: boolean, apply = true): void {
   const levels = quantLevels(bits, signed);
-  w.line(`simd.quantize((${at}) * 8, ${count}, ${f.stops * 8}, ${(f.maxes + p * ROWS) * 8}, ${levels}, ${signed ? -levels : 0}, ${apply ? 1 : 0});`);
+  w.line(`simd.quantize((${at}) * ${f.bytes}, ${count}, ${f.stops * f.bytes}, ${(f.maxes + p * ROWS) * f.bytes}, ${levels}, ${signed ? -levels : 0}, ${apply ? 1 : 0});`);
 }
 
 interface EpilogueArgs {
@@ -415,6 +439,8 @@ function epilogue(w: Writer, x: EpilogueArgs): void {
     w.line(`const denom = ${normDenominator(SOURCE, e, "sq", dv)};`);
     norm = { denom: "denom", weight: loadExpr(x.normWeight!.dtype, "in4", "c", w.helpers) };
   }
-  w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(epilogueOutput(SOURCE, e, value, norm))};`);
+  // A row that the epilogue leaves as it is copies natively (f64 rounds to f32 as a store does).
+  if (x.out.dtype === "f32" && !norm && e.outScale === 1) w.line(`out.set(F.subarray(row, row + ${dv}), o);`);
+  else w.line(`for (let c = 0; c < ${dv}; c++) out[o + c] = ${store(epilogueOutput(SOURCE, e, value, norm))};`);
   w.close();
 }

@@ -91,6 +91,9 @@ export const jsLanguage: Language = {
   // A JS kernel runs its workgroup loops one thread after another, which a barrier cannot
   // order; the JS target's lowering never asks for one.
   barrier: "/* barrier: unreachable in JS kernels */",
+  combine: () => {
+    throw new Error("JS: a combine needs a cooperative kernel (a workgroup of threads per row); the JS target's lowering never asks for one");
+  },
   fail: (code, values) => [`if (${ERRORS_PARAM}[0] === 0) { ${[`${ERRORS_PARAM}[0] = ${code};`, ...values.map((v, i) => `${ERRORS_PARAM}[${i + 1}] = ${v};`)].join(" ")} }`],
   kernel: (k, body) => {
     const params = [...k.buffers.map((b) => b.name), ...k.dims.map((_, i) => dimParam(i)), ...(k.errors.length ? [ERRORS_PARAM] : [])];

@@ -11,6 +11,8 @@ export class KernelWriter {
   private readonly hoisted = new Map<string, string>();
   /** The dims this kernel reads, in the order of its parameters. */
   readonly dims: string[] = [];
+  /** Whether the kernel splits its work over threads (KernelSpec.split). */
+  splits = false;
   private indent = 1;
 
   constructor(readonly helpers: Set<string>) {}
@@ -49,9 +51,18 @@ export class KernelWriter {
     this.line(s);
   }
 
-  /** The kernel function over `buffers` (out, in0, ...) and the dims it read. */
+  /**
+   * The parameters of the kernel's share of the work, `part` of `parts` (KernelSpec.split),
+   * which follow its dims; a kernel run whole gets 0 of 1.
+   */
+  split(): { part: string; parts: string } {
+    this.splits = true;
+    return { part: "part", parts: "parts" };
+  }
+
+  /** The kernel function over `buffers` (out, in0, ...), the dims it read and, if it splits, its share. */
   finish(name: string, buffers: string[]): string {
-    const params = [...buffers, ...this.dims.map((_, i) => dimParam(i))];
+    const params = [...buffers, ...this.dims.map((_, i) => dimParam(i)), ...(this.splits ? ["part = 0", "parts = 1"] : [])];
     return [`function ${name}(${params.join(", ")}) {`, ...this.prelude.map((p) => `  ${p}`), ...this.lines, "}"].join("\n");
   }
 

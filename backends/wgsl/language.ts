@@ -5,7 +5,7 @@
 import type { MathFn, ScalarType } from "../../compiler/ir/scalar.ts";
 import type { DType } from "../../compiler/ir/types.ts";
 import { assertFlatGrid } from "../common/kernel/flatten-grid.ts";
-import { type BufferParam, dimParam, ERRORS_PARAM } from "../common/kernel/ir.ts";
+import { type BufferParam, type CombineOp, dimParam, ERRORS_PARAM, type Stmt } from "../common/kernel/ir.ts";
 import type { Language } from "../common/kernel/render.ts";
 
 const TYPE: Record<ScalarType, string> = { f64: "f32", f32: "f32", f16: "f32", bf16: "f32", i32: "i32", i8: "i32", u8: "i32", u32: "u32", bool: "bool" };
@@ -40,15 +40,19 @@ function literal(v: number, type: ScalarType): string {
 /** A product of dims and positive literals: never negative, and not 0 where a loop over it runs. */
 const isSize = (s: string) => /^(dim\d+|[1-9]\d*i)(\*(dim\d+|[1-9]\d*i))*$/.test(s.replace(/[()\s]/g, ""));
 const isFloat = (t: ScalarType) => TYPE[t] === "f32";
+/**
+ * Whether an f32 is NaN, from its bits: Dawn's compiler (and the drivers under it) may assume
+ * that floats are never NaN and fold `x != x` to false, so that max, min and softmax lost NaNs.
+ */
+const isNaN = (x: string) => `((bitcast<u32>(${x}) & 0x7fffffffu) > 0x7f800000u)`;
 const NATIVE: Partial<Record<MathFn, (a: string[], float: boolean) => string>> = {
   ...Object.fromEntries(["exp", "log", "sqrt", "abs", "tanh", "trunc", "floor"].map((f) => [f, ([x]: string[]) => `${f}(${x})`])),
   // WGSL's pow is exp2(y * log2(x)): undefined for x < 0 (the IR's (-2) ** 2 is 4). Issue 9.
   pow: ([x, y]) => `pow(${x}, ${y})`,
-  // x != x: a compiler that assumes no NaN (fast math) may fold it to false. Accepted.
-  isnan: ([x]) => `(${x} != ${x})`,
+  isnan: ([x]) => isNaN(x),
   // WGSL's max and min may return either operand when one is NaN; the IR's are NaN (a + b is).
-  max: ([a, b], float) => (float ? `select(max(${a}, ${b}), ${a} + ${b}, ${a} != ${a} || ${b} != ${b})` : `max(${a}, ${b})`),
-  min: ([a, b], float) => (float ? `select(min(${a}, ${b}), ${a} + ${b}, ${a} != ${a} || ${b} != ${b})` : `min(${a}, ${b})`),
+  max: ([a, b], float) => (float ? `select(max(${a}, ${b}), ${a} + ${b}, ${isNaN(a)} || ${isNaN(b)})` : `max(${a}, ${b})`),
+  min: ([a, b], float) => (float ? `select(min(${a}, ${b}), ${a} + ${b}, ${isNaN(a)} || ${isNaN(b)})` : `min(${a}, ${b})`),
   imul: ([a, b]) => `(${a} * ${b})`, // i32 products wrap in WGSL
   // WGSL's a / 0 is a, and -2^31 / -1 is -2^31 (the IR's wrap); the f64 helper would round in f32.
   idiv: ([a, b]) => (isSize(b) ? `(${a} / ${b})` : `select(${a} / ${b}, 0i, ${b} == 0i)`),
@@ -67,13 +71,43 @@ const nativeStorage = (dtype: DType, f16: boolean) => WGSL_STORAGE_BITS[dtype] =
 const element = (b: BufferParam, f16: boolean) => (nativeStorage(b.dtype, f16) ? b.dtype : b.access === "write" ? "atomic<u32>" : "u32");
 const isShared = (line: string) => line.trimStart().startsWith("var<workgroup>");
 
+/** Whether statements hold a combine. */
+const combines = (list: readonly Stmt[]): boolean =>
+  list.some((s) => s.kind === "combine" || ((s.kind === "loop" || s.kind === "while") && combines(s.body)) || (s.kind === "if" && combines([...s.then, ...s.else])));
+
+/** The value a combine starts from: what the op leaves unchanged. */
+const IDENTITY: Record<CombineOp, string> = { sum: "0.0", max: literal(-Infinity, "f32"), min: literal(Infinity, "f32") };
+
 /**
  * The WGSL spelling of the kernel IR. `f16`: for devices with the shader-f16 feature, f16 buffers
  * are arrays of f16 (`enable f16;`): a load converts exactly, and a store writes the bits the
  * IR's rounding gives (WGSL's own f32-to-f16 conversion may round either way), without the
  * atomics a packed word needs. Arithmetic stays in f32 either way.
+ *
+ * A cooperative kernel's grid loop gives each workgroup its iterations, and its workgroup loops
+ * spread each iteration's over the workgroup's invocations. How its combines merge (`combine`),
+ * in the order the artifact offers the variants (the loader takes the first the device can run):
+ * - `{ oneSubgroup: S }`, where subgroups have at least S invocations: a workgroup of S
+ *   invocations, one subgroup, merges with one subgroup operation (subgroupAdd, subgroupMax,
+ *   subgroupMin): no workgroup memory and no barrier. (A CPU driver such as lavapipe runs a
+ *   shader with a barrier in a slower mode: one barrier doubles a softmax's time there.)
+ * - "subgroups": a workgroup of WGSL_WORKGROUP_SIZE; each subgroup merges its invocations'
+ *   values, one invocation per subgroup writes the result to its slot in workgroup memory,
+ *   then each subgroup merges the slots, its invocations taking every subgroup-size-th one:
+ *   right however the device lays out its subgroups, which WGSL leaves open.
+ * - "tree": a workgroup of WGSL_WORKGROUP_SIZE, one slot per invocation, halved at each barrier.
+ * The launch is the same for all (a workgroup per grid iteration): only the threads differ.
  */
-export function wgslLanguageFor({ f16 }: { f16: boolean }): Language {
+export type Combining = "tree" | "subgroups" | { oneSubgroup: number };
+
+export function wgslLanguageFor({ f16, combine = "tree" }: { f16: boolean; combine?: Combining }): Language {
+  /** Invocations per workgroup of a cooperative kernel. */
+  const cooperativeSize = typeof combine === "object" ? combine.oneSubgroup : WGSL_WORKGROUP_SIZE;
+  /** The IR's merge of two values: max and min NaN when either is. */
+  const merge = (op: CombineOp, a: string, b: string) => (op === "sum" ? `(${a} + ${b})` : NATIVE[op]!([a, b], true));
+  /** A subgroup's merge of each invocation's `v`: WGSL's subgroupMax and subgroupMin may drop a NaN, so it is checked for apart. */
+  const subgroupMerge = (op: CombineOp, v: string) =>
+    op === "sum" ? `subgroupAdd(${v})` : `select(subgroup${op === "max" ? "Max" : "Min"}(${v}), ${literal(NaN, "f32")}, subgroupAny(${isNaN(v)}))`;
   const language: Language = {
     name: "wgsl",
     literal,
@@ -124,32 +158,71 @@ export function wgslLanguageFor({ f16 }: { f16: boolean }): Language {
       return `{ let packed_bits = ${encode(dtype, value)}; let packed_shift = ${shift}; atomicAnd(&${word}, ~(${mask} << packed_shift)); atomicOr(&${word}, packed_bits << packed_shift); }`;
     },
     declare: (name, type, mutable, value) => `${mutable ? "var" : "let"} ${name}: ${TYPE[type]}${value === undefined ? "" : ` = ${value}`};`,
-    loop: (index, start, end, step, scope) => {
-      if (scope === "workgroup") throw new Error("WGSL: workgroup loops need the workgroup-per-grid-iteration mapping, which no lowering makes yet (issue 9)");
+    loop: (index, start, end, step, scope, cooperative) => {
       const by = (s: string) => (step === 1 ? s : `${s} * ${step}i`);
-      // A grid-stride loop: correct for any launch, so the loader may cap the workgroup count at the device's limit (65535 per dimension).
-      if (scope === "grid") return `for (var ${index}: i32 = ${start === "0i" ? "" : `${start} + `}${by("i32(invocation.x)")}; ${index} < ${end}; ${index} += ${by(`i32(workgroups.x) * ${WGSL_WORKGROUP_SIZE}i`)}) {`;
+      const strided = (first: string, stride: string) => `for (var ${index}: i32 = ${start === "0i" ? "" : `${start} + `}${by(first)}; ${index} < ${end}; ${index} += ${by(stride)}) {`;
+      // Grid-stride loops, over invocations or (cooperative) workgroups: correct for any launch, so
+      // the loader may cap the workgroup count at the device's limit (65535 per dimension).
+      if (scope === "grid") return cooperative ? strided("i32(group.x)", "i32(workgroups.x)") : strided("i32(invocation.x)", `i32(workgroups.x) * ${WGSL_WORKGROUP_SIZE}i`);
+      if (scope === "workgroup") return strided("i32(local.x)", `${cooperativeSize}i`);
       return `for (var ${index}: i32 = ${start}; ${index} < ${end}; ${index}${step === 1 ? "++" : ` += ${step}i`}) {`;
     },
     // Hoisted to module scope by `kernel`: WGSL declares workgroup memory there.
     shared: (name, type, size) => `var<workgroup> ${name}: array<${TYPE[type]}, ${size}>;`,
     barrier: "workgroupBarrier();",
+    combine: (name, type, op, value) => {
+      const t = TYPE[type];
+      if (typeof combine === "object") return [`let ${name}: ${t} = ${subgroupMerge(op, `(${value})`)};`];
+      // Each ends in a barrier: the next combine (of the next row, too) may write the slots again.
+      const slots = `${name}_slots`;
+      const lines = [`var<workgroup> ${slots}: array<${t}, ${WGSL_WORKGROUP_SIZE}>;`];
+      if (combine === "subgroups") {
+        lines.push(
+          `let ${name}_own: ${t} = ${value};`,
+          `${slots}[local.x] = select(${IDENTITY[op]}, ${subgroupMerge(op, `${name}_own`)}, subgroupElect());`,
+          "workgroupBarrier();",
+          `var ${name}_part: ${t} = ${IDENTITY[op]};`,
+          `for (var slot = subgroupLane; slot < ${WGSL_WORKGROUP_SIZE}u; slot += subgroupSize) { let other = ${slots}[slot]; ${name}_part = ${merge(op, `${name}_part`, "other")}; }`,
+          `let ${name}: ${t} = ${subgroupMerge(op, `${name}_part`)};`,
+        );
+      } else {
+        lines.push(
+          `${slots}[local.x] = ${value};`,
+          "workgroupBarrier();",
+          `for (var half = ${WGSL_WORKGROUP_SIZE / 2}u; half > 0u; half >>= 1u) {`,
+          `  if (local.x < half) { let mine = ${slots}[local.x]; let other = ${slots}[local.x + half]; ${slots}[local.x] = ${merge(op, "mine", "other")}; }`,
+          "  workgroupBarrier();",
+          "}",
+          `let ${name}: ${t} = ${slots}[0];`,
+        );
+      }
+      return [...lines, "workgroupBarrier();"];
+    },
     // The first error wins: a compare-exchange from 0 (retried, since the weak one may fail spuriously), then the values.
     fail: (code, values) => [
       `loop { let error_slot = atomicCompareExchangeWeak(&${ERRORS_PARAM}[0], 0i, ${code}i); if (error_slot.exchanged) { ${values.map((v, i) => `atomicStore(&${ERRORS_PARAM}[${i + 1}], ${v});`).join(" ")} } if (error_slot.exchanged || error_slot.old_value != 0i) { break; } }`,
     ],
     kernel: (k, body) => {
       assertFlatGrid(k, "WGSL");
+      if (k.workgroupSize !== undefined && k.workgroupSize !== WGSL_WORKGROUP_SIZE) throw new Error(`WGSL: ${k.name} is cooperative over ${k.workgroupSize} threads; WGSL kernels have ${WGSL_WORKGROUP_SIZE}`);
       const bind = (i: number, decl: string) => `@group(0) @binding(${i}) ${decl};`;
       const dims = k.dims.map((_, i) => dimParam(i));
+      const withSubgroups = combine !== "tree" && combines(k.body);
+      const builtins = [
+        "@builtin(global_invocation_id) invocation: vec3<u32>",
+        "@builtin(num_workgroups) workgroups: vec3<u32>",
+        ...(k.workgroupSize ? ["@builtin(workgroup_id) group: vec3<u32>", "@builtin(local_invocation_id) local: vec3<u32>"] : []),
+        ...(withSubgroups && combine === "subgroups" ? ["@builtin(subgroup_invocation_id) subgroupLane: u32", "@builtin(subgroup_size) subgroupSize: u32"] : []),
+      ];
       return [
         ...(f16 && k.buffers.some((b) => b.dtype === "f16") ? ["enable f16;"] : []),
+        ...(withSubgroups ? ["enable subgroups;"] : []),
         ...k.buffers.map((b, i) => bind(i, `var<storage, ${b.access === "read" ? "read" : "read_write"}> ${b.name}: array<${element(b, f16)}>`)),
         ...(dims.length ? [`struct Dims { ${dims.map((d) => `${d}: i32`).join(", ")} }`, bind(k.buffers.length, "var<uniform> dims: Dims")] : []),
         ...(k.errors.length ? [bind(k.buffers.length + (dims.length ? 1 : 0), `var<storage, read_write> ${ERRORS_PARAM}: array<atomic<i32>>`)] : []),
         ...body.filter(isShared).map((l) => l.trim()),
-        `@compute @workgroup_size(${WGSL_WORKGROUP_SIZE})`,
-        `fn ${k.name}(@builtin(global_invocation_id) invocation: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>) {`,
+        `@compute @workgroup_size(${k.workgroupSize ? cooperativeSize : WGSL_WORKGROUP_SIZE})`,
+        `fn ${k.name}(${builtins.join(", ")}) {`,
         ...dims.map((d) => `  let ${d} = dims.${d};`),
         ...body.filter((l) => !isShared(l)),
         "}",
@@ -160,5 +233,5 @@ export function wgslLanguageFor({ f16 }: { f16: boolean }): Language {
   return language;
 }
 
-/** Every device's spelling: f16 packed in u32 words. */
+/** Every device's spelling: f16 packed in u32 words, combines through a tree in workgroup memory. */
 export const wgslLanguage = wgslLanguageFor({ f16: false });

@@ -24,6 +24,11 @@ export interface PlanBuffer {
   value?: number;
   /** Temporaries: the storage slot they live in (several buffers share a slot over time). */
   slot?: number;
+  /**
+   * A temporary computed from params and consts alone: the same every forward, so it keeps a
+   * slot of its own and a runtime may compute it once, at load (constant folding over params).
+   */
+  fromParams?: true;
 }
 
 export interface Slot {
@@ -81,15 +86,19 @@ export function schedule(graph: Graph, storage: StorageBytes = BYTES): KernelPla
     }
   }
 
+  // Kernels that read params and consts alone, and those that read only their results.
+  const fixed = (b: number) => buffers[b].kind === "param" || buffers[b].kind === "const" || buffers[b].fromParams === true;
+  for (const k of kernels) if (k.inputs.length > 0 && k.inputs.every(fixed)) buffers[k.output].fromParams = true;
   const outputs = graph.outputs.map((o) => ({ ...o, buffer: bufferOf[o.node] }));
-  const slots = assignSlots(buffers, kernels, new Set(outputs.map((o) => o.buffer)), storage);
+  const kept = new Set([...outputs.map((o) => o.buffer), ...buffers.filter((b) => b.fromParams).map((b) => b.id)]);
+  const slots = assignSlots(buffers, kernels, kept, storage);
   return { graph, storage, buffers, slots, kernels, bufferOf, outputs };
 }
 
 /**
  * Greedy slot assignment in launch order: a kernel's output takes a free slot that always
  * covers it (same symbols, no fewer bytes), and a temporary's slot is freed after its last
- * reader. Outputs keep their own slots.
+ * reader. Outputs, and results computed from params alone, keep their own slots (`outputs`).
  */
 function assignSlots(buffers: PlanBuffer[], kernels: Kernel[], outputs: ReadonlySet<number>, storage: StorageBytes): Slot[] {
   const lastUse = new Map<number, number>();

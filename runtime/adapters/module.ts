@@ -72,7 +72,7 @@ export async function importArtifactModule<T extends { manifest: Manifest }>(art
 export interface ArtifactSession {
   run(inputs: Record<string, unknown>): Promise<Record<string, TypedArray>>;
   outputShape(name: string): number[];
-  /** Per-kernel times, where the artifact's runtime measures them (the JS one). */
+  /** Per-kernel times, where the artifact's runtime measures them (the JS and WebGPU ones). */
   profile?(inputs: Record<string, unknown>, runs: number): Promise<KernelTime[]>;
 }
 

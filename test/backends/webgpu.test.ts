@@ -16,23 +16,13 @@ import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
 import { randomInputs } from "../../runtime/init.ts";
 import { QUANT_SETTINGS, quantModel } from "../support/quant.ts";
 import { gpuInstance } from "../../runtime/adapters/webgpu/device.ts";
+import { deviceWith, withFeatures } from "../support/webgpu.ts";
 
 const missing = await webgpuUnavailable();
 if (missing && process.env.CI === "true") throw new Error(`WebGPU cannot run in CI: ${missing}`);
 if (missing) console.warn(`\n*** SKIPPING the webgpu tests: ${missing} ***\n`);
 
 const gpu = backendUnderTest("webgpu");
-
-/** The device as it is, with the properties in `overrides` (limits, features, adapterInfo) replaced. */
-function deviceWith(device: GPUDevice, overrides: Record<string, unknown>): GPUDevice {
-  return new Proxy(device, {
-    get: (target, key) => {
-      if (typeof key === "string" && key in overrides) return overrides[key];
-      const value = Reflect.get(target, key, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-}
 
 
 describe.skipIf(missing !== undefined)("webgpu agrees with the interpreter", () => {
@@ -96,14 +86,21 @@ describe.skipIf(missing !== undefined)("a WebGPU session", () => {
   });
 });
 
+describe.skipIf(missing !== undefined)("a WebGPU session's profile", () => {
+  it("gives each kernel's time, in launch order, and leaves the session running as before", async () => {
+    const graph = compileSource(`model M { dim N
+      input x: f32[N, 100]
+      output y = softmax(x * 2) + 1 }`);
+    const session = await gpu.load(graph, new Map());
+    const inputs = new Map([["x", { dtype: "f32" as const, shape: [3, 100], data: Float64Array.from({ length: 300 }, (_, i) => Math.sin(i)) }]]);
+    const times = await session.profile!(inputs, 2);
+    expect(times.map((t) => [t.kernel, t.op])).toEqual([["k0_mul", "mul"], ["k1_softmax", "softmax"], ["k2_add", "add"]]);
+    for (const t of times) expect(t.ms).toBeGreaterThan(0);
+    await runAndCompare({ ...gpu, load: async () => session }, graph, inputs, new Map());
+  });
+});
+
 describe.skipIf(missing !== undefined)("the kernels' variants for device features", () => {
-  /** The device as it is, with `features` narrowed to `keep`: the loader then picks the variant those allow. */
-  const withFeatures = (device: GPUDevice, keep: string[]) =>
-    deviceWith(device, {
-      features: new Set([...device.features].filter((f) => keep.includes(f))),
-      // Subgroups of at least 8 lanes only where that variant is kept.
-      adapterInfo: { subgroupMinSize: keep.includes("subgroup-min-size-8") ? device.adapterInfo.subgroupMinSize : 4 },
-    });
   type Model = { load(w: Uint8Array, o: object): Promise<{ run(i: object): Promise<Record<string, Float32Array>> }> };
   // 77 queries (past one workgroup's 64 rows); with a second dim, 150 keys (past several key tiles).
   const cases: [string, string, string[]][] = [

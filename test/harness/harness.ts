@@ -3,7 +3,8 @@
 // in the harness once it is registered, with its precision entry saying how exact it is
 // (tolerance.ts says what each family allows).
 import { expect } from "vitest";
-import { findTarget } from "../../backends/registry.ts";
+import { type CompileOptions, findTarget } from "../../backends/registry.ts";
+import { precisionOf } from "../../backends/common/target.ts";
 import { ADAPTERS } from "../../runtime/adapters/index.ts";
 import type { Graph, Node } from "../../compiler/ir/graph.ts";
 import { getOp } from "../../compiler/ir/registry.ts";
@@ -39,18 +40,21 @@ export interface BackendUnderTest {
  * that need hardware (a GPU) or whose builds are slow (cuda-emu compiles C++ per graph) have
  * test files of their own.
  */
-function registered(name: string, sharedLowering = false): BackendUnderTest {
+function registered(name: string, options: Pick<CompileOptions, "sharedLowering" | "precision"> = {}): BackendUnderTest {
   const adapter = ADAPTERS.find((a) => a.name === name)!;
   const target = findTarget(adapter.target);
+  const precision = precisionOf(target, options);
+  const labels = [...(options.sharedLowering ? ["shared lowering"] : []), ...(options.precision ? [options.precision] : [])];
   return {
-    name: sharedLowering ? `${name} (shared lowering)` : name,
-    load: (graph, weights) => adapter.load(target.compile(graph, { sharedLowering }), weights),
-    ...target.precision,
+    name: labels.length ? `${name} (${labels.join(", ")})` : name,
+    load: (graph, weights) => adapter.load(target.compile(graph, options), weights),
+    ...target.precisions[precision]!,
     ops: target.ops(),
   };
 }
 
-export const BACKENDS: BackendUnderTest[] = [registered("js"), registered("js", true)];
+/** The JS backend in its default precision (f32), in its exact mode, and on the shared lowering. */
+export const BACKENDS: BackendUnderTest[] = [registered("js"), registered("js", { precision: "f64" }), registered("js", { sharedLowering: true })];
 
 /** The harness entry of a registered backend, for the test files of backends outside BACKENDS. */
 export const backendUnderTest = registered;

@@ -13,9 +13,10 @@ import { flattenGrid } from "../../backends/common/kernel/flatten-grid.ts";
 import type { Kernel } from "../../backends/common/kernel/ir.ts";
 import { type Language, renderHelpers, renderKernel } from "../../backends/common/kernel/render.ts";
 import { lowerKernel } from "../../backends/common/lower/index.ts";
-import { CUDA_PRELUDE, CUDA_STORAGE, cudaLanguage } from "../../backends/cuda/language.ts";
+import { CUDA_BLOCK, CUDA_PRELUDE, CUDA_STORAGE, cudaLanguage } from "../../backends/cuda/language.ts";
 import { jsLanguage } from "../../backends/js/language.ts";
-import { wgslLanguage } from "../../backends/wgsl/language.ts";
+import { WGSL_WORKGROUP_SIZE, wgslLanguage, wgslLanguageFor } from "../../backends/wgsl/language.ts";
+import type { Cooperation } from "../../backends/common/lower/cooperative.ts";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
@@ -26,10 +27,10 @@ import { BYTES, schedule } from "../../compiler/schedule/index.ts";
 import { evalMonomial } from "../../common/size.ts";
 
 /** Every kernel of a graph as a GPU target takes it: lowered, conversions explicit, one grid loop. */
-function gpuKernels(graph: Graph, prefix = ""): Kernel[] {
+function gpuKernels(graph: Graph, prefix = "", cooperation?: Cooperation): Kernel[] {
   const plan = schedule(graph);
   return plan.kernels.map((pk) => {
-    const k = flattenGrid(explicitCasts(lowerKernel(plan, pk)));
+    const k = flattenGrid(explicitCasts(lowerKernel(plan, pk, cooperation)));
     return { ...k, name: prefix + k.name };
   });
 }
@@ -39,6 +40,12 @@ const only = (graph: Graph) => {
   return ks[0];
 };
 const source = (k: Kernel, lang: Language) => renderKernel(k, lang).source;
+/** The one kernel of a graph, with its reductions lowered a workgroup per row. */
+const cooperativeOnly = (graph: Graph, workgroupSize: number) => {
+  const ks = gpuKernels(graph, "", { workgroupSize, reductions: "cooperative" });
+  expect(ks).toHaveLength(1);
+  return ks[0];
+};
 
 const SILU = siluGraph();
 const MEAN_SQUARE = meanSquareGraph();
@@ -84,6 +91,98 @@ describe("the WGSL language table", () => {
             acc = (acc + v);
           }
           out[i0] = (acc / 8.0);
+        }
+      }"
+    `);
+  });
+
+  it("prints a row reduction a workgroup per row, the workgroup one subgroup: one subgroupAdd, no barrier", () => {
+    expect(source(cooperativeOnly(MEAN_SQUARE, WGSL_WORKGROUP_SIZE), wgslLanguageFor({ f16: false, combine: { oneSubgroup: 8 } }))).toMatchInlineSnapshot(`
+      "enable subgroups;
+      @group(0) @binding(0) var<storage, read_write> out: array<f32>;
+      @group(0) @binding(1) var<storage, read> in0: array<f32>;
+      struct Dims { dim0: i32 }
+      @group(0) @binding(2) var<uniform> dims: Dims;
+      @compute @workgroup_size(8)
+      fn k0_fused(@builtin(global_invocation_id) invocation: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>, @builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>) {
+        let dim0 = dims.dim0;
+        for (var i0: i32 = i32(group.x); i0 < dim0; i0 += i32(workgroups.x)) {
+          var acc: f32 = 0.0;
+          for (var r1: i32 = i32(local.x); r1 < 8i; r1 += 8i) {
+            let v0: f32 = in0[((i0 * 8i) + r1)];
+            let v: f32 = (v0 * v0);
+            acc = (acc + v);
+          }
+          let total: f32 = subgroupAdd((acc));
+          for (var once2: i32 = i32(local.x); once2 < 1i; once2 += 8i) {
+            out[i0] = (total / 8.0);
+          }
+        }
+      }"
+    `);
+  });
+
+  it("prints a row reduction a workgroup per row: subgroup sums, then one slot per subgroup in workgroup memory", () => {
+    expect(source(cooperativeOnly(MEAN_SQUARE, WGSL_WORKGROUP_SIZE), wgslLanguageFor({ f16: false, combine: "subgroups" }))).toMatchInlineSnapshot(`
+      "enable subgroups;
+      @group(0) @binding(0) var<storage, read_write> out: array<f32>;
+      @group(0) @binding(1) var<storage, read> in0: array<f32>;
+      struct Dims { dim0: i32 }
+      @group(0) @binding(2) var<uniform> dims: Dims;
+      var<workgroup> total_slots: array<f32, 64>;
+      @compute @workgroup_size(64)
+      fn k0_fused(@builtin(global_invocation_id) invocation: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>, @builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>, @builtin(subgroup_invocation_id) subgroupLane: u32, @builtin(subgroup_size) subgroupSize: u32) {
+        let dim0 = dims.dim0;
+        for (var i0: i32 = i32(group.x); i0 < dim0; i0 += i32(workgroups.x)) {
+          var acc: f32 = 0.0;
+          for (var r1: i32 = i32(local.x); r1 < 8i; r1 += 64i) {
+            let v0: f32 = in0[((i0 * 8i) + r1)];
+            let v: f32 = (v0 * v0);
+            acc = (acc + v);
+          }
+          let total_own: f32 = acc;
+          total_slots[local.x] = select(0.0, subgroupAdd(total_own), subgroupElect());
+          workgroupBarrier();
+          var total_part: f32 = 0.0;
+          for (var slot = subgroupLane; slot < 64u; slot += subgroupSize) { let other = total_slots[slot]; total_part = (total_part + other); }
+          let total: f32 = subgroupAdd(total_part);
+          workgroupBarrier();
+          for (var once2: i32 = i32(local.x); once2 < 1i; once2 += 64i) {
+            out[i0] = (total / 8.0);
+          }
+        }
+      }"
+    `);
+  });
+
+  it("prints a row reduction a workgroup per row without subgroups: a tree in workgroup memory", () => {
+    expect(source(cooperativeOnly(MEAN_SQUARE, WGSL_WORKGROUP_SIZE), wgslLanguage)).toMatchInlineSnapshot(`
+      "@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+      @group(0) @binding(1) var<storage, read> in0: array<f32>;
+      struct Dims { dim0: i32 }
+      @group(0) @binding(2) var<uniform> dims: Dims;
+      var<workgroup> total_slots: array<f32, 64>;
+      @compute @workgroup_size(64)
+      fn k0_fused(@builtin(global_invocation_id) invocation: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>, @builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>) {
+        let dim0 = dims.dim0;
+        for (var i0: i32 = i32(group.x); i0 < dim0; i0 += i32(workgroups.x)) {
+          var acc: f32 = 0.0;
+          for (var r1: i32 = i32(local.x); r1 < 8i; r1 += 64i) {
+            let v0: f32 = in0[((i0 * 8i) + r1)];
+            let v: f32 = (v0 * v0);
+            acc = (acc + v);
+          }
+          total_slots[local.x] = acc;
+          workgroupBarrier();
+          for (var half = 32u; half > 0u; half >>= 1u) {
+            if (local.x < half) { let mine = total_slots[local.x]; let other = total_slots[local.x + half]; total_slots[local.x] = (mine + other); }
+            workgroupBarrier();
+          }
+          let total: f32 = total_slots[0];
+          workgroupBarrier();
+          for (var once2: i32 = i32(local.x); once2 < 1i; once2 += 64i) {
+            out[i0] = (total / 8.0);
+          }
         }
       }"
     `);
@@ -195,6 +294,33 @@ describe("the CUDA language table", () => {
     `);
   });
 
+  it("prints a row reduction a block per row: warp shuffles, then one slot per warp in shared memory", () => {
+    expect(source(cooperativeOnly(MEAN_SQUARE, CUDA_BLOCK), cudaLanguage)).toMatchInlineSnapshot(`
+      "extern "C" __global__ void k0_fused(float* out, const float* in0, int dim0) {
+        for (int i0 = (int)blockIdx.x; i0 < dim0; i0 += (int)gridDim.x) {
+          double acc = 0.0;
+          for (int r1 = (int)threadIdx.x; r1 < 8; r1 += (int)blockDim.x) {
+            const float v0 = in0[((i0 * 8) + r1)];
+            const float v = ((float)(v0 * v0));
+            acc = (acc + ((double)v));
+          }
+          __shared__ double total_slots[8];
+          double total_own = acc;
+          for (int lanes = 16; lanes > 0; lanes >>= 1) total_own = (total_own + __shfl_xor_sync(0xffffffffu, total_own, lanes));
+          if (threadIdx.x % 32 == 0) total_slots[threadIdx.x / 32] = total_own;
+          __syncthreads();
+          double total_part = 0.0;
+          for (int slot = 0; slot < 8; slot++) total_part = (total_part + total_slots[slot]);
+          const double total = total_part;
+          __syncthreads();
+          for (int once2 = (int)threadIdx.x; once2 < 1; once2 += (int)blockDim.x) {
+            out[i0] = ((float)(total / 8.0));
+          }
+        }
+      }"
+    `);
+  });
+
   it("prints the f16Bits helper as a __device__ function", () => {
     expect(renderHelpers(["f16Bits"], cudaLanguage).join("\n\n")).toMatchInlineSnapshot(`
       "__device__ static unsigned int f16Bits(double x) {
@@ -283,10 +409,12 @@ const DTYPES = `graph g [N] {
   output "s" = %11
 }`;
 
-/** Every kernel family, unfused and fused, as one CUDA source with distinct kernel names. */
+/** Every kernel family, unfused and fused, as one CUDA source with distinct kernel names; the reductions also a block per row. */
 function cudaSource(): string {
   const graphs = [FAMILIES, DTYPES].map((t) => parseGraph(t)).flatMap((g) => [g, fuseElementwise(decompose(g))]);
-  const rendered = graphs.flatMap((g, i) => gpuKernels(g, `g${i}_`)).map((k) => renderKernel(k, cudaLanguage));
+  const cooperation: Cooperation = { workgroupSize: CUDA_BLOCK, reductions: "cooperative" };
+  const kernels = graphs.flatMap((g, i) => [...gpuKernels(g, `g${i}_`), ...gpuKernels(g, `c${i}_`, cooperation).filter((k) => k.workgroupSize)]);
+  const rendered = kernels.map((k) => renderKernel(k, cudaLanguage));
   const helpers = new Set(rendered.flatMap((r) => [...r.helpers]));
   return [CUDA_PRELUDE, ...renderHelpers(helpers, cudaLanguage), ...rendered.map((r) => r.source)].join("\n\n");
 }
@@ -324,7 +452,7 @@ describe("the language tables on every kernel family", () => {
   it("WGSL keeps the IR's NaN rule for max, packs 8- and 16-bit stores atomically and records errors first-writer-wins", () => {
     const ks = [FAMILIES, DTYPES].flatMap((t) => gpuKernels(parseGraph(t))).map((k) => source(k, wgslLanguage));
     const all = ks.join("\n");
-    expect(all).toContain("select(max(v0, v1), v0 + v1, v0 != v0 || v1 != v1)");
+    expect(all).toContain("select(max(v0, v1), v0 + v1, ((bitcast<u32>(v0) & 0x7fffffffu) > 0x7f800000u) || ((bitcast<u32>(v1) & 0x7fffffffu) > 0x7f800000u))");
     expect(all).toContain("var<storage, read_write> out: array<atomic<u32>>");
     expect(all).toMatch(/atomicAnd\(&out\[u32\(i0\) \/ 4u\], ~\(0xffu << packed_shift\)\)/);
     expect(all).toContain("atomicCompareExchangeWeak(&errors[0], 0i, 1i)");

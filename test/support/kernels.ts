@@ -8,6 +8,22 @@ import type { Graph } from "../../compiler/ir/graph.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
 import { fuseElementwise } from "../../compiler/passes/fuse-elementwise.ts";
 
+/**
+ * Four streaming attention kernels over dims N (queries) and K (keys): diff and standard,
+ * causal and not, GQA (kv groups: 1 for a and b, 2 for c and d), the norm epilogue, key blocks
+ * of 5, 7 and 64, so that at N > 16 query tiles repeat and keys span several blocks.
+ */
+export const STREAMING_ATTENTION = `model M { dim N, K
+  input q: f32[N, 16]
+  input k: f32[K, 8]
+  input v: f32[K, 8]
+  input lam: f32[N, 2]
+  input w: f32[8]
+  output a = flash_diffattn(q, k, v, lam, heads = 2, kv_heads = 1, causal = true)
+  output b = flash_diffattn(q, k, v, 0.4, w, heads = 2, kv_heads = 1, pairing = "halves", block = 7)
+  output c = flash_attention(q, k, v, heads = 4, kv_heads = 2, causal = true, block = 5)
+  output d = flash_attention(q, k, v, heads = 4, kv_heads = 2, block = 64) }`;
+
 /** y = silu(x * w), w broadcast along the rows: one fused elementwise kernel. */
 export const siluGraph = (): Graph =>
   fuseElementwise(

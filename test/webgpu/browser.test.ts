@@ -1,6 +1,7 @@
 // WebGPU in headless Chromium (Debian's `chromium`, driven by playwright-core): a page served from
 // 127.0.0.1 (about:blank has no navigator.gpu) runs a tiny compute shader and hands back the result.
-// On machines without a GPU, Chromium's WebGPU runs on its own SwiftShader.
+// On machines without a GPU, Chromium's WebGPU runs on its own SwiftShader. The same page runs a
+// JS artifact with Web Worker threads (the page is cross-origin isolated).
 import { SMOKE_N, SMOKE_SHADER, smokeExpected } from "../support/webgpu.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -8,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import type { Browser } from "playwright-core";
 import { afterAll, describe, expect, it } from "vitest";
 import { compileWgsl } from "../../backends/wgsl/index.ts";
+import { compileJs } from "../../backends/js/index.ts";
 import { runPipeline } from "../../compiler/passes/pipeline.ts";
 import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
 import { parseQuantFlag } from "../../compiler/passes/quantize-attention.ts";
@@ -104,7 +106,8 @@ function start(): Promise<{ url: string; launchMs: number }> {
     const t0 = performance.now();
     server = createServer((req, res) => {
       const file = ROUTES.get(req.url ?? "/") ?? { type: "text/html; charset=utf-8", body: PAGE };
-      res.writeHead(200, { "content-type": file.type, "cache-control": "no-store" });
+      // Cross-origin isolated, so that pages have SharedArrayBuffer (a JS artifact's threads).
+      res.writeHead(200, { "content-type": file.type, "cache-control": "no-store", "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" });
       res.end(file.body);
     });
     await new Promise<void>((resolve, reject) => {
@@ -180,6 +183,39 @@ describe.skipIf(missing !== undefined && !onCi)("WebGPU in headless Chromium", (
     const expected = evaluate(graph, inputs, weights, { dims }).get("y")!;
     expect(result.shape).toEqual(expected.shape);
     // f32 end to end on the GPU against float64 rounded once: the WGSL target's model tolerance.
+    let scale = 0;
+    for (const v of expected.data) scale = Math.max(scale, Math.abs(v));
+    result.y.forEach((v, i) => expect(Math.abs(v - expected.data[i]), `y[${i}]`).toBeLessThanOrEqual(1e-4 * scale));
+  });
+});
+
+describe.skipIf(missing !== undefined && !onCi)("a JS artifact in headless Chromium", () => {
+  it("splits its attention kernels over Web Workers, the one-thread result bit for bit", { timeout: 60_000 }, async () => {
+    if (missing) return skipOrFail(missing);
+    const { url } = await start();
+    const graph = runPipeline(compileSource(readFileSync(new URL("../../examples/diff_attention.dt", import.meta.url), "utf8"), { set: new Map([["D", 64], ["H", 2]]) }, "diff_attention.dt"), DEFAULT_PIPELINE, { log: () => {} });
+    const artifact = compileJs(graph);
+    expect(artifact.manifest.kernels.some((k) => k.split)).toBe(true);
+    const weights = initWeights(graph, 4);
+    const dims = new Map([["N", 40]]);
+    const x = randomInputs(graph, dims, 4).get("x")!;
+    ROUTES.set("/js/model.js", { type: "text/javascript", body: String(artifact.files.get("model.js")) });
+    ROUTES.set("/js/weights.safetensors", { type: "application/octet-stream", body: serializeSafetensors(weights) });
+    const page = await browser!.newPage();
+    await page.goto(url);
+    const result = (await page.evaluate(`(async () => {
+      const model = await import("/js/model.js");
+      const bytes = await (await fetch("/js/weights.safetensors")).arrayBuffer();
+      const input = { x: { data: Float32Array.from(${JSON.stringify(Array.from(x.data))}), shape: ${JSON.stringify(x.shape)} } };
+      const one = await model.load(bytes, { threads: 1 });
+      const two = await model.load(bytes, { threads: 2 });
+      const a = (await one.run(input)).y, b = (await two.run(input)).y;
+      return { isolated: crossOriginIsolated, threads: two.threads, same: a.length === b.length && a.every((v, i) => Object.is(v, b[i])), y: Array.from(b) };
+    })()`)) as { isolated: boolean; threads: number; same: boolean; y: number[] };
+    expect(result.isolated).toBe(true);
+    expect(result.threads).toBe(2);
+    expect(result.same).toBe(true);
+    const expected = evaluate(graph, new Map([["x", x]]), weights, { dims }).get("y")!;
     let scale = 0;
     for (const v of expected.data) scale = Math.max(scale, Math.abs(v));
     result.y.forEach((v, i) => expect(Math.abs(v - expected.data[i]), `y[${i}]`).toBeLessThanOrEqual(1e-4 * scale));

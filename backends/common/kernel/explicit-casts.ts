@@ -152,6 +152,9 @@ function stmts(list: readonly Stmt[], outer: ReadonlyMap<string, ScalarType>): S
       case "shared":
         types.set(s.name, s.type);
         return s;
+      case "combine":
+        types.set(s.name, s.type);
+        return { ...s, value: to(s.type, expr(s.value)) };
       default:
         return s;
     }

@@ -5,7 +5,7 @@
 // of the tensor, and kernel.grid is the one size the runtime launches.
 import { bin, call, type ScalarExpr } from "../../../compiler/ir/scalar.ts";
 import { covers, type Monomial, monomialOf } from "../../../common/size.ts";
-import { times } from "../layout.ts";
+import { scale, times } from "../layout.ts";
 import { dimParam, I, int, type Kernel, product, type Stmt } from "./ir.ts";
 
 type Loop = Extract<Stmt, { kind: "loop" }>;
@@ -36,7 +36,7 @@ const movable = (s: Stmt): boolean =>
 
 function declared(list: readonly Stmt[], into = new Set<string>()): Set<string> {
   for (const s of list) {
-    if (s.kind === "let" || s.kind === "shared") into.add(s.name);
+    if (s.kind === "let" || s.kind === "shared" || s.kind === "combine") into.add(s.name);
     if (s.kind === "loop") into.add(s.index);
     if (s.kind === "loop" || s.kind === "while") declared(s.body, into);
     if (s.kind === "if") declared([...s.then, ...s.else], into);
@@ -124,22 +124,33 @@ export function flattenGrid(kernel: Kernel): Kernel {
   });
   const grid = sizes.find((m) => sizes.every((other) => covers(m, other)));
   if (!grid) throw new Error(`flattenGrid: no grid nest of ${kernel.name} covers the others, so no one launch size fits them all`);
-  return { ...kernel, body, grid: [grid] };
+  // A cooperative kernel launches a workgroup per grid iteration.
+  return { ...kernel, body, grid: [kernel.workgroupSize ? scale(grid, kernel.workgroupSize) : grid] };
 }
 
 /**
- * Throws unless every grid loop of the kernel is at its top level and no loop is a workgroup
- * loop: what a language that maps grid loops onto threads can print (run flattenGrid first).
+ * Throws unless every grid loop of the kernel is at its top level, and its workgroup loops and
+ * combines are where a cooperative kernel may have them (directly in the grid loop's body; a
+ * workgroup loop holds no barrier, combine or other workgroup loop): what a language that maps
+ * grid loops onto threads, or onto workgroups, can print (run flattenGrid first).
  */
 export function assertFlatGrid(kernel: Kernel, language: string): void {
-  const visit = (list: readonly Stmt[], top: boolean) => {
+  const cooperative = kernel.workgroupSize !== undefined;
+  /** depth: 0 at the top, 1 in the grid loop's body, 2 below; inWorkgroup: inside a workgroup loop. */
+  const visit = (list: readonly Stmt[], depth: number, inWorkgroup: boolean) => {
     for (const s of list) {
-      if (s.kind === "loop" && s.scope === "workgroup") throw new Error(`${language}: workgroup loops need the workgroup-per-grid-iteration mapping, which no lowering makes yet (${kernel.name})`);
-      if (s.kind === "loop" && s.scope === "grid" && !top) throw new Error(`${language}: ${kernel.name} has a nested grid loop (${s.index}); run flattenGrid first`);
-      if (s.kind === "loop" || s.kind === "while") visit(s.body, false);
-      if (s.kind === "if") visit([...s.then, ...s.else], false);
+      if (s.kind === "loop" && s.scope === "workgroup") {
+        if (!cooperative) throw new Error(`${language}: ${kernel.name} has a workgroup loop (${s.index}) but is not a cooperative kernel (no workgroupSize)`);
+        if (depth !== 1) throw new Error(`${language}: ${kernel.name}'s workgroup loop ${s.index} is not directly in its grid loop, where every thread of the workgroup reaches it`);
+      }
+      if ((s.kind === "combine" || s.kind === "barrier") && (!cooperative || depth !== 1 || inWorkgroup))
+        throw new Error(`${language}: ${kernel.name} has a ${s.kind} where not every thread of a workgroup reaches it (only directly in a cooperative kernel's grid loop)`);
+      if (s.kind === "loop" && s.scope === "grid" && depth > 0) throw new Error(`${language}: ${kernel.name} has a nested grid loop (${s.index}); run flattenGrid first`);
+      const within = inWorkgroup || (s.kind === "loop" && s.scope === "workgroup");
+      if (s.kind === "loop" || s.kind === "while") visit(s.body, depth + 1, within);
+      if (s.kind === "if") visit([...s.then, ...s.else], depth + 1, within);
     }
   };
-  visit(kernel.body, true);
+  visit(kernel.body, 0, false);
   if (!kernel.body.some(isGrid)) throw new Error(`${language}: ${kernel.name} has no grid loop, so every thread would run it; run flattenGrid first`);
 }

@@ -3,14 +3,20 @@
 // renderer prints it through a language table per backend (tinygrad's uops + CStyleLanguage).
 //
 // Loops carry their scope: `grid` loops are independent iterations a GPU spreads over threads
-// and a CPU runs in order; `workgroup` loops are the threads of one workgroup; `serial` loops
-// run in order inside one thread. Offsets into buffers are scalar expressions of loop indices
+// and a CPU runs in order; `serial` loops run in order inside one thread. In a cooperative
+// kernel (Kernel.workgroupSize set), each grid iteration runs on a whole workgroup instead:
+// every thread of it runs the iteration's statements, its `workgroup` loops spread their
+// iterations over those threads, each thread's locals are its own, and `combine` merges one
+// value per thread into one the whole workgroup sees. Offsets into buffers are scalar expressions of loop indices
 // and dims, in elements of the buffer's dtype.
 import type { DType } from "../../../compiler/ir/types.ts";
 import { bin, lit, ref, type ScalarExpr, type ScalarType } from "../../../compiler/ir/scalar.ts";
 import type { Monomial } from "../../../common/size.ts";
 
 export type LoopScope = "serial" | "grid" | "workgroup";
+
+/** How `combine` merges the threads' values: max and min are NaN when any value is (the IR's rule). */
+export type CombineOp = "sum" | "max" | "min";
 
 export type Stmt =
   | { kind: "let"; name: string; type: ScalarType; value?: ScalarExpr; mutable: boolean }
@@ -25,6 +31,13 @@ export type Stmt =
   | { kind: "barrier" }
   /** An array in workgroup (shared) memory, read and written with load and store by its name. */
   | { kind: "shared"; name: string; type: ScalarType; size: number }
+  /**
+   * Every thread of the workgroup gives `value`; each gets their sum, max or min as the new
+   * local `name` (in an order the language picks). Only in a cooperative kernel, where every
+   * thread of the workgroup reaches it: in its grid loop's body, outside workgroup loops and
+   * conditionals.
+   */
+  | { kind: "combine"; name: string; type: ScalarType; op: CombineOp; value: ScalarExpr }
   /**
    * Records a run-time error instead of throwing (GPU kernels cannot throw): the first error
    * wins; the runtime reads the flag after the launch and raises `message` with the values.
@@ -55,6 +68,12 @@ export interface Kernel {
   /** Launch geometry: the sizes of the outermost grid loops (threads a GPU launches). */
   grid: Monomial[];
   errors: KernelError[];
+  /**
+   * Set in a cooperative kernel: each iteration of its grid loop runs on one workgroup of this
+   * many threads, which share its workgroup loops and combines (see the top of this file).
+   * `grid` still counts threads: the iterations times this size.
+   */
+  workgroupSize?: number;
 }
 
 /** A helper function written once in the kernel IR and rendered per language. */
@@ -143,6 +162,11 @@ export class StmtBuilder {
   }
   if(cond: ScalarExpr, then: () => void, otherwise?: () => void): void {
     this.add({ kind: "if", cond, then: this.block(then), else: otherwise ? this.block(otherwise) : [] });
+  }
+  /** Merges every thread's `value` (see Stmt "combine"); returns a reference to the result. */
+  combine(name: string, type: ScalarType, op: CombineOp, value: ScalarExpr): ScalarExpr {
+    this.add({ kind: "combine", name, type, op, value });
+    return ref(name, type);
   }
   break(): void {
     this.add({ kind: "break" });

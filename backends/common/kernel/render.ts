@@ -4,7 +4,7 @@
 import type { BinaryOp, MathFn, ScalarExpr, ScalarType, UnaryOp } from "../../../compiler/ir/scalar.ts";
 import { typeOf } from "../../../compiler/ir/scalar.ts";
 import type { DType } from "../../../compiler/ir/types.ts";
-import type { HelperFunction, Kernel, LoopScope, Stmt } from "./ir.ts";
+import type { CombineOp, HelperFunction, Kernel, LoopScope, Stmt } from "./ir.ts";
 import { helperFunction } from "./helpers.ts";
 
 /** Records that the code being printed calls a helper function (emitted once per module). */
@@ -32,10 +32,16 @@ export interface Language {
   store(buffer: string, dtype: DType, index: string, value: string, use: UseHelper): string;
   /** A statement declaring a local. */
   declare(name: string, type: ScalarType, mutable: boolean, value: string | undefined): string;
-  /** The header of a loop over [start, end), ending in an opening brace. */
-  loop(index: string, start: string, end: string, step: number, scope: LoopScope): string;
+  /**
+   * The header of a loop over [start, end), ending in an opening brace. `cooperative`: the loop
+   * is in a cooperative kernel (Kernel.workgroupSize), whose grid loop gives each workgroup,
+   * not each thread, its iterations; a language without such kernels may ignore it.
+   */
+  loop(index: string, start: string, end: string, step: number, scope: LoopScope, cooperative: boolean): string;
   shared(name: string, type: ScalarType, size: number): string;
   barrier: string;
+  /** The statements of a `combine` (Stmt): each thread gets the workgroup's merged `value` as local `name`. */
+  combine(name: string, type: ScalarType, op: CombineOp, value: string, use: UseHelper): string[];
   /** Statements that record a kernel error (the first one wins). */
   fail(code: number, values: string[]): string[];
   /** The whole function of a kernel around its rendered body lines. */
@@ -49,7 +55,11 @@ export class Renderer {
   readonly helpers = new Set<string>();
   private readonly shared = new Set<string>();
 
-  constructor(readonly lang: Language) {}
+  /** `cooperative`: printing a cooperative kernel (Kernel.workgroupSize). */
+  constructor(
+    readonly lang: Language,
+    readonly cooperative = false,
+  ) {}
 
   private readonly use: UseHelper = (name) => {
     this.helpers.add(name);
@@ -113,7 +123,7 @@ export class Renderer {
           );
           break;
         case "loop":
-          block(this.lang.loop(s.index, this.expr(s.start), this.expr(s.end), s.step, s.scope), s.body);
+          block(this.lang.loop(s.index, this.expr(s.start), this.expr(s.end), s.step, s.scope, this.cooperative), s.body);
           break;
         case "while":
           block(`while (${this.expr(s.cond)}) {`, s.body);
@@ -138,6 +148,9 @@ export class Renderer {
           this.shared.add(s.name);
           out.push(pad + this.lang.shared(s.name, s.type, s.size));
           break;
+        case "combine":
+          out.push(...this.lang.combine(s.name, s.type, s.op, this.expr(s.value), this.use).map((l) => pad + l));
+          break;
         case "fail":
           out.push(...this.lang.fail(s.code, s.values.map((v) => this.expr(v))).map((l) => pad + l));
           break;
@@ -149,7 +162,7 @@ export class Renderer {
 
 /** One kernel's source and the helpers it calls. */
 export function renderKernel(k: Kernel, lang: Language): { source: string; helpers: Set<string> } {
-  const r = new Renderer(lang);
+  const r = new Renderer(lang, k.workgroupSize !== undefined);
   return { source: lang.kernel(k, r.stmts(k.body)), helpers: r.helpers };
 }
 

@@ -9,6 +9,7 @@ import type { Kernel as PlanKernel, KernelPlan } from "../../../compiler/schedul
 import { explicitCasts } from "../kernel/explicit-casts.ts";
 import { flattenGrid } from "../kernel/flatten-grid.ts";
 import type { Kernel } from "../kernel/ir.ts";
+import type { Cooperation } from "./cooperative.ts";
 import { lowerFused } from "./fused.ts";
 import { lowerConcat, lowerElementwise, lowerGather, lowerIota, lowerNumel, lowerStridedCopy } from "./injective.ts";
 import { KernelBuilder } from "./kernel-builder.ts";
@@ -46,16 +47,19 @@ export function loweredOps(): string[] {
   return allOps().filter((op) => lowers(op.name)).map((op) => op.name);
 }
 
-/** A plan kernel as kernel IR. */
-export function lowerKernel(plan: KernelPlan, kernel: PlanKernel): Kernel {
-  const { k, node, types } = KernelBuilder.forPlan(plan, kernel);
+/** A plan kernel as kernel IR; `cooperation`: a GPU target's offer of cooperative reductions (cooperative.ts). */
+export function lowerKernel(plan: KernelPlan, kernel: PlanKernel, cooperation?: Cooperation): Kernel {
+  const { k, node, types } = KernelBuilder.forPlan(plan, kernel, cooperation);
   const lowering = BY_OP[node.op] ?? BY_PATTERN[getOp(node.op)?.pattern ?? ""];
   if (!lowering || !lowers(node.op)) throw new Error(`no shared lowering for ${node.op}; the target must decompose it or bring a template`);
   lowering(k, node, types);
   return k.finish();
 }
 
-/** A plan kernel as kernel IR for a GPU language: one grid loop that threads share, every conversion explicit. */
-export function lowerGpuKernel(plan: KernelPlan, kernel: PlanKernel): Kernel {
-  return flattenGrid(explicitCasts(lowerKernel(plan, kernel)));
+/**
+ * A plan kernel as kernel IR for a GPU language: one grid loop that threads (or, in a
+ * cooperative kernel, workgroups) share, every conversion explicit.
+ */
+export function lowerGpuKernel(plan: KernelPlan, kernel: PlanKernel, cooperation?: Cooperation): Kernel {
+  return flattenGrid(explicitCasts(lowerKernel(plan, kernel, cooperation)));
 }

@@ -6,7 +6,8 @@ import type { Dim, TensorType } from "../../../compiler/ir/types.ts";
 import type { Kernel as PlanKernel, KernelPlan } from "../../../compiler/schedule/index.ts";
 import { type Monomial, monomialOf } from "../../../common/size.ts";
 import { lit, type ScalarExpr } from "../../../compiler/ir/scalar.ts";
-import { type BufferParam, dimParam, I, int, type Kernel, type KernelError, type LoopScope, product, StmtBuilder, sum } from "../kernel/ir.ts";
+import { type BufferParam, type CombineOp, dimParam, I, int, type Kernel, type KernelError, type LoopScope, product, StmtBuilder, sum } from "../kernel/ir.ts";
+import { type Cooperation, cooperates } from "./cooperative.ts";
 
 /** One tensor walked by a loop nest: where it starts and its stride along each loop. */
 export interface Walk {
@@ -20,18 +21,43 @@ export class KernelBuilder {
   readonly errors: KernelError[] = [];
   /** Launch geometry: the sizes of the outermost grid loops. */
   grid: Monomial[] = [];
+  /** Set once the lowering makes this a cooperative kernel (Kernel.workgroupSize). */
+  private workgroupSize?: number;
 
   constructor(
     readonly name: string,
     readonly buffers: BufferParam[],
+    /** What the target offers for cooperative reductions; none: every reduction is per row. */
+    readonly cooperation?: Cooperation,
   ) {}
 
   /** The builder of a plan kernel: its root node, the operands' types, `out` and `in<i>`. */
-  static forPlan(plan: KernelPlan, kernel: PlanKernel): { k: KernelBuilder; node: Node; types: TensorType[] } {
+  static forPlan(plan: KernelPlan, kernel: PlanKernel, cooperation?: Cooperation): { k: KernelBuilder; node: Node; types: TensorType[] } {
     const node = kernel.nodes[kernel.nodes.length - 1];
     const types = node.operands.map((o) => plan.graph.nodes[o].type);
     const buffers: BufferParam[] = [{ name: "out", dtype: node.type.dtype, access: "write" }, ...types.map((t, i) => ({ name: `in${i}`, dtype: t.dtype, access: "read" as const }))];
-    return { k: new KernelBuilder(kernel.name, buffers), node, types };
+    return { k: new KernelBuilder(kernel.name, buffers, cooperation), node, types };
+  }
+
+  /**
+   * Whether `rows` reductions of `length` elements run cooperatively here (cooperative.ts);
+   * if so the kernel becomes a cooperative one. Returns the loop scope a row's walk takes.
+   */
+  rowScope(rows: Monomial, length: Monomial): "workgroup" | "serial" {
+    if (!cooperates(this.cooperation, rows, length)) return "serial";
+    this.workgroupSize = this.cooperation!.workgroupSize;
+    return "workgroup";
+  }
+
+  /** `value` merged over the workgroup's threads in a cooperative kernel (Stmt "combine"); elsewhere `value`, one thread's own. */
+  combine(name: string, op: CombineOp, value: ScalarExpr): ScalarExpr {
+    return this.workgroupSize ? this.b.combine(name, "f64", op, value) : value;
+  }
+
+  /** Statements one thread runs: in a cooperative kernel, a workgroup loop of one iteration (every thread would store the same value). */
+  once(body: () => void): void {
+    if (this.workgroupSize) this.b.loop(this.b.fresh("once"), int(1), "workgroup", body);
+    else body();
   }
 
   /** A dim as an i32 expression: the kernel parameter that carries it. */
@@ -83,7 +109,7 @@ export class KernelBuilder {
   }
 
   finish(): Kernel {
-    return { name: this.name, buffers: this.buffers, dims: this.dims, body: this.b.statements, grid: this.grid, errors: this.errors };
+    return { name: this.name, buffers: this.buffers, dims: this.dims, body: this.b.statements, grid: this.grid, errors: this.errors, ...(this.workgroupSize ? { workgroupSize: this.workgroupSize } : {}) };
   }
 }
 

@@ -29,7 +29,12 @@ const STEP: Record<string, { init: number; step: (acc: ScalarExpr, v: ScalarExpr
   min: { init: Infinity, step: (acc, v) => select(bin("||", call("isnan", acc), call("isnan", v)), NAN, select(bin("<", v, acc), v, acc)) },
 };
 
-/** `node` reduces a tensor of type `t`: `in0`, or what the prologue computes at each of its elements. */
+/**
+ * `node` reduces a tensor of type `t`: `in0`, or what the prologue computes at each of its
+ * elements. A thread per output row walks the reduced axes in order; where the kernel is
+ * cooperative (cooperative.ts; only when the reduced axes coalesce into one), a workgroup per
+ * row, each thread adding every workgroup-size-th element, then the threads' results combined.
+ */
 export function lowerReduction(k: KernelBuilder, node: Node, t: TensorType, prologue?: Prologue): void {
   const axes = reducedAxes(node.op, t, node.attrs.axes as number[]);
   const reads = prologue ? prologue.reads : [{ buffer: "in0", type: t }];
@@ -38,21 +43,29 @@ export function lowerReduction(k: KernelBuilder, node: Node, t: TensorType, prol
   const keptSizes = keptAxes.map((i) => monomialOf([t.shape[i]]));
   const kept = coalesce(keptSizes, [{ strides: strides(keptAxes.map((i) => t.shape[i])) }, ...readStrides.map((own) => ({ strides: keptAxes.map((i) => own[i]) }))]);
   const reduced = coalesce(axes.map((i) => monomialOf([t.shape[i]])), readStrides.map((own) => ({ strides: axes.map((i) => own[i]) })));
+  const scope = reduced.sizes.length === 1 ? k.rowScope(kept.sizes.reduce(times, monomialOf([])), reduced.sizes[0]) : "serial";
   const { init, step } = STEP[node.op];
   k.grid = kept.sizes;
   k.nest(kept.sizes, kept.strides.map((s) => ({ base: int(0), strides: s })), "grid", ([o, ...bases]) => {
     const acc = k.b.var("acc", "f64", f64(init));
-    k.nest(reduced.sizes, reduced.strides.map((s, i) => ({ base: bases[i], strides: s })), "serial", (at) => {
+    const add = (at: ScalarExpr[]) => {
       const loaded = reads.map((r, i) => k.b.let(`v${i}`, r.type.dtype, { kind: "load", buffer: r.buffer, dtype: r.type.dtype, index: at[i] }));
       const v = prologue ? k.b.let("v", t.dtype, prologue.value(k.b, loaded)) : loaded[0];
       k.b.assign("acc", step(acc, v));
-    }, "r");
+    };
+    if (scope === "workgroup") k.b.loop(k.b.fresh("r"), k.size(reduced.sizes[0]), scope, (r) => add(reduced.strides.map((s, i) => sum([bases[i], product(r, k.size(s[0]))]))));
+    else k.nest(reduced.sizes, reduced.strides.map((s, i) => ({ base: bases[i], strides: s })), "serial", add, "r");
+    const total = k.combine("total", node.op === "max" || node.op === "min" ? node.op : "sum", acc);
     const count = k.size(monomialOf(axes.map((i) => t.shape[i])));
-    k.b.store("out", node.type.dtype, o, node.op === "mean" ? bin("/", acc, { kind: "cast", to: "f64", a: count }) : acc);
+    k.once(() => k.b.store("out", node.type.dtype, o, node.op === "mean" ? bin("/", total, { kind: "cast", to: "f64", a: count }) : total));
   });
 }
 
-/** Softmax along one axis, as the interpreter's softmaxRow computes it: max, sum of exp, then exp * (1 / sum); an all -inf row gives 0. */
+/**
+ * Softmax along one axis, as the interpreter's softmaxRow computes it: max, sum of exp, then
+ * exp * (1 / sum); an all -inf row gives 0. Each of the three walks over a row is a thread's
+ * serial loop, or, in a cooperative kernel, a workgroup loop whose max and sum are combined.
+ */
 export function lowerSoftmax(k: KernelBuilder, node: Node): void {
   const shape = node.type.shape;
   const dtype = node.type.dtype;
@@ -60,6 +73,7 @@ export function lowerSoftmax(k: KernelBuilder, node: Node): void {
   const len = k.size(monomialOf([shape[axis]]));
   const inner = k.size(monomialOf(shape.slice(axis + 1)));
   const outer = monomialOf(shape.slice(0, axis));
+  const scope = k.rowScope(times(outer, monomialOf(shape.slice(axis + 1))), monomialOf([shape[axis]]));
   k.grid = [outer, monomialOf(shape.slice(axis + 1))];
   const b = k.b;
   b.loop("o", k.size(outer), "grid", (o) =>
@@ -67,21 +81,17 @@ export function lowerSoftmax(k: KernelBuilder, node: Node): void {
       const base = b.let("base", "i32", sum([product(product(o, len), inner), r]));
       const at = (i: ScalarExpr) => sum([base, product(i, inner)]);
       const x = (i: ScalarExpr): ScalarExpr => ({ kind: "load", buffer: "in0", dtype, index: at(i) });
-      const max = b.var("max", "f64", f64(-Infinity));
-      b.loop("i", len, "serial", (i) => {
+      const partMax = b.var("partMax", "f64", f64(-Infinity));
+      b.loop("i", len, scope, (i) => {
         const v = b.let("v", dtype, x(i));
-        b.if(bin("||", bin(">", v, max), call("isnan", v)), () => b.assign("max", v));
+        b.if(bin("||", bin(">", v, partMax), call("isnan", v)), () => b.assign("partMax", v));
       });
-      b.if(
-        bin("==", max, f64(-Infinity)),
-        () => b.loop("i", len, "serial", (i) => b.store("out", dtype, at(i), lit(0, dtype))),
-        () => {
-          const total = b.var("total", "f64", f64(0));
-          b.loop("i", len, "serial", (i) => b.assign("total", bin("+", total, call("exp", bin("-", x(i), max)))));
-          const inv = b.let("inv", "f64", bin("/", f64(1), total));
-          b.loop("i", len, "serial", (i) => b.store("out", dtype, at(i), bin("*", call("exp", bin("-", x(i), max)), inv)));
-        },
-      );
+      const max = k.combine("rowMax", "max", partMax);
+      const partSum = b.var("partSum", "f64", f64(0));
+      b.loop("i", len, scope, (i) => b.assign("partSum", bin("+", partSum, call("exp", bin("-", x(i), max)))));
+      const inv = b.let("inv", "f64", bin("/", f64(1), k.combine("rowSum", "sum", partSum)));
+      // A select, not a branch around the walks: every thread of a cooperative kernel must reach its combines.
+      b.loop("i", len, scope, (i) => b.store("out", dtype, at(i), select(bin("==", max, f64(-Infinity)), lit(0, dtype), bin("*", call("exp", bin("-", x(i), max)), inv))));
     }),
   );
 }

@@ -17,9 +17,150 @@ function nextTask() {
   });
 }
 
+/** Whether `array` lives in shared memory that worker threads see. */
+const isShared = (array) => typeof SharedArrayBuffer === "function" && array.buffer instanceof SharedArrayBuffer;
+
+/** `array`'s values in shared memory (a copy unless it is there already). */
+function shared(array) {
+  if (isShared(array)) return array;
+  const copy = new array.constructor(new SharedArrayBuffer(array.byteLength));
+  copy.set(array);
+  return copy;
+}
+
+/**
+ * What a worker thread runs: its own copy of the kernels, and a loop that runs the share of a
+ * kernel it is sent on the session's shared buffers, then answers.
+ */
+function workerSource() {
+  return `"use strict";
+const KERNELS = (${kernelProgram.toString()})();
+// Each session's params, sent once: a kernel gets the same param arrays in every call, as on
+// the main thread, so what it keeps per param (a matmul's packed weights) is made once.
+const SESSIONS = new Map();
+function listen(port) {
+  const receive = (m) => {
+    if (m.params) return void SESSIONS.set(m.session, m.params);
+    if (m.drop !== undefined) return void SESSIONS.delete(m.drop);
+    try {
+      const params = SESSIONS.get(m.session);
+      const args = m.args.map((a) => (a !== null && typeof a === "object" && "param" in a ? params.get(a.param) : a));
+      KERNELS[m.kernel](...args, m.part, m.parts);
+      port.postMessage({ done: true });
+    } catch (e) {
+      port.postMessage({ error: e instanceof Error ? e.message : String(e) });
+    }
+  };
+  if (port.on) port.on("message", receive);
+  else port.onmessage = (event) => receive(event.data);
+}
+// A Web Worker; a Node worker evaluated as CommonJS; one evaluated as a module (the main
+// script's --input-type=module carries over), which has no require.
+if (typeof self === "object") listen(self);
+else if (typeof require === "function") listen(require("node:worker_threads").parentPort);
+else import("node:worker_threads").then((threads) => listen(threads.parentPort));
+`;
+}
+
+/** The cores available: Node's count, a browser's navigator.hardwareConcurrency, else 1. */
+async function availableCores() {
+  if (typeof process === "object" && process.versions && process.versions.node) return (await import(/* webpackIgnore: true */ /* @vite-ignore */ "node:os")).availableParallelism();
+  return (typeof navigator === "object" && navigator.hardwareConcurrency) || 1;
+}
+
+/**
+ * `count` worker threads, each as { run(message): Promise, terminate() }: worker_threads in Node,
+ * Web Workers in a browser with cross-origin isolation (SharedArrayBuffer), none elsewhere.
+ */
+async function startWorkers(count) {
+  if (count < 1 || typeof SharedArrayBuffer !== "function") return [];
+  const source = workerSource();
+  let spawn;
+  if (typeof process === "object" && process.versions && process.versions.node) {
+    const { Worker } = await import(/* webpackIgnore: true */ /* @vite-ignore */ "node:worker_threads");
+    spawn = () => {
+      const worker = new Worker(source, { eval: true });
+      // An idle worker keeps no process alive; one that computes a share does.
+      worker.unref();
+      return { worker, listen: (f) => worker.on("message", f), onError: (f) => worker.on("error", f), busy: (on) => (on ? worker.ref() : worker.unref()) };
+    };
+  } else if (typeof Worker === "function" && globalThis.crossOriginIsolated) {
+    const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+    spawn = () => {
+      const worker = new Worker(url);
+      return { worker, listen: (f) => (worker.onmessage = (e) => f(e.data)), onError: (f) => (worker.onerror = (e) => f(new Error(e.message))), busy: () => {} };
+    };
+  } else return [];
+  return Array.from({ length: count }, () => {
+    const w = spawn();
+    let pending = null;
+    const settle = (error) => {
+      const p = pending;
+      pending = null;
+      w.busy(false);
+      if (p) error ? p.reject(error) : p.resolve();
+    };
+    w.listen((m) => settle(m.error === undefined ? undefined : new Error(m.error)));
+    w.onError((e) => settle(e));
+    // Shares sent by sessions that run at once take turns.
+    let turn = Promise.resolve();
+    const send = (message) =>
+      new Promise((resolve, reject) => {
+        w.busy(true);
+        pending = { resolve, reject };
+        w.worker.postMessage(message);
+      });
+    return {
+      run(message) {
+        const done = turn.then(() => send(message));
+        turn = done.catch(() => {});
+        return done;
+      },
+      /** A message that gets no answer (a session's params, or their release): it arrives before any later run. */
+      post: (message) => w.worker.postMessage(message),
+      terminate: () => w.worker.terminate(),
+    };
+  });
+}
+
+/**
+ * The worker threads that every session of this module shares, started as sessions first ask
+ * for them and ended when no session uses them any more (closed, or garbage-collected).
+ */
+const WORKERS = [];
+let workerUsers = 0;
+const unusedSessions = typeof FinalizationRegistry === "function" ? new FinalizationRegistry(releaseWorkers) : null;
+
+let sessionCount = 0;
+
+/**
+ * `count` of the shared workers (fewer where none can start), starting those missing, for a
+ * session that holds them until releaseWorkers(session).
+ */
+async function sharedWorkers(count) {
+  if (WORKERS.length < count) WORKERS.push(...(await startWorkers(count - WORKERS.length)));
+  const workers = WORKERS.slice(0, count);
+  if (workers.length) workerUsers++;
+  return workers;
+}
+
+/** A session no longer uses the workers: they forget its params, and end with the last session. */
+function releaseWorkers(session) {
+  for (const w of WORKERS) w.post({ drop: session });
+  if (--workerUsers > 0) return;
+  for (const w of WORKERS.splice(0)) w.terminate();
+}
+
 class Session {
-  constructor(params) {
-    this.params = params;
+  /** `workers` run shares of the kernels that split (none: every kernel runs whole here). */
+  constructor(params, workers) {
+    this.workers = workers;
+    this.id = sessionCount++;
+    // The token unregisters the session from the finalizer when close() releases the workers first.
+    if (workers.length && unusedSessions) unusedSessions.register(this, this.id, this);
+    // Worker threads see only shared memory: the params are copied there once, and sent once.
+    this.params = workers.length ? new Map([...params].map(([id, p]) => [id, shared(p)])) : params;
+    for (const w of workers) w.post({ session: this.id, params: this.params });
     this.storage = null;
     /** The dims bound by the last run. */
     this.dims = Object.create(null);
@@ -33,10 +174,12 @@ class Session {
    */
   run(inputs) {
     const result = this.queue.then(async () => {
-      const steps = this.steps(inputs);
+      const steps = this.steps(inputs, undefined, this.workers);
       let last = performance.now();
       for (let step = steps.next(); ; step = steps.next()) {
         if (step.done) return step.value;
+        // The workers' shares of a split kernel.
+        if (step.value) await step.value;
         if (performance.now() - last > YIELD_MS) {
           await nextTask();
           last = performance.now();
@@ -58,27 +201,39 @@ class Session {
     return MANIFEST.kernels.map((k, i) => ({ kernel: k.name, op: k.op, ms: times[i] / runs }));
   }
 
-  /** Runs the model to the end before returning: the caller's event loop waits. With `times`, each kernel's milliseconds are added to its entry. */
+  /**
+   * Runs the model to the end before returning, on this thread alone: the caller's event loop
+   * waits. With `times`, each kernel's milliseconds are added to its entry.
+   */
   runSync(inputs, times) {
     const steps = this.steps(inputs, times);
     for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value;
   }
 
-  /** The run, one kernel per step; returns the outputs. */
-  *steps(inputs, times) {
+  /**
+   * The run, one kernel per step; returns the outputs. With `workers`, a kernel that splits
+   * runs its first share here and the others on them: the step yields their completion.
+   */
+  *steps(inputs, times, workers = []) {
     const dims = Object.create(null);
     const views = new Array(MANIFEST.buffers.length);
     bindInputs(inputs, views, dims);
     // Temporaries live in slots shared by liveness; keep them while the sizes do not change.
     const key = MANIFEST.dims.map((d) => dims[d]).join(",");
-    if (!this.storage || this.storage.key !== key) this.storage = { key, slots: MANIFEST.slots.map((s) => new ArrayBuffer(evalSize(s.bytes, dims))) };
+    const Buffer_ = this.workers.length ? SharedArrayBuffer : ArrayBuffer;
+    // `folded`: the results computed from params alone are in their slots (computed once, by
+    // the first run with these sizes: constant folding over params).
+    if (!this.storage || this.storage.key !== key) this.storage = { key, slots: MANIFEST.slots.map((s) => new Buffer_(evalSize(s.bytes, dims))), folded: false };
+    if (workers.length) for (const input of MANIFEST.inputs) views[input.buffer] = shared(views[input.buffer]);
     for (const b of MANIFEST.buffers) {
       if (b.kind === "temp") views[b.id] = new ARRAYS[b.dtype](this.storage.slots[b.slot], 0, evalSize(b.size, dims));
       else if (b.kind === "const") views[b.id] = ARRAYS[b.dtype].of(Number(b.encoded));
       else if (b.kind === "param") views[b.id] = this.params.get(b.id);
     }
+    const folded = this.storage.folded;
     for (let i = 0; i < KERNELS.length; i++) {
       const spec = MANIFEST.kernels[i];
+      if (folded && MANIFEST.buffers[spec.output].fromParams) continue;
       const args = spec.buffers.map((b) => views[b]);
       for (const d of spec.dims) args.push(dims[d]);
       if (spec.errors.length > 0) {
@@ -86,11 +241,23 @@ class Session {
         args.push(ERRORS);
       }
       const start = times ? performance.now() : 0;
+      if (spec.split && workers.length) {
+        const parts = workers.length + 1;
+        // Params by reference to what the workers hold for this session.
+        const sent = args.map((a, k) => (k < spec.buffers.length && MANIFEST.buffers[spec.buffers[k]].kind === "param" ? { param: spec.buffers[k] } : a));
+        const shares = Promise.all(workers.map((w, p) => w.run({ kernel: i, session: this.id, args: sent, part: p + 1, parts })));
+        // Awaited below, unless this thread's share throws first: then its error is the run's.
+        shares.catch(() => {});
+        KERNELS[i](...args, 0, parts);
+        yield shares;
+        continue;
+      }
       KERNELS[i](...args);
       if (times) times[i] += performance.now() - start;
       if (spec.errors.length > 0 && ERRORS[0] !== 0) throw kernelError(spec, ERRORS);
       yield;
     }
+    this.storage.folded = true;
     this.dims = dims;
     const outputs = {};
     // Copies: the slots are reused by the next run.
@@ -104,9 +271,33 @@ class Session {
     if (!o) throw new RangeError("no output " + JSON.stringify(name));
     return o.shape.map((d) => (typeof d === "number" ? d : this.dims[d]));
   }
+
+  /** The threads that run() computes on: this one and its workers. */
+  get threads() {
+    return this.workers.length + 1;
+  }
+
+  /**
+   * Stops using worker threads: run() and runSync() go on, on this thread alone. (The workers
+   * are shared by the module's sessions and end with the last one; idle, they keep no Node
+   * process alive.)
+   */
+  close() {
+    if (!this.workers.length) return;
+    this.workers = [];
+    if (unusedSessions) unusedSessions.unregister(this);
+    releaseWorkers(this.id);
+  }
 }
 
-/** Loads the weights (a safetensors file's bytes; options: prefix, rename, allowUnused) and returns a session that runs the model. */
-export async function load(weights, options) {
-  return new Session(loadParams(weights, options));
+/**
+ * Loads the weights (a safetensors file's bytes; options: prefix, rename, allowUnused, and
+ * threads: how many threads run the kernels that split, default the cores available) and
+ * returns a session that runs the model.
+ */
+export async function load(weights, options = {}) {
+  const threads = options.threads ?? (MANIFEST.kernels.some((k) => k.split) ? await availableCores() : 1);
+  if (!Number.isSafeInteger(threads) || threads < 1) throw new TypeError("load(): threads must be a positive integer, got " + String(threads));
+  const params = loadParams(weights, options);
+  return new Session(params, MANIFEST.kernels.some((k) => k.split) && threads > 1 ? await sharedWorkers(threads - 1) : []);
 }

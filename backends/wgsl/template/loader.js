@@ -108,14 +108,25 @@ class Session {
     return { key, owned, buffers, launches, outputs, errorReadback };
   }
 
-  /** Runs one after another: runs share the session's buffers. */
-  run(inputs) {
-    const result = this.pending.then(() => this.runNow(inputs));
+  /** Runs one after another: runs share the session's buffers. With `times`, each kernel's milliseconds are added to its entry. */
+  run(inputs, times) {
+    const result = this.pending.then(() => this.runNow(inputs, times));
     this.pending = result.catch(() => {});
     return result;
   }
 
-  async runNow(inputs) {
+  /**
+   * Each kernel's milliseconds, averaged over `runs` runs after one to warm up. Each kernel is
+   * submitted alone and awaited: wall-clock time, so a launch's own overhead is counted too.
+   */
+  async profile(inputs, runs = 1) {
+    await this.run(inputs);
+    const times = new Float64Array(MANIFEST.kernels.length);
+    for (let r = 0; r < runs; r++) await this.run(inputs, times);
+    return MANIFEST.kernels.map((k, i) => ({ kernel: k.name, op: k.op, ms: times[i] / runs }));
+  }
+
+  async runNow(inputs, times) {
     if (this.lost) throw new Error("the WebGPU device was lost (" + (this.lost.reason || "unknown") + "): " + this.lost.message);
     const dims = Object.create(null);
     const views = new Array(MANIFEST.buffers.length);
@@ -125,15 +136,30 @@ class Session {
     for (const input of MANIFEST.inputs) writeWords(device, s.buffers.get(input.buffer), views[input.buffer]);
     const zero = new Int32Array(4);
     for (const l of s.launches) if (l.errors) device.queue.writeBuffer(l.errors, 0, zero);
-    const encoder = device.createCommandEncoder();
-    s.launches.forEach((l, k) => {
-      if (l.workgroups === 0) return;
+    const dispatch = (encoder, l, k) => {
       const pass = encoder.beginComputePass();
       pass.setPipeline(this.pipelines[k]);
       pass.setBindGroup(0, l.bindGroup);
       pass.dispatchWorkgroups(l.workgroups);
       pass.end();
-    });
+    };
+    // Timed kernels start once the inputs are written.
+    if (times) await device.queue.onSubmittedWorkDone();
+    const encoder = device.createCommandEncoder();
+    for (let k = 0; k < s.launches.length; k++) {
+      const l = s.launches[k];
+      if (l.workgroups === 0) continue;
+      if (!times) {
+        dispatch(encoder, l, k);
+        continue;
+      }
+      const alone = device.createCommandEncoder();
+      dispatch(alone, l, k);
+      const start = performance.now();
+      device.queue.submit([alone.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      times[k] += performance.now() - start;
+    }
     s.launches.filter((l) => l.errors).forEach((l, i) => encoder.copyBufferToBuffer(l.errors, 0, s.errorReadback, 16 * i, 16));
     for (const o of s.outputs) if (o.bytes > 0) encoder.copyBufferToBuffer(s.buffers.get(o.spec.buffer), 0, o.readback, 0, wordBytes(o.bytes));
     device.queue.submit([encoder.finish()]);

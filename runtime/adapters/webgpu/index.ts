@@ -14,10 +14,11 @@ interface WgslModel {
   load(weights: Uint8Array, options: { device: unknown; wgslLanguageFeatures?: ReadonlySet<string> }): Promise<ArtifactSession>;
 }
 
-export async function loadWebgpu(artifact: Artifact | string, weights: TensorMap): Promise<Session> {
+/** `device`: the GPUDevice to run on; by default the process's (gpuDevice). */
+export async function loadWebgpu(artifact: Artifact | string, weights: TensorMap, device?: GPUDevice): Promise<Session> {
   const model = await importArtifactModule<WgslModel>(artifact);
   const artifactName = typeof artifact === "string" ? artifact : `model ${model.manifest.model}`;
-  const { device } = await gpuDevice();
+  device ??= (await gpuDevice()).device;
   const { wgslLanguageFeatures } = await gpuInstance();
   const params = new Map(model.manifest.params.flatMap((p) => (weights.has(p.name) ? [[p.name, weights.get(p.name)!] as const] : [])));
   const session = await model.load(serializeSafetensors(new Map(params)), { device, wgslLanguageFeatures }).catch((e: unknown) => {
