@@ -8,6 +8,7 @@
 //   npm run bench -- --quick      # fewer repetitions, smaller sizes
 //   npm run bench -- --case N=1024 --impl wasm --impl default   # only matching cases and implementations
 //   npm run bench -- --case N=1024 --impl "difftc js"            # the quantised JS kernels against the plain fused one
+//   npm run bench -- --case N=256 --impl "difftc webgpu (--passes default)" --impl "difftc webgpu quant"   # the same on WebGPU
 //   npm run bench -- --models bench/rows/softmax.dt,bench/rows/layernorm.dt,bench/rows/rmsnorm.dt,bench/rows/mean.dt \
 //     --set N=1024 --pipelines default --impl "difftc webgpu"   # reductions a workgroup per row against a thread per row
 //
@@ -114,8 +115,8 @@ async function jsRunner(artifact: Artifact, weights: TensorMap, threads = 1): Pr
   });
 }
 
-/** The quantised kernels timed against the plain fused one (--impl quant): 8 and 4 bits, each target, skipping. */
-const QUANT_SETTINGS = ["target=logits,bits=8", "target=logits,bits=4,granularity=block", "target=probs,bits=8", "target=probs,bits=4,granularity=block,threshold=1e-3"];
+/** The quantised kernels timed against the plain fused one (--impl quant): 8 and 4 bits, each target, skipping, and maps and V both at 8 bits (integer products). */
+const QUANT_SETTINGS = ["target=logits,bits=8", "target=logits,bits=4,granularity=block", "target=probs,bits=8", "target=probs,bits=4,granularity=block,threshold=1e-3", "target=probs,bits=8,v=8"];
 
 const IMPLEMENTATIONS: Implementation[] = [
   { name: "difftc interp (float64)", maxWork: 2e9, prepare: async (g, w, dims) => async (inputs) => evaluate(g, inputs, w, { dims }) },
@@ -137,15 +138,6 @@ const IMPLEMENTATIONS: Implementation[] = [
       return jsRunner(compileJs(runPipeline(g, passes, { log: () => {} }), passes), w, CORES);
     },
   })),
-  ...QUANT_SETTINGS.map((spec) => ({
-    name: `difftc js quant ${spec}`,
-    optIn: true,
-    tolerance: 0.5,
-    prepare: async (g: Graph, w: TensorMap) => {
-      const passes = [...parsePipeline("default"), "quantize-attention"];
-      return jsRunner(compileJs(runPipeline(g, passes, { log: () => {}, passOptions: { quant: parseQuantFlag(spec) } }), passes), w);
-    },
-  })),
   // WebGPU on whatever adapter Dawn finds here (SwiftShader without a GPU): only with --impl webgpu.
   // Reductions as the heuristic maps them (a workgroup per long row), and all a thread per row.
   ...PIPELINES.flatMap((pipeline) =>
@@ -158,6 +150,22 @@ const IMPLEMENTATIONS: Implementation[] = [
         const passes = parsePipeline(pipeline);
         const session = await loadWebgpu(compileWgsl(runPipeline(g, passes), { passes, reductions }), w);
         return Object.assign((inputs: TensorMap) => session.run(inputs), { profile: session.profile });
+      },
+    })),
+  ),
+  // The quantised kernels on JS and (on whatever adapter Dawn finds) WebGPU, each against its
+  // plain fused kernel (listed after those: a plain kernel is the reference results are checked against).
+  ...(["js", "webgpu"] as const).flatMap((backend) =>
+    QUANT_SETTINGS.map((spec) => ({
+      name: `difftc ${backend} quant ${spec}`,
+      optIn: true,
+      tolerance: 0.5,
+      prepare: async (g: Graph, w: TensorMap) => {
+        const passes = [...parsePipeline("default"), "quantize-attention"];
+        const graph = runPipeline(g, passes, { log: () => {}, passOptions: { quant: parseQuantFlag(spec) } });
+        if (backend === "js") return jsRunner(compileJs(graph, passes), w);
+        const session = await loadWebgpu(compileWgsl(graph, { passes }), w);
+        return (inputs: TensorMap) => session.run(inputs);
       },
     })),
   ),

@@ -99,7 +99,12 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       ...(api.threads
         ? [{ name: "threads", hasQuestionToken: true, type: "number", docs: ["Threads that run the kernels that split their work (default: the cores available; 1: none started). Needs SharedArrayBuffer: worker_threads in Node, Web Workers in a cross-origin-isolated page."] }]
         : []),
-      ...(api.deviceOption ? [{ name: "device", hasQuestionToken: true, type: "object", docs: ["The GPUDevice to run on (default: one requested from navigator.gpu)."] }] : []),
+      ...(api.deviceOption
+        ? [
+            { name: "device", hasQuestionToken: true, type: "object", docs: ["The GPUDevice to run on (default: one requested from navigator.gpu)."] },
+            { name: "wgslLanguageFeatures", hasQuestionToken: true, type: "ReadonlySet<string>", docs: ["The WGSL language features of the GPU the device came from (default: navigator.gpu.wgslLanguageFeatures, or none)."] },
+          ]
+        : []),
     ],
   });
   file.addInterfaces(interfaces.map((i) => ({ ...i, kind: StructureKind.Interface })));

@@ -14,7 +14,7 @@
 import type { Node } from "../../compiler/ir/graph.ts";
 import { type Arith, attentionGeometry, causalRule } from "../../compiler/ir/ops/attention-geometry.ts";
 import { epilogueOutput, flashEpilogue, normDenominator } from "../../compiler/ir/ops/flash.ts";
-import { type AttentionQuant, attentionQuant, quantizeValue, quantLevels, type QuantArith } from "../../compiler/ir/ops/attention-quant.ts";
+import { type AttentionQuant, attentionQuant, quantizeValue, quantLevel, quantLevels, type QuantArith } from "../../compiler/ir/ops/attention-quant.ts";
 import type { Dim, TensorType } from "../../compiler/ir/types.ts";
 import { type Monomial, monomialOf } from "../../common/size.ts";
 import { dimParam } from "../common/kernel/ir.ts";
@@ -275,16 +275,24 @@ function quantizedRow(L: (s: string) => void, quant: AttentionQuant, r: QuantRow
   if (logits && quant.granularity === "row") unrolled(L, `    for (int p = 0; p < ${r.maps}; p++) step[p] = logitStep(p, 0, seen);`);
   const blockSteps = logits && quant.granularity === "block" ? `      for (int p = 0; p < ${r.maps}; p++) step[p] = logitStep(p, j0, j1);` : "";
   // V's levels per column over all keys; each lane holds its columns' steps.
+  const integers = quant.target === "probs" && quant.vBits > 0;
   if (quant.vBits > 0) {
     const vLevels = quantLevels(quant.vBits, true);
     L(`    double vStep[${r.vpl}];`);
+    if (integers) L("    int vExact = 1;");
     unrolled(L, `    for (int c = 0; c < ${r.vpl}; c++) {`);
     L("      const int col = lane + 32 * c;");
     L("      double amax = 0.0;");
     L(`      if (col < ${r.dv}) for (int j = 0; j < keys; j++) { const double a = fabs((double)${r.v("j", "col")}); if (a > amax || a != a) amax = a; }`);
     L(`      vStep[c] = ${stepOf("amax", vLevels)};`);
+    if (integers) L("      vExact &= amax < INFINITY;");
     L("    }");
     L(`    auto value = [&](int j, int c) -> double { const double x = (double)${r.v("j", "lane + 32 * c")}; return ${level("x", "vStep[c]", vLevels, true)}; };`);
+    if (integers) {
+      // The integer levels take the integer product only where every column of the warp has levels (uniform: the scores shuffle).
+      L("    for (int o = 16; o > 0; o >>= 1) vExact &= __shfl_xor_sync(0xffffffffu, vExact, o);");
+      L(`    auto vLevel = [&](int j, int c) -> int { return lane + 32 * c < ${r.dv} && vStep[c] > 0 ? (int)${quantLevel(D, `(double)${r.v("j", "lane + 32 * c")}`, "vStep[c]", vLevels, true)} : 0; };`);
+    }
   } else L(`    auto value = [&](int j, int c) -> double { return (double)${r.v("j", "lane + 32 * c")}; };`);
   const blocks = (body: () => void) => {
     L("    for (int j0 = 0; j0 < seen; j0 += qblock) {");
@@ -323,6 +331,11 @@ function quantizedRow(L: (s: string) => void, quant: AttentionQuant, r: QuantRow
     // Skipped: every map's probabilities in the block are under the threshold (NaN is not).
     if (quant.threshold > 0) L(`      if (${maps.map((p) => `pmax[${p}] < ${quant.threshold}`).join(" && ")}) continue;`);
     if (probs && quant.granularity === "block") unrolled(L, `      for (int p = 0; p < ${r.maps}; p++) pStep[p] = ${stepOf("pmax[p]", probLevels)};`);
+    if (integers) {
+      L("      if (vExact) {");
+      integerProducts(L, quant, r);
+      L("      } else");
+    }
     L("      for (int j = j0; j < j1; j++) {");
     unrolled(L, `      for (int p = 0; p < ${r.maps}; p++) {`);
     L(`        const double x = prob(p, j), w = ${probs ? level("x", "pStep[p]", probLevels, false) : "x"};`);
@@ -330,4 +343,40 @@ function quantizedRow(L: (s: string) => void, quant: AttentionQuant, r: QuantRow
     L("      }");
     L("      }");
   });
+}
+
+/** Keys whose integer products one int sum holds: 16384 · 255 · 127 < 2^31. */
+const CHUNK = 16384;
+
+/**
+ * The P·V product of a kept block over integer levels (target probs with V's levels): with one
+ * step per group of probabilities (the row, or this block) and one per V column,
+ * Σ_j (l_j·step)(u_jc·vStep_c) = step·vStep_c·Σ_j l_j·u_jc, and the integer sum is exact, so the
+ * result is the level·step arithmetic's. Four keys' levels are packed into the bytes of a word
+ * and multiplied with __dp4a (sm_61+; the emulation header has it), which is signed: 8-bit
+ * probability levels reach 255, so they are packed as l - 128 and 128·Σ u is added back.
+ * Nothing else in the kernel is an integer product: q and k are not quantised, the softmax of
+ * levels is no level, and without V's levels P·V multiplies by real values.
+ */
+function integerProducts(L: (s: string) => void, quant: AttentionQuant, r: QuantRow): void {
+  const probLevels = quantLevels(quant.bits, false);
+  const offset = quant.bits === 8 ? " - 128" : "";
+  const chunked = quant.block > CHUNK;
+  const [from, to] = chunked ? ["c0", "c1"] : ["j0", "j1"];
+  if (chunked) L(`      for (int c0 = j0; c0 < j1; c0 += ${CHUNK}) { const int c1 = c0 + ${CHUNK} < j1 ? c0 + ${CHUNK} : j1;`);
+  L(`      int dots[${r.maps}][${r.vpl}] = {};`);
+  L(`      for (int j4 = ${from}; j4 < ${to}; j4 += 4) {`);
+  L(`        unsigned int lWords[${r.maps}] = {}, uWords[${r.vpl}] = {};`);
+  // Uniform over the warp (the scores shuffle): every lane packs the same four keys.
+  L(`        for (int e = 0; e < 4 && j4 + e < ${to}; e++) {`);
+  L("          const int j = j4 + e;");
+  unrolled(L, `          for (int p = 0; p < ${r.maps}; p++) { const int l = pStep[p] > 0 ? (int)${quantLevel(D, "prob(p, j)", "pStep[p]", probLevels, false)} : 0; lWords[p] |= (unsigned int)((l${offset}) & 0xff) << (8 * e); }`);
+  unrolled(L, `          for (int c = 0; c < ${r.vpl}; c++) uWords[c] |= (unsigned int)(vLevel(j, c) & 0xff) << (8 * e);`);
+  L("        }");
+  unrolled(L, `        for (int p = 0; p < ${r.maps}; p++)`);
+  unrolled(L, `        for (int c = 0; c < ${r.vpl}; c++) dots[p][c] = __dp4a((int)lWords[p], (int)uWords[c], dots[p][c])${offset ? " + 128 * __dp4a((int)uWords[c], 0x01010101, 0)" : ""};`);
+  L("      }");
+  unrolled(L, `      for (int p = 0; p < ${r.maps}; p++)`);
+  unrolled(L, `      for (int c = 0; c < ${r.vpl}; c++) acc[p][c] += (double)dots[p][c] * pStep[p] * vStep[c];`);
+  if (chunked) L("      }");
 }

@@ -24,6 +24,8 @@ import { columnExpr, entryLayout } from "../common/attention.ts";
 import { sizesOf } from "../common/layout.ts";
 import { WGSL_WORKGROUP_SIZE, wgslLanguage } from "./language.ts";
 import type { Language } from "../common/kernel/render.ts";
+import { attentionQuant } from "../../compiler/ir/ops/attention-quant.ts";
+import { integerProducts, type QuantRowContext, quantizedRow, rowDeclarations } from "./attention-quant.ts";
 
 /** Arith over WGSL source: integers for the causal rule, f32 for the epilogue. */
 const integers: Arith<string> = {
@@ -39,12 +41,20 @@ const integers: Arith<string> = {
 const floats: Arith<string> = { ...integers, num: (c) => wgslLanguage.literal(c, "f32") };
 
 /**
- * The kernel of a flash_attention or flash_diffattn node: its WGSL, and the Kernel the loader
- * and manifest read. `sharing`: the lanes that share each tile read (1, 4: a quad, or 8: a
- * subgroup of at least 8 lanes; see above); `language`:
- * the spelling of loads and stores (f16 buffers native or packed).
+ * The kernel of a flash_attention, flash_diffattn or qflash node: its WGSL, and the Kernel the
+ * loader and manifest read. `sharing`: the lanes that share each tile read (1, 4: a quad, or 8:
+ * a subgroup of at least 8 lanes; see above; a qflash kernel reads no tiles: 1); `language`:
+ * the spelling of loads and stores (f16 buffers native or packed); `packedDot`: a qflash kernel's
+ * integer products as dot4I8Packed (attention-quant.ts).
  */
-export function flashAttentionKernel(name: string, node: Node, types: TensorType[], use: (helper: string) => void, { sharing, language }: { sharing: 1 | 4 | 8; language: Language }): { kernel: Kernel; source: string } {
+export function flashAttentionKernel(
+  name: string,
+  node: Node,
+  types: TensorType[],
+  use: (helper: string) => void,
+  { sharing, language, packedDot = false }: { sharing: 1 | 4 | 8; language: Language; packedDot?: boolean },
+): { kernel: Kernel; source: string } {
+  const quant = node.op.startsWith("qflash_") ? attentionQuant(node.attrs) : undefined;
   const [q, k, v, lambda, normWeight] = types;
   const geo = attentionGeometry(node.op, types, node.attrs);
   const epilogue = flashEpilogue(node.op, node.operands, node.attrs);
@@ -115,7 +125,8 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   line(`  let lastRow = min(rowTile * ${rowsPerGroup}i + ${rowsPerGroup - 1}i, rows - 1i);`);
   line(`  let end = ${visible("lastRow")};`);
   line(`  let seen = select(0i, ${visible("i")}, live);`);
-  line(`  var qv = array<vec4<f32>, ${maps * d4}>();`);
+  // The quantised row's q is private to the invocation, for its score functions.
+  line(`  ${quant ? "" : "var "}qv = array<vec4<f32>, ${maps * d4}>();`);
   mapRange.forEach((p) => {
     for (let t = 0; t < d4; t++) line(`  qv[${p * d4 + t}] = ${vec4((e) => load("in0", q, `oQ + min(i, rows - 1i) * ${width(q)}i + ${column(geo.qColumns[p], "h")} + ${Math.min(4 * t + e, d - 1)}i`), (e) => 4 * t + e < d)};`);
   });
@@ -143,35 +154,55 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
     line("    }");
     line("  }");
   };
-  // First walk: each map's max and sum, online (a rescale of one scalar when the max moves).
-  line(`  var mx = array<f32, ${maps}>(${mapRange.map(() => NEG_INF).join(", ")});`);
-  line(`  var sum = array<f32, ${maps}>();`);
-  walk(loadK, () =>
-    mapRange.forEach((p) => {
-      line(`      let next${p} = max(mx[${p}], s${p});`);
-      // Before the first key the row sees, both are -inf: nothing to rescale.
-      line(`      sum[${p}] = select(sum[${p}] * exp(mx[${p}] - next${p}) + exp(s${p} - next${p}), 0.0, next${p} == ${NEG_INF});`);
-      line(`      mx[${p}] = next${p};`);
-    }),
-  );
-  // Second walk: every key's final weight (a map that saw no key weighs 0), times v.
-  line(`  let w0 = select(0.0, 1.0 / sum[0], sum[0] > 0.0);`);
-  if (maps === 2) {
-    line(`  let lam = ${load("in3", lambda, `oLam + min(i, rows - 1i) * (${size(lambdaStrides[batch.length])}) + h * (${size(lambdaStrides[batch.length + 1])})`)};`);
-    line(`  let w1 = select(0.0, 1.0 / sum[1], sum[1] > 0.0) * lam;`);
+  const lambdaValue = maps === 2 ? load("in3", lambda, `oLam + min(i, rows - 1i) * (${size(lambdaStrides[batch.length])}) + h * (${size(lambdaStrides[batch.length + 1])})`) : undefined;
+  let declarations = [`var<workgroup> kTile: array<vec4<f32>, ${maps * bc * d4}>;`, `var<workgroup> vTile: array<vec4<f32>, ${bc * dv4}>;`];
+  if (quant) {
+    const kColumn = (p: number) => column(geo.kColumns[p], "g");
+    const row: QuantRowContext = {
+      maps,
+      d4,
+      dv4,
+      kAt: (p, j) => `oK + min(${j}, keys - 1i) * ${width(k)}i + ${kColumn(p)}`,
+      k: (at, t) => vec4((e) => load("in1", k, `${at} + ${Math.min(4 * t + e, d - 1)}i`), (e) => 4 * t + e < d),
+      v: (j, c) => vec4((e) => load("in2", v, `oV + min(${j}, keys - 1i) * ${width(v)}i + ${vColumn(`${Math.min(4 * c + e, dv - 1)}i`)}`), (e) => 4 * c + e < dv),
+      scale,
+      lambda: lambdaValue && "lam",
+      packedDot: packedDot && integerProducts(quant),
+    };
+    if (lambdaValue) line(`  let lam = ${lambdaValue};`);
+    quantizedRow(quant, row).forEach((s) => line(`  ${s}`));
+    declarations = rowDeclarations(quant, row, "qv");
+  } else {
+    // First walk: each map's max and sum, online (a rescale of one scalar when the max moves).
+    line(`  var mx = array<f32, ${maps}>(${mapRange.map(() => NEG_INF).join(", ")});`);
+    line(`  var sum = array<f32, ${maps}>();`);
+    walk(loadK, () =>
+      mapRange.forEach((p) => {
+        line(`      let next${p} = max(mx[${p}], s${p});`);
+        // Before the first key the row sees, both are -inf: nothing to rescale.
+        line(`      sum[${p}] = select(sum[${p}] * exp(mx[${p}] - next${p}) + exp(s${p} - next${p}), 0.0, next${p} == ${NEG_INF});`);
+        line(`      mx[${p}] = next${p};`);
+      }),
+    );
+    // Second walk: every key's final weight (a map that saw no key weighs 0), times v.
+    line(`  let w0 = select(0.0, 1.0 / sum[0], sum[0] > 0.0);`);
+    if (maps === 2) {
+      line(`  let lam = ${lambdaValue};`);
+      line(`  let w1 = select(0.0, 1.0 / sum[1], sum[1] > 0.0) * lam;`);
+    }
+    line(`  var acc = array<vec4<f32>, ${dv4}>();`);
+    walk(
+      () => {
+        loadK();
+        loadV();
+      },
+      () => {
+        const weight = mapRange.map((p) => `select(0.0, exp(s${p} - mx[${p}]), sees) * w${p}`);
+        line(`      let w = vec4<f32>(${weight.join(" - ")});`);
+        tileRow("vTile", `jj * ${dv4}i`, dv4, (c, vv) => `acc[${c}] = fma(w, ${vv}, acc[${c}]);`).forEach((s) => line(`      ${s}`));
+      },
+    );
   }
-  line(`  var acc = array<vec4<f32>, ${dv4}>();`);
-  walk(
-    () => {
-      loadK();
-      loadV();
-    },
-    () => {
-      const weight = mapRange.map((p) => `select(0.0, exp(s${p} - mx[${p}]), sees) * w${p}`);
-      line(`      let w = vec4<f32>(${weight.join(" - ")});`);
-      tileRow("vTile", `jj * ${dv4}i`, dv4, (c, vv) => `acc[${c}] = fma(w, ${vv}, acc[${c}]);`).forEach((s) => line(`      ${s}`));
-    },
-  );
   // Only live rows store; a `continue` here would make the next tile's barriers non-uniform.
   line("  if (live) {");
   if (epilogue.normWeight) {
@@ -192,7 +223,8 @@ export function flashAttentionKernel(name: string, node: Node, types: TensorType
   const wrapped = language
     .kernel(kernel, L)
     .replace("@builtin(num_workgroups) workgroups: vec3<u32>)", "@builtin(num_workgroups) workgroups: vec3<u32>, @builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>)")
-    .replace("@compute", `var<workgroup> kTile: array<vec4<f32>, ${maps * bc * d4}>;\nvar<workgroup> vTile: array<vec4<f32>, ${bc * dv4}>;\n@compute`);
+    .replace("@compute", `${declarations.join("\n")}\n@compute`);
   const withLane = sharing === 8 ? wrapped.replace("@builtin(local_invocation_id) local: vec3<u32>)", "@builtin(local_invocation_id) local: vec3<u32>, @builtin(subgroup_invocation_id) subgroupLane: u32)") : wrapped;
-  return { kernel, source: sharing > 1 ? `enable subgroups;\n${withLane}` : withLane };
+  const directives = [...(sharing > 1 ? ["enable subgroups;"] : []), ...(quant && packedDot && integerProducts(quant) ? ["requires packed_4x8_integer_dot_product;"] : [])];
+  return { kernel, source: [...directives, withLane].join("\n") };
 }

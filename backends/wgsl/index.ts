@@ -15,6 +15,8 @@ import { type CompileOptions, naturalStorage, precisionOf, storageBytes, type Ta
 import { emitTypings } from "../common/typings.ts";
 import { ARTIFACT_RUNTIME } from "../common/template/index.ts";
 import { flashAttentionKernel } from "./attention.ts";
+import { integerProducts } from "./attention-quant.ts";
+import { attentionQuant } from "../../compiler/ir/ops/attention-quant.ts";
 import { type Combining, WGSL_PRELUDE, WGSL_WORKGROUP_SIZE, wgslLanguage, wgslLanguageFor } from "./language.ts";
 
 const LOADER = [
@@ -23,16 +25,19 @@ const LOADER = [
 ].join("\n");
 
 /** Ops with hand-written WGSL kernels (attention.ts), used instead of decomposing them. */
-const TEMPLATES = ["flash_attention", "flash_diffattn"];
+const TEMPLATES = ["flash_attention", "flash_diffattn", "qflash_attention", "qflash_diffattn"];
+
+/** The WGSL language feature the quantised kernels' packed integer dot products need (navigator.gpu.wgslLanguageFeatures). */
+const PACKED_DOT = "packed_4x8_integer_dot_product";
 
 /** The ops the WGSL backend runs directly: the shared lowering's and the templates' (the rest are decomposed). */
 export function wgslOps(): Set<string> {
   return new Set([...loweredOps(), ...TEMPLATES]);
 }
 
-/** A whole WGSL module: the kernel's directives (`enable ...;`) first, then the prelude and helpers. */
+/** A whole WGSL module: the kernel's directives (`enable ...;`, `requires ...;`) first, then the prelude and helpers. */
 function shader(source: string, helpers: Set<string>): string {
-  const directives = source.match(/^(enable [^;]*;\n)*/)![0];
+  const directives = source.match(/^((enable|requires) [^;]*;\n)*/)![0];
   return directives + [WGSL_PRELUDE, ...renderHelpers(helpers, wgslLanguage), source.slice(directives.length)].join("\n\n") + "\n";
 }
 
@@ -69,12 +74,19 @@ export function compileWgsl(graph: Graph, options: CompileOptions = {}): Artifac
           return { kernel, requires: [...needs, ...requires], code: shader(source, helpers) };
         });
       }
-      // Requirements: device features, and `subgroup-min-size-8`, which the loader reads from the adapter's info.
-      const sharings = [[8, ["subgroups", "subgroup-min-size-8"]], [4, ["subgroups"]], [1, []]] as const;
-      return sharings.map(([sharing, needs]) => {
+      // Requirements: device features, `subgroup-min-size-8`, which the loader reads from the
+      // adapter's info, and WGSL language features. A quantised kernel reads no shared tiles; its
+      // integer products, where it has them, come packed or as vec4<i32> dots.
+      const quant = node.op.startsWith("qflash_") ? attentionQuant(node.attrs) : undefined;
+      const ways: { sharing: 1 | 4 | 8; packedDot?: boolean; needs: string[] }[] = !quant
+        ? [{ sharing: 8, needs: ["subgroups", "subgroup-min-size-8"] }, { sharing: 4, needs: ["subgroups"] }, { sharing: 1, needs: [] }]
+        : integerProducts(quant)
+          ? [{ sharing: 1, packedDot: true, needs: [PACKED_DOT] }, { sharing: 1, needs: [] }]
+          : [{ sharing: 1, needs: [] }];
+      return ways.map(({ sharing, packedDot, needs }) => {
         const helpers = new Set<string>();
         const types = node.operands.map((o) => plan.graph.nodes[o].type);
-        const made = flashAttentionKernel(pk.name, node, types, (h) => helpers.add(h), { sharing, language });
+        const made = flashAttentionKernel(pk.name, node, types, (h) => helpers.add(h), { sharing, language, packedDot });
         return { kernel: made.kernel, requires: [...needs, ...requires], code: shader(made.source, helpers) };
       });
     });

@@ -13,6 +13,9 @@ import { agreementTests } from "../support/slow-backend.ts";
 import { runPipeline } from "../../compiler/passes/pipeline.ts";
 import { inputNodes, nodeName } from "../../compiler/ir/graph.ts";
 import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
+import { randomInputs } from "../../runtime/init.ts";
+import { QUANT_SETTINGS, quantModel } from "../support/quant.ts";
+import { gpuInstance } from "../../runtime/adapters/webgpu/device.ts";
 import { deviceWith, withFeatures } from "../support/webgpu.ts";
 
 const missing = await webgpuUnavailable();
@@ -136,4 +139,34 @@ describe.skipIf(missing !== undefined)("the kernels' variants for device feature
     for (const y of outputs) expect(Buffer.from(y.buffer).equals(Buffer.from(outputs[0].buffer))).toBe(true);
     if (files.length === 0) expect(variants).toEqual(expect.arrayContaining(["subgroups,subgroup-min-size-8,shader-f16", "subgroups,shader-f16", "shader-f16", "subgroups", ""]));
   });
+});
+
+describe.skipIf(missing !== undefined)("webgpu's quantised attention kernels", () => {
+  // Each kernel costs llvmpipe seconds to build: one op per setting, the three ops in turn.
+  it("agree with the interpreter in every setting of test/support/quant.ts, past one workgroup of rows, causal with K < N, near ties let go either way", async () => {
+    const graph = compileSource(quantModel(QUANT_SETTINGS, { rotate: true }));
+    const dims = new Map([["N", 70], ["K", 23]]);
+    await runAndCompare(gpu, graph, randomInputs(graph, dims, 7), new Map(), dims);
+  }, 300_000);
+
+  it("give the same bits with packed 4×8-bit dot products (dot4I8Packed) as with vec4<i32> dots, where the levels are integers: probs with V's levels, 8 and 4 bits", async () => {
+    const { device } = await gpuDevice();
+    const packed = "packed_4x8_integer_dot_product";
+    if (!(await gpuInstance()).wgslLanguageFeatures.has(packed)) throw new Error(`the GPU has no WGSL language feature ${packed}: not every variant can run here`);
+    // 8-bit maps (the packed form's offset) per block, 4-bit maps per row with skipping: diff attention, halves and stripe.
+    const settings = ['quant = "probs", bits = 8, granularity = "block", v_bits = 8', 'quant = "probs", bits = 4, threshold = 0.01, v_bits = 6'];
+    const graph = compileSource(quantModel(settings, { rotate: true }));
+    const artifact = compileWgsl(graph);
+    const shaders = [...artifact.files.keys()].filter((f) => f.includes("qflash"));
+    // Each quantised kernel in two variants; the packed one needs the language feature.
+    expect(shaders.filter((f) => f.includes(`.${packed}.`)).length).toBe(shaders.length / 2);
+    expect(String(artifact.files.get(shaders.find((f) => f.includes(packed))!))).toMatch(/^requires packed_4x8_integer_dot_product;\n[^]*dot4I8Packed\(/);
+    const model = await importModule<{ load(w: Uint8Array, o: object): Promise<{ run(i: object): Promise<Record<string, Float32Array>> }> }>(String(artifact.files.get("model.js")));
+    const dims = new Map([["N", 37], ["K", 53]]);
+    const inputs = Object.fromEntries([...randomInputs(graph, dims, 3)].map(([name, t]) => [name, Float32Array.from(t.data)]));
+    const [withPacked, without] = await Promise.all(
+      [new Set([packed]), new Set<string>()].map(async (wgslLanguageFeatures) => (await model.load(serializeSafetensors(new Map()), { device, wgslLanguageFeatures })).run(inputs)),
+    );
+    for (const name of graph.outputs.map((o) => o.name)) expect(Buffer.from(withPacked[name].buffer).equals(Buffer.from(without[name].buffer)), name).toBe(true);
+  }, 300_000);
 });

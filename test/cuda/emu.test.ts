@@ -306,6 +306,9 @@ __global__ void intrinsics(float* out) {
   out[9] = isnan(nan) ? 1.0f : 0.0f;
   out[10] = INFINITY;
   out[11] = (float)(__float_as_uint(1.0f) == 0x3f800000u);
+  // Bytes (low first) 2, 127, -1 or 255, -128 or 128 against -1 or 255, 127, 3, 2, plus 5.
+  out[12] = (float)__dp4a((int)0x80ff7f02u, (int)0x02037fffu, 5);
+  out[13] = (float)__dp4a(0x80ff7f02u, 0x02037fffu, 5u);
 }
 __global__ void votes(int* out) {
   const int t = (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
@@ -318,10 +321,11 @@ __global__ void votes(int* out) {
 __global__ void never_runs(int* p) { *p = 1; }
 static int case_intrinsics() {
   float* d;
-  CHECK(cudaMalloc(&d, 12 * sizeof(float)));
+  CHECK(cudaMalloc(&d, 14 * sizeof(float)));
   DIFFTC_LAUNCH(intrinsics, 1, 1, 0, d);
   CHECK(cudaGetLastError());
-  std::vector<float> o = download(d, 12);
+  std::vector<float> o = download(d, 14);
+  EXPECT(o[12] == 15873.0f && o[13] == 17665.0f, "__dp4a signed %g unsigned %g", o[12], o[13]);
   EXPECT(o[0] == -1.5f && o[1] == 3.25f && o[2] == 0.5f, "bit casts / rsqrtf: %g %g %g", o[0], o[1], o[2]);
   EXPECT(fabsf(o[3] - 2.7182817f) < 1e-5f && fabsf(o[4] - 2.0794415f) < 1e-5f, "__expf %g __logf %g", o[3], o[4]);
   EXPECT(o[5] == 0.0f && fabsf(o[6] - 2.0f) < 1e-6f, "__fdividef %g %g", o[5], o[6]);
@@ -537,7 +541,7 @@ describe("the CPU emulation of CUDA (g++ against difftc_cuda.h)", () => {
     expect(ok(EXE.fibers, ["matmul64"])).toMatch(/^matmul 64x64x64 ms [\d.]+ sum -?[\d.]+\n$/);
   });
 
-  it("evaluates the math intrinsics, votes and a 3-D block as the GPU does, and reports launch errors", () => {
+  it("evaluates the math intrinsics (__dp4a signed and unsigned among them), votes and a 3-D block as the GPU does, and reports launch errors", () => {
     if (!ready()) return;
     expect(ok(EXE.fibers, ["intrinsics"])).toBe("intrinsics ok\n");
   });

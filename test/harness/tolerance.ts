@@ -108,3 +108,31 @@ export function tolerance(dtype: DType, family: OpFamily, factor = 1): Tolerance
   const k = FAMILY_UNITS[family] * factor;
   return { rtol: k * u, atol: k * u, exact: false };
 }
+
+/**
+ * Level flips of the quantised attention (qflash_*; attention-quant.ts states the level rule).
+ * A kernel that computes the rule in f32 (WGSL) finds level = rhe(x / step) from an x and a
+ * step that carry f32 rounding, so where x / step lies close to a rounding tie it may take the
+ * other level: that value moves by one step, an output row by that step's effect (through the
+ * softmax, λ, V and the epilogue), far past the flash tolerance, and the kernel is as right as
+ * the interpreter (x is on the tie: both levels are within step/2 of it). So the tolerance is
+ * stated in levels, not in units: the harness asks the interpreter itself for the neighbouring
+ * level of the ties the kernel may have broken the other way, and the outputs must then match
+ * within the flash tolerance.
+ *
+ * - LEVEL_TIE_WINDOW, in levels: how close x / step must be to a tie for the kernel to be let
+ *   break it the other way (and, relative to the threshold, how close a probability must be to
+ *   the skip threshold). In f32, a logit is a dot product of d <= 64 terms times a scale,
+ *   relative error <= (d + 2)·2^-24 for the suite's inputs, and a probability exp(s - m) / l adds
+ *   |s - m|·2^-24 and WGSL's exp (3 + 2|x| ulp) for |s - m| <= ~20: about 70·2^-24 relative in
+ *   all, 1.1e-3 levels at the largest level, 255 (8-bit maps); the step's own error (the group's
+ *   max, one division) adds as much again on the largest. 2^-9 (2.0e-3) covers it: about 0.4% of
+ *   quantised values are that close to a tie, a few per output row at most.
+ * - MAX_LEVEL_FLIPS: how many of those ties one comparison may flip. A value within δ of a tie
+ *   flips with probability about δ / window for the kernel's error δ (typically 2^-24·sqrt(d)·|x/step|,
+ *   1e-6 levels), so the suite's few hundred thousand quantised values flip none or one in a run;
+ *   4 is a few times that, and any other difference (a wrong step, mask, group or λ) moves far
+ *   more values than 4, or values nowhere near a tie, and fails.
+ */
+export const LEVEL_TIE_WINDOW = 2 ** -9;
+export const MAX_LEVEL_FLIPS = 4;

@@ -12,6 +12,7 @@ import { compileWgsl } from "../../backends/wgsl/index.ts";
 import { compileJs } from "../../backends/js/index.ts";
 import { runPipeline } from "../../compiler/passes/pipeline.ts";
 import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
+import { parseQuantFlag } from "../../compiler/passes/quantize-attention.ts";
 import { initWeights, randomInputs } from "../../runtime/init.ts";
 import { evaluate } from "../../runtime/interpreter/index.ts";
 import { serializeSafetensors } from "../../runtime/safetensors.ts";
@@ -150,10 +151,16 @@ describe.skipIf(missing !== undefined && !onCi)("WebGPU in headless Chromium", (
     );
   });
 
-  it("runs a compiled WGSL artifact's model.js in the page, as the interpreter computes the model", { timeout: 60_000 }, async () => {
+  // As it is, and with its attention quantised (8-bit maps and V: the integer dots, packed where the page's GPU has the WGSL language feature).
+  const pipelines: [string, string[], string | undefined][] = [
+    ["", DEFAULT_PIPELINE, undefined],
+    [", its attention quantised (probability maps and V at 8 bits)", [...DEFAULT_PIPELINE, "quantize-attention"], "target=probs,bits=8,v=8"],
+  ];
+  it.each(pipelines)("runs a compiled WGSL artifact's model.js in the page%s, as the interpreter computes the model", { timeout: 60_000 }, async (_, passes, quant) => {
     if (missing) return skipOrFail(missing);
     const { url } = await start();
-    const graph = runPipeline(compileSource(readFileSync(new URL("../../examples/diff_attention.dt", import.meta.url), "utf8"), { set: new Map([["D", 64], ["H", 2]]) }, "diff_attention.dt"), DEFAULT_PIPELINE, { log: () => {} });
+    const graph = runPipeline(compileSource(readFileSync(new URL("../../examples/diff_attention.dt", import.meta.url), "utf8"), { set: new Map([["D", 64], ["H", 2]]) }, "diff_attention.dt"), passes, { log: () => {}, passOptions: quant ? { quant: parseQuantFlag(quant) } : {} });
+    if (quant) expect(graph.nodes.some((n) => n.op === "qflash_diffattn")).toBe(true);
     const artifact = compileWgsl(graph);
     const weights = initWeights(graph, 3);
     const dims = new Map([["N", 11]]);
@@ -169,8 +176,10 @@ describe.skipIf(missing !== undefined && !onCi)("WebGPU in headless Chromium", (
       const model = await import("/model.js");
       const session = await model.load(await (await fetch("/weights.safetensors")).arrayBuffer());
       const out = await session.run({ x: { data: Float32Array.from(${JSON.stringify(Array.from(x.data))}), shape: ${JSON.stringify(x.shape)} } });
-      return { y: Array.from(out.y), shape: session.outputShape("y") };
-    })()`)) as { y: number[]; shape: number[] };
+      const features = navigator.gpu.wgslLanguageFeatures;
+      return { y: Array.from(out.y), shape: session.outputShape("y"), packedDot: Boolean(features && features.has("packed_4x8_integer_dot_product")) };
+    })()`)) as { y: number[]; shape: number[]; packedDot: boolean };
+    if (quant) console.log(`the quantised kernel's integer dots in Chromium: ${result.packedDot ? "dot4I8Packed (the page's GPU has packed_4x8_integer_dot_product)" : "vec4<i32> (no packed_4x8_integer_dot_product)"}`);
     const expected = evaluate(graph, inputs, weights, { dims }).get("y")!;
     expect(result.shape).toEqual(expected.shape);
     // f32 end to end on the GPU against float64 rounded once: the WGSL target's model tolerance.

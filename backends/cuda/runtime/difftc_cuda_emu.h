@@ -475,6 +475,16 @@ inline float __fmaf_rn(float a, float b, float c) { return ::fmaf(a, b, c); }
 inline float __saturatef(float x) { return x >= 1.0f ? 1.0f : x > 0.0f ? x : 0.0f; }  // NaN -> 0
 inline int __popc(unsigned int x) { return __builtin_popcount(x); }
 inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+// dp4a (sm_61+): the four signed (or unsigned) byte products of a and b summed into c, wrapping as 32-bit ints do.
+inline int __dp4a(int a, int b, int c) {
+  unsigned int sum = static_cast<unsigned int>(c);
+  for (int k = 0; k < 32; k += 8) sum += static_cast<unsigned int>(static_cast<int>(static_cast<signed char>(a >> k)) * static_cast<int>(static_cast<signed char>(b >> k)));
+  return static_cast<int>(sum);
+}
+inline unsigned int __dp4a(unsigned int a, unsigned int b, unsigned int c) {
+  for (int k = 0; k < 32; k += 8) c += ((a >> k) & 0xffu) * ((b >> k) & 0xffu);
+  return c;
+}
 inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(static_cast<unsigned int>(x)); }
 inline int __clzll(long long x) { return x == 0 ? 64 : __builtin_clzll(static_cast<unsigned long long>(x)); }
 inline int __ffs(int x) { return __builtin_ffs(x); }

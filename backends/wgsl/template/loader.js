@@ -24,10 +24,15 @@ async function requestDevice() {
   return adapter.requestDevice({ requiredFeatures, requiredLimits });
 }
 
-/** Whether the device meets a variant's requirement: a feature, or subgroups of at least N lanes (`subgroup-min-size-N`). */
-function meets(device, requirement) {
+/**
+ * Whether the device meets a variant's requirement: a feature, subgroups of at least N lanes
+ * (`subgroup-min-size-N`), or a WGSL language feature (snake_case, as
+ * navigator.gpu.wgslLanguageFeatures lists them; `languageFeatures` is that set, or empty).
+ */
+function meets(device, requirement, languageFeatures) {
   const size = /^subgroup-min-size-(\d+)$/.exec(requirement);
   if (size) return ((device.adapterInfo && device.adapterInfo.subgroupMinSize) || 0) >= Number(size[1]);
+  if (requirement.includes("_")) return languageFeatures.has(requirement);
   return device.features.has(requirement);
 }
 
@@ -198,11 +203,15 @@ class Session {
 /**
  * Loads the weights (a safetensors file's bytes) onto the GPU, compiles every kernel's
  * pipeline once, and returns a session that runs the model. `options.device` is the GPUDevice
- * to use; by default one is requested from navigator.gpu.
+ * to use; by default one is requested from navigator.gpu. `options.wgslLanguageFeatures` is the
+ * set of WGSL language features of the GPU the device came from (its GPU's
+ * `wgslLanguageFeatures`); by default navigator.gpu's, or none.
  */
 export async function load(weights, options = {}) {
   const params = loadParams(weights, options);
   const device = options.device || (await requestDevice());
+  const gpu = globalThis.navigator && globalThis.navigator.gpu;
+  const languageFeatures = options.wgslLanguageFeatures || (gpu && gpu.wgslLanguageFeatures) || new Set();
   // A kernel binds its buffers (and its error record) as storage: the device must allow that many.
   for (const spec of MANIFEST.kernels) {
     const bound = spec.buffers.length + (spec.errors.length > 0 ? 1 : 0);
@@ -218,7 +227,7 @@ export async function load(weights, options = {}) {
   } catch (e) {
     failure = e.message;
   }
-  const modules = failure ? [] : SHADERS.map((variants) => device.createShaderModule({ code: variants.find((v) => v.requires.every((r) => meets(device, r))).code }));
+  const modules = failure ? [] : SHADERS.map((variants) => device.createShaderModule({ code: variants.find((v) => v.requires.every((r) => meets(device, r, languageFeatures))).code }));
   // A shader the device does not accept is named with its kernel, line and column.
   for (let k = 0; k < modules.length && !failure; k++) {
     const messages = (await modules[k].getCompilationInfo()).messages.filter((m) => m.type === "error");

@@ -84,10 +84,14 @@ export interface QuantArith<T> extends Arith<T> {
   roundHalfEven(a: T): T;
 }
 
-/** The level rule: x to its level clamp(rhe(x / step), -levels or 0, levels) and back, · step. */
+/** The level rule's integer: clamp(rhe(x / step), -levels or 0, levels). */
+export function quantLevel<T>(A: QuantArith<T>, x: T, step: T, levels: number, signed: boolean): T {
+  return A.min(A.num(levels), A.max(A.num(signed ? -levels : 0), A.roundHalfEven(A.div(x, step))));
+}
+
+/** The level rule: x to its level and back, · step. */
 export function quantizeValue<T>(A: QuantArith<T>, x: T, step: T, levels: number, signed: boolean): T {
-  const level = A.min(A.num(levels), A.max(A.num(signed ? -levels : 0), A.roundHalfEven(A.div(x, step))));
-  return A.mul(level, step);
+  return A.mul(quantLevel(A, x, step, levels, signed), step);
 }
 
 /** The step of a group whose largest magnitude is `amax`; 0 for a group left as it is. */
@@ -95,7 +99,59 @@ function quantStep(amax: number, levels: number): number {
   return amax > 0 && Number.isFinite(amax) ? amax / levels : 0;
 }
 
-const NUMBER_QUANT: QuantArith<number> = { ...NUMBERS, roundHalfEven: roundHalfToEven };
+/** A near tie the interpreter met: the qflash op evaluation it came in (`call`) and its output row, or -1 (V: every row). */
+export interface NearTie {
+  call: number;
+  row: number;
+}
+
+/**
+ * The interpreter's near ties, for comparing it with a kernel that computes the level rule in
+ * another precision (test/harness/tolerance.ts, LEVEL_TIE_WINDOW). Off while `window` is 0. On,
+ * every level whose x / step lies within `window` (in levels) of a rounding tie, and every skip
+ * test whose probability lies within window·threshold of the threshold, is listed in `found` in
+ * evaluation order; those whose index is in `flipped` take the tie's other side: the neighbouring
+ * level, one step away, or the other skip decision.
+ */
+export const nearTies = {
+  window: 0,
+  flipped: new Set<number>() as ReadonlySet<number>,
+  found: [] as NearTie[],
+  /** The qflash evaluation under way (attend counts them) and the output row its values belong to (-1: V's). */
+  call: -1,
+  row: -1,
+  /** Starts recording (or stops, with window 0): the list and the counters afresh. */
+  reset(window: number, flipped: ReadonlySet<number> = new Set()): void {
+    this.window = window;
+    this.flipped = flipped;
+    this.found = [];
+    this.call = -1;
+    this.row = -1;
+  },
+  /** Whether this near tie takes the other side (and lists it). */
+  flip(): boolean {
+    this.found.push({ call: this.call, row: this.row });
+    return this.flipped.has(this.found.length - 1);
+  },
+};
+
+/** rhe, or the tie's other integer where nearTies says so. */
+function roundLevel(r: number): number {
+  const level = roundHalfToEven(r);
+  if (nearTies.window > 0 && Math.abs(Math.abs(r - Math.floor(r)) - 0.5) <= nearTies.window && nearTies.flip()) {
+    const below = Math.floor(r);
+    return level === below ? below + 1 : below;
+  }
+  return level;
+}
+
+/** x < threshold (false for NaN), or the other answer where nearTies says so. */
+function under(x: number, threshold: number): boolean {
+  const answer = x < threshold;
+  return nearTies.window > 0 && Math.abs(x - threshold) <= nearTies.window * threshold && nearTies.flip() ? !answer : answer;
+}
+
+const NUMBER_QUANT: QuantArith<number> = { ...NUMBERS, roundHalfEven: roundLevel };
 
 /** The groups [start, end) of a row of `seen` keys: the row, or its key blocks. */
 export function quantGroups(seen: number, granularity: QuantGranularity, block: number): [number, number][] {
@@ -175,7 +231,7 @@ export function sparsifyRow(probs: Float64Array[], seen: number, q: AttentionQua
   if (q.threshold > 0) {
     for (const [start, end] of quantGroups(seen, "block", q.block)) {
       const kept = probs.some((row) => {
-        for (let j = start; j < end; j++) if (!(row[j] < q.threshold)) return true;
+        for (let j = start; j < end; j++) if (!under(row[j], q.threshold)) return true;
         return false;
       });
       if (kept) continue;

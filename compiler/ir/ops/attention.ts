@@ -5,7 +5,7 @@ import { OpError, registerOp } from "../registry.ts";
 import { broadcastIndex, type HostTensor } from "../tensor.ts";
 import { broadcastShapes, type Dim, formatShape, formatType, isFloat, numel, sameShape } from "../types.ts";
 import { type Arith, attentionGeometry, causalRule, visibleKeys } from "./attention-geometry.ts";
-import { type AttentionQuant, quantGroups, quantizeGroup, quantizeValues, type QuantStats, rowBound, sparsifyRow } from "./attention-quant.ts";
+import { type AttentionQuant, nearTies, quantGroups, quantizeGroup, quantizeValues, type QuantStats, rowBound, sparsifyRow } from "./attention-quant.ts";
 import { softmaxRow } from "./nn.ts";
 import { Lowering } from "./lowering.ts";
 import type { NodeSink } from "../registry.ts";
@@ -30,6 +30,10 @@ export function attend(op: string, args: HostTensor[], a: Attrs, out: { shape: n
   const lambdaIndex = lambda && broadcastIndex(lambda.shape, [...batch, n, heads]);
   const [qData, kData] = [q.data, k.data];
   const vBatches = numel(v.shape.slice(0, -2));
+  if (quant) {
+    nearTies.call++;
+    nearTies.row = -1;
+  }
   const vQuant = quant && quant.vBits > 0 ? quantizeValues(v.data, vBatches, m, vW, quant.vBits) : undefined;
   const vData = vQuant ? vQuant.data : v.data;
   const sparse = quant !== undefined && (quant.target === "probs" || quant.threshold > 0);
@@ -46,6 +50,7 @@ export function attend(op: string, args: HostTensor[], a: Attrs, out: { shape: n
       for (let h = 0; h < heads; h++) {
         const g = geo.kvGroupOf(h);
         const logitError = new Array<number>(maps).fill(0);
+        if (quant) nearTies.row = (b * n + i) * heads + h;
         for (let p = 0; p < maps; p++) {
           const row = probs[p];
           const qOff = qBase + i * qW + qColumns[p][h];
