@@ -130,7 +130,7 @@ const IMPLEMENTATIONS: Implementation[] = [
       },
     })),
   ),
-  // All cores: the attention kernels split over worker threads (the default of load()).
+  // All cores: the attention and f32 matmul kernels split over worker threads (the default of load()).
   ...PIPELINES.filter((p) => p !== "none").map((pipeline) => ({
     name: `difftc js ${CORES} threads (--passes ${pipeline})`,
     prepare: async (g: Graph, w: TensorMap) => {

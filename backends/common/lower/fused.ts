@@ -21,8 +21,8 @@ function readsFor(body: FusedBody, types: TensorType[], target: Node, known: Rea
 
 const loadedAs = (inputs: Node[], loaded: ScalarExpr[]) => new Map(inputs.map((n, i) => [n.id, loaded[i]]));
 
-/** An epilogue body's matmul, the kernel inputs holding its operands, and the chain after it. */
-export function fusedEpilogue(node: Node, types: TensorType[]): { matmul: Node; inputs: [string, string]; operandTypes: [TensorType, TensorType]; epilogue: Epilogue } {
+/** An epilogue body's matmul, the kernel inputs holding its operands (and their operand indices), and the chain after it. */
+export function fusedEpilogue(node: Node, types: TensorType[]): { matmul: Node; inputs: [string, string]; operands: [number, number]; operandTypes: [TensorType, TensorType]; epilogue: Epilogue } {
   const body = fusedBody(node.attrs);
   const mm = body.anchor!;
   const [a, b] = mm.operands.map((o) => operandOf(body.graph.nodes[o]));
@@ -30,6 +30,7 @@ export function fusedEpilogue(node: Node, types: TensorType[]): { matmul: Node; 
   return {
     matmul: mm,
     inputs: [`in${a}`, `in${b}`],
+    operands: [a, b],
     operandTypes: [types[a], types[b]],
     epilogue: {
       reads,
