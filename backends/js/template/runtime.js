@@ -93,29 +93,32 @@ async function startWorkers(count) {
   } else return [];
   return Array.from({ length: count }, () => {
     const w = spawn();
+    // Shares sent by sessions that run at once take turns; an idle worker gets its share at
+    // once (in the caller's turn, not a later microtask), so that it computes while the caller
+    // computes its own.
+    const waiting = [];
     let pending = null;
+    const next = () => {
+      if (pending || !waiting.length) return;
+      pending = waiting.shift();
+      w.busy(true);
+      w.worker.postMessage(pending.message);
+    };
     const settle = (error) => {
       const p = pending;
       pending = null;
       w.busy(false);
       if (p) error ? p.reject(error) : p.resolve();
+      next();
     };
     w.listen((m) => settle(m.error === undefined ? undefined : new Error(m.error)));
     w.onError((e) => settle(e));
-    // Shares sent by sessions that run at once take turns.
-    let turn = Promise.resolve();
-    const send = (message) =>
-      new Promise((resolve, reject) => {
-        w.busy(true);
-        pending = { resolve, reject };
-        w.worker.postMessage(message);
-      });
     return {
-      run(message) {
-        const done = turn.then(() => send(message));
-        turn = done.catch(() => {});
-        return done;
-      },
+      run: (message) =>
+        new Promise((resolve, reject) => {
+          waiting.push({ message, resolve, reject });
+          next();
+        }),
       /** A message that gets no answer (a session's params, or their release): it arrives before any later run. */
       post: (message) => w.worker.postMessage(message),
       terminate: () => w.worker.terminate(),
@@ -224,7 +227,17 @@ class Session {
     // `folded`: the results computed from params alone are in their slots (computed once, by
     // the first run with these sizes: constant folding over params).
     if (!this.storage || this.storage.key !== key) this.storage = { key, slots: MANIFEST.slots.map((s) => new Buffer_(evalSize(s.bytes, dims))), folded: false };
-    if (workers.length) for (const input of MANIFEST.inputs) views[input.buffer] = shared(views[input.buffer]);
+    // Inputs outside shared memory are copied into it, into buffers kept while the sizes hold.
+    if (workers.length)
+      for (const input of MANIFEST.inputs) {
+        const given = views[input.buffer];
+        if (isShared(given)) continue;
+        const staged = (this.storage.inputs ??= new Map());
+        let copy = staged.get(input.buffer);
+        if (!copy || copy.length !== given.length || copy.constructor !== given.constructor) staged.set(input.buffer, (copy = new given.constructor(new SharedArrayBuffer(given.byteLength))));
+        copy.set(given);
+        views[input.buffer] = copy;
+      }
     for (const b of MANIFEST.buffers) {
       if (b.kind === "temp") views[b.id] = new ARRAYS[b.dtype](this.storage.slots[b.slot], 0, evalSize(b.size, dims));
       else if (b.kind === "const") views[b.id] = ARRAYS[b.dtype].of(Number(b.encoded));
