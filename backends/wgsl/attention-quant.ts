@@ -21,6 +21,7 @@
 // logits (the paper's target) are never integer products: q and k are not quantised, and the
 // softmax of levels is not a level; a V column whose largest |v| is not finite has no levels,
 // so such a row takes the f32 product.
+import { WGSL_FLOATS } from "./arith.ts";
 import { type AttentionQuant, quantizeValue, quantLevel, quantLevels, type QuantArith } from "../../compiler/ir/ops/attention-quant.ts";
 import { wgslLanguage } from "./language.ts";
 
@@ -48,17 +49,7 @@ const f32 = (x: number) => wgslLanguage.literal(x, "f32");
 const INF = "bitcast<f32>(F32_INF)";
 
 /** The level rule over f32 scalars; WGSL's round() rounds half to even. */
-const SCALAR: QuantArith<string> = {
-  num: f32,
-  add: (a, b) => `(${a} + ${b})`,
-  sub: (a, b) => `(${a} - ${b})`,
-  mul: (a, b) => `(${a} * ${b})`,
-  div: (a, b) => `(${a} / ${b})`,
-  min: (a, b) => `min(${a}, ${b})`,
-  max: (a, b) => `max(${a}, ${b})`,
-  sqrt: (a) => `sqrt(${a})`,
-  roundHalfEven: (a) => `round(${a})`,
-};
+const SCALAR: QuantArith<string> = { ...WGSL_FLOATS, roundHalfEven: (a) => `round(${a})` };
 /** The same over vec4<f32> (V's four columns at once). */
 const VECTOR: QuantArith<string> = { ...SCALAR, num: (c) => `vec4<f32>(${f32(c)})` };
 

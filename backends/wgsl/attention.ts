@@ -15,7 +15,7 @@
 // (subgroupBroadcast): a quarter or an eighth of the workgroup-memory reads, which a software
 // rasteriser such as lavapipe pays most for. Without subgroups every lane reads the whole row.
 import type { Node } from "../../compiler/ir/graph.ts";
-import { type Arith, attentionGeometry, causalRule } from "../../compiler/ir/ops/attention-geometry.ts";
+import { attentionGeometry, causalRule } from "../../compiler/ir/ops/attention-geometry.ts";
 import { epilogueOutput, flashEpilogue, normDenominator } from "../../compiler/ir/ops/flash.ts";
 import type { Dim, TensorType } from "../../compiler/ir/types.ts";
 import { type Monomial, monomialOf } from "../../common/size.ts";
@@ -25,20 +25,9 @@ import { sizesOf } from "../common/layout.ts";
 import { WGSL_WORKGROUP_SIZE, wgslLanguage } from "./language.ts";
 import type { Language } from "../common/kernel/render.ts";
 import { attentionQuant } from "../../compiler/ir/ops/attention-quant.ts";
+import { WGSL_FLOATS, WGSL_INTEGERS } from "./arith.ts";
 import { integerProducts, type QuantRowContext, quantizedRow, rowDeclarations } from "./attention-quant.ts";
 
-/** Arith over WGSL source: integers for the causal rule, f32 for the epilogue. */
-const integers: Arith<string> = {
-  num: (c) => `${c}i`,
-  add: (a, b) => `(${a} + ${b})`,
-  sub: (a, b) => `(${a} - ${b})`,
-  mul: (a, b) => `(${a} * ${b})`,
-  div: (a, b) => `(${a} / ${b})`,
-  min: (a, b) => `min(${a}, ${b})`,
-  max: (a, b) => `max(${a}, ${b})`,
-  sqrt: (a) => `sqrt(${a})`,
-};
-const floats: Arith<string> = { ...integers, num: (c) => wgslLanguage.literal(c, "f32") };
 
 /**
  * The kernel of a flash_attention, flash_diffattn or qflash node: its WGSL, and the Kernel the
@@ -121,7 +110,7 @@ export function flashAttentionKernel(
       line(`  { let at = rest % (${size(batchSizes[di])}); rest = rest / (${size(batchSizes[di])}); ${offsets.map((o, x) => `${o} += at * (${size(entryStrides[x][di])});`).join(" ")} }`);
     });
   }
-  const visible = (row: string) => (geo.causal ? causalRule.visibleKeys(integers, row, "rows", "keys") : "keys");
+  const visible = (row: string) => (geo.causal ? causalRule.visibleKeys(WGSL_INTEGERS, row, "rows", "keys") : "keys");
   line(`  let lastRow = min(rowTile * ${rowsPerGroup}i + ${rowsPerGroup - 1}i, rows - 1i);`);
   line(`  let end = ${visible("lastRow")};`);
   line(`  let seen = select(0i, ${visible("i")}, live);`);
@@ -208,11 +197,11 @@ export function flashAttentionKernel(
   if (epilogue.normWeight) {
     // Padding columns are zeros: they add nothing to the squares.
     line(`  let squares = ${Array.from({ length: dv4 }, (_, c) => `dot(acc[${c}], acc[${c}])`).join(" + ")};`);
-    line(`  let denom = ${normDenominator(floats, epilogue, "squares", dv)};`);
+    line(`  let denom = ${normDenominator(WGSL_FLOATS, epilogue, "squares", dv)};`);
   }
   line(`  let none = ${mapRange.map((p) => `sum[${p}] == 0.0`).join(" && ")};`);
   line(`  let o = oOut + (i * ${heads}i + h) * ${dv}i;`);
-  const value = epilogueOutput(floats, epilogue, "y", epilogue.normWeight ? { denom: "denom", weight: load("in4", normWeight, "c") } : undefined);
+  const value = epilogueOutput(WGSL_FLOATS, epilogue, "y", epilogue.normWeight ? { denom: "denom", weight: load("in4", normWeight, "c") } : undefined);
   for (let c = 0; c < dv; c++) line(`  { let c = ${c}i; let y = acc[${c >> 2}].${"xyzw"[c & 3]}; ${language.store("out", node.type.dtype, "o + c", `select(${value}, 0.0, none)`, use)} }`);
   line("  }");
   line("}");
