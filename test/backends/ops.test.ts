@@ -5,6 +5,8 @@ import { describe, expect, it } from "vitest";
 import { allOps } from "../../compiler/ir/registry.ts";
 import { BACKENDS, outputFamily, runAndCompare } from "../harness/harness.ts";
 import { CASES, opCaseInstance } from "../support/op-cases.ts";
+import { tensor } from "../../compiler/ir/tensor.ts";
+import { compileSource } from "../support/dsl.ts";
 
 it("every op of the registry has a backend case", () => {
   const covered = new Set(CASES.flatMap((c) => c.ops));
@@ -32,3 +34,10 @@ for (const backend of BACKENDS) {
     }
   });
 }
+
+describe("max and min on signed zeros", () => {
+  // The interpreter's step is acc > x ? acc : x: of -0 and +0 the later one wins, in either order.
+  const graph = compileSource("model M {\n  input x: f32[4, 2]\n  output hi = max(x, axes = [1])\n  output lo = min(x, axes = [1])\n}");
+  const x = tensor("f32", [4, 2], [-0, 0, 0, -0, -0, -0, 0, 0]);
+  for (const backend of BACKENDS) it(`${backend.name}: give the interpreter's zero`, () => runAndCompare(backend, graph, new Map([["x", x]]), new Map()));
+});

@@ -25,8 +25,9 @@ const NAN = f64(NaN);
 const STEP: Record<string, { init: number; step: (acc: ScalarExpr, v: ScalarExpr) => ScalarExpr }> = {
   sum: { init: 0, step: (acc, v) => bin("+", acc, v) },
   mean: { init: 0, step: (acc, v) => bin("+", acc, v) },
-  max: { init: -Infinity, step: (acc, v) => select(bin("||", call("isnan", acc), call("isnan", v)), NAN, select(bin(">", v, acc), v, acc)) },
-  min: { init: Infinity, step: (acc, v) => select(bin("||", call("isnan", acc), call("isnan", v)), NAN, select(bin("<", v, acc), v, acc)) },
+  // On a tie (-0 and +0) the later element wins, as the interpreter's step (acc > v ? acc : v) says.
+  max: { init: -Infinity, step: (acc, v) => select(bin("||", call("isnan", acc), call("isnan", v)), NAN, select(bin(">", acc, v), acc, v)) },
+  min: { init: Infinity, step: (acc, v) => select(bin("||", call("isnan", acc), call("isnan", v)), NAN, select(bin("<", acc, v), acc, v)) },
 };
 
 /**
