@@ -52,6 +52,8 @@ export interface KernelSpec {
    * code in any split, so the result is the same bit for bit.
    */
   split?: boolean;
+  /** A split kernel's multiply-adds: the runtime splits it only where that is enough to pay for the threads' messages. */
+  work?: Monomial;
 }
 
 /**

@@ -19,7 +19,7 @@ function encodeConst(dtype: DType, value: number): number | string {
 }
 
 /** What a backend's lowering adds to each plan kernel: its dims parameters, geometry and errors. */
-export type KernelLaunch = Pick<KernelSpec, "dims" | "grid" | "workgroup" | "errors" | "split">;
+export type KernelLaunch = Pick<KernelSpec, "dims" | "grid" | "workgroup" | "errors" | "split" | "work">;
 
 export function buildManifest(plan: KernelPlan, target: string, compiled: { passes: string[]; precision: Precision }, launches: readonly KernelLaunch[]): Manifest {
   const g = plan.graph;

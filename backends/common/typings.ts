@@ -97,7 +97,10 @@ export function emitTypings(manifest: Manifest, api: SessionApi = { sync: true }
       { name: "rename", hasQuestionToken: true, type: "Readonly<Record<string, string>>", docs: ["File name -> param name, for names that differ otherwise."] },
       { name: "allowUnused", hasQuestionToken: true, type: "boolean", docs: ["Ignore tensors the model does not use instead of refusing the file."] },
       ...(api.threads
-        ? [{ name: "threads", hasQuestionToken: true, type: "number", docs: ["Threads that run the kernels that split their work (default: the cores available; 1: none started). Needs SharedArrayBuffer: worker_threads in Node, Web Workers in a cross-origin-isolated page."] }]
+        ? [
+            { name: "threads", hasQuestionToken: true, type: "number", docs: ["Threads that run the kernels that split their work (default: the cores available; 1: none started). Needs SharedArrayBuffer: worker_threads in Node, Web Workers in a cross-origin-isolated page."] },
+            { name: "minSplitWork", hasQuestionToken: true, type: "number", docs: ["The multiply-adds below which a kernel that could split runs whole on the calling thread (default 2^22: a worker's round trip costs about a million)."] },
+          ]
         : []),
       ...(api.deviceOption
         ? [

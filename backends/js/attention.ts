@@ -55,7 +55,7 @@ interface Writer {
   open(s: string): void;
   close(s?: string): void;
   loops(sizes: Monomial[], accesses: { offset: string; strides: Monomial[] }[], body: (offsets: string[]) => void, tag?: string): void;
-  split(): { part: string; parts: string };
+  split(work: Monomial): { part: string; parts: string };
 }
 
 /**
@@ -175,7 +175,8 @@ export function flashAttention(w: Writer, node: Node, types: TensorType[], preci
   // round robin where there are at least as many as parts, else query tiles round robin
   // (each thread then packs every group's K and V itself). Every row is computed by the same
   // code whoever computes it: the same bits for any number of parts.
-  const { part, parts } = w.split();
+  // Multiply-adds: q·kᵀ per map and W · V, for every head, query row and key.
+  const { part, parts } = w.split(times(monomialOf([...batch, n, m]), monomialOf([], heads * (maps * d + dv))));
   w.line(`const byGroup = ${w.size(monomialOf([...batch, geo.kvHeads]))} >= ${parts};`);
   w.line("let group = 0, tile = 0;");
   w.loops(flat.sizes, flat.strides.map((s) => ({ offset: "0", strides: s })), ([oBatch, qBatch, kBatch, vBatch, lBatch]) => {

@@ -64,7 +64,7 @@ function emitKernel(plan: KernelPlan, index: number, options: JsOptions & { prec
     const operands = node.operands.map((o) => plan.graph.nodes[o]);
     template.write(w, node, operands.map((o) => o.type), options.precision, operands);
     const source = w.finish(kernel.name, ["out", ...node.operands.map((_, i) => `in${i}`)]);
-    return { source, launch: { dims: w.dims, grid: kernel.grid, errors: [], ...(w.splits ? { split: true } : {}) } };
+    return { source, launch: { dims: w.dims, grid: kernel.grid, errors: [], ...(w.splitWork ? { split: true, work: w.splitWork } : {}) } };
   }
   const lowered = lowerKernel(plan, kernel);
   const { source, helpers: used } = renderKernel(lowered, jsLanguage);

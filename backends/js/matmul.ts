@@ -98,7 +98,7 @@ export function packedMatmul(w: KernelWriter, node: Node, [a, b]: TensorType[], 
     r.helpers.forEach((h) => w.helpers.add(h));
     w.close();
   };
-  const shapes = { a, b, node, n, k, m, inputs, transposedB };
+  const shapes = { a, b, node, n, k, m, inputs, transposedB, work: monomialOf([...batchShape, as[as.length - 2], as[as.length - 1], bs[bs.length - 1]]) };
   const offsetStrides = flat.strides.map((s) => ({ offset: "0", strides: s }));
   if (simd) {
     const bEntries = w.size(bs.slice(0, -2).reduce((p: Monomial, d) => times(p, monomialOf([d])), monomialOf([])));
@@ -123,6 +123,8 @@ interface Shapes {
   m: string;
   inputs: [string, string];
   transposedB: boolean;
+  /** Multiply-adds: batch entries × n × k × m. */
+  work: Monomial;
 }
 
 /** The loops over batch entries: `body` gets the entry's offsets (out, a, b, [packed b,] epilogue reads). */
@@ -184,9 +186,9 @@ function float64Matmul(w: KernelWriter, { a, b, node, n, k, m, inputs, transpose
  * tiles), then that chunk of the share's product (`width` columns per row). `copyOut`: the
  * product's rows go to out as they are (f32, no epilogue).
  */
-function simdMatmul(w: KernelWriter, { a, b, n, k, m, inputs, transposedB }: Shapes, bIsParam: boolean, bEntries: string, batchLoops: BatchLoops, store: Store, copyOut: boolean): void {
+function simdMatmul(w: KernelWriter, { a, b, n, k, m, inputs, transposedB, work }: Shapes, bIsParam: boolean, bEntries: string, batchLoops: BatchLoops, store: Store, copyOut: boolean): void {
   w.helpers.add("matmulSimd").add("matmulF32");
-  const { part, parts } = w.split();
+  const { part, parts } = w.split(work);
   const B = (p: string, j: string) => loadExpr(b.dtype, inputs[1], transposedB ? `bBase + ${j} * ${k} + ${p}` : `bBase + ${p} * ${m} + ${j}`, w.helpers);
   w.line(`const panels = Math.ceil(${m} / ${PANEL}), q0 = Math.floor((panels * ${part}) / ${parts}), q1 = Math.floor((panels * (${part} + 1)) / ${parts});`);
   w.line(`const width = (q1 - q0) * ${PANEL}, j0 = q0 * ${PANEL}, j1 = Math.min(q1 * ${PANEL}, ${m}), chunk = Math.min(${CHUNK_ROWS}, (${n} + ${TILE_ROWS - 1}) & ${-TILE_ROWS});`);

@@ -11,8 +11,8 @@ export class KernelWriter {
   private readonly hoisted = new Map<string, string>();
   /** The dims this kernel reads, in the order of its parameters. */
   readonly dims: string[] = [];
-  /** Whether the kernel splits its work over threads (KernelSpec.split). */
-  splits = false;
+  /** The multiply-adds of a kernel that splits its work over threads (KernelSpec.split, KernelSpec.work). */
+  splitWork?: Monomial;
   private indent = 1;
 
   constructor(readonly helpers: Set<string>) {}
@@ -53,16 +53,17 @@ export class KernelWriter {
 
   /**
    * The parameters of the kernel's share of the work, `part` of `parts` (KernelSpec.split),
-   * which follow its dims; a kernel run whole gets 0 of 1.
+   * which follow its dims; a kernel run whole gets 0 of 1. `work`: its multiply-adds, by which
+   * the runtime judges whether splitting pays.
    */
-  split(): { part: string; parts: string } {
-    this.splits = true;
+  split(work: Monomial): { part: string; parts: string } {
+    this.splitWork = work;
     return { part: "part", parts: "parts" };
   }
 
   /** The kernel function over `buffers` (out, in0, ...), the dims it read and, if it splits, its share. */
   finish(name: string, buffers: string[]): string {
-    const params = [...buffers, ...this.dims.map((_, i) => dimParam(i)), ...(this.splits ? ["part = 0", "parts = 1"] : [])];
+    const params = [...buffers, ...this.dims.map((_, i) => dimParam(i)), ...(this.splitWork ? ["part = 0", "parts = 1"] : [])];
     return [`function ${name}(${params.join(", ")}) {`, ...this.prelude.map((p) => `  ${p}`), ...this.lines, "}"].join("\n");
   }
 

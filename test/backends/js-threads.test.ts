@@ -14,6 +14,7 @@ import { initWeights, randomInputs } from "../../runtime/init.ts";
 import { runPipeline } from "../../compiler/passes/pipeline.ts";
 import { DEFAULT_PIPELINE } from "../../compiler/passes/registry.ts";
 import { serializeSafetensors } from "../../runtime/safetensors.ts";
+import { evalMonomial } from "../../common/size.ts";
 import { compileSource } from "../support/dsl.ts";
 import { STREAMING_ATTENTION } from "../support/kernels.ts";
 
@@ -30,7 +31,8 @@ interface Session {
 
 async function load(precision: Precision, threads?: number): Promise<Session> {
   const model = await importJsModule(String(compileJs(graph, [], { precision }).files.get("model.js")));
-  return (await model.load(serializeSafetensors(new Map()), threads === undefined ? undefined : ({ threads } as never))) as unknown as Session;
+  // Every split kernel splits here, however small (minSplitWork 0).
+  return (await model.load(serializeSafetensors(new Map()), threads === undefined ? undefined : ({ threads, minSplitWork: 0 } as never))) as unknown as Session;
 }
 
 const sameBits = (x: Float32Array, y: Float32Array) => x.length === y.length && x.every((v, i) => Object.is(v, y[i]));
@@ -70,12 +72,47 @@ describe("a JS artifact with threads", () => {
     const model = await importJsModule(String(artifact.files.get("model.js")));
     const weights = serializeSafetensors(initWeights(example, 2));
     const inputs = givenInputs(randomInputs(example, new Map([["N", 37]]), 2));
-    const [one, two] = await Promise.all([1, 2].map(async (threads) => (await model.load(weights, { threads } as never)) as unknown as Session));
+    const [one, two] = await Promise.all([1, 2].map(async (threads) => (await model.load(weights, { threads, minSplitWork: 0 } as never)) as unknown as Session));
     for (let run = 0; run < 2; run++) expect(sameBits((await two.run(inputs)).y, (await one.run(inputs)).y)).toBe(true);
   });
 
-  it("refuses a thread count that is not a positive integer", async () => {
+  it("refuses a thread count that is not a positive integer, and a negative minSplitWork", async () => {
     for (const threads of [0, -1, 1.5, Number.NaN]) await expect(load("f32", threads)).rejects.toThrow(/threads must be a positive integer/);
+    const model = await importJsModule(String(compileJs(graph).files.get("model.js")));
+    await expect(model.load(serializeSafetensors(new Map()), { threads: 2, minSplitWork: -1 } as never)).rejects.toThrow(/minSplitWork must be a number >= 0/);
+  });
+
+  it("sends a kernel's shares to the workers only when its multiply-adds reach minSplitWork", async () => {
+    const artifact = compileJs(graph);
+    // Each kernel's work for these sizes, as the runtime evaluates its manifest entry.
+    const dims = new Map([["N", 40], ["K", 150]]);
+    const works = artifact.manifest.kernels.map((k) => evalMonomial(k.work!, dims));
+    const model = await importJsModule(String(artifact.files.get("model.js")));
+    const inputs = givenInputs(randomInputs(graph, dims, 3));
+    // The shares posted to worker threads, counted as they leave.
+    const { Worker } = await import("node:worker_threads");
+    const post = Worker.prototype.postMessage;
+    let shares = 0;
+    Worker.prototype.postMessage = function (message: unknown, ...rest: never[]) {
+      if (message !== null && typeof message === "object" && "kernel" in message) shares++;
+      return post.call(this, message, ...rest);
+    };
+    try {
+      const counted = async (minSplitWork: number) => {
+        const session = (await model.load(serializeSafetensors(new Map()), { threads: 2, minSplitWork } as never)) as unknown as Session;
+        shares = 0;
+        await session.run(inputs);
+        session.close();
+        return shares;
+      };
+      expect(await counted(0)).toBe(4);
+      expect(await counted(Math.max(...works) + 1)).toBe(0);
+      // Between: only the kernels at or above it.
+      const middle = [...works].sort((a, b) => a - b)[2];
+      expect(await counted(middle)).toBe(works.filter((w) => w >= middle).length);
+    } finally {
+      Worker.prototype.postMessage = post;
+    }
   });
 
   it("imports nothing statically; in Node it loads node:worker_threads and node:os only, and only when it starts threads", () => {
@@ -89,7 +126,7 @@ describe("a JS artifact with threads", () => {
     const inputs = JSON.stringify(Object.fromEntries([...randomInputs(graph, new Map([["N", 20], ["K", 30]]), 1)].map(([n, t]) => [n, Array.from(t.data)])));
     // The module from a data: URL (no file, as a bundler or a browser might hold it), 2 threads.
     const script = `const m = await import("data:text/javascript;base64,${Buffer.from(module).toString("base64")}");
-const s = await m.load(new Uint8Array(${JSON.stringify([...serializeSafetensors(new Map())])}), { threads: 2 });
+const s = await m.load(new Uint8Array(${JSON.stringify([...serializeSafetensors(new Map())])}), { threads: 2, minSplitWork: 0 });
 const given = Object.fromEntries(Object.entries(${inputs}).map(([n, v]) => [n, Float32Array.from(v)]));
 const y = await s.run(given);
 console.log(y.a.length, y.d.every(Number.isFinite));`;

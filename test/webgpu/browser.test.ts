@@ -208,7 +208,7 @@ describe.skipIf(missing !== undefined && !onCi)("a JS artifact in headless Chrom
       const bytes = await (await fetch("/js/weights.safetensors")).arrayBuffer();
       const input = { x: { data: Float32Array.from(${JSON.stringify(Array.from(x.data))}), shape: ${JSON.stringify(x.shape)} } };
       const one = await model.load(bytes, { threads: 1 });
-      const two = await model.load(bytes, { threads: 2 });
+      const two = await model.load(bytes, { threads: 2, minSplitWork: 0 });
       const a = (await one.run(input)).y, b = (await two.run(input)).y;
       return { isolated: crossOriginIsolated, threads: two.threads, same: a.length === b.length && a.every((v, i) => Object.is(v, b[i])), y: Array.from(b) };
     })()`)) as { isolated: boolean; threads: number; same: boolean; y: number[] };

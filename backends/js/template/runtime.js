@@ -17,6 +17,14 @@ function nextTask() {
   });
 }
 
+/**
+ * The multiply-adds below which a kernel that could split runs whole on the calling thread:
+ * a share's round trip to a worker costs some tens of microseconds, about a million
+ * multiply-adds of SIMD work, so a split pays only well above that (decode steps, short
+ * sequences stay on one thread).
+ */
+const MIN_SPLIT_WORK = 2 ** 22;
+
 /** Whether `array` lives in shared memory that worker threads see. */
 const isShared = (array) => typeof SharedArrayBuffer === "function" && array.buffer instanceof SharedArrayBuffer;
 
@@ -156,8 +164,9 @@ function releaseWorkers(session) {
 
 class Session {
   /** `workers` run shares of the kernels that split (none: every kernel runs whole here). */
-  constructor(params, workers) {
+  constructor(params, workers, minSplitWork) {
     this.workers = workers;
+    this.minSplitWork = minSplitWork;
     this.id = sessionCount++;
     // The token unregisters the session from the finalizer when close() releases the workers first.
     if (workers.length && unusedSessions) unusedSessions.register(this, this.id, this);
@@ -254,7 +263,7 @@ class Session {
         args.push(ERRORS);
       }
       const start = times ? performance.now() : 0;
-      if (spec.split && workers.length) {
+      if (spec.split && workers.length && evalSize(spec.work, dims) >= this.minSplitWork) {
         const parts = workers.length + 1;
         // Params by reference to what the workers hold for this session.
         const sent = args.map((a, k) => (k < spec.buffers.length && MANIFEST.buffers[spec.buffers[k]].kind === "param" ? { param: spec.buffers[k] } : a));
@@ -304,13 +313,16 @@ class Session {
 }
 
 /**
- * Loads the weights (a safetensors file's bytes; options: prefix, rename, allowUnused, and
- * threads: how many threads run the kernels that split, default the cores available) and
+ * Loads the weights (a safetensors file's bytes; options: prefix, rename, allowUnused;
+ * threads: how many threads run the kernels that split, default the cores available;
+ * minSplitWork: the multiply-adds below which such a kernel runs whole, default 2^22) and
  * returns a session that runs the model.
  */
 export async function load(weights, options = {}) {
   const threads = options.threads ?? (MANIFEST.kernels.some((k) => k.split) ? await availableCores() : 1);
   if (!Number.isSafeInteger(threads) || threads < 1) throw new TypeError("load(): threads must be a positive integer, got " + String(threads));
+  const minSplitWork = options.minSplitWork ?? MIN_SPLIT_WORK;
+  if (!(minSplitWork >= 0)) throw new TypeError("load(): minSplitWork must be a number >= 0, got " + String(minSplitWork));
   const params = loadParams(weights, options);
-  return new Session(params, MANIFEST.kernels.some((k) => k.split) && threads > 1 ? await sharedWorkers(threads - 1) : []);
+  return new Session(params, MANIFEST.kernels.some((k) => k.split) && threads > 1 ? await sharedWorkers(threads - 1) : [], minSplitWork);
 }
