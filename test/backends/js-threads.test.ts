@@ -3,7 +3,8 @@
 // row, never how: every thread count gives the single-threaded result bit for bit. The module
 // stays self-contained: the workers run its own kernels' source, and in Node it loads only
 // node:worker_threads (and node:os, for the default count), when a session starts threads.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { compileJs } from "../../backends/js/index.ts";
@@ -121,17 +122,34 @@ describe("a JS artifact with threads", () => {
     expect(new Set([...module.matchAll(/\b(?:import|require)\((?:\s*\/\*[^*]*\*\/)*\s*"([^"]+)"\s*\)/g)].map((m) => m[1]))).toEqual(new Set(["node:worker_threads", "node:os"]));
   });
 
-  it("leaves no worker holding the process open: a script that runs with threads and never closes them exits", () => {
+  it("lets `difftc run` end as soon as it is done, on a model too small to split", () => {
+    // Its workers got a session's params and no share; one that held the process would keep
+    // it until a garbage collection ended the session (it took 40 s to 2 min).
+    const started = performance.now();
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL("../../bin/difftc.mjs", import.meta.url)), "run", "examples/diff_lm.dt", "--set", "L=1", "--set", "N=3", "--backend", "js"], { encoding: "utf8", timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^logits: f32\[3, /);
+    expect(performance.now() - started).toBeLessThan(20_000);
+  });
+
+  it("leaves no worker holding the process open: a script that runs with threads and never closes them exits at once", () => {
     const module = String(compileJs(graph).files.get("model.js"));
     const inputs = JSON.stringify(Object.fromEntries([...randomInputs(graph, new Map([["N", 20], ["K", 30]]), 1)].map(([n, t]) => [n, Array.from(t.data)])));
-    // The module from a data: URL (no file, as a bundler or a browser might hold it), 2 threads.
-    const script = `const m = await import("data:text/javascript;base64,${Buffer.from(module).toString("base64")}");
-const s = await m.load(new Uint8Array(${JSON.stringify([...serializeSafetensors(new Map())])}), { threads: 2, minSplitWork: 0 });
+    // Workers that computed shares (minSplitWork 0), and workers that never got one (these sizes
+    // are below the default): either way the process ends when the script does.
+    for (const minSplitWork of [0, undefined]) {
+      // The module from a data: URL (no file, as a bundler or a browser might hold it), 2 threads.
+      const script = `const m = await import("data:text/javascript;base64,${Buffer.from(module).toString("base64")}");
+const s = await m.load(new Uint8Array(${JSON.stringify([...serializeSafetensors(new Map())])}), { threads: 2, minSplitWork: ${minSplitWork} });
 const given = Object.fromEntries(Object.entries(${inputs}).map(([n, v]) => [n, Float32Array.from(v)]));
 const y = await s.run(given);
-console.log(y.a.length, y.d.every(Number.isFinite));`;
-    // The script on stdin: the module in it is past what a command line may hold.
-    const out = execFileSync(process.execPath, ["--input-type=module", "-"], { input: script, encoding: "utf8", timeout: 60_000 });
-    expect(out.trim()).toBe("320 true");
+console.log(s.threads, y.a.length, y.d.every(Number.isFinite));`;
+      // The script on stdin: the module in it is past what a command line may hold. A worker
+      // that held the process would keep it until a garbage collection ended it (tens of seconds).
+      const started = performance.now();
+      const out = execFileSync(process.execPath, ["--input-type=module", "-"], { input: script, encoding: "utf8", timeout: 30_000 });
+      expect(out.trim()).toBe("2 320 true");
+      expect(performance.now() - started, `minSplitWork ${minSplitWork}`).toBeLessThan(15_000);
+    }
   });
 });

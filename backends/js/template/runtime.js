@@ -88,8 +88,6 @@ async function startWorkers(count) {
     const { Worker } = await import(/* webpackIgnore: true */ /* @vite-ignore */ "node:worker_threads");
     spawn = () => {
       const worker = new Worker(source, { eval: true });
-      // An idle worker keeps no process alive; one that computes a share does.
-      worker.unref();
       return { worker, listen: (f) => worker.on("message", f), onError: (f) => worker.on("error", f), busy: (on) => (on ? worker.ref() : worker.unref()) };
     };
   } else if (typeof Worker === "function" && globalThis.crossOriginIsolated) {
@@ -121,6 +119,9 @@ async function startWorkers(count) {
     };
     w.listen((m) => settle(m.error === undefined ? undefined : new Error(m.error)));
     w.onError((e) => settle(e));
+    // An idle worker keeps no process alive; one that computes a share does. (After the
+    // listeners: in Node a message listener refs the worker again.)
+    w.busy(false);
     return {
       run: (message) =>
         new Promise((resolve, reject) => {
