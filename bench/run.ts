@@ -30,9 +30,8 @@ import type { Graph } from "../compiler/ir/graph.ts";
 import type { HostTensor } from "../compiler/ir/tensor.ts";
 import { parseProgram } from "../dsl/parse.ts";
 import type { TensorMap } from "../runtime/adapters/adapter.ts";
-import { importJsModule, loadJs } from "../runtime/adapters/js/index.ts";
-import { givenInputs } from "../runtime/adapters/module.ts";
-import { serializeSafetensors } from "../runtime/safetensors.ts";
+import { loadJsSession } from "../runtime/adapters/js/index.ts";
+import { givenInputs, hostSession } from "../runtime/adapters/module.ts";
 import type { Artifact } from "../backends/common/artifact.ts";
 import { parsePipeline, runPipeline } from "../compiler/passes/pipeline.ts";
 import { parseQuantFlag } from "../compiler/passes/quantize-attention.ts";
@@ -102,10 +101,8 @@ interface Implementation {
  * forward on inputs already in typed arrays, outputs left in them, as the module takes them.
  */
 async function jsRunner(artifact: Artifact, weights: TensorMap, threads = 1): Promise<Runner> {
-  const session = await loadJs(artifact, weights);
-  const model = await importJsModule(String(artifact.files.get("model.js")));
-  const params = model.manifest.params.flatMap((p) => (weights.has(p.name) ? [[p.name, weights.get(p.name)!] as const] : []));
-  const loaded = await model.load(serializeSafetensors(new Map(params)), { threads } as never);
+  const { model, session: loaded } = await loadJsSession(artifact, weights, { threads });
+  const session = hostSession(model.manifest, loaded, `model ${model.manifest.model}`);
   return Object.assign((inputs: TensorMap) => session.run(inputs), {
     profile: session.profile,
     bindInputs: async (inputs: TensorMap) => {

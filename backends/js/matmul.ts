@@ -56,9 +56,9 @@ const LOADER = readFileSync(new URL("./template/matmul-simd.js", import.meta.url
  */
 export function matmulHelperSource(name: string): string | undefined {
   if (name === "matmulSimd") return LOADER;
+  if (name !== "matmulF32") return undefined;
   const variants = [F32X4_FMA, F32X4].map((lanes) => `new Uint8Array([${matmulModule(lanes).join(",")}])`);
-  if (name === "matmulF32") return `const matmulF32 = matmulSimd([${variants.join(", ")}]);`;
-  return undefined;
+  return `const matmulF32 = matmulSimd([${variants.join(", ")}]);`;
 }
 
 const isFloat = (d: DType) => d === "f32" || d === "f16" || d === "bf16";

@@ -8,15 +8,20 @@ import { type ArtifactSession, hostSession, importArtifactModule, importModule }
 
 export interface JsModel {
   manifest: Manifest;
-  load(weights: Uint8Array, options?: WeightsBindingOptions): Promise<ArtifactSession>;
+  load(weights: Uint8Array, options?: WeightsBindingOptions & { threads?: number }): Promise<ArtifactSession>;
 }
 
 /** Imports a JS artifact's model.js from its source text. */
 export const importJsModule = (source: string): Promise<JsModel> => importModule<JsModel>(source);
 
-export async function loadJs(artifact: Artifact | string, weights: TensorMap): Promise<Session> {
+/** The artifact's own session (typed arrays in and out), with `options` for its load() (threads). */
+export async function loadJsSession(artifact: Artifact | string, weights: TensorMap, options: { threads?: number } = {}): Promise<{ model: JsModel; session: ArtifactSession }> {
   const model = await importArtifactModule<JsModel>(artifact);
   const params = new Map(model.manifest.params.flatMap((p) => (weights.has(p.name) ? [[p.name, weights.get(p.name)!] as const] : [])));
-  const session = await model.load(serializeSafetensors(new Map(params)));
+  return { model, session: await model.load(serializeSafetensors(params), options) };
+}
+
+export async function loadJs(artifact: Artifact | string, weights: TensorMap): Promise<Session> {
+  const { model, session } = await loadJsSession(artifact, weights);
   return hostSession(model.manifest, session, typeof artifact === "string" ? artifact : `model ${model.manifest.model}`);
 }
