@@ -431,6 +431,7 @@ async function runCommand(command: string, path: string, m: Loaded, opts: Option
       const target = backend === "interp" ? undefined : difftc.findAdapterTarget(backend);
       if (m.artifact && target && target !== m.artifact.target) throw new Diagnostic(`${m.artifact.dir} is a ${m.artifact.target} artifact; --backend ${backend} runs ${target} artifacts`);
       if (opts.profile && !target) throw new Diagnostic("--profile times the kernels of a compiled artifact: give --backend js");
+      if (opts.precision !== undefined && !target) throw new Diagnostic("--precision is the arithmetic of compiled kernels; the interpreter always computes in float64: give --backend js");
       if (opts.runs !== undefined && !opts.profile) throw new Diagnostic("--runs is the number of forwards --profile averages: give --profile");
       const weights = await weightsFor(m, opts, progress);
       const inputs = inputsFor(m, opts);

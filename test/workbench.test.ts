@@ -67,6 +67,9 @@ describe("difftc as a pass workbench", () => {
     expect(r.stdout).toMatch(/by op:\n(.*\n)* +[\d.]+ ms +[\d.]+% {2}matmul \(\d+ kernels?\)/);
     const interp = difftc(["run", "examples/diff_lm.dt", "--set", "N=3", "--profile"]);
     expect(interp.stderr).toContain("--profile times the kernels of a compiled artifact: give --backend js");
+    const precision = difftc(["run", "examples/diff_lm.dt", "--set", "N=3", "--precision", "f64"]);
+    expect(precision.code).toBe(1);
+    expect(precision.stderr).toContain("--precision is the arithmetic of compiled kernels; the interpreter always computes in float64: give --backend js");
   });
 
   it("new-pass refuses a bad name without writing anything (taken names: test/passes/pipeline.test.ts)", () => {
