@@ -7,13 +7,13 @@
 // Accuracy, against the interpreter's value (the float64 function of the float32 input,
 // rounded to float32), measured by test/backends/wasm-math.test.ts over dense sweeps, every
 // 8191st float32 bit pattern, special values and random floats: the largest errors seen are
-// exp 2 ulps, log 1, tanh 1, erf 1, sin 1 and cos 2 (sin and cos for |x| < 3.37e9); NaN,
-// ±Infinity and signed zeros come out exactly as the interpreter's. The polynomial coefficients are near-minimax fits (Lawson's
+// exp 2 ulps, log 1, tanh 1, erf 1, sin 1, cos 2 (sin and cos for |x| < 3.37e9) and pow 1;
+// NaN, ±Infinity and signed zeros come out exactly as the interpreter's. The polynomial coefficients are near-minimax fits (Lawson's
 // reweighted least squares against 40-digit values), rounded to float32 one term at a time
 // from the lowest, the later terms refitted to absorb the earlier ones' rounding.
 
-import type { MathFn } from "../../compiler/ir/scalar.ts";
-import { type Body, exp, F32X4, F64X2, I32X4_ADD, I32X4_SHL, polynomial, V128, V128_AND, V128_BITSELECT } from "./wasm-encoder.ts";
+import { MATH, type MathFn } from "../../compiler/ir/scalar.ts";
+import { type Body, exp, F32X4, F64X2, I32X4_ADD, I32X4_SHL, polynomial, V128, V128_AND, V128_ANDNOT, V128_BITSELECT } from "./wasm-encoder.ts";
 
 const L = F32X4;
 const I32X4_EQ = 0x37;
@@ -30,7 +30,7 @@ const SIGN = lanesOf(0x80000000 | 0);
 const f32Bits = (x: number) => new Int32Array(new Float32Array([x]).buffer)[0];
 
 /** The math functions this file computes in f32x4 lanes. */
-export const F32X4_MATH: ReadonlySet<MathFn> = new Set<MathFn>(["exp", "log", "tanh", "erf", "sin", "cos"]);
+export const F32X4_MATH: ReadonlySet<MathFn> = new Set<MathFn>(["exp", "log", "tanh", "erf", "sin", "cos", "pow"]);
 
 /**
  * Emits code that sets the v128 local `out` to fn(args) lane by lane, args being v128 locals
@@ -39,18 +39,20 @@ export const F32X4_MATH: ReadonlySet<MathFn> = new Set<MathFn>(["exp", "log", "t
  */
 export function f32x4Math(f: Body, fn: MathFn, args: string[], out: string): void {
   const emit = EMITTERS[fn];
-  if (!emit || args.length !== 1) throw new Error(`f32x4Math: ${fn} of ${args.length} arguments is not computed in f32x4 lanes`);
-  emit(f, args[0], out);
+  // The interpreter's function says how many arguments fn takes.
+  if (!emit || args.length !== MATH[fn].length) throw new Error(`f32x4Math: ${fn} of ${args.length} arguments is not computed in f32x4 lanes`);
+  emit(f, args, out);
 }
 
-const EMITTERS: Partial<Record<MathFn, (f: Body, x: string, out: string) => void>> = {
+const EMITTERS: Partial<Record<MathFn, (f: Body, args: string[], out: string) => void>> = {
   // Max error 2 ulps; subnormal results rounded once, 0 below them, Infinity past 88.72.
-  exp: (f, x, out) => exp(f, L, x, out, "full"),
-  log,
-  tanh,
-  erf,
-  sin: (f, x, out) => sinCos(f, x, out, 0),
-  cos: (f, x, out) => sinCos(f, x, out, 1),
+  exp: (f, [x], out) => exp(f, L, x, out, "full"),
+  log: (f, [x], out) => log(f, x, out),
+  tanh: (f, [x], out) => tanh(f, x, out),
+  erf: (f, [x], out) => erf(f, x, out),
+  sin: (f, [x], out) => sinCos(f, x, out, 0),
+  cos: (f, [x], out) => sinCos(f, x, out, 1),
+  pow: (f, [x, y], out) => pow(f, x, y, out),
 };
 
 // log (musl's logf, after fdlibm): x = 2^k m with m in [sqrt(2)/2, sqrt(2)), f = m - 1,
@@ -61,18 +63,26 @@ const LN2_HI = 0.693138122558593750; // 0x3f317180: k ln2_hi is exact
 const LN2_LO = 9.0580006144591607e-6; // 0x3717f7d1
 const SQRT_HALF_BITS = 0x3f3504f3;
 
-/** Max error 1 ulp. */
-function log(f: Body, x: string, out: string): void {
-  const { Lg1, Lg2, Lg3, Lg4 } = LOG_R;
-  // Subnormal (and 0, negative: fixed below) x: times 2^25, and k less 25.
+/**
+ * x = 2^k m with m in [sqrt(2)/2, sqrt(2)) for the positive finite lanes of x (the others are
+ * the caller's to fix): k (as a float) into math_e2, m into math_m.
+ */
+function splitExponent(f: Body, x: string): void {
+  // Subnormal (and 0, negative) x: times 2^25, and k less 25.
   f.get(x, V128).op(...L.constant(2 ** -126)).simd(L.lt).set("math_tiny", V128);
   f.get(x, V128).op(...L.constant(2 ** 25)).simd(L.mul).get(x, V128).get("math_tiny", V128).simd(V128_BITSELECT);
   // ix = bits + (1 - sqrt(1/2))'s bit offset: its exponent field is k + 127.
   f.op(...lanesOf(f32Bits(1) - SQRT_HALF_BITS)).simd(I32X4_ADD).set("math_ix", V128);
   f.get("math_ix", V128).i32(23).simd(I32X4_SHR_S).op(...lanesOf(127)).simd(I32X4_SUB);
-  f.get("math_tiny", V128).op(...lanesOf(25)).simd(V128_AND).simd(I32X4_SUB).simd(F32X4_CONVERT_I32X4_S).set("math_k", V128);
-  f.get("math_ix", V128).op(...lanesOf(0x7fffff)).simd(V128_AND).op(...lanesOf(SQRT_HALF_BITS)).simd(I32X4_ADD);
-  f.op(...L.constant(1)).simd(L.sub).set("math_f", V128);
+  f.get("math_tiny", V128).op(...lanesOf(25)).simd(V128_AND).simd(I32X4_SUB).simd(F32X4_CONVERT_I32X4_S).set("math_e2", V128);
+  f.get("math_ix", V128).op(...lanesOf(0x7fffff)).simd(V128_AND).op(...lanesOf(SQRT_HALF_BITS)).simd(I32X4_ADD).set("math_m", V128);
+}
+
+/** Max error 1 ulp. */
+function log(f: Body, x: string, out: string): void {
+  const { Lg1, Lg2, Lg3, Lg4 } = LOG_R;
+  splitExponent(f, x);
+  f.get("math_m", V128).op(...L.constant(1)).simd(L.sub).set("math_f", V128);
   f.get("math_f", V128).get("math_f", V128).op(...L.constant(2)).simd(L.add).simd(L.div).set("math_s", V128);
   f.get("math_s", V128).get("math_s", V128).simd(L.mul).set("math_z", V128);
   f.get("math_z", V128).get("math_z", V128).simd(L.mul).set("math_w", V128);
@@ -83,9 +93,9 @@ function log(f: Body, x: string, out: string): void {
   f.get("math_f", V128).get("math_f", V128).simd(L.mul).op(...L.constant(0.5)).simd(L.mul).set("math_hfsq", V128);
   // s (hfsq + R) + k ln2_lo - hfsq + f + k ln2_hi
   f.get("math_s", V128).get("math_hfsq", V128).get("math_r", V128).simd(L.add).simd(L.mul);
-  f.get("math_k", V128).op(...L.constant(LN2_LO)).simd(L.mul).simd(L.add);
+  f.get("math_e2", V128).op(...L.constant(LN2_LO)).simd(L.mul).simd(L.add);
   f.get("math_hfsq", V128).simd(L.sub).get("math_f", V128).simd(L.add);
-  f.get("math_k", V128).op(...L.constant(LN2_HI)).simd(L.mul).simd(L.add);
+  f.get("math_e2", V128).op(...L.constant(LN2_HI)).simd(L.mul).simd(L.add);
   // Where x is not positive and finite: log(±0) = -Infinity, log(x < 0) = NaN (all bits set),
   // log(Infinity) = Infinity and log(NaN) = NaN are x itself.
   f.op(...L.constant(-Infinity)).get(x, V128).get(x, V128).op(...L.constant(0)).simd(L.lt).simd(V128_OR);
@@ -160,6 +170,15 @@ const COS_C = [0.04166664555668831, -0.001388729433529079, 2.4429415134363808e-5
 const I8X16_SHUFFLE = 0x0d;
 const F32X4_DEMOTE_F64X2_ZERO = 0x5e;
 const F64X2_PROMOTE_LOW_F32X4 = 0x5f;
+/** i8x16.shuffle's lanes for the low 8 bytes of each operand: two demoted f64x2 halves as one f32x4. */
+const LOW_HALVES = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+
+/** Pushes lanes 2 half and 2 half + 1 of the f32x4 local `name` as an f64x2. */
+function promoteHalf(f: Body, name: string, half: number): void {
+  f.get(name, V128);
+  if (half) f.get(name, V128).simd(I8X16_SHUFFLE, ...Array.from({ length: 16 }, (_, i) => 8 + (i % 8)));
+  f.simd(F64X2_PROMOTE_LOW_F32X4);
+}
 
 /**
  * Max error 1 ulp (sin) and 2 ulps (cos) for |x| < 3.37e9 (2^31 pi/2); past it, measured: 12
@@ -169,10 +188,8 @@ function sinCos(f: Body, x: string, out: string, quadrant: 0 | 1): void {
   const { round } = F64X2.exp;
   f.get(x, V128).simd(L.abs).set("math_a", V128);
   for (const half of [0, 1]) {
-    // Lanes 2 and 3 moved down for the second half.
-    f.get("math_a", V128);
-    if (half) f.get("math_a", V128).simd(I8X16_SHUFFLE, ...Array.from({ length: 16 }, (_, i) => 8 + (i % 8)));
-    f.simd(F64X2_PROMOTE_LOW_F32X4).set("math_ad", V128);
+    promoteHalf(f, "math_a", half);
+    f.set("math_ad", V128);
     f.get("math_ad", V128).op(...F64X2.constant(2 / Math.PI)).simd(F64X2.mul).op(...F64X2.constant(round)).simd(F64X2.add).set(`math_jt${half}`, V128);
     f.get(`math_jt${half}`, V128).op(...F64X2.constant(round)).simd(F64X2.sub).set("math_j", V128);
     f.get("math_ad", V128);
@@ -182,7 +199,7 @@ function sinCos(f: Body, x: string, out: string, quadrant: 0 | 1): void {
   // r as f32x4: the two halves' low lanes (held to [-1, 1], which changes no r of the accurate
   // range and keeps the polynomials in [-1, 1] past it); the quadrant: the low 32 bits of each
   // j + round.
-  f.get("math_r0", V128).get("math_r1", V128).simd(I8X16_SHUFFLE, ...[0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]);
+  f.get("math_r0", V128).get("math_r1", V128).simd(I8X16_SHUFFLE, ...LOW_HALVES);
   f.op(...L.constant(-1)).simd(L.max).op(...L.constant(1)).simd(L.min).set("math_r", V128);
   f.get("math_jt0", V128).get("math_jt1", V128).simd(I8X16_SHUFFLE, ...[0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27]);
   if (quadrant) f.op(...lanesOf(quadrant)).simd(I32X4_ADD);
@@ -198,4 +215,55 @@ function sinCos(f: Body, x: string, out: string, quadrant: 0 | 1): void {
   f.get("math_q", V128).i32(30).simd(I32X4_SHL);
   if (quadrant === 0) f.get(x, V128).simd(V128_XOR);
   f.op(...SIGN).simd(V128_AND).simd(V128_XOR).set(out, V128);
+}
+
+// pow (JS's x ** y) as e^(y ln|x|) in float64, where y ln|x| keeps the bits that a float32
+// result needs for every y (|y ln|x|| reaches 104 before the result is 0 or Infinity):
+// |x| = 2^k m as for log, ln m = 2 atanh(s), s = (m - 1) / (m + 1), by its series to s^15
+// (truncation 2e-14 relative), then the float64 exp over its full range, demoted to float32
+// (one rounding, to a subnormal, 0 or Infinity where it falls; an exact result halfway
+// between two floats, such as 2 ** -150, may round to either). ln 0 = -Infinity and
+// ln Infinity = Infinity give the limits of 0 and Infinity to the powers; then the sign and
+// the special cases of ** in float32 lanes: x < 0 (finite) to a non-integer y is NaN, a sign
+// bit on x to an odd integer y is kept, y = ±0 gives 1 (even for NaN x), and |x| = 1 to
+// y = ±Infinity is NaN (JS, not C) because ±Infinity · 0 is.
+const ATANH_SERIES = Array.from({ length: 8 }, (_, i) => 2 / (2 * i + 1));
+const I64X2_EXTEND_LOW_I32X4_S = 0xc7;
+const I64X2_EXTEND_HIGH_I32X4_S = 0xc8;
+const F32X4_TRUNC = 0x69;
+
+/** Max error 1 ulp. */
+function pow(f: Body, x: string, y: string, out: string): void {
+  f.get(x, V128).simd(L.abs).set("math_ax", V128);
+  splitExponent(f, "math_ax");
+  // ln|x| where |x| is 0, Infinity or NaN: -Infinity, Infinity, NaN.
+  f.op(...L.constant(-Infinity)).get("math_ax", V128).get("math_ax", V128).op(...L.constant(0)).simd(F32X4_EQ).simd(V128_BITSELECT).set("math_special", V128);
+  f.get("math_ax", V128).op(...L.constant(0)).simd(L.gt).get("math_ax", V128).op(...L.constant(Infinity)).simd(L.lt).simd(V128_AND).set("math_valid", V128);
+  for (const half of [0, 1]) {
+    promoteHalf(f, "math_m", half);
+    f.op(...F64X2.constant(1)).simd(F64X2.sub).set("math_f", V128);
+    f.get("math_f", V128).get("math_f", V128).op(...F64X2.constant(2)).simd(F64X2.add).simd(F64X2.div).set("math_s", V128);
+    f.get("math_s", V128).get("math_s", V128).simd(F64X2.mul).set("math_z", V128);
+    // ln|x| = k ln 2 + s (2 + 2 z / 3 + ...), or the special value; times y.
+    promoteHalf(f, "math_e2", half);
+    f.op(...F64X2.constant(Math.LN2)).simd(F64X2.mul);
+    polynomial(f, F64X2, "math_z", ATANH_SERIES);
+    f.get("math_s", V128).simd(F64X2.mul).simd(F64X2.add);
+    promoteHalf(f, "math_special", half);
+    f.get("math_valid", V128).simd(half ? I64X2_EXTEND_HIGH_I32X4_S : I64X2_EXTEND_LOW_I32X4_S).simd(V128_BITSELECT);
+    promoteHalf(f, y, half);
+    f.simd(F64X2.mul).set("math_u", V128);
+    exp(f, F64X2, "math_u", "math_u", "full");
+    f.get("math_u", V128).simd(F32X4_DEMOTE_F64X2_ZERO).set(`math_p${half}`, V128);
+  }
+  f.get("math_p0", V128).get("math_p1", V128).simd(I8X16_SHUFFLE, ...LOW_HALVES);
+  // y an integer (NaN is not; ±Infinity is, and even), and odd.
+  f.get(y, V128).simd(F32X4_TRUNC).get(y, V128).simd(F32X4_EQ).set("math_integer", V128);
+  f.get(y, V128).op(...L.constant(0.5)).simd(L.mul).set("math_half", V128);
+  f.get("math_half", V128).simd(F32X4_TRUNC).get("math_half", V128).simd(L.ne).get("math_integer", V128).simd(V128_AND);
+  // x's sign bit where y is odd; all bits (NaN) where x is negative and finite and y is not an integer.
+  f.get(x, V128).simd(V128_AND).op(...SIGN).simd(V128_AND).simd(V128_XOR);
+  f.get(x, V128).op(...L.constant(0)).simd(L.lt).get(x, V128).op(...L.constant(-Infinity)).simd(L.gt).simd(V128_AND);
+  f.get("math_integer", V128).simd(V128_ANDNOT).simd(V128_OR).set("math_y", V128);
+  f.op(...L.constant(1)).get("math_y", V128).get(y, V128).op(...L.constant(0)).simd(F32X4_EQ).simd(V128_BITSELECT).set(out, V128);
 }

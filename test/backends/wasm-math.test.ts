@@ -43,34 +43,36 @@ const SPECS: Record<string, { ulps: number; ranges: [number, number][]; special:
 /** Every function's special values besides its own: zeros, infinities, NaN, subnormals, the extremes. */
 const SPECIAL = [0, -0, Infinity, -Infinity, NaN, LEAST_SUBNORMAL, -LEAST_SUBNORMAL, 1e-40, -1e-40, 2 ** -126, -(2 ** -126), below(2 ** -126), MAX_F32, -MAX_F32, 1, -1, 0.5, -0.5];
 
+/** The bytes computed per call: memory holds a chunk computed apart, then the same computed in place, then their second arguments. */
+const CHUNK_BYTES = 1 << 18;
+
 /**
  * A module whose `apply(from, to)` sets each float in [from, to) (byte offsets, whole v128s) to
- * the function `emit` computes, from v128 local x into y, and `inPlace` the same with out = x.
+ * the function `emit` computes, from v128 local x (and y, read 2 chunks on) into out, and
+ * `inPlace` the same with out = x.
  */
-function mathModule(emit: (f: Body, x: string, out: string) => void) {
+function mathModule(emit: (f: Body, args: string[], out: string) => void) {
   const body = (out: string) => {
     const f = new Body([["p", I32], ["end", I32]]);
     f.ifBelow("p", "end", () =>
       f.loopWhileBelow("p", "end", () => {
         f.get("p").simd(V128_LOAD, ...mem(0, 4)).set("x", V128);
-        emit(f, "x", out);
+        f.get("p").simd(V128_LOAD, ...mem(2 * CHUNK_BYTES, 4)).set("y", V128);
+        emit(f, ["x", "y"], out);
         f.get("p").get(out, V128).simd(V128_STORE, ...mem(0, 4));
         f.bump("p", 16);
       }),
     );
     return f;
   };
-  const bytes = wasmModule([["apply", body("y")], ["inPlace", body("x")]]);
+  const bytes = wasmModule([["apply", body("out")], ["inPlace", body("x")]]);
   expect(WebAssembly.validate(bytes)).toBe(true);
   return new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as { apply(from: number, to: number): void; inPlace(from: number, to: number): void; memory: WebAssembly.Memory };
 }
 
-/** The bytes computed per call: memory holds a chunk computed apart, then the same computed in place. */
-const CHUNK_BYTES = 1 << 18;
-
-/** The module's function of each of xs (in the lanes' float type): computed apart and in place, which must agree bit for bit. */
-function run<A extends Float32Array | Float64Array>(m: ReturnType<typeof mathModule>, xs: A): A {
-  if (m.memory.buffer.byteLength < 2 * CHUNK_BYTES) m.memory.grow(Math.ceil((2 * CHUNK_BYTES - m.memory.buffer.byteLength) / 65536));
+/** The module's function of each of xs (and ys) (in the lanes' float type): computed apart and in place, which must agree bit for bit. */
+function run<A extends Float32Array | Float64Array>(m: ReturnType<typeof mathModule>, xs: A, ys?: A): A {
+  if (m.memory.buffer.byteLength < 4 * CHUNK_BYTES) m.memory.grow(Math.ceil((4 * CHUNK_BYTES - m.memory.buffer.byteLength) / 65536));
   const Typed = xs.constructor as { new (buffer: ArrayBuffer, offset: number, length: number): A; new (length: number): A };
   const chunk = CHUNK_BYTES / xs.BYTES_PER_ELEMENT;
   const out = new Typed(xs.length);
@@ -80,13 +82,14 @@ function run<A extends Float32Array | Float64Array>(m: ReturnType<typeof mathMod
     const inPlace = new Typed(m.memory.buffer, CHUNK_BYTES, n);
     apart.set(xs.subarray(at, at + n));
     inPlace.set(xs.subarray(at, at + n));
+    if (ys) for (const chunk of [2, 3]) new Typed(m.memory.buffer, chunk * CHUNK_BYTES, n).set(ys.subarray(at, at + n));
     const bytes = Math.ceil((n * xs.BYTES_PER_ELEMENT) / 16) * 16;
     m.apply(0, bytes);
     m.inPlace(CHUNK_BYTES, CHUNK_BYTES + bytes);
     const a = new Uint8Array(m.memory.buffer, 0, bytes);
     const b = new Uint8Array(m.memory.buffer, CHUNK_BYTES, bytes);
     const i = a.findIndex((v, k) => v !== b[k]);
-    if (i >= 0) expect.fail(`in place and apart differ at x = ${xs[at + Math.floor(i / xs.BYTES_PER_ELEMENT)]}`);
+    if (i >= 0) expect.fail(`in place and apart differ at x = ${xs[at + Math.floor(i / xs.BYTES_PER_ELEMENT)]}, y = ${ys?.[at + Math.floor(i / xs.BYTES_PER_ELEMENT)]}`);
     out.set(apart, at);
   }
   return out;
@@ -94,13 +97,13 @@ function run<A extends Float32Array | Float64Array>(m: ReturnType<typeof mathMod
 
 /**
  * The error of got against want in units of the last place of want (`mantissa` bits; the
- * subnormals' spacing at least); NaN, ±Infinity and zeros (with their sign, unless `anyZero`)
- * must match exactly.
+ * subnormals' spacing at least, which is also a zero's); NaN and ±Infinity must match exactly,
+ * and a zero for a zero must have its sign (unless `anyZero`).
  */
 function ulpError(got: number, want: number, mantissa: number, leastExponent: number, anyZero = false): number {
   if (Number.isNaN(want)) return Number.isNaN(got) ? 0 : Infinity;
-  if (want === 0 && anyZero) return got === 0 ? 0 : Infinity;
-  if (want === 0 || !Number.isFinite(want)) return Object.is(got, want) ? 0 : Infinity;
+  if (!Number.isFinite(want)) return got === want ? 0 : Infinity;
+  if (want === 0 && got === 0) return anyZero || Object.is(got, want) ? 0 : Infinity;
   if (!Number.isFinite(got)) return Infinity;
   return Math.abs(got - want) / 2 ** (Math.max(Math.floor(Math.log2(Math.abs(want))), leastExponent) - mantissa);
 }
@@ -108,32 +111,33 @@ function ulpError(got: number, want: number, mantissa: number, leastExponent: nu
 interface Worst {
   ulps: number;
   x: number;
+  y?: number;
   got: number;
   want: number;
 }
 
-/** The largest ulp error of the module against `reference` over xs. */
-function worst<A extends Float32Array | Float64Array>(m: ReturnType<typeof mathModule>, xs: A, reference: (x: number) => number, anyZero = false): Worst {
-  const got = run(m, xs);
+/** The largest ulp error of the module against `reference` over xs (and ys). */
+function worst<A extends Float32Array | Float64Array>(m: ReturnType<typeof mathModule>, xs: A, reference: (x: number, y: number) => number, anyZero = false, ys?: A): Worst {
+  const got = run(m, xs, ys);
   const [mantissa, least] = xs instanceof Float32Array ? [23, -126] : [52, -1022];
   let max: Worst = { ulps: 0, x: NaN, got: NaN, want: NaN };
   for (let i = 0; i < xs.length; i++) {
-    const want = reference(xs[i]);
+    const want = reference(xs[i], ys?.[i] ?? NaN);
     const ulps = ulpError(got[i], want, mantissa, least, anyZero);
-    if (!(ulps <= max.ulps)) max = { ulps, x: xs[i], got: got[i], want };
+    if (!(ulps <= max.ulps)) max = { ulps, x: xs[i], y: ys?.[i], got: got[i], want };
   }
   return max;
 }
 
-const describeWorst = (w: Worst) => `${w.ulps} ulps at x = ${w.x} (got ${w.got}, want ${w.want})`;
+const describeWorst = (w: Worst) => `${w.ulps} ulps at x = ${w.x}${w.y === undefined ? "" : `, y = ${w.y}`} (got ${w.got}, want ${w.want})`;
 /** count evenly spaced float32 values in [from, to]. */
 const sweep = (from: number, to: number, count: number) => Float32Array.from({ length: count }, (_, i) => from + ((to - from) * i) / (count - 1));
 /** Every `stride`-th float32 bit pattern: both signs, every binade, subnormals, infinities and NaNs. */
 const bitPatterns = (stride: number) => new Float32Array(Uint32Array.from({ length: Math.floor(2 ** 32 / stride) }, (_, i) => i * stride).buffer);
 
-describe.each([...F32X4_MATH])("f32x4 %s in WebAssembly SIMD", (fn) => {
+describe.each([...F32X4_MATH].filter((fn) => fn !== "pow"))("f32x4 %s in WebAssembly SIMD", (fn) => {
   const spec = SPECS[fn];
-  const m = mathModule((f, x, out) => f32x4Math(f, fn, [x], out));
+  const m = mathModule((f, [x], out) => f32x4Math(f, fn, [x], out));
   const reference = (x: number) => Math.fround(MATH[fn](x));
   /** Past the bound of sin and cos, only the range [-1, 1] is promised (Infinity and NaN still give NaN). */
   const beyond = (x: number) => Number.isFinite(x) && Math.abs(x) >= (spec.accurateBelow ?? Infinity);
@@ -168,6 +172,57 @@ describe.each([...F32X4_MATH])("f32x4 %s in WebAssembly SIMD", (fn) => {
   });
 });
 
+describe("f32x4 pow in WebAssembly SIMD", () => {
+  const m = mathModule((f, args, out) => f32x4Math(f, "pow", args, out));
+  const reference = (x: number, y: number) => Math.fround(MATH.pow(x, y));
+  const ULPS = 1;
+  /** The pairs (xs[i], ys[i]) of a grid over [x0, x1] × [y0, y1]. */
+  const grid = ([x0, x1]: [number, number], [y0, y1]: [number, number], side: number) => {
+    const xs = sweep(x0, x1, side);
+    const ys = sweep(y0, y1, side);
+    return [Float32Array.from({ length: side * side }, (_, i) => xs[Math.floor(i / side)]), Float32Array.from({ length: side * side }, (_, i) => ys[i % side])];
+  };
+  /** Bases and exponents where ** has its special cases: zeros, infinities, NaN, ±1, negatives to integers odd and even and not. */
+  const SPECIAL_POW = [...SPECIAL, 2, -2, 3, -3, 1.5, -1.5, 0.25, 1e30, -1e30, 2 ** 24, 2 ** 24 + 2, 16777215, 127, 128, -149, -150, 88.7, 1e-30];
+
+  it(`is within ${ULPS} ulp of the interpreter over grids of bases and exponents, and bit patterns paired with exponents`, () => {
+    const cases = [
+      grid([0, 4], [-40, 40], 512),
+      grid([0.5, 2], [-200, 200], 512),
+      grid([-4, 0], [-30, 30], 512),
+      grid([1e-3, 1e3], [-14, 14], 512),
+      // every binade of the base, to exponents that keep the result in range or not
+      ...[0.5, -1, 3, -7, 1 / 3, 20].map((y) => {
+        const xs = bitPatterns(8191);
+        return [xs, new Float32Array(xs.length).fill(y)];
+      }),
+    ];
+    const errors = cases.map(([xs, ys]) => worst(m, xs, reference, false, ys));
+    const max = errors.reduce((a, b) => (b.ulps > a.ulps ? b : a));
+    console.info(`pow: largest error ${describeWorst(max)}`);
+    for (const e of errors) expect(e.ulps, describeWorst(e)).toBeLessThanOrEqual(ULPS);
+  });
+
+  it("gives **'s special cases: every pair of special bases and exponents", () => {
+    const xs = Float32Array.from(SPECIAL_POW.flatMap((x) => SPECIAL_POW.map(() => x)));
+    const ys = Float32Array.from(SPECIAL_POW.flatMap(() => SPECIAL_POW));
+    const got = run(m, xs, ys);
+    xs.forEach((x, i) => expect(ulpError(got[i], reference(x, ys[i]), 23, -126), `${x} ** ${ys[i]} = ${got[i]}, want ${reference(x, ys[i])}`).toBeLessThanOrEqual(ULPS));
+  });
+
+  it("holds its bound on random float32 pairs", () => {
+    const exponent = fc.oneof(fc.float(), fc.integer({ min: -300, max: 300 }), fc.integer({ min: -600, max: 600 }).map((n) => n / 2), fc.float({ min: -30, max: 30 }));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.float(), exponent), { minLength: 1, maxLength: 64 }), (pairs) => {
+        const xs = Float32Array.from(pairs, ([x]) => x);
+        const ys = Float32Array.from(pairs, ([, y]) => y);
+        const got = run(m, xs, ys);
+        xs.forEach((x, i) => expect(ulpError(got[i], reference(x, ys[i]), 23, -126), `${x} ** ${ys[i]} = ${got[i]}, want ${reference(x, ys[i])}`).toBeLessThanOrEqual(ULPS));
+      }),
+    );
+  });
+});
+
 describe("the shared exp over the full range", () => {
   const precisions: [Lanes, (x: number) => number, [number, number]][] = [
     [F32X4, Math.fround, [-104, 89]],
@@ -175,7 +230,7 @@ describe("the shared exp over the full range", () => {
   ];
   for (const [lanes, round, [from, to]] of precisions)
     it(`in ${lanes.precision} is within 2 ulps of Math.exp, 0 below the least subnormal and Infinity above the largest float`, () => {
-      const m = mathModule((f, x, out) => exp(f, lanes, x, out, "full"));
+      const m = mathModule((f, [x], out) => exp(f, lanes, x, out, "full"));
       const typed = (values: number[]) => (lanes === F32X4 ? Float32Array.from(values) : Float64Array.from(values));
       const xs = typed(Array.from({ length: 1 << 18 }, (_, i) => from + ((to - from) * i) / ((1 << 18) - 1)));
       const specials = typed([0, -0, Infinity, -Infinity, NaN, from - 1, to + 1, 1, -1, 1e-300]);
@@ -188,5 +243,6 @@ describe("the shared exp over the full range", () => {
   it("f32x4Math refuses a function it does not compute", () => {
     expect(() => f32x4Math(new Body([]), "sqrt", ["x"], "y")).toThrow(/sqrt/);
     expect(() => f32x4Math(new Body([]), "exp", ["x", "z"], "y")).toThrow(/2 arguments/);
+    expect(() => f32x4Math(new Body([]), "pow", ["x"], "y")).toThrow(/1 arguments/);
   });
 });
