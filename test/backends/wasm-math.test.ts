@@ -49,7 +49,7 @@ const CHUNK_BYTES = 1 << 18;
 /**
  * A module whose `apply(from, to)` sets each float in [from, to) (byte offsets, whole v128s) to
  * the function `emit` computes, from v128 local x (and y, read 2 chunks on) into out, and
- * `inPlace` the same with out = x.
+ * `inPlace` the same with out = x, `inSecond` with out = y.
  */
 function mathModule(emit: (f: Body, args: string[], out: string) => void) {
   const body = (out: string) => {
@@ -65,9 +65,10 @@ function mathModule(emit: (f: Body, args: string[], out: string) => void) {
     );
     return f;
   };
-  const bytes = wasmModule([["apply", body("out")], ["inPlace", body("x")]]);
+  const bytes = wasmModule([["apply", body("out")], ["inPlace", body("x")], ["inSecond", body("y")]]);
   expect(WebAssembly.validate(bytes)).toBe(true);
-  return new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as { apply(from: number, to: number): void; inPlace(from: number, to: number): void; memory: WebAssembly.Memory };
+  type Apply = (from: number, to: number) => void;
+  return new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as { apply: Apply; inPlace: Apply; inSecond: Apply; memory: WebAssembly.Memory };
 }
 
 /** The module's function of each of xs (and ys) (in the lanes' float type): computed apart and in place, which must agree bit for bit. */
@@ -86,11 +87,21 @@ function run<A extends Float32Array | Float64Array>(m: ReturnType<typeof mathMod
     const bytes = Math.ceil((n * xs.BYTES_PER_ELEMENT) / 16) * 16;
     m.apply(0, bytes);
     m.inPlace(CHUNK_BYTES, CHUNK_BYTES + bytes);
-    const a = new Uint8Array(m.memory.buffer, 0, bytes);
-    const b = new Uint8Array(m.memory.buffer, CHUNK_BYTES, bytes);
-    const i = a.findIndex((v, k) => v !== b[k]);
-    if (i >= 0) expect.fail(`in place and apart differ at x = ${xs[at + Math.floor(i / xs.BYTES_PER_ELEMENT)]}, y = ${ys?.[at + Math.floor(i / xs.BYTES_PER_ELEMENT)]}`);
+    // The lanes past n hold whatever was there: only the first n are compared.
+    const a = new Uint8Array(m.memory.buffer, 0, n * xs.BYTES_PER_ELEMENT);
+    const differs = (b: Uint8Array, how: string) => {
+      const i = a.findIndex((v, k) => v !== b[k]);
+      const e = at + Math.floor(i / xs.BYTES_PER_ELEMENT);
+      if (i >= 0) expect.fail(`${how} and apart differ at x = ${xs[e]}, y = ${ys?.[e]}`);
+    };
+    differs(new Uint8Array(m.memory.buffer, CHUNK_BYTES, a.length), "in place");
     out.set(apart, at);
+    if (ys) {
+      // The in-place chunk again, its results now held in the local y before they are stored.
+      inPlace.set(xs.subarray(at, at + n));
+      m.inSecond(CHUNK_BYTES, CHUNK_BYTES + bytes);
+      differs(new Uint8Array(m.memory.buffer, CHUNK_BYTES, a.length), "into y");
+    }
   }
   return out;
 }
