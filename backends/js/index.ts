@@ -12,6 +12,7 @@ import { type KernelPlan, schedule } from "../../compiler/schedule/index.ts";
 import { type CompileOptions, naturalStorage, type Precision, precisionOf, storageBytes, type Target } from "../common/target.ts";
 import type { Artifact } from "../common/artifact.ts";
 import { helperFunction } from "../common/kernel/helpers.ts";
+import { dimParam, ERRORS_PARAM, type Kernel } from "../common/kernel/ir.ts";
 import { renderHelpers, renderKernel } from "../common/kernel/render.ts";
 import { fusedEpilogue } from "../common/lower/fused.ts";
 import { loweredOps, lowerKernel, lowers } from "../common/lower/index.ts";
@@ -19,6 +20,8 @@ import { buildManifest, type KernelLaunch } from "../common/manifest.ts";
 import { attentionHelperSource, flashAttention } from "./attention.ts";
 import { JS_PRELUDE, jsLanguage } from "./language.ts";
 import { matmulHelperSource, packedMatmul } from "./matmul.ts";
+import { type WasmKernel, wasmKernel } from "./wasm-kernel.ts";
+import { wasmModule } from "./wasm-encoder.ts";
 import { ARRAY_TYPE, emitTypings } from "../common/typings.ts";
 import { KernelWriter } from "./writer.ts";
 import { ARTIFACT_RUNTIME } from "../common/template/index.ts";
@@ -54,22 +57,54 @@ export function jsOps(): Set<string> {
   return new Set([...loweredOps(), ...Object.keys(TEMPLATES)]);
 }
 
-/** One kernel's function source, its launch facts, and the helpers it calls. */
-function emitKernel(plan: KernelPlan, index: number, options: JsOptions & { precision: Precision }, helpers: Set<string>): { source: string; launch: KernelLaunch } {
+/**
+ * Params larger than this (elements) keep a kernel in JS: the compiled kernels copy their
+ * buffers into wasm memory on every call, which for a large table read sparsely (an embedding's
+ * gather) costs more than the kernel's work.
+ */
+const MAX_COPIED_PARAM = 2 ** 14;
+
+/** The element count of a static shape; NaN for a symbolic one. */
+const staticCount = (shape: readonly (number | string)[]) => shape.reduce<number>((n, d) => n * (typeof d === "number" ? d : NaN), 1);
+
+/** The loader of the compiled kernels' module, as the artifact carries it. */
+const WASM_KERNEL_LOADER = readFileSync(new URL("./template/wasm-kernels.js", import.meta.url), "utf8").replace("export function wasmKernelModule", "function wasmKernelModule");
+
+/**
+ * One kernel's function source, its launch facts, and the helpers it calls. In f32, a kernel
+ * of the shared lowering that the wasm compiler translates joins `compiled` and its function
+ * calls it there.
+ */
+function emitKernel(plan: KernelPlan, index: number, options: JsOptions & { precision: Precision }, helpers: Set<string>, compiled: WasmKernel[]): { source: string; launch: KernelLaunch } {
   const kernel = plan.kernels[index];
   const node = kernel.nodes[kernel.nodes.length - 1];
   const template = options.sharedLowering && lowers(node.op) ? undefined : TEMPLATES[node.op];
   if (template?.applies(node)) {
-    const w = new KernelWriter(helpers);
+    const compile = (k: Kernel) => {
+      const wasm = wasmKernel(k);
+      if (wasm) compiled.push(wasm);
+      return wasm !== undefined;
+    };
+    const w = new KernelWriter(helpers, kernel.name, options.precision === "f32" ? compile : undefined);
     const operands = node.operands.map((o) => plan.graph.nodes[o]);
     template.write(w, node, operands.map((o) => o.type), options.precision, operands);
     const source = w.finish(kernel.name, ["out", ...node.operands.map((_, i) => `in${i}`)]);
     return { source, launch: { dims: w.dims, grid: kernel.grid, errors: [], ...(w.splitWork ? { split: true, work: w.splitWork } : {}) } };
   }
   const lowered = lowerKernel(plan, kernel);
+  const launch = { dims: lowered.dims, grid: lowered.grid, errors: lowered.errors };
+  const bigParam = node.operands.some((o) => plan.graph.nodes[o].op === "param" && !(staticCount(plan.graph.nodes[o].type.shape) <= MAX_COPIED_PARAM));
+  const wasm = options.precision === "f32" && !bigParam ? wasmKernel(lowered) : undefined;
+  if (wasm) {
+    compiled.push(wasm);
+    const buffers = lowered.buffers.map((b) => b.name);
+    const params = [...buffers, ...lowered.dims.map((_, i) => dimParam(i)), ...(lowered.errors.length ? [ERRORS_PARAM] : [])];
+    const call = `wasmKernels.call(${JSON.stringify(lowered.name)}, ${wasm.readsOut}, [${buffers.join(", ")}], [${lowered.dims.map((_, i) => dimParam(i)).join(", ")}]${lowered.errors.length ? `, ${ERRORS_PARAM}` : ""});`;
+    return { source: `function ${lowered.name}(${params.join(", ")}) {\n  ${call}\n}`, launch };
+  }
   const { source, helpers: used } = renderKernel(lowered, jsLanguage);
   used.forEach((h) => helpers.add(h));
-  return { source, launch: { dims: lowered.dims, grid: lowered.grid, errors: lowered.errors } };
+  return { source, launch };
 }
 
 export function compileJs(graph: Graph, passes: string[] = [], options: JsOptions = {}): Artifact {
@@ -77,7 +112,8 @@ export function compileJs(graph: Graph, passes: string[] = [], options: JsOption
   const plan = schedule(decompose(graph, jsOps()), storageBytes(jsTarget));
   const helpers = new Set<string>();
   const precision = precisionOf(jsTarget, options);
-  const kernels = plan.kernels.map((_, i) => emitKernel(plan, i, { ...options, precision }, helpers));
+  const compiled: WasmKernel[] = [];
+  const kernels = plan.kernels.map((_, i) => emitKernel(plan, i, { ...options, precision }, helpers, compiled));
   const manifest = buildManifest(plan, "js", { passes, precision }, kernels.map((k) => k.launch));
   const library = [...helpers].filter((h) => helperFunction(h));
   // The attention modules (attentionSimd_<widths>) are instances of the attentionSimd loader.
@@ -85,7 +121,7 @@ export function compileJs(graph: Graph, passes: string[] = [], options: JsOption
   templateHelpers.splice(0, templateHelpers.length, ...[...new Set(templateHelpers)].sort());
   // The kernels and all they call are one function's body, so that worker threads can run its
   // source (Function.prototype.toString gives it back exactly) and hold kernels of their own.
-  const program = [JS_PRELUDE, ...renderHelpers(library, jsLanguage), ...templateHelpers.map((h) => attentionHelperSource(h) ?? matmulHelperSource(h) ?? failNoHelper(h)), ...kernels.map((k) => k.source)];
+  const program = [JS_PRELUDE, ...renderHelpers(library, jsLanguage), ...templateHelpers.map((h) => attentionHelperSource(h) ?? matmulHelperSource(h) ?? failNoHelper(h)), ...wasmKernelsSource(compiled), ...kernels.map((k) => k.source)];
   const source = [
     `// Generated by ${manifest.compiler} for model ${JSON.stringify(manifest.model)}. Do not edit.`,
     "// Self-contained: this module imports nothing (but node:worker_threads, in Node, when a session runs threads).",
@@ -106,6 +142,13 @@ export function compileJs(graph: Graph, passes: string[] = [], options: JsOption
       ["graph.ir", printGraph(graph)],
     ]),
   };
+}
+
+/** The loader and the module of the compiled kernels, if any. */
+function wasmKernelsSource(compiled: WasmKernel[]): string[] {
+  if (!compiled.length) return [];
+  const bytes = wasmModule(compiled.map((k) => [k.name, k.body]));
+  return [WASM_KERNEL_LOADER, `const wasmKernels = wasmKernelModule(new Uint8Array([${bytes.join(",")}]));`];
 }
 
 function failNoHelper(name: string): never {

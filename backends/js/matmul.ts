@@ -21,7 +21,8 @@ import type { Node } from "../../compiler/ir/graph.ts";
 import { ref, round } from "../../compiler/ir/scalar.ts";
 import type { DType, TensorType } from "../../compiler/ir/types.ts";
 import { type Monomial, monomialOf } from "../../common/size.ts";
-import { StmtBuilder } from "../common/kernel/ir.ts";
+import { product, StmtBuilder, sum } from "../common/kernel/ir.ts";
+import { KernelBuilder } from "../common/lower/kernel-builder.ts";
 import { Renderer } from "../common/kernel/render.ts";
 import { broadcastStrides, coalesce, sizesOf, strides, times, ZERO } from "../common/layout.ts";
 import { type Epilogue, matmulShapes } from "../common/lower/reduce.ts";
@@ -102,8 +103,48 @@ export function packedMatmul(w: KernelWriter, node: Node, [a, b]: TensorType[], 
   const offsetStrides = flat.strides.map((s) => ({ offset: "0", strides: s }));
   if (simd) {
     const bEntries = w.size(bs.slice(0, -2).reduce((p: Monomial, d) => times(p, monomialOf([d])), monomialOf([])));
-    simdMatmul(w, shapes, bIsParam, bEntries, (body) => w.loops(flat.sizes, offsetStrides, body, "b"), store, !epilogue && node.type.dtype === "f32");
+    const compiled = epilogue && compiledEpilogue(w, epilogue, reads, node.type.dtype, m);
+    simdMatmul(w, shapes, bIsParam, bEntries, (body) => w.loops(flat.sizes, offsetStrides, body, "b"), store, compiled ?? (!epilogue && node.type.dtype === "f32"));
   } else float64Matmul(w, shapes, (body) => w.loops(flat.sizes, offsetStrides, body, "b"), store);
+}
+
+/** The JS that runs the compiled epilogue on a chunk of the product, given the batch entry's read offsets. */
+type EpilogueCall = (eb: string[]) => string;
+
+/**
+ * The epilogue as a kernel of its own over a chunk of the product, compiled to wasm where the
+ * compiler can (an f32 result): it rewrites the chunk in place (`rows` rows of `width` columns
+ * from column j0, `cols` of them in the result) with its reads, each passed as the slice of its
+ * buffer that the chunk's rows reach. Undefined where it cannot: the epilogue then runs as JS
+ * per element.
+ */
+function compiledEpilogue(w: KernelWriter, epilogue: Epilogue, reads: { row: Monomial; col: Monomial }[], productType: DType, m: string): EpilogueCall | undefined {
+  if (epilogue.dtype !== "f32" || !w.compile) return undefined;
+  const name = `${w.name}_epilogue`;
+  const kb = new KernelBuilder(name, [{ name: "out", dtype: "f32", access: "write" }, ...epilogue.reads.map((r, i) => ({ name: `e${i}`, dtype: r.type.dtype, access: "read" as const }))]);
+  // Strides first, so that the model's dims come first among the kernel's parameters; then the
+  // chunk's geometry, under names no model dim can have.
+  const strides = reads.map((r) => ({ row: kb.size(r.row), col: kb.size(r.col) }));
+  const [rows, j0, cols, width] = ["#rows", "#j0", "#cols", "#width"].map((d) => kb.dim(d));
+  const b = kb.b;
+  b.loop("r", rows, "serial", (r) =>
+    b.loop("j", cols, "serial", (j) => {
+      const at = sum([product(r, width), j]);
+      const c = b.let("c", "f32", { kind: "load", buffer: "out", dtype: "f32", index: at });
+      const loaded = epilogue.reads.map((rd, i) => b.let(`v${i}`, rd.type.dtype, { kind: "load", buffer: `e${i}`, dtype: rd.type.dtype, index: sum([product(r, strides[i].row), product(sum([j, j0]), strides[i].col)]) }));
+      b.store("out", "f32", at, epilogue.value(b, round(productType, c), loaded));
+    }),
+  );
+  if (!w.compile(kb.finish())) return undefined;
+  const dims = kb.dims.slice(0, -4).map((d) => w.size(monomialOf([d])));
+  return (eb) => {
+    const slices = epilogue.reads.map((r, i) => {
+      const rs = reads[i].row.coefficient === 0 ? "0" : w.size(reads[i].row);
+      const cs = reads[i].col.coefficient === 0 ? "0" : w.size(reads[i].col);
+      return `${r.buffer}.subarray(${eb[i]} + i0 * ${rs}, ${eb[i]} + i0 * ${rs} + (rows - 1) * ${rs} + (${m} - 1) * ${cs} + 1)`;
+    });
+    return `wasmKernels.call(${JSON.stringify(name)}, true, [F.subarray(cAt, cAt + rows * width), ${slices.join(", ")}], [${[...dims, "rows", "j0", "j1 - j0", "width"].join(", ")}]);`;
+  };
 }
 
 /** `index * stride` as a term of an offset, or nothing for a zero stride. */
@@ -184,9 +225,9 @@ function float64Matmul(w: KernelWriter, { a, b, node, n, k, m, inputs, transpose
  * bit). In its module's memory: b's panels of the share packed (every batch entry of a param b;
  * the current entry of any other), then a chunk of a's rows (padded with zero rows to whole
  * tiles), then that chunk of the share's product (`width` columns per row). `copyOut`: the
- * product's rows go to out as they are (f32, no epilogue).
+ * product's rows go to out as they are (f32, no epilogue, or after the compiled epilogue it is).
  */
-function simdMatmul(w: KernelWriter, { a, b, n, k, m, inputs, transposedB, work }: Shapes, bIsParam: boolean, bEntries: string, batchLoops: BatchLoops, store: Store, copyOut: boolean): void {
+function simdMatmul(w: KernelWriter, { a, b, n, k, m, inputs, transposedB, work }: Shapes, bIsParam: boolean, bEntries: string, batchLoops: BatchLoops, store: Store, copyOut: boolean | EpilogueCall): void {
   w.helpers.add("matmulSimd").add("matmulF32");
   const { part, parts } = w.split(work);
   const B = (p: string, j: string) => loadExpr(b.dtype, inputs[1], transposedB ? `bBase + ${j} * ${k} + ${p}` : `bBase + ${p} * ${m} + ${j}`, w.helpers);
@@ -213,6 +254,7 @@ function simdMatmul(w: KernelWriter, { a, b, n, k, m, inputs, transposedB, work 
     else w.line(`for (let t = 0; t < rows * ${k}; t++) F[aAt + t] = ${loadExpr(a.dtype, inputs[0], "aFrom + t", w.helpers)};`);
     w.line(`if (tiled > rows) F.fill(0, aAt + rows * ${k}, aAt + tiled * ${k});`);
     w.line(`mm.matmul(4 * aAt, 4 * bAt, 4 * cAt, tiled, ${k}, q1 - q0);`);
+    if (typeof copyOut === "function") w.line(copyOut(eb));
     if (copyOut) {
       w.line(`if (width === ${m}) out.set(F.subarray(cAt, cAt + rows * ${m}), oBase + i0 * ${m});`);
       w.line(`else for (let r = 0; r < rows; r++) out.set(F.subarray(cAt + r * width, cAt + r * width + j1 - j0), oBase + (i0 + r) * ${m} + j0);`);

@@ -61,6 +61,12 @@ export class Body {
     return i;
   }
 
+  /** Declares local `n` of type `t` without code (a no-op if it exists). */
+  declare(n: string, t: ValType): string {
+    this.local(n, t);
+    return n;
+  }
+
   get(n: string, t: ValType = I32): this {
     this.code.push(0x20, ...uleb(this.local(n, t)));
     return this;

@@ -3,7 +3,7 @@
 // kernel's dims as positional parameters. Strides are compile-time numbers where shapes are
 // static; loops walk offsets incrementally.
 import { formatMonomial, type Monomial } from "../../common/size.ts";
-import { dimParam } from "../common/kernel/ir.ts";
+import { dimParam, type Kernel } from "../common/kernel/ir.ts";
 
 export class KernelWriter {
   private readonly lines: string[] = [];
@@ -15,7 +15,13 @@ export class KernelWriter {
   splitWork?: Monomial;
   private indent = 1;
 
-  constructor(readonly helpers: Set<string>) {}
+  constructor(
+    readonly helpers: Set<string>,
+    /** The kernel's function name. */
+    readonly name = "kernel",
+    /** Adds kernel IR to the artifact's compiled wasm kernels (f32 only); false where the wasm compiler cannot translate it. */
+    readonly compile?: (kernel: Kernel) => boolean,
+  ) {}
 
   /** A JS expression for a size: a literal, or a hoisted constant over the dim parameters. */
   size(m: Monomial): string {

@@ -29,20 +29,26 @@ function expectSameBits(actual: Map<string, HostTensor>, expected: Map<string, H
   }
 }
 
-/** The backend on the fused graph agrees with the interpreter, and bit for bit with the unfused graph. */
+/**
+ * The backend on the fused graph agrees with the interpreter and, where it is exact on single
+ * ops, bit for bit with the unfused graph. (In f32 a kernel the wasm compiler cannot translate
+ * runs in JS's float64 instead, so a fused kernel and the unfused ones may each sum their own
+ * way: both within the tolerance, not the same bits.)
+ */
 async function checkFused(backend: BackendUnderTest, graph: Graph, inputs: TensorMap, weights: TensorMap, dims: ReadonlyMap<string, number>): Promise<Graph> {
   const fused = fuse(graph);
   // A fused node rounds like the ops it fuses: each output's family is theirs (on the JS
   // backend, exact on single ops: bit for bit).
   await runAndCompare(backend, fused, inputs, weights, dims);
+  if (!backend.exactSingleOps) return fused;
   const unfused = await (await backend.load(graph, weights)).run(inputs);
   expectSameBits(await (await backend.load(fused, weights)).run(inputs), unfused);
   return fused;
 }
 
-/** The generated source of the first fused kernel of a graph. */
+/** The generated JS source of the first fused kernel of a graph (in f64: f32 compiles it to wasm). */
 function fusedKernelSource(graph: Graph): string {
-  const js = String(compileJs(graph).files.get("model.js"));
+  const js = String(compileJs(graph, [], { precision: "f64" }).files.get("model.js"));
   return js.match(/^function k\d+_fused\(.*\) \{$[\s\S]*?^\}$/m)![0];
 }
 

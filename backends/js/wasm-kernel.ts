@@ -1,0 +1,774 @@
+// The kernel IR compiled to WebAssembly for the JS backend's f32 precision: the shared
+// lowering's kernels (elementwise chains, reductions, softmax, norms, gather, copies) and the
+// matmul's fused epilogues run as wasm functions over buffers copied into the module's memory
+// (template/simd-module.js does the copying). Floats compute in f32, integers and bools in i32.
+//
+// An innermost loop whose iterations are independent, but for sums, maxima and minima into
+// locals declared outside it, runs four iterations per step in v128 lanes (f32x4, i32x4, and
+// masks for bools), then the remaining ones one by one: a load or store whose offset moves by
+// one element per iteration is one v128 access, one that does not move is a splat, any other
+// is four lane accesses. Accumulators keep four partial results that are added up after the
+// loop, so sums run in another order than the interpreter's (the f32 tolerance allows it).
+//
+// What the compiler does not translate exactly (16-bit floats, u32 bit tricks, float-to-int
+// conversion, integer division, a math function without an f32x4 version) makes it give up on
+// the kernel, which then runs as the JS language table prints it: `wasmKernel` returns undefined.
+import type { BinaryOp, MathFn, ScalarExpr, ScalarType } from "../../compiler/ir/scalar.ts";
+import { children, typeOf } from "../../compiler/ir/scalar.ts";
+import type { DType } from "../../compiler/ir/types.ts";
+import { dimParam, ERRORS_PARAM, type Kernel, type Stmt } from "../common/kernel/ir.ts";
+import { F32X4_MATH, f32x4Math } from "./wasm-math.ts";
+import { Body, F32, I32, type ValType, V128 } from "./wasm-encoder.ts";
+
+/** Why a kernel (or, inside the compiler, one loop's vector form) cannot be compiled. */
+class Unsupported extends Error {}
+function refuse(why: string): never {
+  throw new Unsupported(why);
+}
+
+/** The kind of a value in vector form: four f32, four i32, or a mask of four lanes (bool). */
+type Lanes = "f" | "i" | "m";
+
+const isFloatType = (t: ScalarType) => t === "f32" || t === "f64";
+const isIntType = (t: ScalarType) => t === "i32" || t === "i8" || t === "u8" || t === "bool";
+
+function valType(t: ScalarType): ValType {
+  if (isFloatType(t)) return F32;
+  if (isIntType(t)) return I32;
+  return refuse(`values of type ${t}`);
+}
+
+/** Bytes per element of a buffer the compiler reads or writes, with its scalar load and store opcodes. */
+const ACCESS: Partial<Record<DType, { bytes: number; load: number; store: number; align: number }>> = {
+  f32: { bytes: 4, load: 0x2a, store: 0x38, align: 2 },
+  i32: { bytes: 4, load: 0x28, store: 0x36, align: 2 },
+  u8: { bytes: 1, load: 0x2d, store: 0x3a, align: 0 },
+  bool: { bytes: 1, load: 0x2d, store: 0x3a, align: 0 },
+  i8: { bytes: 1, load: 0x2c, store: 0x3a, align: 0 },
+};
+
+function access(dtype: DType) {
+  return ACCESS[dtype] ?? refuse(`buffers of ${dtype}`);
+}
+
+const F32_BINARY: Partial<Record<BinaryOp, number>> = { "+": 0x92, "-": 0x93, "*": 0x94, "/": 0x95, "==": 0x5b, "!=": 0x5c, "<": 0x5d, ">": 0x5e, "<=": 0x5f, ">=": 0x60 };
+const I32_BINARY: Partial<Record<BinaryOp, number>> = {
+  "+": 0x6a, "-": 0x6b, "*": 0x6c, "==": 0x46, "!=": 0x47, "<": 0x48, ">": 0x4a, "<=": 0x4c, ">=": 0x4e,
+  "&&": 0x71, "||": 0x72, "&": 0x71, "|": 0x72, "^": 0x73, "<<": 0x74, ">>": 0x75,
+};
+const F32X4_BINARY: Partial<Record<BinaryOp, number>> = { "+": 0xe4, "-": 0xe5, "*": 0xe6, "/": 0xe7, "==": 0x41, "!=": 0x42, "<": 0x43, ">": 0x44, "<=": 0x45, ">=": 0x46 };
+const I32X4_BINARY: Partial<Record<BinaryOp, number>> = { "+": 0xae, "-": 0xb1, "*": 0xb5, "==": 0x37, "!=": 0x38, "<": 0x39, ">": 0x3b, "<=": 0x3d, ">=": 0x3f, "&": 0x4e, "|": 0x50, "^": 0x51 };
+const MASK_BINARY: Partial<Record<BinaryOp, number>> = { "&&": 0x4e, "||": 0x50, "&": 0x4e, "|": 0x50, "^": 0x51 };
+const COMPARISON = new Set<BinaryOp>(["==", "!=", "<", ">", "<=", ">="]);
+
+/** Math functions with a native wasm instruction: scalar f32 opcode and f32x4 SIMD opcode. */
+const NATIVE_MATH: Partial<Record<MathFn, [number, number]>> = { sqrt: [0x91, 0xe3], abs: [0x8b, 0xe0], floor: [0x8e, 0x68], trunc: [0x8f, 0x69], max: [0x97, 0xe9], min: [0x96, 0xe8] };
+
+/** The reductions an accumulator of a vectorised loop can take: their f32x4 opcode, identity and scalar opcode. */
+const REDUCTION = { sum: { simd: 0xe4, identity: 0, scalar: 0x92 }, max: { simd: 0xe9, identity: -Infinity, scalar: 0x97 }, min: { simd: 0xe8, identity: Infinity, scalar: 0x96 } };
+type Reduction = keyof typeof REDUCTION;
+
+const f32Const = (v: number) => [0x43, ...new Uint8Array(new Float32Array([v]).buffer)];
+const v128Splat = (v: number) => [0xfd, 0x0c, ...new Uint8Array(new Float32Array([v, v, v, v]).buffer)];
+
+/** The names an expression reads. */
+function reads(e: ScalarExpr, into = new Set<string>()): Set<string> {
+  if (e.kind === "ref") into.add(e.name);
+  for (const c of children(e)) reads(c, into);
+  return into;
+}
+
+function same(a: ScalarExpr, b: ScalarExpr): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * The accumulation `acc = value` as a reduction of a term not involving acc: acc + t, t + acc,
+ * the shared lowering's NaN-sticky max/min steps, or max(acc, t) / min(acc, t).
+ */
+function reductionOf(acc: string, value: ScalarExpr): { op: Reduction; term: ScalarExpr } | undefined {
+  const isAcc = (e: ScalarExpr) => e.kind === "ref" && e.name === acc;
+  const clean = (t: ScalarExpr) => (reads(t).has(acc) ? undefined : t);
+  if (value.kind === "binary" && value.op === "+") {
+    const term = isAcc(value.a) ? clean(value.b) : isAcc(value.b) ? clean(value.a) : undefined;
+    return term && { op: "sum", term };
+  }
+  if (value.kind === "call" && (value.fn === "max" || value.fn === "min")) {
+    const [a, b] = value.args;
+    const term = isAcc(a) ? clean(b) : isAcc(b) ? clean(a) : undefined;
+    return term && { op: value.fn, term };
+  }
+  // select(isnan(acc) || isnan(t), NaN, select(acc > t, acc, t)): max (with <, min), NaN sticking.
+  if (value.kind === "select" && value.b.kind === "select" && value.b.cond.kind === "binary" && isAcc(value.b.cond.a) && isAcc(value.b.a)) {
+    const term = value.b.b;
+    const op = value.b.cond.op === ">" ? "max" : value.b.cond.op === "<" ? "min" : undefined;
+    const nanCheck = value.cond.kind === "binary" && value.cond.op === "||" && value.a.kind === "literal" && Number.isNaN(value.a.value);
+    if (op && nanCheck && same(value.b.cond.b, term) && clean(term)) return { op, term };
+  }
+  return undefined;
+}
+
+/** `if (t > acc || isnan(t)) acc = t` (softmax's row max; with <, a min) as a reduction. */
+function conditionalReduction(s: Stmt): { acc: string; op: Reduction; term: ScalarExpr } | undefined {
+  if (s.kind !== "if" || s.else.length || s.then.length !== 1 || s.then[0].kind !== "assign") return undefined;
+  const { name: acc, value: term } = s.then[0];
+  const c = s.cond;
+  if (c.kind !== "binary" || c.op !== "||" || c.a.kind !== "binary" || c.b.kind !== "call" || c.b.fn !== "isnan") return undefined;
+  const op = c.a.op === ">" ? "max" : c.a.op === "<" ? "min" : undefined;
+  const ok = c.a.b.kind === "ref" && c.a.b.name === acc && same(c.a.a, term) && same(c.b.args[0], term) && !reads(term).has(acc);
+  return op && ok ? { acc, op, term } : undefined;
+}
+
+interface Local {
+  /** The wasm local's name. */
+  local: string;
+  type: ScalarType;
+  /** Set for a value that differs per lane in a vectorised loop: its vector kind. */
+  lanes?: Lanes;
+}
+
+/** A loop being vectorised: its index, the locals that differ per lane, the accumulators. */
+interface VectorLoop {
+  index: string;
+  accumulators: Map<string, { op: Reduction; local: string }>;
+}
+
+class Compiler {
+  readonly f: Body;
+  private scopes: Map<string, Local>[] = [new Map()];
+  private counter = 0;
+  /** Enclosing control constructs, innermost last: a loop's `block` is where `break` branches to. */
+  private control: ("block" | "loop" | "if")[] = [];
+  private vector?: VectorLoop;
+
+  constructor(private readonly kernel: Kernel) {
+    const params: [string, ValType][] = [...kernel.buffers.map((b): [string, ValType] => [`@${b.name}`, I32]), ...kernel.dims.map((_, i): [string, ValType] => [dimParam(i), I32])];
+    if (kernel.errors.length) params.push([`@${ERRORS_PARAM}`, I32]);
+    this.f = new Body(params);
+    kernel.dims.forEach((_, i) => this.scopes[0].set(dimParam(i), { local: dimParam(i), type: "i32" }));
+    for (const b of kernel.buffers) access(b.dtype);
+  }
+
+  private fresh(type: ValType, hint: string): string {
+    return this.f.declare(`${hint}$${this.counter++}`, type);
+  }
+
+  private lookup(name: string): Local {
+    for (let i = this.scopes.length - 1; i >= 0; i--) {
+      const l = this.scopes[i].get(name);
+      if (l) return l;
+    }
+    return refuse(`an unknown name ${name}`);
+  }
+
+  private declare(name: string, type: ScalarType, lanes?: Lanes): Local {
+    const local = { local: this.fresh(lanes ? V128 : valType(type), name), type, lanes };
+    this.scopes[this.scopes.length - 1].set(name, local);
+    return local;
+  }
+
+  private block(body: () => void): void {
+    this.scopes.push(new Map());
+    body();
+    this.scopes.pop();
+  }
+
+  // ---- scalar code ----
+
+  /** Pushes the value of `e` (f32 or i32). */
+  expr(e: ScalarExpr): void {
+    const f = this.f;
+    switch (e.kind) {
+      case "literal":
+        if (isFloatType(e.type)) f.op(...f32Const(e.value));
+        else if (isIntType(e.type)) f.i32(e.value | 0);
+        else refuse(`literals of ${e.type}`);
+        return;
+      case "ref": {
+        const l = this.lookup(e.name);
+        if (l.lanes) refuse("a lane value read as a scalar");
+        f.get(l.local, valType(l.type));
+        return;
+      }
+      case "unary":
+        if (e.op === "not") return void (this.expr(e.a), f.op(0x45));
+        if (isFloatType(typeOf(e.a))) return void (this.expr(e.a), f.op(0x8c));
+        return void (f.i32(0), this.expr(e.a), f.op(0x6b));
+      case "binary":
+        return this.binary(e.op, e.a, e.b);
+      case "call":
+        return this.call(e.fn, e.args);
+      case "select":
+        valType(typeOf(e.a));
+        this.expr(e.a);
+        this.expr(e.b);
+        this.expr(e.cond);
+        f.op(0x1b);
+        return;
+      case "cast":
+        return this.cast(e.to, e.a);
+      case "round":
+        return this.round(e.dtype, e.a);
+      case "load": {
+        const a = access(e.dtype);
+        this.address(e.buffer, e.dtype, e.index);
+        f.op(a.load, a.align, 0);
+        return;
+      }
+      default:
+        refuse(`${e.kind} expressions`);
+    }
+  }
+
+  private binary(op: BinaryOp, a: ScalarExpr, b: ScalarExpr): void {
+    const t = typeOf(a);
+    if (isFloatType(t)) {
+      const code = F32_BINARY[op] ?? refuse(`the float operator ${op}`);
+      this.expr(a);
+      this.expr(b);
+      this.f.op(code);
+      return;
+    }
+    valType(t);
+    // JS's % on integers is C's remainder; wasm's traps on a zero divisor, so only literal ones.
+    if (op === "%" && b.kind === "literal" && b.value > 0) {
+      this.expr(a);
+      this.expr(b);
+      this.f.op(0x6f);
+      return;
+    }
+    const code = I32_BINARY[op] ?? refuse(`the integer operator ${op}`);
+    this.expr(a);
+    this.expr(b);
+    this.f.op(code);
+  }
+
+  private call(fn: MathFn, args: ScalarExpr[]): void {
+    const f = this.f;
+    if (fn === "imul") return void (this.expr(args[0]), this.expr(args[1]), f.op(0x6c));
+    if (!isFloatType(typeOf(args[0]))) refuse(`${fn} of integers`);
+    const native = NATIVE_MATH[fn];
+    if (native) {
+      args.forEach((a) => this.expr(a));
+      f.op(native[0]);
+      return;
+    }
+    if (fn === "isnan") {
+      const x = this.fresh(F32, "nan");
+      this.expr(args[0]);
+      f.set(x, F32).get(x, F32).get(x, F32).op(0x5c);
+      return;
+    }
+    // The other functions exist in f32x4 only: lane 0 of the splatted arguments.
+    if (!F32X4_MATH.has(fn)) refuse(`the math function ${fn}`);
+    const locals = args.map((a) => {
+      const v = this.fresh(V128, "arg");
+      this.expr(a);
+      f.simd(0x13).set(v, V128);
+      return v;
+    });
+    const out = this.fresh(V128, fn);
+    f32x4Math(f, fn, locals, out);
+    f.get(out, V128).simd(0x1f, 0);
+  }
+
+  private cast(to: ScalarType, a: ScalarExpr): void {
+    const from = typeOf(a);
+    this.expr(a);
+    if (isFloatType(to)) {
+      if (isIntType(from)) this.f.op(0xb2);
+      else valType(from);
+      return;
+    }
+    if (!isIntType(to) || !isIntType(from)) refuse(`a cast from ${from} to ${to}`);
+    this.narrow(to);
+  }
+
+  /** An i32 on the stack as `to` holds it: i8 sign-extended, u8 masked, bool 0 or 1. */
+  private narrow(to: ScalarType): void {
+    if (to === "i8") this.f.op(0xc0);
+    else if (to === "u8") this.f.i32(255).op(0x71);
+    else if (to === "bool") this.f.i32(0).op(0x47);
+  }
+
+  private round(dtype: DType, a: ScalarExpr): void {
+    const from = typeOf(a);
+    if (dtype === "f32" && isFloatType(from)) return this.expr(a);
+    if (isIntType(dtype) && isIntType(from)) {
+      this.expr(a);
+      this.narrow(dtype);
+      return;
+    }
+    refuse(`rounding ${from} to ${dtype}`);
+  }
+
+  /** The byte address of element `index` of `buffer`. */
+  private address(buffer: string, dtype: DType, index: ScalarExpr): void {
+    const bytes = access(dtype).bytes;
+    this.f.get(`@${buffer}`);
+    this.expr(index);
+    if (bytes > 1) this.f.i32(bytes).op(0x6c);
+    this.f.op(0x6a);
+  }
+
+  stmts(list: readonly Stmt[]): void {
+    for (const s of list) this.stmt(s);
+  }
+
+  private stmt(s: Stmt): void {
+    const f = this.f;
+    switch (s.kind) {
+      case "let": {
+        const type = s.type;
+        if (s.value) this.expr(s.value);
+        const l = this.declare(s.name, type);
+        if (s.value) f.set(l.local, valType(type));
+        return;
+      }
+      case "assign": {
+        const l = this.lookup(s.name);
+        this.expr(s.value);
+        f.set(l.local, valType(l.type));
+        return;
+      }
+      case "store": {
+        const a = access(s.dtype);
+        this.address(s.buffer, s.dtype, s.index);
+        this.expr(s.value);
+        const t = typeOf(s.value);
+        if (isFloatType(t) !== (s.dtype === "f32")) refuse(`storing ${t} into ${s.dtype}`);
+        this.narrow(s.dtype);
+        f.op(a.store, a.align, 0);
+        return;
+      }
+      case "loop":
+        return this.loop(s);
+      case "while":
+        this.control.push("block", "loop");
+        f.op(0x02, 0x40, 0x03, 0x40);
+        this.expr(s.cond);
+        f.op(0x45, 0x0d, 1);
+        this.block(() => this.stmts(s.body));
+        f.op(0x0c, 0, 0x0b, 0x0b);
+        this.control.splice(-2);
+        return;
+      case "if":
+        this.expr(s.cond);
+        this.control.push("if");
+        f.op(0x04, 0x40);
+        this.block(() => this.stmts(s.then));
+        if (s.else.length) {
+          f.op(0x05);
+          this.block(() => this.stmts(s.else));
+        }
+        f.op(0x0b);
+        this.control.pop();
+        return;
+      case "break": {
+        const loop = this.control.lastIndexOf("loop");
+        if (loop < 1) refuse("a break outside a loop");
+        f.op(0x0c, this.control.length - loop);
+        return;
+      }
+      case "fail": {
+        // The first error wins: errors[0] is its code, then its values.
+        f.get(`@${ERRORS_PARAM}`).op(0x28, 2, 0).op(0x45, 0x04, 0x40);
+        f.get(`@${ERRORS_PARAM}`).i32(s.code).op(0x36, 2, 0);
+        s.values.forEach((v, i) => {
+          if (!isIntType(typeOf(v))) refuse("an error value that is not an integer");
+          f.get(`@${ERRORS_PARAM}`);
+          this.expr(v);
+          f.op(0x36, 2, 4 * (i + 1));
+        });
+        f.op(0x0b);
+        return;
+      }
+      default:
+        refuse(`${s.kind} statements`);
+    }
+  }
+
+  /** for (index = start; index < end; index += step): four lanes per step where it can. */
+  private loop(s: Extract<Stmt, { kind: "loop" }>): void {
+    const f = this.f;
+    this.block(() => {
+      const index = this.declare(s.index, "i32");
+      const end = this.fresh(I32, "end");
+      this.expr(s.start);
+      f.set(index.local);
+      this.expr(s.end);
+      f.set(end);
+      if (s.step === 1 && !this.vector) this.tryVector(s, index.local, end);
+      this.counted(index.local, end, s.step, () => this.block(() => this.stmts(s.body)));
+    });
+  }
+
+  /** while (index < end) { body; index += step }, the control stack kept for breaks. */
+  private counted(index: string, end: string, step: number, body: () => void): void {
+    const f = this.f;
+    this.control.push("block", "loop");
+    f.op(0x02, 0x40, 0x03, 0x40);
+    f.get(index).get(end).op(0x4e, 0x0d, 1); // i32.ge_s; br_if 1
+    body();
+    f.bump(index, step).op(0x0c, 0, 0x0b, 0x0b);
+    this.control.splice(-2);
+  }
+
+  /**
+   * The loop's vector form, for as many whole steps of four as fit, leaving `index` where the
+   * scalar loop goes on; nothing if its body is not a vectorisable one.
+   */
+  private tryVector(s: Extract<Stmt, { kind: "loop" }>, index: string, end: string): void {
+    const f = this.f;
+    // Abandoning the vector form drops its code; the locals it declared stay, unused.
+    const mark = f.code.length;
+    const saved = { control: this.control.length, scopes: this.scopes.length };
+    try {
+      const accumulators = new Map<string, { op: Reduction; local: string }>();
+      const noteReduction = (acc: string, op: Reduction) => {
+        const known = accumulators.get(acc);
+        if (known && known.op !== op) refuse("an accumulator reduced two ways");
+        if (!known) {
+          const l = this.lookup(acc);
+          if (!isFloatType(l.type)) refuse("an integer accumulator");
+          accumulators.set(acc, { op, local: this.fresh(V128, `${acc}x4`) });
+        }
+      };
+      for (const st of s.body) {
+        if (st.kind === "assign") noteReduction(st.name, reductionOf(st.name, st.value)?.op ?? refuse("an assignment that is not a reduction"));
+        else if (st.kind === "if") {
+          const r = conditionalReduction(st) ?? refuse("a conditional");
+          noteReduction(r.acc, r.op);
+        } else if (st.kind !== "let" && st.kind !== "store") refuse(`${st.kind} in a vector loop`);
+      }
+      this.checkAliasing(s.body);
+      const last = this.fresh(I32, "last");
+      f.get(end).i32(-3).op(0x6a).set(last);
+      for (const { op, local } of accumulators.values()) f.op(...v128Splat(REDUCTION[op].identity)).set(local, V128);
+      this.vector = { index: s.index, accumulators };
+      this.counted(index, last, 4, () => this.block(() => this.vectorBody(s.body)));
+      this.vector = undefined;
+      // Each accumulator: acc op ((l0 op l1) op (l2 op l3)).
+      for (const [acc, { op, local }] of accumulators) {
+        const l = this.lookup(acc);
+        const { scalar } = REDUCTION[op];
+        f.get(l.local, F32);
+        f.get(local, V128).simd(0x1f, 0).get(local, V128).simd(0x1f, 1).op(scalar);
+        f.get(local, V128).simd(0x1f, 2).get(local, V128).simd(0x1f, 3).op(scalar);
+        f.op(scalar).op(scalar).set(l.local, F32);
+      }
+    } catch (e) {
+      if (!(e instanceof Unsupported)) throw e;
+      this.vector = undefined;
+      f.code.length = mark;
+      this.control.length = saved.control;
+      this.scopes.length = saved.scopes;
+    }
+  }
+
+  /** A buffer stored and loaded in the same loop: only at the same offset (each lane its own element). */
+  private checkAliasing(body: readonly Stmt[]): void {
+    const stores = body.flatMap((s) => (s.kind === "store" ? [s] : []));
+    const loads: Extract<ScalarExpr, { kind: "load" }>[] = [];
+    const collect = (e: ScalarExpr) => {
+      if (e.kind === "load") loads.push(e);
+      children(e).forEach(collect);
+    };
+    for (const s of body) {
+      if (s.kind === "let" && s.value) collect(s.value);
+      if (s.kind === "store") (collect(s.index), collect(s.value));
+      if (s.kind === "assign") collect(s.value);
+      if (s.kind === "if") (collect(s.cond), s.then.forEach((t) => t.kind === "assign" && collect(t.value)));
+    }
+    for (const st of stores) for (const ld of loads) if (ld.buffer === st.buffer && !same(ld.index, st.index)) refuse("a buffer read and written at other offsets");
+    const stored = new Map<string, ScalarExpr>();
+    for (const st of stores) {
+      const other = stored.get(st.buffer);
+      if (other && !same(other, st.index)) refuse("two stores to one buffer");
+      stored.set(st.buffer, st.index);
+    }
+  }
+
+  // ---- vector code (inside tryVector) ----
+
+  /** Whether `e` is the same in every lane: it reads no lane value. */
+  private uniform(e: ScalarExpr): boolean {
+    const v = this.vector!;
+    if (e.kind === "load") return this.uniform(e.index);
+    if (e.kind === "ref") return e.name !== v.index && !this.lookup(e.name).lanes && !v.accumulators.has(e.name);
+    return children(e).every((c) => this.uniform(c));
+  }
+
+  /** The lane kind of a scalar type. */
+  private kindOf(t: ScalarType): Lanes {
+    if (isFloatType(t)) return "f";
+    if (t === "bool") return "m";
+    if (t === "i32") return "i";
+    return refuse(`lanes of ${t}`);
+  }
+
+  /** Pushes `e` as a v128 of four lanes; returns their kind. */
+  private vexpr(e: ScalarExpr): Lanes {
+    const f = this.f;
+    const v = this.vector!;
+    if (this.uniform(e)) {
+      const kind = this.kindOf(typeOf(e));
+      if (kind === "m") f.i32(0);
+      this.expr(e);
+      if (kind === "m") f.op(0x6b);
+      f.simd(kind === "f" ? 0x13 : 0x11);
+      return kind;
+    }
+    switch (e.kind) {
+      case "ref": {
+        if (e.name === v.index) {
+          f.get(this.lookup(e.name).local).simd(0x11).op(0xfd, 0x0c, ...new Uint8Array(new Int32Array([0, 1, 2, 3]).buffer)).simd(0xae);
+          return "i";
+        }
+        const l = this.lookup(e.name);
+        if (!l.lanes) refuse(`an accumulator read in its loop`);
+        f.get(l.local, V128);
+        return l.lanes;
+      }
+      case "load":
+        return this.vload(e);
+      case "unary": {
+        const kind = this.vexpr(e.a);
+        if (e.op === "not") {
+          if (kind !== "m") refuse("not of a number");
+          f.simd(0x4d);
+          return "m";
+        }
+        f.simd(kind === "f" ? 0xe1 : kind === "i" ? 0xa1 : refuse("negating a bool"));
+        return kind;
+      }
+      case "binary": {
+        const a = this.vexpr(e.a);
+        if (e.op === "<<" || e.op === ">>") {
+          if (a !== "i" || !this.uniform(e.b)) refuse("a shift by lanes");
+          this.expr(e.b);
+          f.simd(e.op === "<<" ? 0xab : 0xac);
+          return "i";
+        }
+        const b = this.vexpr(e.b);
+        if (a !== b) refuse("operands of two lane kinds");
+        const table = a === "f" ? F32X4_BINARY : a === "i" ? I32X4_BINARY : MASK_BINARY;
+        f.simd(table[e.op] ?? refuse(`the operator ${e.op} on lanes`));
+        return COMPARISON.has(e.op) || a === "m" ? "m" : a;
+      }
+      case "call": {
+        if (e.fn === "imul") {
+          if (this.vexpr(e.args[0]) !== "i" || this.vexpr(e.args[1]) !== "i") refuse("imul of floats");
+          f.simd(0xb5);
+          return "i";
+        }
+        const native = NATIVE_MATH[e.fn];
+        if (native) {
+          for (const a of e.args) if (this.vexpr(a) !== "f") refuse(`${e.fn} of integer lanes`);
+          f.simd(native[1]);
+          return "f";
+        }
+        const locals = e.args.map((a) => {
+          if (this.vexpr(a) !== "f") refuse(`${e.fn} of integer lanes`);
+          const l = this.fresh(V128, "x");
+          f.set(l, V128);
+          return l;
+        });
+        if (e.fn === "isnan") {
+          f.get(locals[0], V128).get(locals[0], V128).simd(0x42);
+          return "m";
+        }
+        if (!F32X4_MATH.has(e.fn)) refuse(`the math function ${e.fn}`);
+        const out = this.fresh(V128, e.fn);
+        f32x4Math(f, e.fn, locals, out);
+        f.get(out, V128);
+        return "f";
+      }
+      case "select": {
+        const a = this.vexpr(e.a);
+        if (this.vexpr(e.b) !== a) refuse("select of two lane kinds");
+        if (this.vexpr(e.cond) !== "m") refuse("select on a number");
+        f.simd(0x52);
+        return a;
+      }
+      case "cast": {
+        const from = this.vexpr(e.a);
+        const to = this.kindOf(e.to);
+        if (from === to) return to;
+        if (to === "f" && from === "i") return void f.simd(0xfa), "f";
+        // A mask as a number: 1 where set (the bits of 1.0f for floats).
+        if (from === "m" && to !== "m") {
+          f.op(...(to === "f" ? v128Splat(1) : [0xfd, 0x0c, ...new Uint8Array(new Int32Array([1, 1, 1, 1]).buffer)])).simd(0x4e);
+          return to;
+        }
+        return refuse(`a cast of lanes to ${e.to}`);
+      }
+      case "round": {
+        const from = this.vexpr(e.a);
+        if ((e.dtype === "f32" && from === "f") || (e.dtype === "i32" && from === "i")) return from;
+        return refuse(`rounding lanes to ${e.dtype}`);
+      }
+      default:
+        return refuse(`${e.kind} in lanes`);
+    }
+  }
+
+  /** How far an index moves per iteration of the vector loop: a constant number of elements, or undefined. */
+  private stride(e: ScalarExpr): number | undefined {
+    const v = this.vector!;
+    if (this.uniform(e)) return 0;
+    if (e.kind === "ref" && e.name === v.index) return 1;
+    if (e.kind === "binary" && (e.op === "+" || e.op === "-")) {
+      const a = this.stride(e.a);
+      const b = this.stride(e.b);
+      return a === undefined || b === undefined ? undefined : e.op === "+" ? a + b : a - b;
+    }
+    if (e.kind === "binary" && e.op === "*") {
+      const a = this.stride(e.a);
+      const b = this.stride(e.b);
+      if (a !== undefined && e.b.kind === "literal") return a * e.b.value;
+      if (b !== undefined && e.a.kind === "literal") return b * e.a.value;
+    }
+    return undefined;
+  }
+
+  /** The byte address of element `index` of `buffer` at lane `lane` (index read with the loop index plus lane). */
+  private laneAddress(buffer: string, dtype: DType, index: ScalarExpr, lane: number): void {
+    const v = this.vector!;
+    const outer = this.lookup(v.index);
+    const shifted = this.fresh(I32, "lane");
+    this.f.get(outer.local).i32(lane).op(0x6a).set(shifted);
+    this.vector = undefined;
+    this.scopes.push(new Map([[v.index, { local: shifted, type: "i32" }]]));
+    this.address(buffer, dtype, index);
+    this.scopes.pop();
+    this.vector = v;
+  }
+
+  private vload(e: Extract<ScalarExpr, { kind: "load" }>): Lanes {
+    const f = this.f;
+    const kind = this.kindOf(e.dtype);
+    if (kind === "m") refuse("bool lanes in memory");
+    const stride = this.stride(e.index);
+    if (stride === 1) {
+      this.scalarAddress(e.buffer, e.dtype, e.index);
+      f.simd(0x00, 2, 0);
+      return kind;
+    }
+    // Four lanes, each from its own element.
+    f.op(...v128Splat(0));
+    for (let lane = 0; lane < 4; lane++) {
+      const v = this.fresh(V128, "gather");
+      f.set(v, V128);
+      this.laneAddress(e.buffer, e.dtype, e.index, lane);
+      f.get(v, V128).simd(0x56, 2, 0, lane);
+    }
+    return kind;
+  }
+
+  /** The address of the vector loop's first lane (the loop index as it is). */
+  private scalarAddress(buffer: string, dtype: DType, index: ScalarExpr): void {
+    const saved = this.vector;
+    this.vector = undefined;
+    this.address(buffer, dtype, index);
+    this.vector = saved;
+  }
+
+  private vectorBody(list: readonly Stmt[]): void {
+    const f = this.f;
+    const v = this.vector!;
+    for (const s of list) {
+      switch (s.kind) {
+        case "let": {
+          if (!s.value) refuse("a lane local without a value");
+          if (this.uniform(s.value)) {
+            this.expr(s.value);
+            f.set(this.declare(s.name, s.type).local, valType(s.type));
+          } else {
+            const kind = this.vexpr(s.value);
+            f.set(this.declare(s.name, s.type, kind).local, V128);
+          }
+          break;
+        }
+        case "assign":
+        case "if": {
+          const r = s.kind === "assign" ? { acc: s.name, ...reductionOf(s.name, s.value)! } : conditionalReduction(s)!;
+          const { op, local } = v.accumulators.get(r.acc)!;
+          f.get(local, V128);
+          if (this.vexpr(r.term) !== "f") refuse("an integer term of a float reduction");
+          f.simd(REDUCTION[op].simd).set(local, V128);
+          break;
+        }
+        case "store": {
+          const kind = this.kindOf(s.dtype);
+          if (kind === "m") refuse("bool lanes in memory");
+          const stride = this.stride(s.index);
+          if (stride === 0) refuse("a store to one element from every lane");
+          if (stride === 1) {
+            this.scalarAddress(s.buffer, s.dtype, s.index);
+            if (this.vexpr(s.value) !== kind) refuse("a store of another lane kind");
+            f.simd(0x0b, 2, 0);
+            break;
+          }
+          if (this.vexpr(s.value) !== kind) refuse("a store of another lane kind");
+          const value = this.fresh(V128, "scatter");
+          f.set(value, V128);
+          for (let lane = 0; lane < 4; lane++) {
+            this.laneAddress(s.buffer, s.dtype, s.index, lane);
+            f.get(value, V128).simd(0x5a, 2, 0, lane);
+          }
+          break;
+        }
+        default:
+          refuse(`${s.kind} in a vector loop`);
+      }
+    }
+  }
+}
+
+/** What the JS side needs of a compiled kernel to call it (template/simd-module.js). */
+export interface WasmKernel {
+  name: string;
+  body: Body;
+  /** Whether the kernel reads its output buffer (then it is copied in before the call). */
+  readsOut: boolean;
+}
+
+/** `kernel` as a wasm function over byte offsets of its buffers, its dims and its error record; undefined where the compiler cannot translate it exactly. */
+export function wasmKernel(kernel: Kernel): WasmKernel | undefined {
+  if (kernel.workgroupSize !== undefined) return undefined;
+  try {
+    const c = new Compiler(kernel);
+    c.stmts(kernel.body);
+    return { name: kernel.name, body: c.f, readsOut: readsBuffer(kernel.body, kernel.buffers[0].name) };
+  } catch (e) {
+    if (e instanceof Unsupported) return undefined;
+    throw e;
+  }
+}
+
+/** Whether statements load from `buffer`. */
+function readsBuffer(list: readonly Stmt[], buffer: string): boolean {
+  const inExpr = (e: ScalarExpr): boolean => (e.kind === "load" && e.buffer === buffer) || children(e).some(inExpr);
+  return list.some((s) => {
+    switch (s.kind) {
+      case "let":
+        return s.value !== undefined && inExpr(s.value);
+      case "assign":
+      case "return":
+        return inExpr(s.value);
+      case "store":
+        return inExpr(s.index) || inExpr(s.value);
+      case "loop":
+        return inExpr(s.start) || inExpr(s.end) || readsBuffer(s.body, buffer);
+      case "while":
+        return inExpr(s.cond) || readsBuffer(s.body, buffer);
+      case "if":
+        return inExpr(s.cond) || readsBuffer(s.then, buffer) || readsBuffer(s.else, buffer);
+      case "fail":
+        return s.values.some(inExpr);
+      default:
+        return false;
+    }
+  });
+}
