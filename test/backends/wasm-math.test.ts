@@ -15,6 +15,14 @@ const below = (x: number) => new Float32Array(new Uint32Array([new Uint32Array(n
 const MAX_F32 = 3.4028234663852886e38;
 const LEAST_SUBNORMAL = 2 ** -149;
 
+/** sin and cos: the float32 values nearest multiples of pi/2, where the reduction must keep r's bits; the bound holds below 2^31 pi/2. */
+const TRIGONOMETRIC = {
+  ulps: 2,
+  ranges: [[-10, 10], [-1e4, 1e4], [1e4, 1e6], [1e8, 3e9]] as [number, number][],
+  special: [...[1, 2, 3, 4, 5, 100, 6366, 1e6].flatMap((k) => [Math.fround((k * Math.PI) / 2), -Math.fround((k * Math.PI) / 2)]), 3.37e9],
+  accurateBelow: 3.37e9,
+};
+
 /** What each function is held to: its ulp bound, the ranges swept densely, and the |x| below which the bound holds (sin, cos). */
 const SPECS: Record<string, { ulps: number; ranges: [number, number][]; special: number[]; accurateBelow?: number; anyZero?: boolean }> = {
   exp: {
@@ -27,18 +35,8 @@ const SPECS: Record<string, { ulps: number; ranges: [number, number][]; special:
   tanh: { ulps: 1, ranges: [[-10, 10], [-1, 1], [-0.01, 0.01]], special: [0.625, below(0.625), -0.625, 9.010913848876953, 9.011, 1e-20, -1e-20] },
   // The interpreter's series sums erf(-0) to +0 (C's erf gives -0, as this one does).
   erf: { ulps: 1, ranges: [[-5, 5], [-1, 1], [-0.01, 0.01]], special: [0.927734375, below(0.927734375), 3.8325, 3.9, 4, -4, 1e-20, -1e-20], anyZero: true },
-  sin: {
-    ulps: 2,
-    ranges: [[-10, 10], [-1e4, 1e4], [1e4, 1e6], [1e8, 3e9]],
-    special: [...[1, 2, 3, 4, 5, 100, 6366, 1e6].flatMap((k) => [Math.fround((k * Math.PI) / 2), -Math.fround((k * Math.PI) / 2)]), 3.37e9],
-    accurateBelow: 3.37e9,
-  },
-  cos: {
-    ulps: 2,
-    ranges: [[-10, 10], [-1e4, 1e4], [1e4, 1e6], [1e8, 3e9]],
-    special: [...[1, 2, 3, 4, 5, 100, 6366, 1e6].flatMap((k) => [Math.fround((k * Math.PI) / 2), -Math.fround((k * Math.PI) / 2)]), 3.37e9],
-    accurateBelow: 3.37e9,
-  },
+  sin: TRIGONOMETRIC,
+  cos: TRIGONOMETRIC,
 };
 /** Every function's special values besides its own: zeros, infinities, NaN, subnormals, the extremes. */
 const SPECIAL = [0, -0, Infinity, -Infinity, NaN, LEAST_SUBNORMAL, -LEAST_SUBNORMAL, 1e-40, -1e-40, 2 ** -126, -(2 ** -126), below(2 ** -126), MAX_F32, -MAX_F32, 1, -1, 0.5, -0.5];
