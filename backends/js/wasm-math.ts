@@ -8,9 +8,10 @@
 // rounded to float32), measured by test/backends/wasm-math.test.ts over dense sweeps, every
 // 8191st float32 bit pattern, special values and random floats: the largest errors seen are
 // exp 2 ulps, log 1, tanh 1, erf 1, sin 1, cos 2 (sin and cos for |x| < 3.37e9) and pow 1;
-// NaN, ±Infinity and signed zeros come out exactly as the interpreter's. The polynomial coefficients are near-minimax fits (Lawson's
-// reweighted least squares against 40-digit values), rounded to float32 one term at a time
-// from the lowest, the later terms refitted to absorb the earlier ones' rounding.
+// NaN, ±Infinity and signed zeros come out exactly as the interpreter's. The polynomial
+// coefficients are near-minimax fits (Lawson's reweighted least squares against 40-digit
+// values), rounded to float32 one term at a time from the lowest, the later terms refitted to
+// absorb the earlier ones' rounding.
 
 import { MATH, type MathFn } from "../../compiler/ir/scalar.ts";
 import { type Body, exp, F32X4, F64X2, I32X4_ADD, I32X4_SHL, polynomial, V128, V128_AND, V128_ANDNOT, V128_BITSELECT } from "./wasm-encoder.ts";
