@@ -1,7 +1,8 @@
 // The JS backend: a kernel plan becomes a self-contained ES module (model.js), its typings
-// (model.d.ts) and manifest.json. Kernels come from the shared lowering printed by the JS
-// language table, except those with a hand-tuned template: the packed matmul (with fused
-// epilogues) and the streaming attention kernels.
+// (model.d.ts) and manifest.json. Kernels come from the shared lowering, compiled to
+// WebAssembly in f32 (wasm-kernel.ts) or printed by the JS language table, except those with
+// a hand-tuned template: the packed matmul (with fused epilogues) and the streaming attention
+// kernels.
 import { readFileSync } from "node:fs";
 import type { Graph, Node } from "../../compiler/ir/graph.ts";
 import { fusedBody } from "../../compiler/ir/ops/fused.ts";
@@ -164,8 +165,10 @@ export const jsTarget: Target = {
   templates: Object.keys(TEMPLATES),
   compile: (graph, options = {}) => compileJs(graph, options.passes, options),
   precisions: {
-    // The wasm SIMD kernels (attention, matmul) compute in float32 lanes, summing and exponentiating
-    // as the WebGPU and CUDA kernels do (their factor, 16); the JS around them still computes in float64.
+    // The wasm kernels (attention, matmul, and the shared lowering's kernels compiled by
+    // wasm-kernel.ts) compute in float32 lanes, summing in their own order and with their own
+    // exp, log, tanh... as the WebGPU and CUDA kernels do (their factor, 16); a kernel the
+    // compiler cannot translate computes in float64, closer still.
     f32: { exactSingleOps: false, toleranceFactor: 16 },
     // Float64 arithmetic rounded where the interpreter rounds: single ops match bit for bit.
     f64: { exactSingleOps: true, toleranceFactor: 1 },

@@ -58,7 +58,7 @@ const I32_BINARY: Partial<Record<BinaryOp, number>> = {
 };
 const F32X4_BINARY: Partial<Record<BinaryOp, number>> = { "+": 0xe4, "-": 0xe5, "*": 0xe6, "/": 0xe7, "==": 0x41, "!=": 0x42, "<": 0x43, ">": 0x44, "<=": 0x45, ">=": 0x46 };
 const I32X4_BINARY: Partial<Record<BinaryOp, number>> = { "+": 0xae, "-": 0xb1, "*": 0xb5, "==": 0x37, "!=": 0x38, "<": 0x39, ">": 0x3b, "<=": 0x3d, ">=": 0x3f, "&": 0x4e, "|": 0x50, "^": 0x51 };
-const MASK_BINARY: Partial<Record<BinaryOp, number>> = { "&&": 0x4e, "||": 0x50, "&": 0x4e, "|": 0x50, "^": 0x51 };
+const MASK_BINARY: Partial<Record<BinaryOp, number>> = { "&&": 0x4e, "||": 0x50, "&": 0x4e, "|": 0x50, "^": 0x51, "!=": 0x51 };
 const COMPARISON = new Set<BinaryOp>(["==", "!=", "<", ">", "<=", ">="]);
 
 /** Math functions with a native wasm instruction: scalar f32 opcode and f32x4 SIMD opcode. */
@@ -68,6 +68,9 @@ const NATIVE_MATH: Partial<Record<MathFn, [number, number]>> = { sqrt: [0x91, 0x
 const REDUCTION = { sum: { simd: 0xe4, identity: 0, scalar: 0x92 }, max: { simd: 0xe9, identity: -Infinity, scalar: 0x97 }, min: { simd: 0xe8, identity: Infinity, scalar: 0x96 } };
 type Reduction = keyof typeof REDUCTION;
 
+const i32x4Const = (v: number) => [0xfd, 0x0c, ...new Uint8Array(new Int32Array([v, v, v, v]).buffer)];
+const I32X4_ZERO = i32x4Const(0);
+const I32X4_ONE = i32x4Const(1);
 const f32Const = (v: number) => [0x43, ...new Uint8Array(new Float32Array([v]).buffer)];
 const v128Splat = (v: number) => [0xfd, 0x0c, ...new Uint8Array(new Float32Array([v, v, v, v]).buffer)];
 
@@ -140,6 +143,8 @@ class Compiler {
   /** Enclosing control constructs, innermost last: a loop's `block` is where `break` branches to. */
   private control: ("block" | "loop" | "if")[] = [];
   private vector?: VectorLoop;
+  /** How many loops got a vector form. */
+  vectorLoops = 0;
 
   constructor(private readonly kernel: Kernel) {
     const params: [string, ValType][] = [...kernel.buffers.map((b): [string, ValType] => [`@${b.name}`, I32]), ...kernel.dims.map((_, i): [string, ValType] => [dimParam(i), I32])];
@@ -230,11 +235,13 @@ class Compiler {
       return;
     }
     valType(t);
-    // JS's % on integers is C's remainder; wasm's traps on a zero divisor, so only literal ones.
-    if (op === "%" && b.kind === "literal" && b.value > 0) {
+    // JS's % on integers is C's remainder; wasm's traps on a zero divisor, where JS's NaN
+    // stores as 0: the divisor 0 becomes 1 for the remainder, and the result 0.
+    if (op === "%") {
+      const y = this.fresh(I32, "den");
       this.expr(a);
       this.expr(b);
-      this.f.op(0x6f);
+      this.f.set(y).get(y).i32(1).get(y).op(0x1b, 0x6f).i32(0).get(y).op(0x1b);
       return;
     }
     const code = I32_BINARY[op] ?? refuse(`the integer operator ${op}`);
@@ -246,6 +253,7 @@ class Compiler {
   private call(fn: MathFn, args: ScalarExpr[]): void {
     const f = this.f;
     if (fn === "imul") return void (this.expr(args[0]), this.expr(args[1]), f.op(0x6c));
+    if (fn === "idiv") return this.idiv(args[0], args[1]);
     if (!isFloatType(typeOf(args[0]))) refuse(`${fn} of integers`);
     const native = NATIVE_MATH[fn];
     if (native) {
@@ -270,6 +278,23 @@ class Compiler {
     const out = this.fresh(V128, fn);
     f32x4Math(f, fn, locals, out);
     f.get(out, V128).simd(0x1f, 0);
+  }
+
+  /**
+   * Integer division truncating toward zero, 0 for a zero divisor, and -a (wrapping) for -1,
+   * where wasm's div_s would trap: b is replaced by 1 for the division when it is 0 or -1.
+   */
+  private idiv(a: ScalarExpr, b: ScalarExpr): void {
+    const f = this.f;
+    const [x, y] = [this.fresh(I32, "num"), this.fresh(I32, "den")];
+    this.expr(a);
+    f.set(x);
+    this.expr(b);
+    f.set(y);
+    f.i32(0).get(x).op(0x6b);
+    f.get(x).get(y).i32(1).get(y).i32(1).op(0x6a).i32(1).op(0x4b, 0x1b, 0x6d); // b + 1 >u 1: b is neither 0 nor -1
+    f.get(y).i32(-1).op(0x46, 0x1b);
+    f.i32(0).get(y).op(0x1b);
   }
 
   private cast(to: ScalarType, a: ScalarExpr): void {
@@ -448,6 +473,7 @@ class Compiler {
       this.vector = { index: s.index, accumulators };
       this.counted(index, last, 4, () => this.block(() => this.vectorBody(s.body)));
       this.vector = undefined;
+      this.vectorLoops++;
       // Each accumulator: acc op ((l0 op l1) op (l2 op l3)).
       for (const [acc, { op, local }] of accumulators) {
         const l = this.lookup(acc);
@@ -543,15 +569,27 @@ class Compiler {
         return kind;
       }
       case "binary": {
-        const a = this.vexpr(e.a);
         if (e.op === "<<" || e.op === ">>") {
-          if (a !== "i" || !this.uniform(e.b)) refuse("a shift by lanes");
+          if (this.vexpr(e.a) !== "i" || !this.uniform(e.b)) refuse("a shift by lanes");
           this.expr(e.b);
           f.simd(e.op === "<<" ? 0xab : 0xac);
           return "i";
         }
-        const b = this.vexpr(e.b);
+        // A bool beside an integer (b != 0) takes part as 0 or 1.
+        const mixed = new Set([this.kindOf(typeOf(e.a)), this.kindOf(typeOf(e.b))]).size > 1;
+        const operand = (x: ScalarExpr): Lanes => {
+          const kind = this.vexpr(x);
+          if (!mixed || kind !== "m") return kind;
+          f.op(...I32X4_ONE).simd(0x4e);
+          return "i";
+        };
+        const a = operand(e.a);
+        const b = operand(e.b);
         if (a !== b) refuse("operands of two lane kinds");
+        if (a === "m" && e.op === "==") {
+          f.simd(0x51).simd(0x4d); // not (a xor b)
+          return "m";
+        }
         const table = a === "f" ? F32X4_BINARY : a === "i" ? I32X4_BINARY : MASK_BINARY;
         f.simd(table[e.op] ?? refuse(`the operator ${e.op} on lanes`));
         return COMPARISON.has(e.op) || a === "m" ? "m" : a;
@@ -648,8 +686,14 @@ class Compiler {
   private vload(e: Extract<ScalarExpr, { kind: "load" }>): Lanes {
     const f = this.f;
     const kind = this.kindOf(e.dtype);
-    if (kind === "m") refuse("bool lanes in memory");
     const stride = this.stride(e.index);
+    if (kind === "m") {
+      // Four consecutive bytes, widened to i32 lanes, then compared with 0.
+      if (stride !== 1) refuse("bools read from scattered bytes");
+      this.scalarAddress(e.buffer, e.dtype, e.index);
+      f.simd(0x5c, 0, 0).simd(0x89).simd(0xa9).op(...I32X4_ZERO).simd(0x38);
+      return "m";
+    }
     if (stride === 1) {
       this.scalarAddress(e.buffer, e.dtype, e.index);
       f.simd(0x00, 2, 0);
@@ -701,9 +745,16 @@ class Compiler {
         }
         case "store": {
           const kind = this.kindOf(s.dtype);
-          if (kind === "m") refuse("bool lanes in memory");
           const stride = this.stride(s.index);
           if (stride === 0) refuse("a store to one element from every lane");
+          if (kind === "m") {
+            // Lanes of 0 or 1, narrowed to four consecutive bytes.
+            if (stride !== 1) refuse("bools written to scattered bytes");
+            this.scalarAddress(s.buffer, s.dtype, s.index);
+            if (this.vexpr(s.value) !== "m") refuse("a store of another lane kind");
+            f.op(...I32X4_ONE).simd(0x4e).op(...I32X4_ZERO).simd(0x86).op(...I32X4_ZERO).simd(0x66).simd(0x5a, 0, 0, 0);
+            break;
+          }
           if (stride === 1) {
             this.scalarAddress(s.buffer, s.dtype, s.index);
             if (this.vexpr(s.value) !== kind) refuse("a store of another lane kind");
@@ -732,6 +783,8 @@ export interface WasmKernel {
   body: Body;
   /** Whether the kernel reads its output buffer (then it is copied in before the call). */
   readsOut: boolean;
+  /** How many of its loops run four iterations per step. */
+  vectorLoops: number;
 }
 
 /** `kernel` as a wasm function over byte offsets of its buffers, its dims and its error record; undefined where the compiler cannot translate it exactly. */
@@ -740,7 +793,7 @@ export function wasmKernel(kernel: Kernel): WasmKernel | undefined {
   try {
     const c = new Compiler(kernel);
     c.stmts(kernel.body);
-    return { name: kernel.name, body: c.f, readsOut: readsBuffer(kernel.body, kernel.buffers[0].name) };
+    return { name: kernel.name, body: c.f, readsOut: readsBuffer(kernel.body, kernel.buffers[0].name), vectorLoops: c.vectorLoops };
   } catch (e) {
     if (e instanceof Unsupported) return undefined;
     throw e;
