@@ -167,9 +167,10 @@ export interface Lanes {
   /**
    * exp's arguments: ln 2 split so that k·hi is exact for every k it meets, the Taylor terms
    * that reach the precision, and the round-to-integer constant 1.5 · 2^mantissa (added and
-   * subtracted, it rounds half to even; the sum's low bits hold the integer).
+   * subtracted, it rounds half to even; the sum's low bits hold the integer). `range` bounds
+   * the full-range exp's argument: below it the result rounds to 0, above it overflows.
    */
-  exp: { ln2Hi: number; ln2Lo: number; terms: number; underflow: number; round: number };
+  exp: { ln2Hi: number; ln2Lo: number; terms: number; underflow: number; round: number; range: [number, number] };
   /** 2^k as a v128 from the round constant's sum t = x log2e + round on the stack: t's bits - round's bits + bias, shifted to the exponent. */
   powerOfTwo(f: Body): void;
   /**
@@ -202,8 +203,9 @@ export const F64X2: Lanes = {
   min: 0xf4,
   max: 0xf5,
   constant: (value) => [0xfd, 0x0c, ...new Uint8Array(new Float64Array([value, value]).buffer)],
-  // Taylor to r^13: truncation below 1e-17. Below -708, 2^k would be subnormal.
-  exp: { ln2Hi: 0.6931471803691238, ln2Lo: 1.9082149292705877e-10, terms: 14, underflow: -708, round: 2 ** 52 * 1.5 },
+  // Taylor to r^13: truncation below 1e-17. Below -708, 2^k would be subnormal. e^-746 is
+  // below half the least subnormal (e^-745.13), e^710 above the largest float64.
+  exp: { ln2Hi: 0.6931471803691238, ln2Lo: 1.9082149292705877e-10, terms: 14, underflow: -708, round: 2 ** 52 * 1.5, range: [-746, 710] },
   powerOfTwo: (f) => {
     const shift = BigInt.asUintN(64, 1023n - new BigInt64Array(new Float64Array([2 ** 52 * 1.5]).buffer)[0]);
     f.op(0xfd, 0x0c, ...new Uint8Array(new BigUint64Array([shift, shift]).buffer)).simd(I64X2_ADD).i32(52).simd(I64X2_SHL);
@@ -233,8 +235,9 @@ export const F32X4: Lanes = {
   constant: (value) => [0xfd, 0x0c, ...new Uint8Array(new Float32Array([value, value, value, value]).buffer)],
   // ln 2 as 0.693359375 (9 bits: k·hi is exact for |k| < 2^15) and the rest; Taylor to r^7:
   // truncation below 1.3e-8 for |r| <= ln 2 / 2, a fifth of float32's unit roundoff. Below
-  // -87, 2^k would be subnormal.
-  exp: { ln2Hi: 0.693359375, ln2Lo: -2.1219444005469058e-4, terms: 8, underflow: -87, round: 2 ** 23 * 1.5 },
+  // -87, 2^k would be subnormal. e^-104 is below half the least subnormal (e^-103.97), e^89
+  // above the largest float32 (e^88.72).
+  exp: { ln2Hi: 0.693359375, ln2Lo: -2.1219444005469058e-4, terms: 8, underflow: -87, round: 2 ** 23 * 1.5, range: [-104, 89] },
   powerOfTwo: (f) => {
     const shift = 127 - new Int32Array(new Float32Array([2 ** 23 * 1.5]).buffer)[0];
     f.op(0xfd, 0x0c, ...new Uint8Array(new Int32Array([shift, shift, shift, shift]).buffer)).simd(I32X4_ADD).i32(23).simd(I32X4_SHL);
@@ -248,32 +251,60 @@ export const F32X4: Lanes = {
  */
 export const F32X4_FMA: Lanes = { ...F32X4, relaxedMadd: 0x105 };
 
-// exp for x <= 0 (and NaN), the arguments softmax has: x = k ln 2 + r with k an integer and
-// |r| <= ln 2 / 2 (ln 2 in two parts, so that k ln2_hi is exact), e^r by its Taylor series,
-// times 2^k built in the exponent bits. Within about 2 ulps of the precision's exp; below the
-// underflow bound the result is 0, which next to the row maximum's e^0 = 1 changes no sum.
-
-/** out = exp(x) for the v128 locals x and out, using k and r as scratch. */
-export function exp(f: Body, L: Lanes, x: string, out: string): void {
-  const { ln2Hi, ln2Lo, terms, underflow, round } = L.exp;
-  // k = nearest(x log2e) by the round constant, which keeps the integer in t's low bits for 2^k.
-  f.get(x, V128).op(...L.constant(Math.LOG2E)).simd(L.mul).op(...L.constant(round)).simd(L.add).set("t", V128);
-  f.get("t", V128).op(...L.constant(round)).simd(L.sub).set("k", V128);
-  f.get(x, V128).get("k", V128).op(...L.constant(ln2Hi)).simd(L.mul).simd(L.sub);
-  f.get("k", V128).op(...L.constant(ln2Lo)).simd(L.mul).simd(L.sub).set("r", V128);
-  // e^r by Estrin's scheme: pairs c_i + c_{i+1} r, combined with r^2, r^4, r^8; a chain of
-  // about log2(terms) multiply-adds instead of Horner's terms - 1, so that the exponentials of
-  // successive keys overlap in the pipeline.
-  for (let p = 2, from = "r"; p < terms; p *= 2, from = `r${p / 2}`) f.get(from, V128).get(from, V128).simd(L.mul).set(`r${p}`, V128);
+/**
+ * Pushes c_0 + c_1 x + ... + c_n x^n for the v128 local x by Estrin's scheme: pairs
+ * c_i + c_{i+1} x, combined with x^2, x^4, x^8 (locals named x2, x4, x8 after x); a chain of
+ * about log2(n) multiply-adds instead of Horner's n, so that independent evaluations overlap in
+ * the pipeline.
+ */
+export function polynomial(f: Body, L: Lanes, x: string, coefficients: readonly number[]): void {
+  const power = (p: number) => (p === 1 ? x : `${x}${p}`);
+  for (let p = 2; p < coefficients.length; p *= 2) f.get(power(p / 2), V128).get(power(p / 2), V128).simd(L.mul).set(power(p), V128);
   const estrin = (from: number, count: number) => {
-    if (count === 1) return void f.op(...L.constant(taylor(from)));
+    if (count === 1) return void f.op(...L.constant(coefficients[from]));
     const half = 2 ** Math.ceil(Math.log2(count) - 1);
     estrin(from, half);
     estrin(from + half, count - half);
-    f.get(half === 1 ? "r" : `r${half}`, V128).simd(L.mul).simd(L.add);
+    f.get(power(half), V128).simd(L.mul).simd(L.add);
   };
-  estrin(0, terms);
-  f.get("t", V128);
+  estrin(0, coefficients.length);
+}
+
+/**
+ * out = exp(x) for the v128 locals x and out (which may be the same), with scratch locals
+ * named math_*: x = k ln 2 + r with k an integer and |r| <= ln 2 / 2 (ln 2 in two parts, so
+ * that k ln2_hi is exact), e^r by its Taylor series, times 2^k built in the exponent bits.
+ * Within about 2 ulps of the precision's exp.
+ *
+ * "nonpositive" serves x <= 0 (and NaN), the arguments softmax has: below the underflow bound
+ * (and at -Infinity) the result is 0, which next to the row maximum's e^0 = 1 changes no sum.
+ * "full" serves every x: x is first clamped to the precision's range (NaN stays NaN), and 2^k
+ * is applied as 2^k1 · 2^k2 with k1 = nearest(k / 2), both normal, so that the one rounding
+ * of the last product gives the subnormal results, 0 below them, and Infinity above the
+ * largest float.
+ */
+export function exp(f: Body, L: Lanes, x: string, out: string, range: "nonpositive" | "full" = "nonpositive"): void {
+  const { ln2Hi, ln2Lo, terms, underflow, round, range: [lowest, highest] } = L.exp;
+  const arg = range === "full" ? "math_x" : x;
+  if (range === "full") f.get(x, V128).op(...L.constant(lowest)).simd(L.max).op(...L.constant(highest)).simd(L.min).set(arg, V128);
+  // k = nearest(x log2e) by the round constant, which keeps the integer in t's low bits for 2^k.
+  f.get(arg, V128).op(...L.constant(Math.LOG2E)).simd(L.mul).op(...L.constant(round)).simd(L.add).set("math_t", V128);
+  f.get("math_t", V128).op(...L.constant(round)).simd(L.sub).set("math_k", V128);
+  f.get(arg, V128).get("math_k", V128).op(...L.constant(ln2Hi)).simd(L.mul).simd(L.sub);
+  f.get("math_k", V128).op(...L.constant(ln2Lo)).simd(L.mul).simd(L.sub).set("math_r", V128);
+  polynomial(f, L, "math_r", Array.from({ length: terms }, (_, i) => taylor(i)));
+  if (range === "full") {
+    // k1 = nearest(k / 2) and k2 = k - k1, each as a round-constant sum.
+    f.get("math_k", V128).op(...L.constant(0.5)).simd(L.mul).op(...L.constant(round)).simd(L.add).set("math_t", V128);
+    f.get("math_t", V128);
+    L.powerOfTwo(f);
+    f.simd(L.mul);
+    f.get("math_k", V128).get("math_t", V128).simd(L.sub).op(...L.constant(2 * round)).simd(L.add);
+    L.powerOfTwo(f);
+    f.simd(L.mul).set(out, V128);
+    return;
+  }
+  f.get("math_t", V128);
   L.powerOfTwo(f);
   f.simd(L.mul);
   // Below the bound (and -Infinity): 0. NaN compares false and stays NaN.
