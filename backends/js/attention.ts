@@ -28,10 +28,10 @@ import { broadcastStrides, coalesce, sizesOf, strides, times } from "../common/l
 import { loadExpr, storeExpr } from "./spelling.ts";
 import { attentionModule, F32X4, F32X4_FMA, F64X2, type Lanes, paddedWidth } from "./attention-wasm.ts";
 import type { Precision } from "../common/target.ts";
-import { readFileSync } from "node:fs";
+import { templateSource } from "./template/source.ts";
 
 /** The loader every attention module is an instance of, as the artifact carries it. */
-const LOADER = readFileSync(new URL("./template/attention-simd.js", import.meta.url), "utf8").replace("export function attentionSimd", "function attentionSimd");
+const LOADER = templateSource("attention-simd.js");
 
 /** The helper that holds the module for head width d, value width dv and number of maps. */
 const simdHelper = (d: number, dv: number, maps: number, lanes: Lanes) => `attentionSimd_${d}_${dv}_${maps}_${lanes.precision}`;

@@ -32,7 +32,7 @@ import { matmulModule, TILE_ROWS, TILE_VECTORS } from "./matmul-wasm.ts";
 import { loadExpr, storeExpr } from "./spelling.ts";
 import { F32X4, F32X4_FMA } from "./wasm-encoder.ts";
 import type { KernelWriter } from "./writer.ts";
-import { readFileSync } from "node:fs";
+import { templateSource } from "./template/source.ts";
 
 /** What a matmul kernel reads besides a and b's types: their kernel inputs, the epilogue, whether b is a param. */
 export interface MatmulOperands {
@@ -48,7 +48,7 @@ const CHUNK_ROWS = 64;
 const PANEL = TILE_VECTORS * F32X4.count;
 
 /** The loader every matmul module is an instance of, as the artifact carries it. */
-const LOADER = readFileSync(new URL("./template/matmul-simd.js", import.meta.url), "utf8").replace("export function matmulSimd", "function matmulSimd");
+const LOADER = templateSource("matmul-simd.js");
 
 /**
  * Source of the matmul helpers: the loader (matmulSimd) and the f32 module's instances

@@ -1,6 +1,7 @@
 // ---- the loader of the streaming attention kernels' WebAssembly modules -----------------
-// Copied into every JS artifact whose attention kernels use it (without `export`), and
-// imported as a module by the tests. Self-contained: imports nothing.
+// Copied into every JS artifact whose attention kernels use it (without `export` and the
+// import), and imported as a module by the tests.
+import { reserve, validModule } from "./wasm-instance.js";
 
 /**
  * A function of a module's variants (their bytes, the most capable first: relaxed SIMD, then
@@ -11,11 +12,8 @@
 export function attentionSimd(variants, elementBytes) {
   let exports;
   return (floats) => {
-    // The wasm loops address memory with i32 byte offsets.
-    if (floats * elementBytes > 2 ** 31 - 1) throw new RangeError(`attention kernel: ${floats * elementBytes} bytes of scratch is more than the 2 GiB its wasm loops address (too many keys)`);
-    exports ??= new WebAssembly.Instance(new WebAssembly.Module(variants.find((bytes) => WebAssembly.validate(bytes)) ?? variants[variants.length - 1])).exports;
-    const short = floats * elementBytes - exports.memory.buffer.byteLength;
-    if (short > 0) exports.memory.grow(Math.ceil(short / 65536));
+    exports ??= new WebAssembly.Instance(validModule(variants).module).exports;
+    reserve(exports.memory, floats * elementBytes, "attention kernel (too many keys)");
     return exports;
   };
 }

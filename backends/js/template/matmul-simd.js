@@ -1,6 +1,7 @@
 // ---- the loader of the f32 matmul's WebAssembly module ----------------------------------
-// Copied into every JS artifact whose matmuls use it (without `export`), and imported as a
-// module by the tests. Self-contained: imports nothing.
+// Copied into every JS artifact whose matmuls use it (without `export` and the import), and
+// imported as a module by the tests.
+import { reserve, validModule } from "./wasm-instance.js";
 
 /**
  * The instances of a matmul module (backends/js/matmul-wasm.ts), each with its own memory, of
@@ -14,23 +15,14 @@
  * grown to at least that many floats.
  */
 export function matmulSimd(variants) {
-  const found = variants.findIndex((bytes) => WebAssembly.validate(bytes));
-  const variant = found < 0 ? variants.length - 1 : found;
-  let module;
+  const { variant, module } = validModule(variants);
   const held = new WeakMap();
   let scratch;
   const instance = () => {
-    module ??= new WebAssembly.Module(variants[variant]);
     const exports = new WebAssembly.Instance(module).exports;
     return {
       matmul: exports.matmul,
-      memory(floats) {
-        // The wasm loops address memory with i32 byte offsets.
-        if (floats * 4 > 2 ** 31 - 1) throw new RangeError(`matmul kernel: ${floats * 4} bytes of scratch is more than the 2 GiB its wasm loops address`);
-        const short = floats * 4 - exports.memory.buffer.byteLength;
-        if (short > 0) exports.memory.grow(Math.ceil(short / 65536));
-        return new Float32Array(exports.memory.buffer, 0, floats);
-      },
+      memory: (floats) => new Float32Array(reserve(exports.memory, floats * 4, "matmul kernel"), 0, floats),
     };
   };
   return {

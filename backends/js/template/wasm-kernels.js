@@ -1,6 +1,7 @@
 // ---- the loader of the kernels compiled to WebAssembly (backends/js/wasm-kernel.ts) -------
-// Copied into every JS artifact that has such kernels (without `export`), and imported as a
-// module by the tests. Self-contained: imports nothing.
+// Copied into every JS artifact that has such kernels (without `export` and the import), and
+// imported as a module by the tests.
+import { reserve, validModule } from "./wasm-instance.js";
 
 /**
  * The artifact's module of compiled kernels (`bytes`), instantiated on first use. `call` runs
@@ -13,7 +14,7 @@ export function wasmKernelModule(bytes) {
   let exports;
   return {
     call(name, readsOut, buffers, scalars, errors) {
-      exports ??= new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports;
+      exports ??= new WebAssembly.Instance(validModule([bytes]).module).exports;
       const at = [];
       let size = 0;
       for (const b of buffers) {
@@ -22,11 +23,7 @@ export function wasmKernelModule(bytes) {
       }
       const errorsAt = size;
       if (errors) size += 16;
-      // The wasm code addresses memory with i32 byte offsets.
-      if (size > 2 ** 31 - 1) throw new RangeError(`kernel ${name}: ${size} bytes of buffers is more than the 2 GiB its wasm code addresses`);
-      const short = size - exports.memory.buffer.byteLength;
-      if (short > 0) exports.memory.grow(Math.ceil(short / 65536));
-      const heap = new Uint8Array(exports.memory.buffer);
+      const heap = new Uint8Array(reserve(exports.memory, size, `kernel ${name}`));
       for (let i = readsOut ? 0 : 1; i < buffers.length; i++) heap.set(new Uint8Array(buffers[i].buffer, buffers[i].byteOffset, buffers[i].byteLength), at[i]);
       if (errors) heap.fill(0, errorsAt, errorsAt + 16);
       exports[name](...at, ...scalars, ...(errors ? [errorsAt] : []));
