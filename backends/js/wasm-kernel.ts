@@ -105,7 +105,11 @@ function reductionOf(acc: string, value: ScalarExpr): { op: Reduction; term: Sca
   if (value.kind === "select" && value.b.kind === "select" && value.b.cond.kind === "binary" && isAcc(value.b.cond.a) && isAcc(value.b.a)) {
     const term = value.b.b;
     const op = value.b.cond.op === ">" ? "max" : value.b.cond.op === "<" ? "min" : undefined;
-    const nanCheck = value.cond.kind === "binary" && value.cond.op === "||" && value.a.kind === "literal" && Number.isNaN(value.a.value);
+    const isNan = (e: ScalarExpr, of: (x: ScalarExpr) => boolean) => e.kind === "call" && e.fn === "isnan" && of(e.args[0]);
+    const isTerm = (e: ScalarExpr) => same(e, term);
+    const c = value.cond;
+    const nanCheck =
+      c.kind === "binary" && c.op === "||" && ((isNan(c.a, isAcc) && isNan(c.b, isTerm)) || (isNan(c.a, isTerm) && isNan(c.b, isAcc))) && value.a.kind === "literal" && Number.isNaN(value.a.value);
     if (op && nanCheck && same(value.b.cond.b, term) && clean(term)) return { op, term };
   }
   return undefined;
@@ -130,10 +134,11 @@ interface Local {
   lanes?: Lanes;
 }
 
-/** A loop being vectorised: its index, the locals that differ per lane, the accumulators. */
+/** A loop being vectorised: its index, the accumulators, the buffers it both reads and writes. */
 interface VectorLoop {
   index: string;
   accumulators: Map<string, { op: Reduction; local: string }>;
+  readWritten: ReadonlySet<string>;
 }
 
 class Compiler {
@@ -180,6 +185,15 @@ class Compiler {
 
   // ---- scalar code ----
 
+  /**
+   * Pushes the value of `e` where the code wants a `want`: the JS printing mixes floats and
+   * integers freely (an f64 accumulator plus an i32), wasm does not, so a mix is refused.
+   */
+  private typed(e: ScalarExpr, want: ValType): void {
+    if (valType(typeOf(e)) !== want) refuse(`a ${typeOf(e)} where a ${want === F32 ? "float" : "integer"} is wanted`);
+    this.expr(e);
+  }
+
   /** Pushes the value of `e` (f32 or i32). */
   expr(e: ScalarExpr): void {
     const f = this.f;
@@ -196,7 +210,8 @@ class Compiler {
         return;
       }
       case "unary":
-        if (e.op === "not") return void (this.expr(e.a), f.op(0x45));
+        // not x is x == 0: i32.eqz, or f32.eq with 0.
+        if (e.op === "not") return void (this.expr(e.a), isFloatType(typeOf(e.a)) ? f.op(...f32Const(0), 0x5b) : f.op(0x45));
         if (isFloatType(typeOf(e.a))) return void (this.expr(e.a), f.op(0x8c));
         return void (f.i32(0), this.expr(e.a), f.op(0x6b));
       case "binary":
@@ -204,10 +219,9 @@ class Compiler {
       case "call":
         return this.call(e.fn, e.args);
       case "select":
-        valType(typeOf(e.a));
         this.expr(e.a);
-        this.expr(e.b);
-        this.expr(e.cond);
+        this.typed(e.b, valType(typeOf(e.a)));
+        this.typed(e.cond, I32);
         f.op(0x1b);
         return;
       case "cast":
@@ -230,11 +244,12 @@ class Compiler {
     if (isFloatType(t)) {
       const code = F32_BINARY[op] ?? refuse(`the float operator ${op}`);
       this.expr(a);
-      this.expr(b);
+      this.typed(b, F32);
       this.f.op(code);
       return;
     }
     valType(t);
+    if (valType(typeOf(b)) !== I32) refuse(`an integer ${op} a float`);
     // JS's % on integers is C's remainder; wasm's traps on a zero divisor, where JS's NaN
     // stores as 0: the divisor 0 becomes 1 for the remainder, and the result 0.
     if (op === "%") {
@@ -257,7 +272,7 @@ class Compiler {
     if (!isFloatType(typeOf(args[0]))) refuse(`${fn} of integers`);
     const native = NATIVE_MATH[fn];
     if (native) {
-      args.forEach((a) => this.expr(a));
+      args.forEach((a) => this.typed(a, F32));
       f.op(native[0]);
       return;
     }
@@ -271,7 +286,7 @@ class Compiler {
     if (!F32X4_MATH.has(fn)) refuse(`the math function ${fn}`);
     const locals = args.map((a) => {
       const v = this.fresh(V128, "arg");
-      this.expr(a);
+      this.typed(a, F32);
       f.simd(0x13).set(v, V128);
       return v;
     });
@@ -331,7 +346,7 @@ class Compiler {
   private address(buffer: string, dtype: DType, index: ScalarExpr): void {
     const bytes = access(dtype).bytes;
     this.f.get(`@${buffer}`);
-    this.expr(index);
+    this.typed(index, I32);
     if (bytes > 1) this.f.i32(bytes).op(0x6c);
     this.f.op(0x6a);
   }
@@ -345,14 +360,14 @@ class Compiler {
     switch (s.kind) {
       case "let": {
         const type = s.type;
-        if (s.value) this.expr(s.value);
+        if (s.value) this.typed(s.value, valType(type));
         const l = this.declare(s.name, type);
         if (s.value) f.set(l.local, valType(type));
         return;
       }
       case "assign": {
         const l = this.lookup(s.name);
-        this.expr(s.value);
+        this.typed(s.value, valType(l.type));
         f.set(l.local, valType(l.type));
         return;
       }
@@ -371,14 +386,14 @@ class Compiler {
       case "while":
         this.control.push("block", "loop");
         f.op(0x02, 0x40, 0x03, 0x40);
-        this.expr(s.cond);
+        this.typed(s.cond, I32);
         f.op(0x45, 0x0d, 1);
         this.block(() => this.stmts(s.body));
         f.op(0x0c, 0, 0x0b, 0x0b);
         this.control.splice(-2);
         return;
       case "if":
-        this.expr(s.cond);
+        this.typed(s.cond, I32);
         this.control.push("if");
         f.op(0x04, 0x40);
         this.block(() => this.stmts(s.then));
@@ -419,9 +434,9 @@ class Compiler {
     this.block(() => {
       const index = this.declare(s.index, "i32");
       const end = this.fresh(I32, "end");
-      this.expr(s.start);
+      this.typed(s.start, I32);
       f.set(index.local);
-      this.expr(s.end);
+      this.typed(s.end, I32);
       f.set(end);
       if (s.step === 1 && !this.vector) this.tryVector(s, index.local, end);
       this.counted(index.local, end, s.step, () => this.block(() => this.stmts(s.body)));
@@ -466,11 +481,11 @@ class Compiler {
           noteReduction(r.acc, r.op);
         } else if (st.kind !== "let" && st.kind !== "store") refuse(`${st.kind} in a vector loop`);
       }
-      this.checkAliasing(s.body);
+      const readWritten = this.checkAliasing(s.body);
       const last = this.fresh(I32, "last");
       f.get(end).i32(-3).op(0x6a).set(last);
       for (const { op, local } of accumulators.values()) f.op(...v128Splat(REDUCTION[op].identity)).set(local, V128);
-      this.vector = { index: s.index, accumulators };
+      this.vector = { index: s.index, accumulators, readWritten };
       this.counted(index, last, 4, () => this.block(() => this.vectorBody(s.body)));
       this.vector = undefined;
       this.vectorLoops++;
@@ -492,8 +507,12 @@ class Compiler {
     }
   }
 
-  /** A buffer stored and loaded in the same loop: only at the same offset (each lane its own element). */
-  private checkAliasing(body: readonly Stmt[]): void {
+  /**
+   * A buffer stored and loaded in the same loop: only at the same offset (each lane its own
+   * element, which the stores check: lanes at offsets that may coincide would read what an
+   * earlier iteration writes). Returns the buffers both stored and loaded.
+   */
+  private checkAliasing(body: readonly Stmt[]): Set<string> {
     const stores = body.flatMap((s) => (s.kind === "store" ? [s] : []));
     const loads: Extract<ScalarExpr, { kind: "load" }>[] = [];
     const collect = (e: ScalarExpr) => {
@@ -513,6 +532,7 @@ class Compiler {
       if (other && !same(other, st.index)) refuse("two stores to one buffer");
       stored.set(st.buffer, st.index);
     }
+    return new Set(loads.filter((ld) => stored.has(ld.buffer)).map((ld) => ld.buffer));
   }
 
   // ---- vector code (inside tryVector) ----
@@ -571,7 +591,7 @@ class Compiler {
       case "binary": {
         if (e.op === "<<" || e.op === ">>") {
           if (this.vexpr(e.a) !== "i" || !this.uniform(e.b)) refuse("a shift by lanes");
-          this.expr(e.b);
+          this.typed(e.b, I32);
           f.simd(e.op === "<<" ? 0xab : 0xac);
           return "i";
         }
@@ -747,6 +767,7 @@ class Compiler {
           const kind = this.kindOf(s.dtype);
           const stride = this.stride(s.index);
           if (stride === 0) refuse("a store to one element from every lane");
+          if (stride === undefined && v.readWritten.has(s.buffer)) refuse("a buffer read and written at offsets lanes may share");
           if (kind === "m") {
             // Lanes of 0 or 1, narrowed to four consecutive bytes.
             if (stride !== 1) refuse("bools written to scattered bytes");

@@ -4,7 +4,14 @@
 // default pipeline (so fused chains too), with last axes of 1 to 13 elements: the four-lane
 // loops, their scalar remainders, and loops too short for lanes all run.
 import fc from "fast-check";
-import { describe, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { type Kernel, int, StmtBuilder } from "../../backends/common/kernel/ir.ts";
+import { renderKernel } from "../../backends/common/kernel/render.ts";
+import { jsLanguage } from "../../backends/js/language.ts";
+import { wasmKernelModule } from "../../backends/js/template/wasm-kernels.js";
+import { wasmModule } from "../../backends/js/wasm-encoder.ts";
+import { wasmKernel } from "../../backends/js/wasm-kernel.ts";
+import { bin, call, lit, type ScalarExpr, select } from "../../compiler/ir/scalar.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
 import { BACKENDS, runAndCompareStages } from "../harness/harness.ts";
 import { arbitraryGraphCase } from "../support/random-graph.ts";
@@ -24,5 +31,67 @@ describe("compiled f32 kernels on special values", () => {
       }),
       { numRuns: Number(process.env.EDGE_RUNS ?? 400) },
     );
+  });
+});
+
+/** Kernel IR `body` over buffers `out` (f32) and `in0` (`input`'s dtype), no dims. */
+function kernelOf(name: string, body: (b: StmtBuilder) => void, input: "f32" | "i32" = "f32"): Kernel {
+  const b = new StmtBuilder();
+  body(b);
+  return { name, buffers: [{ name: "out", dtype: "f32", access: "write" }, { name: "in0", dtype: input, access: "read" }], dims: [], body: b.statements, grid: [], errors: [] };
+}
+
+const load = (buffer: string, index: ScalarExpr, dtype: "f32" | "i32" = "f32"): ScalarExpr => ({ kind: "load", buffer, dtype, index });
+
+/** `out` after the kernel, run as the JS language table prints it (the IR's meaning) and as compiled wasm. */
+function runBoth(kernel: Kernel, out: Float32Array, input: Float32Array | Int32Array): { js: Float32Array; wasm: Float32Array } {
+  const js = out.slice();
+  new Function(`${renderKernel(kernel, jsLanguage).source}\nreturn ${kernel.name};`)()(js, input);
+  const compiled = wasmKernel(kernel);
+  expect(compiled, "the kernel compiles").toBeDefined();
+  const wasm = out.slice();
+  wasmKernelModule(wasmModule([[kernel.name, compiled!.body]])).call(kernel.name, compiled!.readsOut, [wasm, input], []);
+  return { js, wasm };
+}
+
+describe("the vectoriser keeps the IR's meaning on loops it must not take as they look", () => {
+  it("a max step whose NaN test also tests something else is not a plain max", () => {
+    const kernel = kernelOf("k_max_or_big", (b) => {
+      const acc = b.var("acc", "f32", lit(-Infinity));
+      b.loop("i", int(8), "serial", (i) => {
+        const v = b.let("v", "f32", load("in0", i));
+        b.assign("acc", select(bin("||", call("isnan", acc), bin(">", v, lit(100))), lit(NaN), select(bin(">", acc, v), acc, v)));
+      });
+      b.store("out", "f32", int(0), acc);
+    });
+    const { js, wasm } = runBoth(kernel, new Float32Array(1), Float32Array.from([1, 2, 3, 200, 4, 5, 6, 7]));
+    expect(js[0]).toBeNaN();
+    expect(wasm[0]).toBeNaN();
+  });
+
+  it("a buffer read and written at lane offsets that can coincide (i >> 1) runs one iteration at a time", () => {
+    const kernel = kernelOf("k_pairs", (b) =>
+      b.loop("i", int(8), "serial", (i) => {
+        const at = bin(">>", i, int(1));
+        b.store("out", "f32", at, bin("+", load("out", at), load("in0", i)));
+      }),
+    );
+    const { js, wasm } = runBoth(kernel, new Float32Array(4), Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]));
+    expect([...js]).toEqual([3, 7, 11, 15]);
+    expect([...wasm]).toEqual([...js]);
+  });
+
+  it("a float accumulator summing integers gives a valid module with the sum, or stays JS", () => {
+    const kernel = kernelOf(
+      "k_int_sum",
+      (b) => {
+        const acc = b.var("acc", "f64", lit(0, "f64"));
+        b.loop("i", int(8), "serial", (i) => b.assign("acc", bin("+", acc, load("in0", i, "i32"))));
+        b.store("out", "f32", int(0), acc);
+      },
+      "i32",
+    );
+    const compiled = wasmKernel(kernel);
+    if (compiled) expect(WebAssembly.validate(wasmModule([[kernel.name, compiled.body]]))).toBe(true);
   });
 });
