@@ -95,3 +95,13 @@ describe("the vectoriser keeps the IR's meaning on loops it must not take as the
     if (compiled) expect(WebAssembly.validate(wasmModule([[kernel.name, compiled.body]]))).toBe(true);
   });
 });
+
+describe("the loader of the compiled kernels", () => {
+  it("refuses buffers past the 2 GiB its i32 offsets address, whatever their sizes' low bits", () => {
+    const kernel = kernelOf("k_copy", (b) => b.loop("i", int(4), "serial", (i) => b.store("out", "f32", i, load("in0", i))));
+    const module = wasmKernelModule(wasmModule([[kernel.name, wasmKernel(kernel)!.body]]));
+    // A view's size is all the loader reads before it reserves memory: no 2 GiB array is made.
+    const huge = { byteLength: 2 ** 31, byteOffset: 0, buffer: new ArrayBuffer(0) } as unknown as Float32Array;
+    expect(() => module.call(kernel.name, false, [huge, new Float32Array(4)], [])).toThrow(/2 GiB/);
+  });
+});
