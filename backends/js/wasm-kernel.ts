@@ -1,17 +1,19 @@
 // The kernel IR compiled to WebAssembly for the JS backend's f32 precision: the shared
 // lowering's kernels (elementwise chains, reductions, softmax, norms, gather, copies) and the
 // matmul's fused epilogues run as wasm functions over buffers copied into the module's memory
-// (template/simd-module.js does the copying). Floats compute in f32, integers and bools in i32.
+// (template/wasm-kernels.js does the copying). Floats compute in f32, integers and bools in i32.
 //
 // An innermost loop whose iterations are independent, but for sums, maxima and minima into
 // locals declared outside it, runs four iterations per step in v128 lanes (f32x4, i32x4, and
 // masks for bools), then the remaining ones one by one: a load or store whose offset moves by
 // one element per iteration is one v128 access, one that does not move is a splat, any other
 // is four lane accesses. Accumulators keep four partial results that are added up after the
-// loop, so sums run in another order than the interpreter's (the f32 tolerance allows it).
+// loop, so sums run in another order than the interpreter's (the f32 tolerance allows it),
+// and in f32: partial sums past 3.4e38 are Infinity where the interpreter's float64 ones are not.
 //
 // What the compiler does not translate exactly (16-bit floats, u32 bit tricks, float-to-int
-// conversion, integer division, a math function without an f32x4 version) makes it give up on
+// conversion, a math function without an f32x4 version, floats and integers mixed in one
+// operation, which the JS printing allows and wasm does not) makes it give up on
 // the kernel, which then runs as the JS language table prints it: `wasmKernel` returns undefined.
 import type { BinaryOp, MathFn, ScalarExpr, ScalarType } from "../../compiler/ir/scalar.ts";
 import { children, typeOf } from "../../compiler/ir/scalar.ts";
@@ -151,7 +153,7 @@ class Compiler {
   /** How many loops got a vector form. */
   vectorLoops = 0;
 
-  constructor(private readonly kernel: Kernel) {
+  constructor(kernel: Kernel) {
     const params: [string, ValType][] = [...kernel.buffers.map((b): [string, ValType] => [`@${b.name}`, I32]), ...kernel.dims.map((_, i): [string, ValType] => [dimParam(i), I32])];
     if (kernel.errors.length) params.push([`@${ERRORS_PARAM}`, I32]);
     this.f = new Body(params);
@@ -656,7 +658,7 @@ class Compiler {
         if (to === "f" && from === "i") return void f.simd(0xfa), "f";
         // A mask as a number: 1 where set (the bits of 1.0f for floats).
         if (from === "m" && to !== "m") {
-          f.op(...(to === "f" ? v128Splat(1) : [0xfd, 0x0c, ...new Uint8Array(new Int32Array([1, 1, 1, 1]).buffer)])).simd(0x4e);
+          f.op(...(to === "f" ? v128Splat(1) : I32X4_ONE)).simd(0x4e);
           return to;
         }
         return refuse(`a cast of lanes to ${e.to}`);
@@ -798,7 +800,7 @@ class Compiler {
   }
 }
 
-/** What the JS side needs of a compiled kernel to call it (template/simd-module.js). */
+/** What the JS side needs of a compiled kernel to call it (template/wasm-kernels.js). */
 export interface WasmKernel {
   name: string;
   body: Body;
