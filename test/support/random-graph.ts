@@ -225,7 +225,9 @@ class RandomGraph {
         const bound = op === "exp" ? Math.exp(a.bound) : op === "tanh" || op === "sigmoid" || op === "sin" || op === "cos" ? 1 : a.bound;
         // sin and cos of f32 take |x| <= 1e9: past 3.37e9 the JS backend's f32 kernels reduce x
         // by π/2 without the bits that need (backends/js/wasm-math.ts says so).
-        const x = op === "sin" || op === "cos" ? this.clamp(a, SIN_COS_RANGE) : a.id;
+        // exp multiplies its argument's error by |x|: with edge values, an argument that carries
+        // a rounding of its own is held to log(BOUND), as bounds hold it otherwise.
+        const x = op === "sin" || op === "cos" ? this.clamp(a, SIN_COS_RANGE) : op === "exp" && this.edgeValues && !this.exactValue(a.id) ? this.add("minimum", [a.id, this.constant(Math.log(BOUND)).id]) : a.id;
         if (this.fits(bound) && x !== undefined) this.keep(this.add(op, [x]), bound);
         return;
       }
