@@ -185,6 +185,14 @@ const IMPLEMENTATIONS: Implementation[] = [
       return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
     },
   },
+  // onnxruntime-web's WebAssembly provider: what a page or a Node app without native modules runs.
+  {
+    name: "onnxruntime-web wasm (1 thread)",
+    prepare: async (g, w, dims) => {
+      const runner = await createOnnxRunner(g, w, dims, { provider: "wasm" });
+      return Object.assign((inputs: TensorMap) => runner.run(inputs), { bindInputs: runner.bindInputs });
+    },
+  },
   {
     name: "onnxruntime-node (1 thread)",
     prepare: async (g, w, dims) => {

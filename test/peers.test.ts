@@ -1,5 +1,5 @@
-// The benchmark peers (bench/peers) run the same graph as difftc on onnxruntime-node and
-// TensorFlow.js; a benchmark ratio means nothing unless they compute the same thing. Each
+// The benchmark peers (bench/peers) run the same graph as difftc on onnxruntime-node,
+// onnxruntime-web's WebAssembly provider and TensorFlow.js; a benchmark ratio means nothing unless they compute the same thing. Each
 // peer is compared with the interpreter through the differential harness's tolerances.
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
@@ -40,6 +40,7 @@ try {
 
 const PEERS: Peer[] = [
   { name: "onnxruntime-node", create: (g, p, d) => onnx!.createOnnxRunner(g, p, d) },
+  { name: "onnxruntime-web wasm", create: (g, p, d) => onnx!.createOnnxRunner(g, p, d, { provider: "wasm" }) },
   { name: "tfjs-cpu", create: (g, p, d) => tfjs!.createTfjsRunner(g, p, d, "cpu") },
   { name: "tfjs-wasm", create: (g, p, d) => tfjs!.createTfjsRunner(g, p, d, "wasm") },
 ];

@@ -7,7 +7,7 @@
 // (no fused multiply-add changes them); in f32 (f32x4) twice as many lanes run per instruction.
 // exp is a polynomial within about 2 ulps of the precision.
 
-import { Body, exp, F32, F64, F64X2, I32, I32_ADD, I32_LT_S, I32_MUL, type Lanes, mem, V128, V128_AND, V128_BITSELECT, V128_LOAD, V128_STORE, wasmModule } from "./wasm-encoder.ts";
+import { Body, exp, F32, F64, F64X2, I32, I32_ADD, I32_LT_S, I32_MUL, type Lanes, mem, V128, V128_AND, V128_BITSELECT, V128_LOAD, V128_OR, V128_STORE, wasmModule } from "./wasm-encoder.ts";
 
 export { F32X4, F32X4_FMA, F64X2, type Lanes } from "./wasm-encoder.ts";
 
@@ -27,11 +27,17 @@ function softmaxFunction(L: Lanes, rows: number): Body {
   f.loopWhileBelow("o", "oEnd", () => {
     f.get("pr").get("o").op(I32_ADD).set("x");
     f.get("x").get("span").op(I32_ADD).set("xEnd");
+    // The block's max by pmax, whose chain from key to key is one instruction (IEEE max is
+    // several), with a mask of the lanes that met a NaN, which pmax passes over.
     f.op(...L.constant(-Infinity)).set("top", V128);
+    f.op(...L.constant(0)).set("nan", V128);
     f.loopWhileBelow("x", "xEnd", () => {
-      f.get("top", V128).get("x").simd(V128_LOAD, ...mem(0)).simd(L.max).set("top", V128);
+      f.get("x").simd(V128_LOAD, ...mem(0)).set("s", V128);
+      f.get("top", V128).get("s", V128).simd(L.pmax).set("top", V128);
+      f.get("nan", V128).get("s", V128).get("s", V128).simd(L.ne).simd(V128_OR).set("nan", V128);
       f.bump("x", rowBytes);
     });
+    f.op(...L.constant(NaN)).get("top", V128).get("nan", V128).simd(V128_BITSELECT).set("top", V128);
     f.get("rowMax").get("o").op(I32_ADD).simd(V128_LOAD, ...mem(0)).set("old", V128);
     f.get("top", V128).get("old", V128).simd(L.max).set("next", V128);
     f.get("blockMax").get("o").op(I32_ADD).get("next", V128).simd(V128_STORE, ...mem(0));

@@ -133,6 +133,7 @@ export const V128_LOAD = 0x00;
 export const V128_STORE = 0x0b;
 export const V128_AND = 0x4e;
 export const V128_ANDNOT = 0x4f;
+export const V128_OR = 0x50;
 export const V128_BITSELECT = 0x52;
 export const I64X2_SHL = 0xcb;
 export const I64X2_ADD = 0xce;
@@ -160,8 +161,14 @@ export interface Lanes {
   sub: number;
   mul: number;
   div: number;
+  /** IEEE min and max: NaN if either operand is, -0 below +0 (several x86 instructions each in V8). */
   min: number;
   max: number;
+  /**
+   * The pseudo-max (b if a < b, else a: one x86 instruction): a running maximum whose chain is
+   * one instruction long, which ignores NaN (NaN < a and a < NaN are false).
+   */
+  pmax: number;
   /** v128.const with `value` in every lane. */
   constant(value: number): number[];
   /**
@@ -202,6 +209,7 @@ export const F64X2: Lanes = {
   div: 0xf3,
   min: 0xf4,
   max: 0xf5,
+  pmax: 0xf7,
   constant: (value) => [0xfd, 0x0c, ...new Uint8Array(new Float64Array([value, value]).buffer)],
   // Taylor to r^13: truncation below 1e-17. Below -708, 2^k would be subnormal. e^-746 is
   // below half the least subnormal (e^-745.13), e^710 above the largest float64.
@@ -232,6 +240,7 @@ export const F32X4: Lanes = {
   div: 0xe7,
   min: 0xe8,
   max: 0xe9,
+  pmax: 0xeb,
   constant: (value) => [0xfd, 0x0c, ...new Uint8Array(new Float32Array([value, value, value, value]).buffer)],
   // ln 2 as 0.693359375 (9 bits: k·hi is exact for |k| < 2^15) and the rest; Taylor to r^7:
   // truncation below 1.3e-8 for |r| <= ln 2 / 2, a fifth of float32's unit roundoff. Below

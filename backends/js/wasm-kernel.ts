@@ -66,8 +66,17 @@ const COMPARISON = new Set<BinaryOp>(["==", "!=", "<", ">", "<=", ">="]);
 /** Math functions with a native wasm instruction: scalar f32 opcode and f32x4 SIMD opcode. */
 const NATIVE_MATH: Partial<Record<MathFn, [number, number]>> = { sqrt: [0x91, 0xe3], abs: [0x8b, 0xe0], floor: [0x8e, 0x68], trunc: [0x8f, 0x69], max: [0x97, 0xe9], min: [0x96, 0xe8] };
 
-/** The reductions an accumulator of a vectorised loop can take: their f32x4 opcode, identity and scalar opcode. */
-const REDUCTION = { sum: { simd: 0xe4, identity: 0, scalar: 0x92 }, max: { simd: 0xe9, identity: -Infinity, scalar: 0x97 }, min: { simd: 0xe8, identity: Infinity, scalar: 0x96 } };
+/**
+ * The reductions an accumulator of a vectorised loop can take: their f32x4 opcode, identity and
+ * scalar opcode. Max and min run as pmax and pmin (one x86 instruction each in V8, where IEEE
+ * max and min are several, on the loop's one dependency chain), which pass over NaN: a mask
+ * of the lanes that met one makes them NaN after the loop (`nan`).
+ */
+const REDUCTION = {
+  sum: { simd: 0xe4, identity: 0, scalar: 0x92, nan: false },
+  max: { simd: 0xeb, identity: -Infinity, scalar: 0x97, nan: true },
+  min: { simd: 0xea, identity: Infinity, scalar: 0x96, nan: true },
+};
 type Reduction = keyof typeof REDUCTION;
 
 const i32x4Const = (v: number) => [0xfd, 0x0c, ...new Uint8Array(new Int32Array([v, v, v, v]).buffer)];
@@ -139,7 +148,7 @@ interface Local {
 /** A loop being vectorised: its index, the accumulators, the buffers it both reads and writes. */
 interface VectorLoop {
   index: string;
-  accumulators: Map<string, { op: Reduction; local: string }>;
+  accumulators: Map<string, { op: Reduction; local: string; nan: string }>;
   readWritten: ReadonlySet<string>;
 }
 
@@ -466,14 +475,14 @@ class Compiler {
     const mark = f.code.length;
     const saved = { control: this.control.length, scopes: this.scopes.length };
     try {
-      const accumulators = new Map<string, { op: Reduction; local: string }>();
+      const accumulators = new Map<string, { op: Reduction; local: string; nan: string }>();
       const noteReduction = (acc: string, op: Reduction) => {
         const known = accumulators.get(acc);
         if (known && known.op !== op) refuse("an accumulator reduced two ways");
         if (!known) {
           const l = this.lookup(acc);
           if (!isFloatType(l.type)) refuse("an integer accumulator");
-          accumulators.set(acc, { op, local: this.fresh(V128, `${acc}x4`) });
+          accumulators.set(acc, { op, local: this.fresh(V128, `${acc}x4`), nan: this.fresh(V128, `${acc}nan`) });
         }
       };
       for (const st of s.body) {
@@ -486,15 +495,19 @@ class Compiler {
       const readWritten = this.checkAliasing(s.body);
       const last = this.fresh(I32, "last");
       f.get(end).i32(-3).op(0x6a).set(last);
-      for (const { op, local } of accumulators.values()) f.op(...v128Splat(REDUCTION[op].identity)).set(local, V128);
+      for (const { op, local, nan } of accumulators.values()) {
+        f.op(...v128Splat(REDUCTION[op].identity)).set(local, V128);
+        if (REDUCTION[op].nan) f.op(...I32X4_ZERO).set(nan, V128);
+      }
       this.vector = { index: s.index, accumulators, readWritten };
       this.counted(index, last, 4, () => this.block(() => this.vectorBody(s.body)));
       this.vector = undefined;
       this.vectorLoops++;
-      // Each accumulator: acc op ((l0 op l1) op (l2 op l3)).
-      for (const [acc, { op, local }] of accumulators) {
+      // Each accumulator: acc op ((l0 op l1) op (l2 op l3)), its lanes that met a NaN first made NaN.
+      for (const [acc, { op, local, nan }] of accumulators) {
         const l = this.lookup(acc);
         const { scalar } = REDUCTION[op];
+        if (REDUCTION[op].nan) f.op(...v128Splat(NaN)).get(local, V128).get(nan, V128).simd(0x52).set(local, V128);
         f.get(l.local, F32);
         f.get(local, V128).simd(0x1f, 0).get(local, V128).simd(0x1f, 1).op(scalar);
         f.get(local, V128).simd(0x1f, 2).get(local, V128).simd(0x1f, 3).op(scalar);
@@ -759,10 +772,12 @@ class Compiler {
         case "assign":
         case "if": {
           const r = s.kind === "assign" ? { acc: s.name, ...reductionOf(s.name, s.value)! } : conditionalReduction(s)!;
-          const { op, local } = v.accumulators.get(r.acc)!;
-          f.get(local, V128);
+          const { op, local, nan } = v.accumulators.get(r.acc)!;
           if (this.vexpr(r.term) !== "f") refuse("an integer term of a float reduction");
-          f.simd(REDUCTION[op].simd).set(local, V128);
+          const term = this.fresh(V128, "term");
+          f.set(term, V128);
+          f.get(local, V128).get(term, V128).simd(REDUCTION[op].simd).set(local, V128);
+          if (REDUCTION[op].nan) f.get(nan, V128).get(term, V128).get(term, V128).simd(0x42).simd(0x50).set(nan, V128);
           break;
         }
         case "store": {

@@ -14,7 +14,7 @@
 // absorb the earlier ones' rounding.
 
 import { MATH, type MathFn } from "../../compiler/ir/scalar.ts";
-import { type Body, exp, F32X4, F64X2, I32X4_ADD, I32X4_SHL, polynomial, V128, V128_AND, V128_ANDNOT, V128_BITSELECT } from "./wasm-encoder.ts";
+import { type Body, exp, F32X4, F64X2, I32X4_ADD, I32X4_SHL, polynomial, V128, V128_AND, V128_ANDNOT, V128_BITSELECT, V128_OR } from "./wasm-encoder.ts";
 
 const L = F32X4;
 const I32X4_EQ = 0x37;
@@ -22,7 +22,6 @@ const I32X4_SHR_S = 0xac;
 const I32X4_SUB = 0xb1;
 const F32X4_CONVERT_I32X4_S = 0xfa;
 const F32X4_EQ = 0x41;
-const V128_OR = 0x50;
 const V128_XOR = 0x51;
 
 /** v128.const with the 32 bits `bits` in every lane. */

@@ -14,8 +14,8 @@ export type { PeerRunner };
 export interface OnnxRunnerOptions {
   /** ONNX Runtime's intra-op thread pool size (default 1, for per-core comparisons). */
   threads?: number;
-  /** onnxruntime-node's CPU provider (default), or onnxruntime-web's WebGPU provider. */
-  provider?: "cpu" | "webgpu";
+  /** onnxruntime-node's CPU provider (default), or onnxruntime-web's WebGPU or WebAssembly provider. */
+  provider?: "cpu" | "webgpu" | "wasm";
 }
 
 const ORT_TYPE: Partial<Record<DType, ort.Tensor.Type>> = { f32: "float32", i32: "int32", bool: "bool" };
@@ -48,7 +48,7 @@ export async function createOnnxRunner(
   options: OnnxRunnerOptions = {},
 ): Promise<PeerRunner> {
   const model = encodeModel(exportOnnx(graph, params, dims));
-  if (options.provider === "webgpu") return createOnnxWebgpuRunner(graph, model, dims);
+  if (options.provider === "webgpu" || options.provider === "wasm") return createOnnxWebRunner(graph, model, dims, options.provider);
   const session = await ort.InferenceSession.create(model, {
     intraOpNumThreads: options.threads ?? 1,
     interOpNumThreads: 1,
@@ -75,15 +75,20 @@ export async function createOnnxRunner(
   };
 }
 
-/** The same model on onnxruntime-web's WebGPU execution provider (its `onnxruntime-web/webgpu` entry), in Node on Dawn. */
-async function createOnnxWebgpuRunner(graph: Graph, model: Uint8Array, dims: ReadonlyMap<string, number>): Promise<PeerRunner> {
-  await provideNavigatorGpu();
-  const web = (await import("onnxruntime-web/webgpu")) as unknown as typeof ort;
+/**
+ * The same model on onnxruntime-web in Node: its WebGPU execution provider (the
+ * `onnxruntime-web/webgpu` entry) on Dawn, or its WebAssembly one (SIMD, one thread: the
+ * thread count is fixed for the process by the first session, and one is the per-core figure).
+ */
+async function createOnnxWebRunner(graph: Graph, model: Uint8Array, dims: ReadonlyMap<string, number>, provider: "webgpu" | "wasm"): Promise<PeerRunner> {
+  if (provider === "webgpu") await provideNavigatorGpu();
+  const web = (await import(provider === "webgpu" ? "onnxruntime-web/webgpu" : "onnxruntime-web")) as unknown as typeof ort;
   (web.env as unknown as { logLevel: string }).logLevel = "error";
-  const session = await web.InferenceSession.create(model, { executionProviders: ["webgpu"], graphOptimizationLevel: "all" });
+  if (provider === "wasm") (web.env as unknown as { wasm: { numThreads: number } }).wasm.numThreads = 1;
+  const session = await web.InferenceSession.create(model, { executionProviders: [provider], graphOptimizationLevel: "all" });
   const outputTypes = new Map(graph.outputs.map((o) => [o.name, graph.nodes[o.node].type.dtype]));
   const feedsOf = (inputs: ReadonlyMap<string, HostTensor>) => {
-    checkInputs(graph, inputs, dims, "onnx webgpu");
+    checkInputs(graph, inputs, dims, `onnx ${provider}`);
     const feeds: Record<string, ort.Tensor> = {};
     for (const name of session.inputNames) {
       const t = inputs.get(name)!;
