@@ -1,17 +1,19 @@
 // The kernel IR compiled to WebAssembly for the JS backend's f32 precision: the shared
 // lowering's kernels (elementwise chains, reductions, softmax, norms, gather, copies) and the
 // matmul's fused epilogues run as wasm functions over buffers copied into the module's memory
-// (template/simd-module.js does the copying). Floats compute in f32, integers and bools in i32.
+// (template/wasm-kernels.js does the copying). Floats compute in f32, integers and bools in i32.
 //
 // An innermost loop whose iterations are independent, but for sums, maxima and minima into
 // locals declared outside it, runs four iterations per step in v128 lanes (f32x4, i32x4, and
 // masks for bools), then the remaining ones one by one: a load or store whose offset moves by
 // one element per iteration is one v128 access, one that does not move is a splat, any other
 // is four lane accesses. Accumulators keep four partial results that are added up after the
-// loop, so sums run in another order than the interpreter's (the f32 tolerance allows it).
+// loop, so sums run in another order than the interpreter's (the f32 tolerance allows it),
+// and in f32: partial sums past 3.4e38 are Infinity where the interpreter's float64 ones are not.
 //
 // What the compiler does not translate exactly (16-bit floats, u32 bit tricks, float-to-int
-// conversion, integer division, a math function without an f32x4 version) makes it give up on
+// conversion, a math function without an f32x4 version, floats and integers mixed in one
+// operation, which the JS printing allows and wasm does not) makes it give up on
 // the kernel, which then runs as the JS language table prints it: `wasmKernel` returns undefined.
 import type { BinaryOp, MathFn, ScalarExpr, ScalarType } from "../../compiler/ir/scalar.ts";
 import { children, typeOf } from "../../compiler/ir/scalar.ts";
@@ -114,7 +116,11 @@ function reductionOf(acc: string, value: ScalarExpr): { op: Reduction; term: Sca
   if (value.kind === "select" && value.b.kind === "select" && value.b.cond.kind === "binary" && isAcc(value.b.cond.a) && isAcc(value.b.a)) {
     const term = value.b.b;
     const op = value.b.cond.op === ">" ? "max" : value.b.cond.op === "<" ? "min" : undefined;
-    const nanCheck = value.cond.kind === "binary" && value.cond.op === "||" && value.a.kind === "literal" && Number.isNaN(value.a.value);
+    const isNan = (e: ScalarExpr, of: (x: ScalarExpr) => boolean) => e.kind === "call" && e.fn === "isnan" && of(e.args[0]);
+    const isTerm = (e: ScalarExpr) => same(e, term);
+    const c = value.cond;
+    const nanCheck =
+      c.kind === "binary" && c.op === "||" && ((isNan(c.a, isAcc) && isNan(c.b, isTerm)) || (isNan(c.a, isTerm) && isNan(c.b, isAcc))) && value.a.kind === "literal" && Number.isNaN(value.a.value);
     if (op && nanCheck && same(value.b.cond.b, term) && clean(term)) return { op, term };
   }
   return undefined;
@@ -139,10 +145,11 @@ interface Local {
   lanes?: Lanes;
 }
 
-/** A loop being vectorised: its index, the locals that differ per lane, the accumulators. */
+/** A loop being vectorised: its index, the accumulators, the buffers it both reads and writes. */
 interface VectorLoop {
   index: string;
   accumulators: Map<string, { op: Reduction; local: string; nan: string }>;
+  readWritten: ReadonlySet<string>;
 }
 
 class Compiler {
@@ -155,7 +162,7 @@ class Compiler {
   /** How many loops got a vector form. */
   vectorLoops = 0;
 
-  constructor(private readonly kernel: Kernel) {
+  constructor(kernel: Kernel) {
     const params: [string, ValType][] = [...kernel.buffers.map((b): [string, ValType] => [`@${b.name}`, I32]), ...kernel.dims.map((_, i): [string, ValType] => [dimParam(i), I32])];
     if (kernel.errors.length) params.push([`@${ERRORS_PARAM}`, I32]);
     this.f = new Body(params);
@@ -189,6 +196,15 @@ class Compiler {
 
   // ---- scalar code ----
 
+  /**
+   * Pushes the value of `e` where the code wants a `want`: the JS printing mixes floats and
+   * integers freely (an f64 accumulator plus an i32), wasm does not, so a mix is refused.
+   */
+  private typed(e: ScalarExpr, want: ValType): void {
+    if (valType(typeOf(e)) !== want) refuse(`a ${typeOf(e)} where a ${want === F32 ? "float" : "integer"} is wanted`);
+    this.expr(e);
+  }
+
   /** Pushes the value of `e` (f32 or i32). */
   expr(e: ScalarExpr): void {
     const f = this.f;
@@ -205,7 +221,8 @@ class Compiler {
         return;
       }
       case "unary":
-        if (e.op === "not") return void (this.expr(e.a), f.op(0x45));
+        // not x is x == 0: i32.eqz, or f32.eq with 0.
+        if (e.op === "not") return void (this.expr(e.a), isFloatType(typeOf(e.a)) ? f.op(...f32Const(0), 0x5b) : f.op(0x45));
         if (isFloatType(typeOf(e.a))) return void (this.expr(e.a), f.op(0x8c));
         return void (f.i32(0), this.expr(e.a), f.op(0x6b));
       case "binary":
@@ -213,10 +230,9 @@ class Compiler {
       case "call":
         return this.call(e.fn, e.args);
       case "select":
-        valType(typeOf(e.a));
         this.expr(e.a);
-        this.expr(e.b);
-        this.expr(e.cond);
+        this.typed(e.b, valType(typeOf(e.a)));
+        this.typed(e.cond, I32);
         f.op(0x1b);
         return;
       case "cast":
@@ -239,11 +255,12 @@ class Compiler {
     if (isFloatType(t)) {
       const code = F32_BINARY[op] ?? refuse(`the float operator ${op}`);
       this.expr(a);
-      this.expr(b);
+      this.typed(b, F32);
       this.f.op(code);
       return;
     }
     valType(t);
+    if (valType(typeOf(b)) !== I32) refuse(`an integer ${op} a float`);
     // JS's % on integers is C's remainder; wasm's traps on a zero divisor, where JS's NaN
     // stores as 0: the divisor 0 becomes 1 for the remainder, and the result 0.
     if (op === "%") {
@@ -266,7 +283,7 @@ class Compiler {
     if (!isFloatType(typeOf(args[0]))) refuse(`${fn} of integers`);
     const native = NATIVE_MATH[fn];
     if (native) {
-      args.forEach((a) => this.expr(a));
+      args.forEach((a) => this.typed(a, F32));
       f.op(native[0]);
       return;
     }
@@ -280,7 +297,7 @@ class Compiler {
     if (!F32X4_MATH.has(fn)) refuse(`the math function ${fn}`);
     const locals = args.map((a) => {
       const v = this.fresh(V128, "arg");
-      this.expr(a);
+      this.typed(a, F32);
       f.simd(0x13).set(v, V128);
       return v;
     });
@@ -340,7 +357,7 @@ class Compiler {
   private address(buffer: string, dtype: DType, index: ScalarExpr): void {
     const bytes = access(dtype).bytes;
     this.f.get(`@${buffer}`);
-    this.expr(index);
+    this.typed(index, I32);
     if (bytes > 1) this.f.i32(bytes).op(0x6c);
     this.f.op(0x6a);
   }
@@ -354,14 +371,14 @@ class Compiler {
     switch (s.kind) {
       case "let": {
         const type = s.type;
-        if (s.value) this.expr(s.value);
+        if (s.value) this.typed(s.value, valType(type));
         const l = this.declare(s.name, type);
         if (s.value) f.set(l.local, valType(type));
         return;
       }
       case "assign": {
         const l = this.lookup(s.name);
-        this.expr(s.value);
+        this.typed(s.value, valType(l.type));
         f.set(l.local, valType(l.type));
         return;
       }
@@ -380,14 +397,14 @@ class Compiler {
       case "while":
         this.control.push("block", "loop");
         f.op(0x02, 0x40, 0x03, 0x40);
-        this.expr(s.cond);
+        this.typed(s.cond, I32);
         f.op(0x45, 0x0d, 1);
         this.block(() => this.stmts(s.body));
         f.op(0x0c, 0, 0x0b, 0x0b);
         this.control.splice(-2);
         return;
       case "if":
-        this.expr(s.cond);
+        this.typed(s.cond, I32);
         this.control.push("if");
         f.op(0x04, 0x40);
         this.block(() => this.stmts(s.then));
@@ -428,9 +445,9 @@ class Compiler {
     this.block(() => {
       const index = this.declare(s.index, "i32");
       const end = this.fresh(I32, "end");
-      this.expr(s.start);
+      this.typed(s.start, I32);
       f.set(index.local);
-      this.expr(s.end);
+      this.typed(s.end, I32);
       f.set(end);
       if (s.step === 1 && !this.vector) this.tryVector(s, index.local, end);
       this.counted(index.local, end, s.step, () => this.block(() => this.stmts(s.body)));
@@ -475,14 +492,14 @@ class Compiler {
           noteReduction(r.acc, r.op);
         } else if (st.kind !== "let" && st.kind !== "store") refuse(`${st.kind} in a vector loop`);
       }
-      this.checkAliasing(s.body);
+      const readWritten = this.checkAliasing(s.body);
       const last = this.fresh(I32, "last");
       f.get(end).i32(-3).op(0x6a).set(last);
       for (const { op, local, nan } of accumulators.values()) {
         f.op(...v128Splat(REDUCTION[op].identity)).set(local, V128);
         if (REDUCTION[op].nan) f.op(...I32X4_ZERO).set(nan, V128);
       }
-      this.vector = { index: s.index, accumulators };
+      this.vector = { index: s.index, accumulators, readWritten };
       this.counted(index, last, 4, () => this.block(() => this.vectorBody(s.body)));
       this.vector = undefined;
       this.vectorLoops++;
@@ -505,8 +522,12 @@ class Compiler {
     }
   }
 
-  /** A buffer stored and loaded in the same loop: only at the same offset (each lane its own element). */
-  private checkAliasing(body: readonly Stmt[]): void {
+  /**
+   * A buffer stored and loaded in the same loop: only at the same offset (each lane its own
+   * element, which the stores check: lanes at offsets that may coincide would read what an
+   * earlier iteration writes). Returns the buffers both stored and loaded.
+   */
+  private checkAliasing(body: readonly Stmt[]): Set<string> {
     const stores = body.flatMap((s) => (s.kind === "store" ? [s] : []));
     const loads: Extract<ScalarExpr, { kind: "load" }>[] = [];
     const collect = (e: ScalarExpr) => {
@@ -526,6 +547,7 @@ class Compiler {
       if (other && !same(other, st.index)) refuse("two stores to one buffer");
       stored.set(st.buffer, st.index);
     }
+    return new Set(loads.filter((ld) => stored.has(ld.buffer)).map((ld) => ld.buffer));
   }
 
   // ---- vector code (inside tryVector) ----
@@ -584,7 +606,7 @@ class Compiler {
       case "binary": {
         if (e.op === "<<" || e.op === ">>") {
           if (this.vexpr(e.a) !== "i" || !this.uniform(e.b)) refuse("a shift by lanes");
-          this.expr(e.b);
+          this.typed(e.b, I32);
           f.simd(e.op === "<<" ? 0xab : 0xac);
           return "i";
         }
@@ -649,7 +671,7 @@ class Compiler {
         if (to === "f" && from === "i") return void f.simd(0xfa), "f";
         // A mask as a number: 1 where set (the bits of 1.0f for floats).
         if (from === "m" && to !== "m") {
-          f.op(...(to === "f" ? v128Splat(1) : [0xfd, 0x0c, ...new Uint8Array(new Int32Array([1, 1, 1, 1]).buffer)])).simd(0x4e);
+          f.op(...(to === "f" ? v128Splat(1) : I32X4_ONE)).simd(0x4e);
           return to;
         }
         return refuse(`a cast of lanes to ${e.to}`);
@@ -762,6 +784,7 @@ class Compiler {
           const kind = this.kindOf(s.dtype);
           const stride = this.stride(s.index);
           if (stride === 0) refuse("a store to one element from every lane");
+          if (stride === undefined && v.readWritten.has(s.buffer)) refuse("a buffer read and written at offsets lanes may share");
           if (kind === "m") {
             // Lanes of 0 or 1, narrowed to four consecutive bytes.
             if (stride !== 1) refuse("bools written to scattered bytes");
@@ -792,7 +815,7 @@ class Compiler {
   }
 }
 
-/** What the JS side needs of a compiled kernel to call it (template/simd-module.js). */
+/** What the JS side needs of a compiled kernel to call it (template/wasm-kernels.js). */
 export interface WasmKernel {
   name: string;
   body: Body;

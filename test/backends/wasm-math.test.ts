@@ -6,7 +6,7 @@
 // error seen is printed.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MATH, type MathFn } from "../../compiler/ir/scalar.ts";
+import { MATH } from "../../compiler/ir/scalar.ts";
 import { Body, exp, F64X2, I32, type Lanes, F32X4, mem, V128, V128_LOAD, V128_STORE, wasmModule } from "../../backends/js/wasm-encoder.ts";
 import { f32x4Math, F32X4_MATH } from "../../backends/js/wasm-math.ts";
 

@@ -12,7 +12,7 @@ import { type Attrs, type Graph, inputNodes, nodeName } from "../../compiler/ir/
 import { roundScalar } from "../../compiler/ir/numeric.ts";
 import { getOp, normalizeAttrs, OpError } from "../../compiler/ir/registry.ts";
 import { type HostTensor, tensor } from "../../compiler/ir/tensor.ts";
-import { type Dim, resolveShape, sameType, type TensorType } from "../../compiler/ir/types.ts";
+import { type Dim, isInteger, resolveShape, sameType, type TensorType } from "../../compiler/ir/types.ts";
 import { initWeights } from "../../runtime/init.ts";
 import { Rng } from "../../runtime/random.ts";
 
@@ -34,6 +34,15 @@ export interface RandomGraphOptions {
   layers?: boolean;
   /** Leave out `where` on data comparisons, whose result jumps when rounding moves a value across the threshold (default false). */
   continuous?: boolean;
+  /**
+   * Graphs for inputs with special values (seededInputs' `edgeValues`): no bound is kept (NaN
+   * and ±Infinity are the point), log, sqrt, rsqrt, div and pow take exact operands as they
+   * are, the unary steps also draw sin and cos, a cast step converts f32 to i32 or bool and
+   * back, and there are no matmul, attention or layer steps (default false).
+   */
+  edgeValues?: boolean;
+  /** The largest size of an input's last axis (default MAX_DIM). */
+  maxInner?: number;
 }
 
 /** Largest magnitude a value may reach; far inside f32 and f16 range. */
@@ -44,11 +53,17 @@ const MAX_RANK = 4;
 const MAX_ELEMENTS = 2000;
 
 const UNARY = ["neg", "abs", "tanh", "sigmoid", "relu", "gelu", "gelu_tanh", "silu", "exp"] as const;
+/** What the unary steps draw from with edge values: their argument's range is not kept. */
+const EDGE_UNARY = [...UNARY, "sin", "cos"] as const;
+/** The largest |x| edge-value graphs give sin and cos. */
+const SIN_COS_RANGE = 1e9;
 const OF_POSITIVE = ["log", "sqrt", "rsqrt"] as const;
 const BINARY = ["add", "sub", "mul", "maximum", "minimum"] as const;
 const REDUCTIONS = ["sum", "mean", "max", "min"] as const;
 const COMPARISONS = ["eq", "ne", "lt", "le", "gt", "ge"] as const;
-const STEPS = ["unary", "binary", "const", "reduce", "softmax", "transpose", "reshape", "matmul", "slice", "concat", "where", "ofPositive", "div", "pow", "broadcast", "attention", "layer"] as const;
+const STEPS = ["unary", "binary", "const", "reduce", "softmax", "transpose", "reshape", "matmul", "slice", "concat", "where", "ofPositive", "div", "pow", "broadcast", "attention", "layer", "cast"] as const;
+/** The steps of edgeValues graphs: elementwise ops, reductions and softmax, over a few layouts. */
+const EDGE_STEPS: readonly StepKind[] = ["unary", "binary", "const", "reduce", "softmax", "transpose", "broadcast", "where", "ofPositive", "div", "pow", "cast"];
 const LAYERS = ["linear", "linearBias", "rmsnorm", "swiglu", "attentionBlock"] as const;
 /** Weights are uniform in [-WEIGHT, WEIGHT]. */
 const WEIGHT = 0.5;
@@ -82,7 +97,16 @@ class RandomGraph {
   private rng = new Rng(0);
   private params = 0;
 
-  constructor(readonly maxNodes: number) {}
+  constructor(
+    readonly maxNodes: number,
+    /** RandomGraphOptions.edgeValues. */
+    private readonly edgeValues = false,
+  ) {}
+
+  /** Whether a value of this bound may join the pool: any value, for edge values. */
+  private fits(bound: number): boolean {
+    return this.edgeValues || bound <= BOUND;
+  }
 
   type(v: Value): TensorType {
     return this.b.type(v.id);
@@ -112,7 +136,7 @@ class RandomGraph {
 
   /** Adds a value to the pool if its bound is acceptable. */
   private keep(id: number | undefined, bound: number): void {
-    if (id !== undefined && bound <= BOUND) this.values.push({ id, bound });
+    if (id !== undefined && this.fits(bound)) this.values.push({ id, bound });
   }
 
   input(name: string, shape: Dim[]): void {
@@ -131,8 +155,49 @@ class RandomGraph {
   private constant(value: number): Value {
     return { id: this.b.add("const", [], { value, dtype: "f32" }), bound: Math.abs(value) };
   }
-  /** |x| + 1: a positive operand for log, sqrt, rsqrt, a divisor, a base of pow. */
+  /**
+   * Whether every backend computes node `id` bit for bit as the interpreter does (inputs,
+   * consts, copies, casts, integer results, and ops exact in their dtype, of such values). With
+   * edge values only these are compared and cast to integers: those results jump where rounding
+   * moves a value across a threshold (an f32 exp that overflows where the interpreter's float64
+   * one does not makes a subnormal sigmoid 0, which cast to bool turns 1 into 0).
+   */
+  private exactValue(id: number): boolean {
+    const node = this.b.nodes[id];
+    if (node.op === "input" || node.op === "const") return true;
+    const def = getOp(node.op);
+    const operandsExact = node.operands.every((o) => this.exactValue(o));
+    const dtype = node.operands.length ? this.b.type(node.operands[0]).dtype : node.type.dtype;
+    const exactOp = node.op === "cast" || def?.pattern === "injective" || node.op === "max" || node.op === "min" || isInteger(node.type.dtype) || def?.exact?.(dtype) === true;
+    return exactOp && operandsExact;
+  }
+
+  /**
+   * x with finite magnitudes above BOUND made ±Infinity, for sums of edge values: a sum in
+   * another order than the interpreter's cancels huge terms another way ([1e30, 2, -1e30, 2]
+   * is 2 in order and 0 in pairs), an error relative to the terms' magnitudes, which no
+   * tolerance relative to the result covers; infinities sum alike in any order.
+   */
+  private hugeToInfinity(x: Value): number | undefined {
+    const abs = this.add("abs", [x.id]);
+    const huge = abs === undefined ? undefined : this.add("gt", [abs, this.constant(BOUND).id]);
+    const infinite = this.add("mul", [x.id, this.constant(Infinity).id]);
+    return huge === undefined || infinite === undefined ? undefined : this.add("where", [huge, infinite, x.id]);
+  }
+
+  /** x held to [-limit, limit] (NaN stays NaN). */
+  private clamp(x: Value, limit: number): number | undefined {
+    const below = this.add("minimum", [x.id, this.constant(limit).id]);
+    return below === undefined ? undefined : this.add("maximum", [below, this.constant(-limit).id]);
+  }
+
+  /**
+   * |x| + 1: a positive operand for log, sqrt, rsqrt, a divisor, a base of pow. With edge
+   * values, x itself where it is exact: near 0 these ops amplify a rounding without bound (the
+   * interpreter's subnormal sigmoid is f32's 0 within an ulp, and log makes that -Infinity).
+   */
   private absPlusOne(x: Value): Value | undefined {
+    if (this.edgeValues && this.exactValue(x.id)) return x;
     const abs = this.add("abs", [x.id]);
     if (abs === undefined) return undefined;
     const sum = this.add("add", [abs, this.constant(1).id]);
@@ -156,9 +221,14 @@ class RandomGraph {
     const rank = t.shape.length;
     switch (kind) {
       case "unary": {
-        const op = this.choose(UNARY);
-        const bound = op === "exp" ? Math.exp(a.bound) : op === "tanh" || op === "sigmoid" ? 1 : a.bound;
-        if (bound <= BOUND) this.keep(this.add(op, [a.id]), bound);
+        const op = this.choose(this.edgeValues ? EDGE_UNARY : UNARY);
+        const bound = op === "exp" ? Math.exp(a.bound) : op === "tanh" || op === "sigmoid" || op === "sin" || op === "cos" ? 1 : a.bound;
+        // sin and cos of f32 take |x| <= 1e9: past 3.37e9 the JS backend's f32 kernels reduce x
+        // by π/2 without the bits that need (backends/js/wasm-math.ts says so).
+        // exp multiplies its argument's error by |x|: with edge values, an argument that carries
+        // a rounding of its own is held to log(BOUND), as bounds hold it otherwise.
+        const x = op === "sin" || op === "cos" ? this.clamp(a, SIN_COS_RANGE) : op === "exp" && this.edgeValues && !this.exactValue(a.id) ? this.add("minimum", [a.id, this.constant(Math.log(BOUND)).id]) : a.id;
+        if (this.fits(bound) && x !== undefined) this.keep(this.add(op, [x]), bound);
         return;
       }
       case "ofPositive": {
@@ -172,7 +242,7 @@ class RandomGraph {
         let b = this.pick();
         if (!this.infer(op, [a.id, b.id], {})) b = this.constant(value);
         const bound = op === "mul" ? a.bound * b.bound : op === "add" || op === "sub" ? a.bound + b.bound : Math.max(a.bound, b.bound);
-        if (bound <= BOUND) this.keep(this.add(op, [a.id, b.id]), bound);
+        if (this.fits(bound)) this.keep(this.add(op, [a.id, b.id]), bound);
         return;
       }
       case "div": {
@@ -184,7 +254,7 @@ class RandomGraph {
       }
       case "pow": {
         const bound = (a.bound + 1) ** Math.abs(value);
-        if (bound > BOUND) return;
+        if (!this.fits(bound)) return;
         const base = this.absPlusOne(a);
         if (base) this.keep(this.add("pow", [base.id, this.constant(value).id]), bound);
         return;
@@ -198,7 +268,8 @@ class RandomGraph {
         const axes = [...t.shape.keys()].filter(() => this.rng.int(2) === 1).map((ax) => (this.rng.int(2) ? ax - rank : ax));
         const reduced = axes.length ? axes.map((ax) => t.shape.at(ax)!) : t.shape;
         const bound = op === "sum" ? a.bound * elements(reduced) : a.bound;
-        this.keep(this.add(op, [a.id], { axes, keepdims: this.rng.int(2) === 1 }), bound);
+        const x = this.edgeValues && (op === "sum" || op === "mean") ? this.hugeToInfinity(a) : a.id;
+        if (x !== undefined) this.keep(this.add(op, [x], { axes, keepdims: this.rng.int(2) === 1 }), bound);
         return;
       }
       case "softmax":
@@ -264,7 +335,10 @@ class RandomGraph {
       case "where": {
         let b = this.pick();
         if (!this.infer("add", [a.id, b.id], {})) b = this.constant(value);
-        const cond = this.add(this.choose(COMPARISONS), [a.id, this.rng.int(2) ? b.id : this.constant(value).id]);
+        const comparison = this.choose(COMPARISONS);
+        const c = this.rng.int(2) ? b : this.constant(value);
+        if (this.edgeValues && !(this.exactValue(a.id) && this.exactValue(c.id))) return;
+        const cond = this.add(comparison, [a.id, c.id]);
         if (cond !== undefined) this.keep(this.add("where", [cond, a.id, b.id]), Math.max(a.bound, b.bound));
         return;
       }
@@ -277,6 +351,13 @@ class RandomGraph {
       case "broadcast": {
         const shape = [1 + this.rng.int(3), ...t.shape.map((d) => (d === 1 ? 1 + this.rng.int(4) : d))];
         this.keep(this.add("broadcast", [a.id], { shape }), a.bound);
+        return;
+      }
+      case "cast": {
+        if (t.dtype === "f32" && !this.exactValue(a.id)) return;
+        // f32 to i32 (saturating) or bool (x != 0); i32 and bool back to f32.
+        const dtype = t.dtype === "f32" ? this.choose(["i32", "bool"] as const) : "f32";
+        this.keep(this.add("cast", [a.id], { dtype }), t.dtype === "f32" ? 2 ** 31 : a.bound);
         return;
       }
     }
@@ -441,16 +522,21 @@ export function arbitraryGraph(options: RandomGraphOptions = {}): fc.Arbitrary<G
   const size = options.dims
     ? fc.oneof({ weight: 5, arbitrary: fc.integer({ min: 1, max: MAX_DIM }) }, { weight: 1, arbitrary: fc.constant("N") })
     : fc.integer({ min: 1, max: MAX_DIM });
-  const shape = fc.array<Dim>(size, { maxLength: 3 });
+  const inner = fc.integer({ min: 1, max: options.maxInner ?? MAX_DIM });
+  const shape =
+    options.maxInner === undefined
+      ? fc.array<Dim>(size, { maxLength: 3 })
+      : fc.tuple(fc.array<Dim>(size, { maxLength: 2 }), fc.option(inner, { freq: 4 })).map(([outer, last]) => (last === null ? outer : [...outer, last]));
+  const kinds = options.edgeValues ? EDGE_STEPS : STEPS.filter((kind) => (kind !== "attention" || options.attention) && (kind !== "layer" || options.layers) && kind !== "cast");
   const step = fc.record({
-    kind: fc.constantFrom(...STEPS.filter((kind) => (kind !== "attention" || options.attention) && (kind !== "layer" || options.layers) && (kind !== "where" || !options.continuous))),
+    kind: fc.constantFrom(...kinds.filter((kind) => kind !== "where" || !options.continuous)),
     seed: fc.nat(),
     value: fc.double({ min: -2, max: 2, noNaN: true }),
   });
   return fc
     .tuple(fc.array(shape, { minLength: 1, maxLength: 3 }), fc.array(step, { maxLength: maxNodes, size: "medium" }), fc.array(fc.nat(), { minLength: 1, maxLength: 3 }))
     .map(([inputs, steps, outputs]) => {
-      const g = new RandomGraph(maxNodes);
+      const g = new RandomGraph(maxNodes, options.edgeValues);
       inputs.forEach((s, i) => g.input(`x${i}`, s));
       for (const s of steps) g.step(s);
       return g.finish(outputs);
@@ -465,23 +551,35 @@ export function arbitraryDims(graph: Graph): fc.Arbitrary<Map<string, number>> {
 }
 
 /**
- * Inputs for the graph, uniform in [-2, 2] and rounded to their dtype (meant for the float
- * inputs random graphs have), each drawn from its own stream of `seed`.
+ * The special values edge-value inputs mix in: NaN, the infinities, signed zeros, huge
+ * magnitudes (far past what exp and products keep finite, but no sum of MAX_ELEMENTS of them
+ * overflows f32 as a float64 sum would not), exp's overflow and underflow edges, tiny
+ * magnitudes, and subnormals (the least one included).
  */
-export function seededInputs(graph: Graph, dims: ReadonlyMap<string, number>, seed: number): Map<string, HostTensor> {
+export const EDGE_VALUES = [NaN, Infinity, -Infinity, 0, -0, 1e30, -1e30, -1e20, 88.8, -104, 1e-30, -1e-20, 1e-40, -1e-39, 2 ** -149];
+
+/**
+ * Inputs for the graph, uniform in [-2, 2] and rounded to their dtype (meant for the float
+ * inputs random graphs have), each drawn from its own stream of `seed`; with `edgeValues`,
+ * about one element in three is one of EDGE_VALUES instead.
+ */
+export function seededInputs(graph: Graph, dims: ReadonlyMap<string, number>, seed: number, edgeValues = false): Map<string, HostTensor> {
   const inputs = new Map<string, HostTensor>();
   for (const node of inputNodes(graph)) {
     const name = nodeName(node);
     const t = tensor(node.type.dtype, resolveShape(node.type.shape, dims));
     const rng = Rng.forKey(seed, `input:${name}`);
-    for (let i = 0; i < t.data.length; i++) t.data[i] = roundScalar(t.dtype, 4 * rng.uniform() - 2);
+    for (let i = 0; i < t.data.length; i++) {
+      const special = edgeValues && rng.int(3) === 0;
+      t.data[i] = roundScalar(t.dtype, special ? EDGE_VALUES[rng.int(EDGE_VALUES.length)] : 4 * rng.uniform() - 2);
+    }
     inputs.set(name, t);
   }
   return inputs;
 }
 
-export function arbitraryInputs(graph: Graph, dims: ReadonlyMap<string, number>): fc.Arbitrary<Map<string, HostTensor>> {
-  return fc.nat().map((seed) => seededInputs(graph, dims, seed));
+export function arbitraryInputs(graph: Graph, dims: ReadonlyMap<string, number>, edgeValues = false): fc.Arbitrary<Map<string, HostTensor>> {
+  return fc.nat().map((seed) => seededInputs(graph, dims, seed, edgeValues));
 }
 
 export interface GraphCase {
@@ -496,7 +594,7 @@ export interface GraphCase {
 export function arbitraryGraphCase(options: RandomGraphOptions = {}): fc.Arbitrary<GraphCase> {
   return arbitraryGraph(options).chain((graph) =>
     arbitraryDims(graph).chain((dims) =>
-      fc.tuple(arbitraryInputs(graph, dims), fc.nat()).map(([inputs, seed]) => ({ graph, dims, inputs, params: initWeights(graph, seed) })),
+      fc.tuple(arbitraryInputs(graph, dims, options.edgeValues), fc.nat()).map(([inputs, seed]) => ({ graph, dims, inputs, params: initWeights(graph, seed) })),
     ),
   );
 }

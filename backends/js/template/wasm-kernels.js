@@ -19,7 +19,7 @@ export function wasmKernelModule(bytes) {
       let size = 0;
       for (const b of buffers) {
         at.push(size);
-        size += (b.byteLength + 15) & -16;
+        size += Math.ceil(b.byteLength / 16) * 16; // not (n + 15) & -16: past 2 GiB, that is negative
       }
       const errorsAt = size;
       if (errors) size += 16;
