@@ -20,7 +20,7 @@ import { children, typeOf } from "../../compiler/ir/scalar.ts";
 import type { DType } from "../../compiler/ir/types.ts";
 import { dimParam, ERRORS_PARAM, type Kernel, type Stmt } from "../common/kernel/ir.ts";
 import { F32X4_MATH, f32x4Math } from "./wasm-math.ts";
-import { Body, F32, I32, type ValType, V128 } from "./wasm-encoder.ts";
+import { Body, F32, I32, type ValType, V128, wasmModule } from "./wasm-encoder.ts";
 
 /** Why a kernel (or, inside the compiler, one loop's vector form) cannot be compiled. */
 class Unsupported extends Error {}
@@ -831,6 +831,9 @@ export function wasmKernel(kernel: Kernel): WasmKernel | undefined {
   try {
     const c = new Compiler(kernel);
     c.stmts(kernel.body);
+    // The artifact's kernels share one module, which an invalid function would keep from
+    // loading at all: a compiler fault stops the compile here, naming the kernel.
+    if (!WebAssembly.validate(wasmModule([[kernel.name, c.f]]))) throw new Error(`internal error: the wasm kernel compiler made an invalid function of kernel ${kernel.name}`);
     return { name: kernel.name, body: c.f, readsOut: readsBuffer(kernel.body, kernel.buffers[0].name), vectorLoops: c.vectorLoops };
   } catch (e) {
     if (e instanceof Unsupported) return undefined;
