@@ -4,6 +4,10 @@
 // format is here: one memory (exported, grown by the caller), locals, loops, loads and stores
 // with constant offsets.
 
+import { I32_ADD, I32_LT_S, I32X4_ADD, I32X4_SHL, I64X2_ADD, I64X2_SHL, V128_ANDNOT } from "./wasm-opcodes.ts";
+
+export * from "./wasm-opcodes.ts";
+
 /** Unsigned LEB128. */
 export function uleb(n: number): number[] {
   const out: number[] = [];
@@ -124,21 +128,8 @@ export class Body {
   }
 }
 
-export const I32_ADD = 0x6a;
-export const I32_LT_S = 0x48;
-export const I32_MUL = 0x6c;
 /** Memory immediates: log2 of the alignment promised (8 bytes, at most an access's width), then the constant offset. */
 export const mem = (offset: number, align = 3) => [align, ...uleb(offset)];
-export const V128_LOAD = 0x00;
-export const V128_STORE = 0x0b;
-export const V128_AND = 0x4e;
-export const V128_ANDNOT = 0x4f;
-export const V128_OR = 0x50;
-export const V128_BITSELECT = 0x52;
-export const I64X2_SHL = 0xcb;
-export const I64X2_ADD = 0xce;
-export const I32X4_SHL = 0xab;
-export const I32X4_ADD = 0xae;
 
 /** One precision's SIMD lanes: element width, lanes per v128, and the opcodes of its arithmetic. */
 export interface Lanes {

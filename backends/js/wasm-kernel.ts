@@ -21,6 +21,7 @@ import type { DType } from "../../compiler/ir/types.ts";
 import { dimParam, ERRORS_PARAM, type Kernel, type Stmt } from "../common/kernel/ir.ts";
 import { F32X4_MATH, f32x4Math } from "./wasm-math.ts";
 import { Body, F32, I32, type ValType, V128, wasmModule } from "./wasm-encoder.ts";
+import * as opcode from "./wasm-opcodes.ts";
 
 /** Why a kernel (or, inside the compiler, one loop's vector form) cannot be compiled. */
 class Unsupported extends Error {}
@@ -42,29 +43,38 @@ function valType(t: ScalarType): ValType {
 
 /** Bytes per element of a buffer the compiler reads or writes, with its scalar load and store opcodes. */
 const ACCESS: Partial<Record<DType, { bytes: number; load: number; store: number; align: number }>> = {
-  f32: { bytes: 4, load: 0x2a, store: 0x38, align: 2 },
-  i32: { bytes: 4, load: 0x28, store: 0x36, align: 2 },
-  u8: { bytes: 1, load: 0x2d, store: 0x3a, align: 0 },
-  bool: { bytes: 1, load: 0x2d, store: 0x3a, align: 0 },
-  i8: { bytes: 1, load: 0x2c, store: 0x3a, align: 0 },
+  f32: { bytes: 4, load: opcode.F32_LOAD, store: opcode.F32_STORE, align: 2 },
+  i32: { bytes: 4, load: opcode.I32_LOAD, store: opcode.I32_STORE, align: 2 },
+  u8: { bytes: 1, load: opcode.I32_LOAD8_U, store: opcode.I32_STORE8, align: 0 },
+  bool: { bytes: 1, load: opcode.I32_LOAD8_U, store: opcode.I32_STORE8, align: 0 },
+  i8: { bytes: 1, load: opcode.I32_LOAD8_S, store: opcode.I32_STORE8, align: 0 },
 };
 
 function access(dtype: DType) {
   return ACCESS[dtype] ?? refuse(`buffers of ${dtype}`);
 }
 
-const F32_BINARY: Partial<Record<BinaryOp, number>> = { "+": 0x92, "-": 0x93, "*": 0x94, "/": 0x95, "==": 0x5b, "!=": 0x5c, "<": 0x5d, ">": 0x5e, "<=": 0x5f, ">=": 0x60 };
-const I32_BINARY: Partial<Record<BinaryOp, number>> = {
-  "+": 0x6a, "-": 0x6b, "*": 0x6c, "==": 0x46, "!=": 0x47, "<": 0x48, ">": 0x4a, "<=": 0x4c, ">=": 0x4e,
-  "&&": 0x71, "||": 0x72, "&": 0x71, "|": 0x72, "^": 0x73, "<<": 0x74, ">>": 0x75,
+const F32_BINARY: Partial<Record<BinaryOp, number>> = {
+  "+": opcode.F32_ADD, "-": opcode.F32_SUB, "*": opcode.F32_MUL, "/": opcode.F32_DIV, "==": opcode.F32_EQ, "!=": opcode.F32_NE, "<": opcode.F32_LT, ">": opcode.F32_GT, "<=": opcode.F32_LE, ">=": opcode.F32_GE,
 };
-const F32X4_BINARY: Partial<Record<BinaryOp, number>> = { "+": 0xe4, "-": 0xe5, "*": 0xe6, "/": 0xe7, "==": 0x41, "!=": 0x42, "<": 0x43, ">": 0x44, "<=": 0x45, ">=": 0x46 };
-const I32X4_BINARY: Partial<Record<BinaryOp, number>> = { "+": 0xae, "-": 0xb1, "*": 0xb5, "==": 0x37, "!=": 0x38, "<": 0x39, ">": 0x3b, "<=": 0x3d, ">=": 0x3f, "&": 0x4e, "|": 0x50, "^": 0x51 };
-const MASK_BINARY: Partial<Record<BinaryOp, number>> = { "&&": 0x4e, "||": 0x50, "&": 0x4e, "|": 0x50, "^": 0x51, "!=": 0x51 };
+const I32_BINARY: Partial<Record<BinaryOp, number>> = {
+  "+": opcode.I32_ADD, "-": opcode.I32_SUB, "*": opcode.I32_MUL, "==": opcode.I32_EQ, "!=": opcode.I32_NE, "<": opcode.I32_LT_S, ">": opcode.I32_GT_S, "<=": opcode.I32_LE_S, ">=": opcode.I32_GE_S,
+  "&&": opcode.I32_AND, "||": opcode.I32_OR, "&": opcode.I32_AND, "|": opcode.I32_OR, "^": opcode.I32_XOR, "<<": opcode.I32_SHL, ">>": opcode.I32_SHR_S,
+};
+const F32X4_BINARY: Partial<Record<BinaryOp, number>> = {
+  "+": opcode.F32X4_ADD, "-": opcode.F32X4_SUB, "*": opcode.F32X4_MUL, "/": opcode.F32X4_DIV, "==": opcode.F32X4_EQ, "!=": opcode.F32X4_NE, "<": opcode.F32X4_LT, ">": opcode.F32X4_GT, "<=": opcode.F32X4_LE, ">=": opcode.F32X4_GE,
+};
+const I32X4_BINARY: Partial<Record<BinaryOp, number>> = {
+  "+": opcode.I32X4_ADD, "-": opcode.I32X4_SUB, "*": opcode.I32X4_MUL, "==": opcode.I32X4_EQ, "!=": opcode.I32X4_NE, "<": opcode.I32X4_LT_S, ">": opcode.I32X4_GT_S, "<=": opcode.I32X4_LE_S, ">=": opcode.I32X4_GE_S,
+  "&": opcode.V128_AND, "|": opcode.V128_OR, "^": opcode.V128_XOR,
+};
+const MASK_BINARY: Partial<Record<BinaryOp, number>> = { "&&": opcode.V128_AND, "||": opcode.V128_OR, "&": opcode.V128_AND, "|": opcode.V128_OR, "^": opcode.V128_XOR, "!=": opcode.V128_XOR };
 const COMPARISON = new Set<BinaryOp>(["==", "!=", "<", ">", "<=", ">="]);
 
 /** Math functions with a native wasm instruction: scalar f32 opcode and f32x4 SIMD opcode. */
-const NATIVE_MATH: Partial<Record<MathFn, [number, number]>> = { sqrt: [0x91, 0xe3], abs: [0x8b, 0xe0], floor: [0x8e, 0x68], trunc: [0x8f, 0x69], max: [0x97, 0xe9], min: [0x96, 0xe8] };
+const NATIVE_MATH: Partial<Record<MathFn, [number, number]>> = {
+  sqrt: [opcode.F32_SQRT, opcode.F32X4_SQRT], abs: [opcode.F32_ABS, opcode.F32X4_ABS], floor: [opcode.F32_FLOOR, opcode.F32X4_FLOOR], trunc: [opcode.F32_TRUNC, opcode.F32X4_TRUNC], max: [opcode.F32_MAX, opcode.F32X4_MAX], min: [opcode.F32_MIN, opcode.F32X4_MIN],
+};
 
 /**
  * The reductions an accumulator of a vectorised loop can take: their f32x4 opcode, identity and
@@ -73,17 +83,19 @@ const NATIVE_MATH: Partial<Record<MathFn, [number, number]>> = { sqrt: [0x91, 0x
  * of the lanes that met one makes them NaN after the loop (`nan`).
  */
 const REDUCTION = {
-  sum: { simd: 0xe4, identity: 0, scalar: 0x92, nan: false },
-  max: { simd: 0xeb, identity: -Infinity, scalar: 0x97, nan: true },
-  min: { simd: 0xea, identity: Infinity, scalar: 0x96, nan: true },
+  sum: { simd: opcode.F32X4_ADD, identity: 0, scalar: opcode.F32_ADD, nan: false },
+  max: { simd: opcode.F32X4_PMAX, identity: -Infinity, scalar: opcode.F32_MAX, nan: true },
+  min: { simd: opcode.F32X4_PMIN, identity: Infinity, scalar: opcode.F32_MIN, nan: true },
 };
 type Reduction = keyof typeof REDUCTION;
 
-const i32x4Const = (v: number) => [0xfd, 0x0c, ...new Uint8Array(new Int32Array([v, v, v, v]).buffer)];
+const i32x4Const = (...v: number[]) => [opcode.SIMD_PREFIX, opcode.V128_CONST, ...new Uint8Array(new Int32Array(v.length === 1 ? [v[0], v[0], v[0], v[0]] : v).buffer)];
 const I32X4_ZERO = i32x4Const(0);
 const I32X4_ONE = i32x4Const(1);
-const f32Const = (v: number) => [0x43, ...new Uint8Array(new Float32Array([v]).buffer)];
-const v128Splat = (v: number) => [0xfd, 0x0c, ...new Uint8Array(new Float32Array([v, v, v, v]).buffer)];
+const f32Const = (v: number) => [opcode.F32_CONST, ...new Uint8Array(new Float32Array([v]).buffer)];
+const v128Splat = (v: number) => [opcode.SIMD_PREFIX, opcode.V128_CONST, ...new Uint8Array(new Float32Array([v, v, v, v]).buffer)];
+/** Each lane's offset from the loop index. */
+const LANE_OFFSETS = i32x4Const(0, 1, 2, 3);
 
 /** The names an expression reads. */
 function reads(e: ScalarExpr, into = new Set<string>()): Set<string> {
@@ -222,9 +234,9 @@ class Compiler {
       }
       case "unary":
         // not x is x == 0: i32.eqz, or f32.eq with 0.
-        if (e.op === "not") return void (this.expr(e.a), isFloatType(typeOf(e.a)) ? f.op(...f32Const(0), 0x5b) : f.op(0x45));
-        if (isFloatType(typeOf(e.a))) return void (this.expr(e.a), f.op(0x8c));
-        return void (f.i32(0), this.expr(e.a), f.op(0x6b));
+        if (e.op === "not") return void (this.expr(e.a), isFloatType(typeOf(e.a)) ? f.op(...f32Const(0), opcode.F32_EQ) : f.op(opcode.I32_EQZ));
+        if (isFloatType(typeOf(e.a))) return void (this.expr(e.a), f.op(opcode.F32_NEG));
+        return void (f.i32(0), this.expr(e.a), f.op(opcode.I32_SUB));
       case "binary":
         return this.binary(e.op, e.a, e.b);
       case "call":
@@ -233,7 +245,7 @@ class Compiler {
         this.expr(e.a);
         this.typed(e.b, valType(typeOf(e.a)));
         this.typed(e.cond, I32);
-        f.op(0x1b);
+        f.op(opcode.SELECT);
         return;
       case "cast":
         return this.cast(e.to, e.a);
@@ -267,7 +279,7 @@ class Compiler {
       const y = this.fresh(I32, "den");
       this.expr(a);
       this.expr(b);
-      this.f.set(y).get(y).i32(1).get(y).op(0x1b, 0x6f).i32(0).get(y).op(0x1b);
+      this.f.set(y).get(y).i32(1).get(y).op(opcode.SELECT, opcode.I32_REM_S).i32(0).get(y).op(opcode.SELECT);
       return;
     }
     const code = I32_BINARY[op] ?? refuse(`the integer operator ${op}`);
@@ -278,7 +290,7 @@ class Compiler {
 
   private call(fn: MathFn, args: ScalarExpr[]): void {
     const f = this.f;
-    if (fn === "imul") return void (this.expr(args[0]), this.expr(args[1]), f.op(0x6c));
+    if (fn === "imul") return void (this.expr(args[0]), this.expr(args[1]), f.op(opcode.I32_MUL));
     if (fn === "idiv") return this.idiv(args[0], args[1]);
     if (!isFloatType(typeOf(args[0]))) refuse(`${fn} of integers`);
     const native = NATIVE_MATH[fn];
@@ -290,7 +302,7 @@ class Compiler {
     if (fn === "isnan") {
       const x = this.fresh(F32, "nan");
       this.expr(args[0]);
-      f.set(x, F32).get(x, F32).get(x, F32).op(0x5c);
+      f.set(x, F32).get(x, F32).get(x, F32).op(opcode.F32_NE);
       return;
     }
     // The other functions exist in f32x4 only: lane 0 of the splatted arguments.
@@ -298,12 +310,12 @@ class Compiler {
     const locals = args.map((a) => {
       const v = this.fresh(V128, "arg");
       this.typed(a, F32);
-      f.simd(0x13).set(v, V128);
+      f.simd(opcode.F32X4_SPLAT).set(v, V128);
       return v;
     });
     const out = this.fresh(V128, fn);
     f32x4Math(f, fn, locals, out);
-    f.get(out, V128).simd(0x1f, 0);
+    f.get(out, V128).simd(opcode.F32X4_EXTRACT_LANE, 0);
   }
 
   /**
@@ -317,17 +329,17 @@ class Compiler {
     f.set(x);
     this.expr(b);
     f.set(y);
-    f.i32(0).get(x).op(0x6b);
-    f.get(x).get(y).i32(1).get(y).i32(1).op(0x6a).i32(1).op(0x4b, 0x1b, 0x6d); // b + 1 >u 1: b is neither 0 nor -1
-    f.get(y).i32(-1).op(0x46, 0x1b);
-    f.i32(0).get(y).op(0x1b);
+    f.i32(0).get(x).op(opcode.I32_SUB);
+    f.get(x).get(y).i32(1).get(y).i32(1).op(opcode.I32_ADD).i32(1).op(opcode.I32_GT_U, opcode.SELECT, opcode.I32_DIV_S); // b + 1 >u 1: b is neither 0 nor -1
+    f.get(y).i32(-1).op(opcode.I32_EQ, opcode.SELECT);
+    f.i32(0).get(y).op(opcode.SELECT);
   }
 
   private cast(to: ScalarType, a: ScalarExpr): void {
     const from = typeOf(a);
     this.expr(a);
     if (isFloatType(to)) {
-      if (isIntType(from)) this.f.op(0xb2);
+      if (isIntType(from)) this.f.op(opcode.F32_CONVERT_I32_S);
       else valType(from);
       return;
     }
@@ -337,9 +349,9 @@ class Compiler {
 
   /** An i32 on the stack as `to` holds it: i8 sign-extended, u8 masked, bool 0 or 1. */
   private narrow(to: ScalarType): void {
-    if (to === "i8") this.f.op(0xc0);
-    else if (to === "u8") this.f.i32(255).op(0x71);
-    else if (to === "bool") this.f.i32(0).op(0x47);
+    if (to === "i8") this.f.op(opcode.I32_EXTEND8_S);
+    else if (to === "u8") this.f.i32(255).op(opcode.I32_AND);
+    else if (to === "bool") this.f.i32(0).op(opcode.I32_NE);
   }
 
   private round(dtype: DType, a: ScalarExpr): void {
@@ -358,8 +370,8 @@ class Compiler {
     const bytes = access(dtype).bytes;
     this.f.get(`@${buffer}`);
     this.typed(index, I32);
-    if (bytes > 1) this.f.i32(bytes).op(0x6c);
-    this.f.op(0x6a);
+    if (bytes > 1) this.f.i32(bytes).op(opcode.I32_MUL);
+    this.f.op(opcode.I32_ADD);
   }
 
   stmts(list: readonly Stmt[]): void {
@@ -396,42 +408,42 @@ class Compiler {
         return this.loop(s);
       case "while":
         this.control.push("block", "loop");
-        f.op(0x02, 0x40, 0x03, 0x40);
+        f.op(opcode.BLOCK, opcode.VOID, opcode.LOOP, opcode.VOID);
         this.typed(s.cond, I32);
-        f.op(0x45, 0x0d, 1);
+        f.op(opcode.I32_EQZ, opcode.BR_IF, 1);
         this.block(() => this.stmts(s.body));
-        f.op(0x0c, 0, 0x0b, 0x0b);
+        f.op(opcode.BR, 0, opcode.END, opcode.END);
         this.control.splice(-2);
         return;
       case "if":
         this.typed(s.cond, I32);
         this.control.push("if");
-        f.op(0x04, 0x40);
+        f.op(opcode.IF, opcode.VOID);
         this.block(() => this.stmts(s.then));
         if (s.else.length) {
-          f.op(0x05);
+          f.op(opcode.ELSE);
           this.block(() => this.stmts(s.else));
         }
-        f.op(0x0b);
+        f.op(opcode.END);
         this.control.pop();
         return;
       case "break": {
         const loop = this.control.lastIndexOf("loop");
         if (loop < 1) refuse("a break outside a loop");
-        f.op(0x0c, this.control.length - loop);
+        f.op(opcode.BR, this.control.length - loop);
         return;
       }
       case "fail": {
         // The first error wins: errors[0] is its code, then its values.
-        f.get(`@${ERRORS_PARAM}`).op(0x28, 2, 0).op(0x45, 0x04, 0x40);
-        f.get(`@${ERRORS_PARAM}`).i32(s.code).op(0x36, 2, 0);
+        f.get(`@${ERRORS_PARAM}`).op(opcode.I32_LOAD, 2, 0).op(opcode.I32_EQZ, opcode.IF, opcode.VOID);
+        f.get(`@${ERRORS_PARAM}`).i32(s.code).op(opcode.I32_STORE, 2, 0);
         s.values.forEach((v, i) => {
           if (!isIntType(typeOf(v))) refuse("an error value that is not an integer");
           f.get(`@${ERRORS_PARAM}`);
           this.expr(v);
-          f.op(0x36, 2, 4 * (i + 1));
+          f.op(opcode.I32_STORE, 2, 4 * (i + 1));
         });
-        f.op(0x0b);
+        f.op(opcode.END);
         return;
       }
       default:
@@ -458,10 +470,10 @@ class Compiler {
   private counted(index: string, end: string, step: number, body: () => void): void {
     const f = this.f;
     this.control.push("block", "loop");
-    f.op(0x02, 0x40, 0x03, 0x40);
-    f.get(index).get(end).op(0x4e, 0x0d, 1); // i32.ge_s; br_if 1
+    f.op(opcode.BLOCK, opcode.VOID, opcode.LOOP, opcode.VOID);
+    f.get(index).get(end).op(opcode.I32_GE_S, opcode.BR_IF, 1);
     body();
-    f.bump(index, step).op(0x0c, 0, 0x0b, 0x0b);
+    f.bump(index, step).op(opcode.BR, 0, opcode.END, opcode.END);
     this.control.splice(-2);
   }
 
@@ -494,7 +506,7 @@ class Compiler {
       }
       const readWritten = this.checkAliasing(s.body);
       const last = this.fresh(I32, "last");
-      f.get(end).i32(-3).op(0x6a).set(last);
+      f.get(end).i32(-3).op(opcode.I32_ADD).set(last);
       for (const { op, local, nan } of accumulators.values()) {
         f.op(...v128Splat(REDUCTION[op].identity)).set(local, V128);
         if (REDUCTION[op].nan) f.op(...I32X4_ZERO).set(nan, V128);
@@ -507,10 +519,10 @@ class Compiler {
       for (const [acc, { op, local, nan }] of accumulators) {
         const l = this.lookup(acc);
         const { scalar } = REDUCTION[op];
-        if (REDUCTION[op].nan) f.op(...v128Splat(NaN)).get(local, V128).get(nan, V128).simd(0x52).set(local, V128);
+        if (REDUCTION[op].nan) f.op(...v128Splat(NaN)).get(local, V128).get(nan, V128).simd(opcode.V128_BITSELECT).set(local, V128);
         f.get(l.local, F32);
-        f.get(local, V128).simd(0x1f, 0).get(local, V128).simd(0x1f, 1).op(scalar);
-        f.get(local, V128).simd(0x1f, 2).get(local, V128).simd(0x1f, 3).op(scalar);
+        f.get(local, V128).simd(opcode.F32X4_EXTRACT_LANE, 0).get(local, V128).simd(opcode.F32X4_EXTRACT_LANE, 1).op(scalar);
+        f.get(local, V128).simd(opcode.F32X4_EXTRACT_LANE, 2).get(local, V128).simd(opcode.F32X4_EXTRACT_LANE, 3).op(scalar);
         f.op(scalar).op(scalar).set(l.local, F32);
       }
     } catch (e) {
@@ -576,14 +588,14 @@ class Compiler {
       const kind = this.kindOf(typeOf(e));
       if (kind === "m") f.i32(0);
       this.expr(e);
-      if (kind === "m") f.op(0x6b);
-      f.simd(kind === "f" ? 0x13 : 0x11);
+      if (kind === "m") f.op(opcode.I32_SUB);
+      f.simd(kind === "f" ? opcode.F32X4_SPLAT : opcode.I32X4_SPLAT);
       return kind;
     }
     switch (e.kind) {
       case "ref": {
         if (e.name === v.index) {
-          f.get(this.lookup(e.name).local).simd(0x11).op(0xfd, 0x0c, ...new Uint8Array(new Int32Array([0, 1, 2, 3]).buffer)).simd(0xae);
+          f.get(this.lookup(e.name).local).simd(opcode.I32X4_SPLAT).op(...LANE_OFFSETS).simd(opcode.I32X4_ADD);
           return "i";
         }
         const l = this.lookup(e.name);
@@ -597,17 +609,17 @@ class Compiler {
         const kind = this.vexpr(e.a);
         if (e.op === "not") {
           if (kind !== "m") refuse("not of a number");
-          f.simd(0x4d);
+          f.simd(opcode.V128_NOT);
           return "m";
         }
-        f.simd(kind === "f" ? 0xe1 : kind === "i" ? 0xa1 : refuse("negating a bool"));
+        f.simd(kind === "f" ? opcode.F32X4_NEG : kind === "i" ? opcode.I32X4_NEG : refuse("negating a bool"));
         return kind;
       }
       case "binary": {
         if (e.op === "<<" || e.op === ">>") {
           if (this.vexpr(e.a) !== "i" || !this.uniform(e.b)) refuse("a shift by lanes");
           this.typed(e.b, I32);
-          f.simd(e.op === "<<" ? 0xab : 0xac);
+          f.simd(e.op === "<<" ? opcode.I32X4_SHL : opcode.I32X4_SHR_S);
           return "i";
         }
         // A bool beside an integer (b != 0) takes part as 0 or 1.
@@ -615,14 +627,14 @@ class Compiler {
         const operand = (x: ScalarExpr): Lanes => {
           const kind = this.vexpr(x);
           if (!mixed || kind !== "m") return kind;
-          f.op(...I32X4_ONE).simd(0x4e);
+          f.op(...I32X4_ONE).simd(opcode.V128_AND);
           return "i";
         };
         const a = operand(e.a);
         const b = operand(e.b);
         if (a !== b) refuse("operands of two lane kinds");
         if (a === "m" && e.op === "==") {
-          f.simd(0x51).simd(0x4d); // not (a xor b)
+          f.simd(opcode.V128_XOR).simd(opcode.V128_NOT);
           return "m";
         }
         const table = a === "f" ? F32X4_BINARY : a === "i" ? I32X4_BINARY : MASK_BINARY;
@@ -632,7 +644,7 @@ class Compiler {
       case "call": {
         if (e.fn === "imul") {
           if (this.vexpr(e.args[0]) !== "i" || this.vexpr(e.args[1]) !== "i") refuse("imul of floats");
-          f.simd(0xb5);
+          f.simd(opcode.I32X4_MUL);
           return "i";
         }
         const native = NATIVE_MATH[e.fn];
@@ -648,7 +660,7 @@ class Compiler {
           return l;
         });
         if (e.fn === "isnan") {
-          f.get(locals[0], V128).get(locals[0], V128).simd(0x42);
+          f.get(locals[0], V128).get(locals[0], V128).simd(opcode.F32X4_NE);
           return "m";
         }
         if (!F32X4_MATH.has(e.fn)) refuse(`the math function ${e.fn}`);
@@ -661,17 +673,17 @@ class Compiler {
         const a = this.vexpr(e.a);
         if (this.vexpr(e.b) !== a) refuse("select of two lane kinds");
         if (this.vexpr(e.cond) !== "m") refuse("select on a number");
-        f.simd(0x52);
+        f.simd(opcode.V128_BITSELECT);
         return a;
       }
       case "cast": {
         const from = this.vexpr(e.a);
         const to = this.kindOf(e.to);
         if (from === to) return to;
-        if (to === "f" && from === "i") return void f.simd(0xfa), "f";
+        if (to === "f" && from === "i") return void f.simd(opcode.F32X4_CONVERT_I32X4_S), "f";
         // A mask as a number: 1 where set (the bits of 1.0f for floats).
         if (from === "m" && to !== "m") {
-          f.op(...(to === "f" ? v128Splat(1) : I32X4_ONE)).simd(0x4e);
+          f.op(...(to === "f" ? v128Splat(1) : I32X4_ONE)).simd(opcode.V128_AND);
           return to;
         }
         return refuse(`a cast of lanes to ${e.to}`);
@@ -710,7 +722,7 @@ class Compiler {
     const v = this.vector!;
     const outer = this.lookup(v.index);
     const shifted = this.fresh(I32, "lane");
-    this.f.get(outer.local).i32(lane).op(0x6a).set(shifted);
+    this.f.get(outer.local).i32(lane).op(opcode.I32_ADD).set(shifted);
     this.vector = undefined;
     this.scopes.push(new Map([[v.index, { local: shifted, type: "i32" }]]));
     this.address(buffer, dtype, index);
@@ -726,12 +738,12 @@ class Compiler {
       // Four consecutive bytes, widened to i32 lanes, then compared with 0.
       if (stride !== 1) refuse("bools read from scattered bytes");
       this.scalarAddress(e.buffer, e.dtype, e.index);
-      f.simd(0x5c, 0, 0).simd(0x89).simd(0xa9).op(...I32X4_ZERO).simd(0x38);
+      f.simd(opcode.V128_LOAD32_ZERO, 0, 0).simd(opcode.I16X8_EXTEND_LOW_I8X16_U).simd(opcode.I32X4_EXTEND_LOW_I16X8_U).op(...I32X4_ZERO).simd(opcode.I32X4_NE);
       return "m";
     }
     if (stride === 1) {
       this.scalarAddress(e.buffer, e.dtype, e.index);
-      f.simd(0x00, 2, 0);
+      f.simd(opcode.V128_LOAD, 2, 0);
       return kind;
     }
     // Four lanes, each from its own element.
@@ -740,7 +752,7 @@ class Compiler {
       const v = this.fresh(V128, "gather");
       f.set(v, V128);
       this.laneAddress(e.buffer, e.dtype, e.index, lane);
-      f.get(v, V128).simd(0x56, 2, 0, lane);
+      f.get(v, V128).simd(opcode.V128_LOAD32_LANE, 2, 0, lane);
     }
     return kind;
   }
@@ -777,7 +789,7 @@ class Compiler {
           const term = this.fresh(V128, "term");
           f.set(term, V128);
           f.get(local, V128).get(term, V128).simd(REDUCTION[op].simd).set(local, V128);
-          if (REDUCTION[op].nan) f.get(nan, V128).get(term, V128).get(term, V128).simd(0x42).simd(0x50).set(nan, V128);
+          if (REDUCTION[op].nan) f.get(nan, V128).get(term, V128).get(term, V128).simd(opcode.F32X4_NE).simd(opcode.V128_OR).set(nan, V128);
           break;
         }
         case "store": {
@@ -790,13 +802,13 @@ class Compiler {
             if (stride !== 1) refuse("bools written to scattered bytes");
             this.scalarAddress(s.buffer, s.dtype, s.index);
             if (this.vexpr(s.value) !== "m") refuse("a store of another lane kind");
-            f.op(...I32X4_ONE).simd(0x4e).op(...I32X4_ZERO).simd(0x86).op(...I32X4_ZERO).simd(0x66).simd(0x5a, 0, 0, 0);
+            f.op(...I32X4_ONE).simd(opcode.V128_AND).op(...I32X4_ZERO).simd(opcode.I16X8_NARROW_I32X4_U).op(...I32X4_ZERO).simd(opcode.I8X16_NARROW_I16X8_U).simd(opcode.V128_STORE32_LANE, 0, 0, 0);
             break;
           }
           if (stride === 1) {
             this.scalarAddress(s.buffer, s.dtype, s.index);
             if (this.vexpr(s.value) !== kind) refuse("a store of another lane kind");
-            f.simd(0x0b, 2, 0);
+            f.simd(opcode.V128_STORE, 2, 0);
             break;
           }
           if (this.vexpr(s.value) !== kind) refuse("a store of another lane kind");
@@ -804,7 +816,7 @@ class Compiler {
           f.set(value, V128);
           for (let lane = 0; lane < 4; lane++) {
             this.laneAddress(s.buffer, s.dtype, s.index, lane);
-            f.get(value, V128).simd(0x5a, 2, 0, lane);
+            f.get(value, V128).simd(opcode.V128_STORE32_LANE, 2, 0, lane);
           }
           break;
         }

@@ -14,15 +14,13 @@
 // absorb the earlier ones' rounding.
 
 import { MATH, type MathFn } from "../../compiler/ir/scalar.ts";
-import { type Body, exp, F32X4, F64X2, I32X4_ADD, I32X4_SHL, polynomial, V128, V128_AND, V128_ANDNOT, V128_BITSELECT, V128_OR } from "./wasm-encoder.ts";
+import { type Body, exp, F32X4, F64X2, polynomial, V128 } from "./wasm-encoder.ts";
+import {
+  F32X4_CONVERT_I32X4_S, F32X4_DEMOTE_F64X2_ZERO, F32X4_EQ, F32X4_TRUNC, F64X2_PROMOTE_LOW_F32X4, I32X4_ADD, I32X4_EQ, I32X4_SHL, I32X4_SHR_S, I32X4_SUB,
+  I64X2_EXTEND_HIGH_I32X4_S, I64X2_EXTEND_LOW_I32X4_S, I8X16_SHUFFLE, V128_AND, V128_ANDNOT, V128_BITSELECT, V128_OR, V128_XOR,
+} from "./wasm-opcodes.ts";
 
 const L = F32X4;
-const I32X4_EQ = 0x37;
-const I32X4_SHR_S = 0xac;
-const I32X4_SUB = 0xb1;
-const F32X4_CONVERT_I32X4_S = 0xfa;
-const F32X4_EQ = 0x41;
-const V128_XOR = 0x51;
 
 /** v128.const with the 32 bits `bits` in every lane. */
 const lanesOf = (bits: number) => [0xfd, 0x0c, ...new Uint8Array(new Int32Array([bits, bits, bits, bits]).buffer)];
@@ -167,9 +165,6 @@ const PIO2 = [1.570796012878418, 3.139164164167596e-7, 6.223372171896613e-14];
 // relative errors 4.2e-9 and 1.5e-10.
 const SIN_S = [-0.16666653752326965, 0.008332104422152042, -1.9507446268107742e-4];
 const COS_C = [0.04166664555668831, -0.001388729433529079, 2.4429415134363808e-5];
-const I8X16_SHUFFLE = 0x0d;
-const F32X4_DEMOTE_F64X2_ZERO = 0x5e;
-const F64X2_PROMOTE_LOW_F32X4 = 0x5f;
 /** i8x16.shuffle's lanes for the low 8 bytes of each operand: two demoted f64x2 halves as one f32x4. */
 const LOW_HALVES = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
 
@@ -228,9 +223,6 @@ function sinCos(f: Body, x: string, out: string, quadrant: 0 | 1): void {
 // bit on x to an odd integer y is kept, y = ±0 gives 1 (even for NaN x), and |x| = 1 to
 // y = ±Infinity is NaN (JS, not C) because ±Infinity · 0 is.
 const ATANH_SERIES = Array.from({ length: 8 }, (_, i) => 2 / (2 * i + 1));
-const I64X2_EXTEND_LOW_I32X4_S = 0xc7;
-const I64X2_EXTEND_HIGH_I32X4_S = 0xc8;
-const F32X4_TRUNC = 0x69;
 
 /** Max error 1 ulp. */
 function pow(f: Body, x: string, y: string, out: string): void {
