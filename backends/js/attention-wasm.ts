@@ -7,7 +7,7 @@
 // (no fused multiply-add changes them); in f32 (f32x4) twice as many lanes run per instruction.
 // exp is a polynomial within about 2 ulps of the precision.
 
-import { Body, exp, F32, F64, F64X2, I32, I32_ADD, I32_LT_S, I32_MUL, type Lanes, mem, V128, V128_AND, V128_BITSELECT, V128_LOAD, V128_OR, V128_STORE, wasmModule } from "./wasm-encoder.ts";
+import { Body, END, exp, F32, F32_DEMOTE_F64, F64, F64X2, I32, I32_ADD, I32_LT_S, I32_MUL, I32_SUB, IF, type Lanes, mem, V128, V128_AND, V128_BITSELECT, V128_LOAD, V128_OR, V128_STORE, VOID, wasmModule } from "./wasm-encoder.ts";
 
 export { F32X4, F32X4_FMA, F64X2, type Lanes } from "./wasm-encoder.ts";
 
@@ -73,7 +73,7 @@ function softmaxFunction(L: Lanes, rows: number): Body {
 function combineFunction(L: Lanes, rows: number, maps: number): Body {
   const f = new Body([["pr0", I32], ["pr1", I32], ["n", I32], ["weights", I32], ["block", I32]]);
   const rowBytes = L.bytes * rows;
-  f.get("pr1").get("pr0").op(0x6b).set("gap"); // i32.sub: pr1 - pr0
+  f.get("pr1").get("pr0").op(I32_SUB).set("gap");
   f.get("n").i32(rowBytes).op(I32_MUL).get("pr0").op(I32_ADD).set("end");
   f.get("block").i32(rowBytes).op(I32_MUL).set("blockBytes");
   f.get("pr0").set("start");
@@ -120,7 +120,7 @@ function quantizeFunction(rows: number): Body {
   f.get("levels", F64).simd(F64X2.splat).set("top", V128);
   f.get("lo", F64).simd(F64X2.splat).set("bottom", V128);
   // The loops assume a key.
-  f.i32(0).get("n").op(I32_LT_S, 0x04, 0x40);
+  f.i32(0).get("n").op(I32_LT_S, IF, VOID);
   f.loopWhileBelow("o", "oEnd", () => {
     f.get("stops").get("o").op(I32_ADD).simd(V128_LOAD, ...mem(0)).set("stop", V128);
     f.get("pr").get("o").op(I32_ADD).set("x");
@@ -134,7 +134,7 @@ function quantizeFunction(rows: number): Body {
       f.bump("x", rowBytes);
     });
     f.get("maxes").get("o").op(I32_ADD).get("amax", V128).simd(V128_STORE, ...mem(0));
-    f.get("apply").op(0x04, 0x40);
+    f.get("apply").op(IF, VOID);
     f.get("amax", V128).get("top", V128).simd(F64X2.div).set("step", V128);
     f.get("amax", V128).op(...F64X2.constant(0)).simd(F64X2.gt).get("amax", V128).op(...F64X2.constant(Infinity)).simd(F64X2.lt).simd(V128_AND).set("valid", V128);
     f.get("pr").get("o").op(I32_ADD).set("x");
@@ -149,10 +149,10 @@ function quantizeFunction(rows: number): Body {
       f.get("j", V128).op(...F64X2.constant(1)).simd(F64X2.add).set("j", V128);
       f.bump("x", rowBytes);
     });
-    f.op(0x0b);
+    f.op(END);
     f.bump("o", 16);
   });
-  f.op(0x0b);
+  f.op(END);
   return f;
 }
 
@@ -190,7 +190,7 @@ function scoresFunction(L: Lanes, d: number, rows: number): Body {
     f.bump("out", rowBytes * keys).bump("k", L.bytes * d * keys).bump("j", keys);
   };
   f.get("scale", F64);
-  if (L.scalar === F32) f.op(0xb6); // f32.demote_f64
+  if (L.scalar === F32) f.op(F32_DEMOTE_F64);
   f.simd(L.splat).set("s", V128);
   f.i32(0).set("j");
   f.get("n").i32(-3).op(I32_ADD).set("n4");
@@ -243,10 +243,10 @@ function weightedFunction(L: Lanes, dv: number, rows: number): Body {
   f.i32(dvp - 2 * L.count + 1).set("c2");
   f.i32(dvp).set("cEnd");
   // With no keys acc is left as it is (the kernel stores no row then); the loops below assume a key.
-  f.i32(0).get("n").op(I32_LT_S, 0x04, 0x40);
+  f.i32(0).get("n").op(I32_LT_S, IF, VOID);
   f.ifBelow("c", "c2", () => f.loopWhileBelow("c", "c2", () => step(2)));
   f.ifBelow("c", "cEnd", () => f.loopWhileBelow("c", "cEnd", () => step(1)));
-  f.op(0x0b);
+  f.op(END);
   return f;
 }
 

@@ -4,7 +4,7 @@
 // format is here: one memory (exported, grown by the caller), locals, loops, loads and stores
 // with constant offsets.
 
-import { I32_ADD, I32_LT_S, I32X4_ADD, I32X4_SHL, I64X2_ADD, I64X2_SHL, V128_ANDNOT } from "./wasm-opcodes.ts";
+import { BR_IF, END, I32_ADD, I32_LT_S, I32X4_ADD, I32X4_SHL, I64X2_ADD, I64X2_SHL, IF, LOOP, SIMD_PREFIX, V128_ANDNOT, V128_CONST, VOID } from "./wasm-opcodes.ts";
 
 export * from "./wasm-opcodes.ts";
 
@@ -103,16 +103,16 @@ export class Body {
   }
   /** do { body } while (n < limit): limit is an i32 local; the caller guarantees one pass is due. */
   loopWhileBelow(n: string, limit: string, body: () => void): this {
-    this.op(0x03, 0x40); // loop (no result)
+    this.op(LOOP, VOID);
     body();
-    this.get(n).get(limit).op(I32_LT_S, 0x0d, 0); // br_if 0
-    return this.op(0x0b);
+    this.get(n).get(limit).op(I32_LT_S, BR_IF, 0);
+    return this.op(END);
   }
   /** if (a < b) { body }: a and b are i32 locals. */
   ifBelow(a: string, b: string, body: () => void): this {
-    this.get(a).get(b).op(I32_LT_S, 0x04, 0x40); // if (no result)
+    this.get(a).get(b).op(I32_LT_S, IF, VOID);
     body();
-    return this.op(0x0b);
+    return this.op(END);
   }
 
   encode(): number[] {
@@ -123,7 +123,7 @@ export class Body {
       if (last && last[1] === t) last[0]++;
       else runs.push([1, t]);
     }
-    const body = [...vec(runs.map(([count, t]) => [...uleb(count), t])), ...this.code, 0x0b];
+    const body = [...vec(runs.map(([count, t]) => [...uleb(count), t])), ...this.code, END];
     return [...uleb(body.length), ...body];
   }
 }
@@ -201,13 +201,13 @@ export const F64X2: Lanes = {
   min: 0xf4,
   max: 0xf5,
   pmax: 0xf7,
-  constant: (value) => [0xfd, 0x0c, ...new Uint8Array(new Float64Array([value, value]).buffer)],
+  constant: (value) => [SIMD_PREFIX, V128_CONST, ...new Uint8Array(new Float64Array([value, value]).buffer)],
   // Taylor to r^13: truncation below 1e-17. Below -708, 2^k would be subnormal. e^-746 is
   // below half the least subnormal (e^-745.13), e^710 above the largest float64.
   exp: { ln2Hi: 0.6931471803691238, ln2Lo: 1.9082149292705877e-10, terms: 14, underflow: -708, round: 2 ** 52 * 1.5, range: [-746, 710] },
   powerOfTwo: (f) => {
     const shift = BigInt.asUintN(64, 1023n - new BigInt64Array(new Float64Array([2 ** 52 * 1.5]).buffer)[0]);
-    f.op(0xfd, 0x0c, ...new Uint8Array(new BigUint64Array([shift, shift]).buffer)).simd(I64X2_ADD).i32(52).simd(I64X2_SHL);
+    f.op(SIMD_PREFIX, V128_CONST, ...new Uint8Array(new BigUint64Array([shift, shift]).buffer)).simd(I64X2_ADD).i32(52).simd(I64X2_SHL);
   },
 };
 
@@ -232,7 +232,7 @@ export const F32X4: Lanes = {
   min: 0xe8,
   max: 0xe9,
   pmax: 0xeb,
-  constant: (value) => [0xfd, 0x0c, ...new Uint8Array(new Float32Array([value, value, value, value]).buffer)],
+  constant: (value) => [SIMD_PREFIX, V128_CONST, ...new Uint8Array(new Float32Array([value, value, value, value]).buffer)],
   // ln 2 as 0.693359375 (9 bits: k·hi is exact for |k| < 2^15) and the rest; Taylor to r^7:
   // truncation below 1.3e-8 for |r| <= ln 2 / 2, a fifth of float32's unit roundoff. Below
   // -87, 2^k would be subnormal. e^-104 is below half the least subnormal (e^-103.97), e^89
@@ -240,7 +240,7 @@ export const F32X4: Lanes = {
   exp: { ln2Hi: 0.693359375, ln2Lo: -2.1219444005469058e-4, terms: 8, underflow: -87, round: 2 ** 23 * 1.5, range: [-104, 89] },
   powerOfTwo: (f) => {
     const shift = 127 - new Int32Array(new Float32Array([2 ** 23 * 1.5]).buffer)[0];
-    f.op(0xfd, 0x0c, ...new Uint8Array(new Int32Array([shift, shift, shift, shift]).buffer)).simd(I32X4_ADD).i32(23).simd(I32X4_SHL);
+    f.op(SIMD_PREFIX, V128_CONST, ...new Uint8Array(new Int32Array([shift, shift, shift, shift]).buffer)).simd(I32X4_ADD).i32(23).simd(I32X4_SHL);
   },
 };
 

@@ -61,6 +61,7 @@ export const F32_DIV = 0x95;
 export const F32_MIN = 0x96;
 export const F32_MAX = 0x97;
 export const F32_CONVERT_I32_S = 0xb2;
+export const F32_DEMOTE_F64 = 0xb6;
 export const I32_EXTEND8_S = 0xc0;
 
 // SIMD: the prefix, then the opcode in LEB128 (Body.simd writes both).
