@@ -59,16 +59,6 @@ export function jsOps(): Set<string> {
   return new Set([...loweredOps(), ...Object.keys(TEMPLATES)]);
 }
 
-/**
- * Params larger than this (elements) keep a kernel in JS: the compiled kernels copy their
- * buffers into wasm memory on every call, which for a large table read sparsely (an embedding's
- * gather) costs more than the kernel's work.
- */
-const MAX_COPIED_PARAM = 2 ** 14;
-
-/** The element count of a static shape; NaN for a symbolic one. */
-const staticCount = (shape: readonly (number | string)[]) => shape.reduce<number>((n, d) => n * (typeof d === "number" ? d : NaN), 1);
-
 /** The loader of the compiled kernels' module, as the artifact carries it. */
 const WASM_KERNEL_LOADER = templateSource("wasm-kernels.js");
 
@@ -95,14 +85,16 @@ function emitKernel(plan: KernelPlan, index: number, options: JsOptions & { prec
   }
   const lowered = lowerKernel(plan, kernel);
   const launch = { dims: lowered.dims, grid: lowered.grid, errors: lowered.errors };
-  const bigParam = node.operands.some((o) => plan.graph.nodes[o].op === "param" && !(staticCount(plan.graph.nodes[o].type.shape) <= MAX_COPIED_PARAM));
-  const wasm = options.precision === "f32" && !bigParam ? wasmKernel(lowered) : undefined;
+  const wasm = options.precision === "f32" ? wasmKernel(lowered) : undefined;
   if (wasm) {
     compiled.push(wasm);
     const buffers = lowered.buffers.map((b) => b.name);
-    const params = [...buffers, ...lowered.dims.map((_, i) => dimParam(i)), ...(lowered.errors.length ? [ERRORS_PARAM] : [])];
-    const call = `wasmKernels.call(${JSON.stringify(lowered.name)}, ${wasm.readsOut}, [${buffers.join(", ")}], [${lowered.dims.map((_, i) => dimParam(i)).join(", ")}]${lowered.errors.length ? `, ${ERRORS_PARAM}` : ""});`;
-    return { source: `function ${lowered.name}(${params.join(", ")}) {\n  ${call}\n}`, launch };
+    const signature = [...buffers, ...lowered.dims.map((_, i) => dimParam(i)), ...(lowered.errors.length ? [ERRORS_PARAM] : [])];
+    // The buffers that are params (in<i> is operand i): copied into wasm memory once per session.
+    const params = node.operands.flatMap((o, i) => (plan.graph.nodes[o].op === "param" ? [i + 1] : []));
+    const tail = [...(lowered.errors.length || params.length ? [lowered.errors.length ? ERRORS_PARAM : "null"] : []), ...(params.length ? [`[${params.join(", ")}]`] : [])];
+    const call = `wasmKernels.call(${[JSON.stringify(lowered.name), wasm.readsOut, `[${buffers.join(", ")}]`, `[${lowered.dims.map((_, i) => dimParam(i)).join(", ")}]`, ...tail].join(", ")});`;
+    return { source: `function ${lowered.name}(${signature.join(", ")}) {\n  ${call}\n}`, launch };
   }
   const { source, helpers: used } = renderKernel(lowered, jsLanguage);
   used.forEach((h) => helpers.add(h));

@@ -11,6 +11,8 @@ import { compileJs, jsOps, jsTarget } from "../../backends/js/index.ts";
 import { storageBytes } from "../../backends/common/target.ts";
 import { lowerKernel, lowers } from "../../backends/common/lower/index.ts";
 import { wasmKernel } from "../../backends/js/wasm-kernel.ts";
+import { wasmModule } from "../../backends/js/wasm-encoder.ts";
+import { wasmKernelModule } from "../../backends/js/template/wasm-kernels.js";
 import type { Graph } from "../../compiler/ir/graph.ts";
 import { parseGraph } from "../../compiler/ir/parse.ts";
 import { decompose } from "../../compiler/passes/decompose.ts";
@@ -82,6 +84,32 @@ describe("the wasm kernel compiler", () => {
     }`, {});
     const js = compileJs(fuseElementwise(decompose(graph))).files.get("model.js")!;
     expect(js).toMatch(/wasmKernels\.call\("k\d+_fused_epilogue", true, \[F\.subarray\(cAt, cAt \+ rows \* width\), in\d\.subarray\(/);
+  });
+});
+
+describe("the compiled kernels' loader", () => {
+  it("copies a session's params into wasm memory once, and a new param array (a new session) again", () => {
+    const graph = parseGraph(`graph g {
+      %0 = input {name = "x"} : f32[8]
+      %1 = param {name = "w"} : f32[8]
+      %2 = mul(%0, %1) : f32[8]
+      output "y" = %2
+    }`);
+    const plan = schedule(decompose(graph, jsOps()), storageBytes(jsTarget));
+    const compiled = wasmKernel(lowerKernel(plan, plan.kernels[0]))!;
+    const kernels = wasmKernelModule(wasmModule([[compiled.name, compiled.body]]));
+    const x = Float32Array.from({ length: 8 }, (_, i) => i + 1);
+    const run = (w: Float32Array) => {
+      const y = new Float32Array(8);
+      kernels.call(compiled.name, compiled.readsOut, [y, x, w], [], null, [2]);
+      return [...y];
+    };
+    const w = new Float32Array(8).fill(2);
+    expect(run(w)).toEqual([2, 4, 6, 8, 10, 12, 14, 16]);
+    // A param never changes within a session: the second call reads the copy made by the first.
+    w.fill(3);
+    expect(run(w)).toEqual([2, 4, 6, 8, 10, 12, 14, 16]);
+    expect(run(new Float32Array(8).fill(3))).toEqual([3, 6, 9, 12, 15, 18, 21, 24]);
   });
 });
 
