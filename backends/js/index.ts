@@ -71,13 +71,14 @@ function emitKernel(plan: KernelPlan, index: number, options: JsOptions & { prec
   const kernel = plan.kernels[index];
   const node = kernel.nodes[kernel.nodes.length - 1];
   const template = options.sharedLowering && lowers(node.op) ? undefined : TEMPLATES[node.op];
+  /** Kernel IR compiled into the artifact's wasm module (f32 only); undefined where it stays JS. */
+  const compile = (k: Kernel) => {
+    const wasm = options.precision === "f32" ? wasmKernel(k) : undefined;
+    if (wasm) compiled.push(wasm);
+    return wasm;
+  };
   if (template?.applies(node)) {
-    const compile = (k: Kernel) => {
-      const wasm = wasmKernel(k);
-      if (wasm) compiled.push(wasm);
-      return wasm !== undefined;
-    };
-    const w = new KernelWriter(helpers, kernel.name, options.precision === "f32" ? compile : undefined);
+    const w = new KernelWriter(helpers, kernel.name, options.precision === "f32" ? (k) => compile(k) !== undefined : undefined);
     const operands = node.operands.map((o) => plan.graph.nodes[o]);
     template.write(w, node, operands.map((o) => o.type), options.precision, operands);
     const source = w.finish(kernel.name, ["out", ...node.operands.map((_, i) => `in${i}`)]);
@@ -85,15 +86,13 @@ function emitKernel(plan: KernelPlan, index: number, options: JsOptions & { prec
   }
   const lowered = lowerKernel(plan, kernel);
   const launch = { dims: lowered.dims, grid: lowered.grid, errors: lowered.errors };
-  const wasm = options.precision === "f32" ? wasmKernel(lowered) : undefined;
+  const wasm = compile(lowered);
   if (wasm) {
-    compiled.push(wasm);
     const buffers = lowered.buffers.map((b) => b.name);
     const signature = [...buffers, ...lowered.dims.map((_, i) => dimParam(i)), ...(lowered.errors.length ? [ERRORS_PARAM] : [])];
     // The buffers that are params (in<i> is operand i): copied into wasm memory once per session.
     const params = node.operands.flatMap((o, i) => (plan.graph.nodes[o].op === "param" ? [i + 1] : []));
-    const tail = [...(lowered.errors.length || params.length ? [lowered.errors.length ? ERRORS_PARAM : "null"] : []), ...(params.length ? [`[${params.join(", ")}]`] : [])];
-    const call = `wasmKernels.call(${[JSON.stringify(lowered.name), wasm.readsOut, `[${buffers.join(", ")}]`, `[${lowered.dims.map((_, i) => dimParam(i)).join(", ")}]`, ...tail].join(", ")});`;
+    const call = `wasmKernels.call(${JSON.stringify(lowered.name)}, ${wasm.readsOut}, [${buffers.join(", ")}], [${lowered.dims.map((_, i) => dimParam(i)).join(", ")}], ${lowered.errors.length ? ERRORS_PARAM : "null"}, [${params.join(", ")}]);`;
     return { source: `function ${lowered.name}(${signature.join(", ")}) {\n  ${call}\n}`, launch };
   }
   const { source, helpers: used } = renderKernel(lowered, jsLanguage);

@@ -18,7 +18,7 @@
 import type { BinaryOp, MathFn, ScalarExpr, ScalarType } from "../../compiler/ir/scalar.ts";
 import { children, typeOf } from "../../compiler/ir/scalar.ts";
 import type { DType } from "../../compiler/ir/types.ts";
-import { dimParam, ERRORS_PARAM, type Kernel, type Stmt } from "../common/kernel/ir.ts";
+import { dimParam, ERRORS_PARAM, expressionsOf, type Kernel, type Stmt } from "../common/kernel/ir.ts";
 import { F32X4_MATH, f32x4Math } from "./wasm-math.ts";
 import { Body, F32, I32, type ValType, V128, wasmModule } from "./wasm-encoder.ts";
 import * as opcode from "./wasm-opcodes.ts";
@@ -96,6 +96,15 @@ const f32Const = (v: number) => [opcode.F32_CONST, ...new Uint8Array(new Float32
 const v128Splat = (v: number) => [opcode.SIMD_PREFIX, opcode.V128_CONST, ...new Uint8Array(new Float32Array([v, v, v, v]).buffer)];
 /** Each lane's offset from the loop index. */
 const LANE_OFFSETS = i32x4Const(0, 1, 2, 3);
+
+type Load = Extract<ScalarExpr, { kind: "load" }>;
+
+/** The loads in an expression. */
+function loadsIn(e: ScalarExpr, into: Load[] = []): Load[] {
+  if (e.kind === "load") into.push(e);
+  for (const c of children(e)) loadsIn(c, into);
+  return into;
+}
 
 /** The names an expression reads. */
 function reads(e: ScalarExpr, into = new Set<string>()): Set<string> {
@@ -541,17 +550,7 @@ class Compiler {
    */
   private checkAliasing(body: readonly Stmt[]): Set<string> {
     const stores = body.flatMap((s) => (s.kind === "store" ? [s] : []));
-    const loads: Extract<ScalarExpr, { kind: "load" }>[] = [];
-    const collect = (e: ScalarExpr) => {
-      if (e.kind === "load") loads.push(e);
-      children(e).forEach(collect);
-    };
-    for (const s of body) {
-      if (s.kind === "let" && s.value) collect(s.value);
-      if (s.kind === "store") (collect(s.index), collect(s.value));
-      if (s.kind === "assign") collect(s.value);
-      if (s.kind === "if") (collect(s.cond), s.then.forEach((t) => t.kind === "assign" && collect(t.value)));
-    }
+    const loads = expressionsOf(body).flatMap((e) => loadsIn(e));
     for (const st of stores) for (const ld of loads) if (ld.buffer === st.buffer && !same(ld.index, st.index)) refuse("a buffer read and written at other offsets");
     const stored = new Map<string, ScalarExpr>();
     for (const st of stores) {
@@ -730,7 +729,7 @@ class Compiler {
     this.vector = v;
   }
 
-  private vload(e: Extract<ScalarExpr, { kind: "load" }>): Lanes {
+  private vload(e: Load): Lanes {
     const f = this.f;
     const kind = this.kindOf(e.dtype);
     const stride = this.stride(e.index);
@@ -846,35 +845,10 @@ export function wasmKernel(kernel: Kernel): WasmKernel | undefined {
     // The artifact's kernels share one module, which an invalid function would keep from
     // loading at all: a compiler fault stops the compile here, naming the kernel.
     if (!WebAssembly.validate(wasmModule([[kernel.name, c.f]]))) throw new Error(`internal error: the wasm kernel compiler made an invalid function of kernel ${kernel.name}`);
-    return { name: kernel.name, body: c.f, readsOut: readsBuffer(kernel.body, kernel.buffers[0].name), vectorLoops: c.vectorLoops };
+    const out = kernel.buffers[0].name;
+    return { name: kernel.name, body: c.f, readsOut: expressionsOf(kernel.body).some((e) => loadsIn(e).some((l) => l.buffer === out)), vectorLoops: c.vectorLoops };
   } catch (e) {
     if (e instanceof Unsupported) return undefined;
     throw e;
   }
-}
-
-/** Whether statements load from `buffer`. */
-function readsBuffer(list: readonly Stmt[], buffer: string): boolean {
-  const inExpr = (e: ScalarExpr): boolean => (e.kind === "load" && e.buffer === buffer) || children(e).some(inExpr);
-  return list.some((s) => {
-    switch (s.kind) {
-      case "let":
-        return s.value !== undefined && inExpr(s.value);
-      case "assign":
-      case "return":
-        return inExpr(s.value);
-      case "store":
-        return inExpr(s.index) || inExpr(s.value);
-      case "loop":
-        return inExpr(s.start) || inExpr(s.end) || readsBuffer(s.body, buffer);
-      case "while":
-        return inExpr(s.cond) || readsBuffer(s.body, buffer);
-      case "if":
-        return inExpr(s.cond) || readsBuffer(s.then, buffer) || readsBuffer(s.else, buffer);
-      case "fail":
-        return s.values.some(inExpr);
-      default:
-        return false;
-    }
-  });
 }

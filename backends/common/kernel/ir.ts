@@ -176,6 +176,32 @@ export class StmtBuilder {
   }
 }
 
+/** Every expression the statements evaluate, those of nested bodies included. */
+export function expressionsOf(list: readonly Stmt[]): ScalarExpr[] {
+  return list.flatMap((s): ScalarExpr[] => {
+    switch (s.kind) {
+      case "let":
+        return s.value ? [s.value] : [];
+      case "assign":
+      case "return":
+      case "combine":
+        return [s.value];
+      case "store":
+        return [s.index, s.value];
+      case "loop":
+        return [s.start, s.end, ...expressionsOf(s.body)];
+      case "while":
+        return [s.cond, ...expressionsOf(s.body)];
+      case "if":
+        return [s.cond, ...expressionsOf(s.then), ...expressionsOf(s.else)];
+      case "fail":
+        return s.values;
+      default:
+        return [];
+    }
+  });
+}
+
 /** The name of a kernel's i-th dim parameter: positional, since dim names come from model files. */
 export const dimParam = (i: number): string => `dim${i}`;
 
